@@ -1,0 +1,443 @@
+//! The `Function` custom resource (`functions.flint.dev/v1alpha1`).
+//!
+//! Every field's doc comment becomes its CRD description (what `kubectl
+//! explain function.spec...` prints). Cross-field rules are CEL
+//! (`x-kubernetes-validations`) so the API server refuses bad manifests; the
+//! same rules run in Rust in [`crate::validate`] for `flint dev`.
+
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, EnvFromSource, EnvVar, LocalObjectReference, Probe,
+    ResourceRequirements, SecretVolumeSource,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::defaults;
+use crate::duration::Duration;
+
+/// A function: an HTTP workload that Flint runs as immutable revisions,
+/// routes traffic to, and scales from zero to many and back on request load.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "flint.dev",
+    version = "v1alpha1",
+    kind = "Function",
+    plural = "functions",
+    singular = "function",
+    shortname = "fn",
+    category = "flint",
+    namespaced,
+    status = "FunctionStatus",
+    derive = "PartialEq",
+    doc = "A Flint Function: an HTTP workload run as immutable revisions, routed by host or path, scaled from zero to many and back on request load.",
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(name = "Latest", type_ = "string", json_path = ".status.latestReadyRevision"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 57").message("metadata.name: must be at most 57 characters, so that revision names (<name>-00001) stay valid DNS labels"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name: must be a DNS label: lowercase letters, digits and '-', starting with a letter"),
+    validation = Rule::new("!has(self.spec.traffic) || self.spec.traffic.all(t, !has(t.revision) || t.revision.startsWith(self.metadata.name + '-'))").message("spec.traffic: a revision must be one of this function's (<name>-NNNNN)"),
+    validation = Rule::new("!has(self.spec.traffic) || self.spec.traffic.all(t, !has(t.tag) || size(t.tag) + size(self.metadata.name) <= 62)").message("spec.traffic: tag plus function name must be at most 62 characters, so that the tagged host <tag>-<name> stays a valid DNS label"),
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(self.port in [8012, 8022, 9091])").message("port: 8012, 8022 and 9091 are reserved by the platform").field_path(".port"))]
+#[x_kube(validation = Rule::new("!has(self.traffic) || size(self.traffic) == 0 || self.traffic.map(t, t.percent).sum() == 100").message("traffic: percents must sum to 100").field_path(".traffic"))]
+pub struct FunctionSpec {
+    /// Container image that serves the function on a cluster (ignored by `flint dev`, which runs `command` locally).
+    #[schemars(length(min = 1, max = 1024))]
+    pub image: String,
+
+    /// Entrypoint to run instead of the image's; `flint dev` runs it as a local process in the manifest's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub command: Option<Vec<String>>,
+
+    /// Arguments passed to the entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub args: Option<Vec<String>>,
+
+    /// Environment variables for the function's container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+
+    /// Sources (Secrets, ConfigMaps) whose keys become environment variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+
+    /// TCP port the function listens on; it is also passed as $PORT.
+    #[serde(default = "defaults::port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+
+    /// Protocol spoken to the function: http1, or h2c (HTTP/2 without TLS, e.g. for gRPC).
+    #[serde(default)]
+    pub protocol: Protocol,
+
+    /// CPU and memory requests and limits of the function's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Readiness probe; defaults to a TCP probe on `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+
+    /// Longest time a single request may take, in seconds; the gateway answers 504 past it.
+    #[serde(default = "defaults::timeout_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_seconds: u32,
+
+    /// Hard limit of requests in flight per replica; extra requests wait in the gateway. 0 means no limit.
+    #[serde(default)]
+    #[schemars(range(max = 10000))]
+    pub concurrency: u32,
+
+    /// Service account the function's pods run as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub service_account_name: Option<String>,
+
+    /// Secrets used to pull the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+
+    /// Secret and ConfigMap volumes mounted into the function's container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub volumes: Vec<FunctionVolume>,
+
+    /// How many old revisions that carry no traffic are kept (at zero replicas) before deletion.
+    #[serde(default = "defaults::revision_history_limit")]
+    #[schemars(range(max = 100))]
+    pub revision_history_limit: u32,
+
+    /// Autoscaling: bounds, signal, target and windows.
+    #[serde(default)]
+    pub scale: ScaleSpec,
+
+    /// How traffic is split between revisions. Empty means 100% to the latest ready revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(t, !has(t.tag) || self.filter(u, has(u.tag) && u.tag == t.tag).size() == 1)").message("tags must be unique"))]
+    pub traffic: Vec<TrafficTarget>,
+
+    /// Fire-and-forget invocations: retries, age limit and in-flight limit.
+    #[serde(default, rename = "async")]
+    pub async_: AsyncSpec,
+
+    /// Cron triggers, each delivered as an asynchronous invocation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub schedules: Vec<Schedule>,
+}
+
+/// Protocol spoken between the gateway and the function.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1 (with upgrades such as WebSocket).
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext, e.g. for gRPC.
+    H2c,
+}
+
+/// A Secret or ConfigMap mounted into the function's container.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.secret) != has(self.configMap)").message("exactly one of secret or configMap must be set"))]
+pub struct FunctionVolume {
+    /// Volume name, unique within the Function.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Absolute path the volume is mounted at.
+    #[schemars(length(min = 1, max = 1024), regex(pattern = "^/"))]
+    pub mount_path: String,
+    /// The Secret to mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretVolumeSource>,
+    /// The ConfigMap to mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapVolumeSource>,
+}
+
+/// The autoscaling knobs (Knative KPA semantics). Defaults suit most HTTP functions.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.min <= self.max").message("min must not exceed max").field_path(".min"))]
+#[x_kube(validation = Rule::new("self.initial >= self.min && self.initial <= self.max").message("initial must lie between min and max").field_path(".initial"))]
+#[x_kube(validation = Rule::new("duration(self.stableWindow) >= duration('6s') && duration(self.stableWindow) <= duration('1h')").message("stableWindow must be between 6s and 1h").field_path(".stableWindow"))]
+#[x_kube(validation = Rule::new("duration(self.scaleDownDelay) <= duration('1h')").message("scaleDownDelay must be at most 1h").field_path(".scaleDownDelay"))]
+#[x_kube(validation = Rule::new("duration(self.scaleToZeroGracePeriod) >= duration('1s') && duration(self.scaleToZeroGracePeriod) <= duration('1h')").message("scaleToZeroGracePeriod must be between 1s and 1h").field_path(".scaleToZeroGracePeriod"))]
+pub struct ScaleSpec {
+    /// Fewest replicas; 0 lets the function scale to zero when idle.
+    #[serde(default)]
+    #[schemars(range(max = 1000))]
+    pub min: u32,
+    /// Most replicas.
+    #[serde(default = "defaults::max_scale")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max: u32,
+    /// Replicas a new revision starts with (between min and max).
+    #[serde(default = "defaults::initial_scale")]
+    #[schemars(range(max = 1000))]
+    pub initial: u32,
+    /// Signal to scale on: concurrency (requests in flight) or rps (requests per second).
+    #[serde(default)]
+    pub metric: ScaleMetric,
+    /// Soft target of the metric per replica.
+    #[serde(default = "defaults::target")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub target: u32,
+    /// Percent of `target` actually aimed at, leaving headroom for bursts.
+    #[serde(default = "defaults::target_utilization")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_utilization: u32,
+    /// Window the stable (non-panic) average is taken over.
+    #[serde(default = "defaults::stable_window")]
+    pub stable_window: Duration,
+    /// Panic window as a percent of the stable window.
+    #[serde(default = "defaults::panic_window_percent")]
+    #[schemars(range(min = 1, max = 100))]
+    pub panic_window_percent: u32,
+    /// Enter panic mode when the panic-window demand reaches this percent of current capacity.
+    #[serde(default = "defaults::panic_threshold_percent")]
+    #[schemars(range(min = 110, max = 1000))]
+    pub panic_threshold_percent: u32,
+    /// How long demand must stay low before scaling down takes effect.
+    #[serde(default = "defaults::scale_down_delay")]
+    pub scale_down_delay: Duration,
+    /// Keep-alive policy for the last replica: fixed (the grace period) or adaptive (learned from idle times).
+    #[serde(default)]
+    pub keep_alive: KeepAlive,
+    /// How long a revision with no traffic keeps its last replica before scaling to zero.
+    #[serde(default = "defaults::scale_to_zero_grace_period")]
+    pub scale_to_zero_grace_period: Duration,
+}
+
+/// The per-replica signal the autoscaler scales on.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleMetric {
+    /// Average requests in flight.
+    #[default]
+    Concurrency,
+    /// Requests per second.
+    Rps,
+}
+
+/// Keep-alive policy for a revision's last replica.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepAlive {
+    /// Keep the last replica for `scaleToZeroGracePeriod` after the last request.
+    #[default]
+    Fixed,
+    /// Learn the function's idle-time histogram; keep or pre-warm the last replica accordingly.
+    Adaptive,
+}
+
+/// One traffic target: a share of requests for a revision or for the latest ready revision.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.revision) != (has(self.latestRevision) && self.latestRevision)").message("exactly one of revision or latestRevision: true must be set"))]
+pub struct TrafficTarget {
+    /// A named revision, e.g. hello-00001.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub revision: Option<String>,
+    /// Follow the latest ready revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_revision: Option<bool>,
+    /// Percent of requests sent to this target.
+    #[schemars(range(max = 100))]
+    pub percent: u32,
+    /// Also expose this target at <tag>-<function>.<namespace>.<domain>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 61),
+        regex(pattern = "^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub tag: Option<String>,
+}
+
+/// Fire-and-forget invocation settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.maxAge) >= duration('1s') && duration(self.maxAge) <= duration('168h')").message("maxAge must be between 1s and 168h").field_path(".maxAge"))]
+pub struct AsyncSpec {
+    /// Retries after the first attempt before an invocation is dead-lettered.
+    #[serde(default = "defaults::async_max_retries")]
+    #[schemars(range(max = 100))]
+    pub max_retries: u32,
+    /// Oldest an invocation may get before it is dead-lettered without further retries.
+    #[serde(default = "defaults::async_max_age")]
+    pub max_age: Duration,
+    /// Asynchronous deliveries in flight at once for this function.
+    #[serde(default = "defaults::async_max_in_flight")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_in_flight: u32,
+}
+
+/// A cron trigger, delivered as an asynchronous invocation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    /// Five-field cron expression (minute hour day-of-month month day-of-week).
+    #[schemars(length(min = 9, max = 128))]
+    pub cron: String,
+    /// IANA time zone the expression is read in.
+    #[serde(default = "defaults::timezone")]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = "^[A-Za-z][A-Za-z0-9_+/-]*$")
+    )]
+    pub timezone: String,
+    /// Request path sent to the function.
+    #[serde(default = "defaults::schedule_path")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = "^/"))]
+    pub path: String,
+    /// HTTP method of the invocation.
+    #[serde(default)]
+    pub method: ScheduleMethod,
+    /// Request body sent with each invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub body: Option<String>,
+}
+
+/// HTTP method of a scheduled invocation.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ScheduleMethod {
+    /// GET
+    Get,
+    /// POST
+    #[default]
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+/// Observed state of a Function, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionStatus {
+    /// The generation the status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, ConfigurationsReady and RoutesReady, with reasons a person can act on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Where the function is reached: http://<name>.<namespace>.<domain>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The newest revision created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_created_revision: Option<String>,
+    /// The newest revision that became ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_ready_revision: Option<String>,
+    /// Traffic split resolved to concrete revisions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<TrafficStatus>,
+    /// The revisions that exist, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<RevisionStatus>,
+    /// Ready replicas across all revisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Replicas the autoscaler wants across all revisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+}
+
+/// A traffic target resolved to a concrete revision.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficStatus {
+    /// The revision receiving this share.
+    pub revision_name: String,
+    /// Percent of requests.
+    pub percent: u32,
+    /// Whether this entry follows the latest ready revision.
+    #[serde(default)]
+    pub latest_revision: bool,
+    /// The tag, if the target has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The tagged URL, if the target has a tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// The observed state of one revision.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionStatus {
+    /// Revision name, e.g. hello-00002.
+    pub name: String,
+    /// Whether at least one replica is ready (or the revision is healthy at zero).
+    pub ready: bool,
+    /// Ready replicas.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Why the revision is not ready, in one word (e.g. ImagePullBackOff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A sentence a person can act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Default for ScaleSpec {
+    fn default() -> Self {
+        Self {
+            min: 0,
+            max: defaults::max_scale(),
+            initial: defaults::initial_scale(),
+            metric: ScaleMetric::default(),
+            target: defaults::target(),
+            target_utilization: defaults::target_utilization(),
+            stable_window: defaults::stable_window(),
+            panic_window_percent: defaults::panic_window_percent(),
+            panic_threshold_percent: defaults::panic_threshold_percent(),
+            scale_down_delay: defaults::scale_down_delay(),
+            keep_alive: KeepAlive::default(),
+            scale_to_zero_grace_period: defaults::scale_to_zero_grace_period(),
+        }
+    }
+}
+
+impl Default for AsyncSpec {
+    fn default() -> Self {
+        Self {
+            max_retries: defaults::async_max_retries(),
+            max_age: defaults::async_max_age(),
+            max_in_flight: defaults::async_max_in_flight(),
+        }
+    }
+}
+
+impl ScaleSpec {
+    /// The per-replica value the autoscaler aims at: `target × targetUtilization%`.
+    pub fn effective_target(&self) -> f64 {
+        f64::from(self.target) * f64::from(self.target_utilization) / 100.0
+    }
+
+    /// The panic window: `panicWindowPercent` of the stable window, at least one second.
+    pub fn panic_window(&self) -> Duration {
+        let ms =
+            self.stable_window.as_std().as_millis() * u128::from(self.panic_window_percent) / 100;
+        Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX).max(1_000))
+    }
+}

@@ -1,0 +1,28 @@
+//! Flint's API: the `Function` custom resource, its defaults and validation,
+//! and the names every component shares (labels, metrics, hosts, the
+//! scale-from-zero poke). This crate does no I/O; the operator, the runtime
+//! and `flint dev` all build on it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod crd;
+pub mod defaults;
+pub mod duration;
+pub mod function;
+pub mod manifest;
+pub mod metrics;
+pub mod names;
+pub mod poke;
+pub mod validate;
+
+pub use duration::Duration;
+pub use function::{
+    AsyncSpec, Function, FunctionSpec, FunctionStatus, FunctionVolume, KeepAlive, Protocol,
+    RevisionStatus, ScaleMetric, ScaleSpec, Schedule, ScheduleMethod, TrafficStatus, TrafficTarget,
+};
+pub use manifest::{ManifestError, parse_functions};
+pub use validate::{FieldError, ValidationErrors, validate};

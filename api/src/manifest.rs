@@ -1,0 +1,158 @@
+//! Reading Function manifests from YAML text (one or many documents), with
+//! errors that name the document, field and line, never a panic. Used by
+//! `flint dev` and by the manifest checks in the test suite.
+
+use serde::Deserialize;
+
+use crate::function::Function;
+use crate::names::{API_VERSION, KIND};
+use crate::validate::{ValidationErrors, validate};
+
+/// Why a manifest could not be turned into valid Functions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// The text is not YAML.
+    #[error("document {document}: not valid YAML: {message}")]
+    Syntax {
+        /// 1-based position of the document in the file.
+        document: usize,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The document is not a mapping with `apiVersion` and `kind`.
+    #[error(
+        "document {document}: not a Kubernetes object (expected a mapping with apiVersion, kind, metadata, spec)"
+    )]
+    NotAnObject {
+        /// 1-based position of the document in the file.
+        document: usize,
+    },
+    /// The document is some other kind of object.
+    #[error("document {document}: kind: {found:?} is not a Function (expected kind: {KIND})")]
+    WrongKind {
+        /// 1-based position of the document in the file.
+        document: usize,
+        /// The kind found.
+        found: String,
+    },
+    /// The document is a Function of an API version Flint does not serve.
+    #[error(
+        "document {document}: apiVersion: {found:?} is not served (expected apiVersion: {API_VERSION})"
+    )]
+    WrongApiVersion {
+        /// 1-based position of the document in the file.
+        document: usize,
+        /// The apiVersion found.
+        found: String,
+    },
+    /// A field is missing, has the wrong type or an unreadable value.
+    #[error("document {document}: {message}")]
+    Field {
+        /// 1-based position of the document in the file.
+        document: usize,
+        /// The message, starting with the field path and ending with the line.
+        message: String,
+    },
+    /// Fields Flint does not know (often a typo).
+    #[error("document {document}: unknown field {}", paths.join(", "))]
+    UnknownFields {
+        /// 1-based position of the document in the file.
+        document: usize,
+        /// The paths of the unknown fields, e.g. `spec.scale.minimum`.
+        paths: Vec<String>,
+    },
+    /// The Function parsed but breaks the API's rules.
+    #[error("function {name:?}: {errors}")]
+    Invalid {
+        /// The Function's name (empty when missing).
+        name: String,
+        /// Every problem found.
+        errors: ValidationErrors,
+    },
+}
+
+/// Parses every document of `text` as a Function and validates each one.
+/// Empty documents are skipped. The first problem found is returned.
+pub fn parse_functions(text: &str) -> Result<Vec<Function>, ManifestError> {
+    let mut functions = Vec::new();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let document = index + 1;
+        let value = serde_yaml::Value::deserialize(doc).map_err(|e| ManifestError::Syntax {
+            document,
+            message: e.to_string(),
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        check_type(document, &value)?;
+        functions.push(document);
+    }
+    // Second pass: typed, so field errors carry the field path and the line.
+    let mut out = Vec::with_capacity(functions.len());
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let document = index + 1;
+        if !functions.contains(&document) {
+            continue;
+        }
+        let mut unknown = Vec::new();
+        let function: Function =
+            serde_ignored::deserialize(doc, |path| unknown.push(path.to_string())).map_err(
+                |e| ManifestError::Field {
+                    document,
+                    message: e.to_string(),
+                },
+            )?;
+        if !unknown.is_empty() {
+            return Err(ManifestError::UnknownFields {
+                document,
+                paths: unknown,
+            });
+        }
+        validate(&function).map_err(|errors| ManifestError::Invalid {
+            name: function.metadata.name.clone().unwrap_or_default(),
+            errors,
+        })?;
+        out.push(function);
+    }
+    Ok(out)
+}
+
+fn check_type(document: usize, value: &serde_yaml::Value) -> Result<(), ManifestError> {
+    let map = value
+        .as_mapping()
+        .ok_or(ManifestError::NotAnObject { document })?;
+    let field = |key: &str| map.get(key).and_then(serde_yaml::Value::as_str);
+    let kind = field("kind").ok_or(ManifestError::NotAnObject { document })?;
+    if kind != KIND {
+        return Err(ManifestError::WrongKind {
+            document,
+            found: kind.to_owned(),
+        });
+    }
+    let api_version = field("apiVersion").unwrap_or_default();
+    if api_version != API_VERSION {
+        return Err(ManifestError::WrongApiVersion {
+            document,
+            found: api_version.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+impl ManifestError {
+    /// The field paths this error is about, for tests and tooling.
+    pub fn paths(&self) -> Vec<String> {
+        match self {
+            Self::Invalid { errors, .. } => errors.0.iter().map(|e| e.path.clone()).collect(),
+            Self::UnknownFields { paths, .. } => paths.clone(),
+            Self::WrongKind { .. } => vec!["kind".into()],
+            Self::WrongApiVersion { .. } => vec!["apiVersion".into()],
+            Self::Field { message, .. } => message
+                .split(": ")
+                .next()
+                .map(|p| vec![p.to_owned()])
+                .unwrap_or_default(),
+            Self::Syntax { .. } | Self::NotAnObject { .. } => Vec::new(),
+        }
+    }
+}

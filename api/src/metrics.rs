@@ -1,0 +1,48 @@
+//! Metric names and label keys. The gateway exports them, the autoscaler reads
+//! them, the chart's rules and dashboard query them: one spelling for all.
+
+/// Counter: requests answered, by namespace, function, revision and status code.
+pub const REQUESTS_TOTAL: &str = "flint_requests_total";
+/// Histogram: request duration in seconds as seen by the gateway.
+pub const REQUEST_DURATION_SECONDS: &str = "flint_request_duration_seconds";
+/// Gauge: requests currently in flight per revision.
+pub const REQUESTS_IN_FLIGHT: &str = "flint_requests_in_flight";
+/// Counter: the time integral of in-flight requests per revision, in seconds.
+/// Its rate over a window is the average concurrency over that window, which
+/// is the autoscaler's primary signal.
+pub const REQUEST_CONCURRENCY_SECONDS_TOTAL: &str = "flint_request_concurrency_seconds_total";
+/// Gauge: requests waiting in a revision's activation queue.
+pub const QUEUE_DEPTH: &str = "flint_queue_depth";
+/// Counter: requests refused because a revision's activation queue was full.
+pub const QUEUE_OVERFLOW_TOTAL: &str = "flint_queue_overflow_total";
+/// Counter: cold starts (a request arrived while its revision had no ready replica).
+pub const COLD_STARTS_TOTAL: &str = "flint_cold_starts_total";
+/// Histogram: how long the first request of a cold start waited for a replica.
+pub const COLD_START_DURATION_SECONDS: &str = "flint_cold_start_duration_seconds";
+/// Gauge: replicas the autoscaler wants per revision.
+pub const DESIRED_REPLICAS: &str = "flint_autoscaler_desired_replicas";
+/// Gauge: replicas that exist per revision.
+pub const ACTUAL_REPLICAS: &str = "flint_autoscaler_actual_replicas";
+/// Gauge: 1 while a revision's autoscaler is in panic mode.
+pub const PANIC_MODE: &str = "flint_autoscaler_panic_mode";
+/// Counter: autoscaler decisions, by reason.
+pub const DECISIONS_TOTAL: &str = "flint_autoscaler_decisions_total";
+/// Counter: failures to read the scaling signal, by source.
+pub const METRICS_SOURCE_ERRORS_TOTAL: &str = "flint_autoscaler_metrics_source_errors_total";
+/// Counter: reconciles, by result.
+pub const RECONCILES_TOTAL: &str = "flint_reconciles_total";
+/// Counter: reconcile errors, by error kind.
+pub const RECONCILE_ERRORS_TOTAL: &str = "flint_reconcile_errors_total";
+/// Histogram: reconcile duration in seconds.
+pub const RECONCILE_DURATION_SECONDS: &str = "flint_reconcile_duration_seconds";
+
+/// Label: the Function's namespace.
+pub const LABEL_NAMESPACE: &str = "namespace";
+/// Label: the Function's name.
+pub const LABEL_FUNCTION: &str = "function";
+/// Label: the revision's name.
+pub const LABEL_REVISION: &str = "revision";
+/// Label: the HTTP status code of a response.
+pub const LABEL_CODE: &str = "code";
+/// Label: the reason of an autoscaler decision.
+pub const LABEL_REASON: &str = "reason";

@@ -1,0 +1,164 @@
+//! Names shared by every Flint component: labels, annotations, object and host
+//! naming rules. Kept in one place so the operator, the gateway and `flint dev`
+//! can never disagree on how a revision or a host is spelled.
+
+/// API group of the Function resource.
+pub const GROUP: &str = "flint.dev";
+/// API version of the Function resource.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` string a Function manifest must carry.
+pub const API_VERSION: &str = "flint.dev/v1alpha1";
+/// `kind` of the Function resource.
+pub const KIND: &str = "Function";
+
+/// Label on every object owned by a Function: the Function's name.
+pub const LABEL_FUNCTION: &str = "flint.dev/function";
+/// Label on every object owned by a revision: the revision's name.
+pub const LABEL_REVISION: &str = "flint.dev/revision";
+/// Label on revision objects: the Function generation that created the revision.
+pub const LABEL_GENERATION: &str = "flint.dev/generation";
+/// Label marking objects managed by Flint (for selectors and RBAC audits).
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_MANAGED_BY`].
+pub const MANAGED_BY: &str = "flint";
+/// Annotation holding the hash of the pod-shaping spec a revision was cut from;
+/// it makes reconciling idempotent across operator restarts.
+pub const ANNOTATION_SPEC_HASH: &str = "flint.dev/spec-hash";
+/// Annotation the autoscaler sets so the least busy pods are removed first.
+pub const ANNOTATION_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+/// Field manager used for every server-side apply by the operator.
+pub const FIELD_MANAGER: &str = "flint-operator";
+/// Finalizer the operator puts on Functions to release what owner references do not cover.
+pub const FINALIZER: &str = "functions.flint.dev/finalizer";
+
+/// Domain used for Function hosts when none is configured on a cluster.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "example.com";
+/// Domain used by `flint dev`: `*.localhost` resolves to the loopback address.
+pub const DEV_DOMAIN: &str = "localhost";
+/// Path prefix of the path-based route form `/function/<ns>/<fn>/...`.
+pub const FUNCTION_PATH_PREFIX: &str = "/function/";
+/// Header carrying the stripped path prefix to the app.
+pub const HEADER_FORWARDED_PREFIX: &str = "x-forwarded-prefix";
+
+/// Ports the platform itself uses inside a pod (queue-proxy data, admin and
+/// metrics); a function may not listen on them.
+pub const RESERVED_PORTS: [u16; 3] = [8012, 8022, 9091];
+
+/// Longest DNS label (RFC 1035).
+pub const MAX_DNS_LABEL_LEN: usize = 63;
+/// Digits in a revision number (`<fn>-00001`).
+pub const REVISION_DIGITS: usize = 5;
+/// Highest revision number a Function can reach.
+pub const MAX_REVISION_NUMBER: u32 = 99_999;
+/// Longest Function name: `<fn>-00001` must stay a valid DNS label, since it
+/// names the revision's Deployment and Service.
+pub const MAX_FUNCTION_NAME_LEN: usize = MAX_DNS_LABEL_LEN - 1 - REVISION_DIGITS;
+
+/// The name of revision number `n` of Function `function`: `<fn>-0000n`.
+pub fn revision_name(function: &str, n: u32) -> String {
+    format!("{function}-{n:0width$}", width = REVISION_DIGITS)
+}
+
+/// The revision number encoded in `revision` if it belongs to `function`.
+pub fn revision_number(function: &str, revision: &str) -> Option<u32> {
+    let digits = revision.strip_prefix(function)?.strip_prefix('-')?;
+    if digits.len() != REVISION_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The host a Function is reached at: `<fn>.<ns>.<domain>`.
+pub fn function_host(function: &str, namespace: &str, domain: &str) -> String {
+    format!("{function}.{namespace}.{domain}")
+}
+
+/// The host a tagged traffic target is reached at: `<tag>-<fn>.<ns>.<domain>`.
+pub fn tagged_host(tag: &str, function: &str, namespace: &str, domain: &str) -> String {
+    format!("{tag}-{function}.{namespace}.{domain}")
+}
+
+/// Whether `s` is an RFC 1035 DNS label: lowercase letters, digits and '-',
+/// starting with a letter, ending with a letter or digit, at most 63 bytes.
+/// Service names must be such labels, so Function names and tags must be too.
+pub fn is_dns1035_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            bytes.len() <= MAX_DNS_LABEL_LEN
+                && first.is_ascii_lowercase()
+                && (last.is_ascii_lowercase() || last.is_ascii_digit())
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        }
+        _ => false,
+    }
+}
+
+/// Whether `s` is an RFC 1123 DNS label (like [`is_dns1035_label`] but may
+/// start with a digit); namespaces are such labels.
+pub fn is_dns1123_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            bytes.len() <= MAX_DNS_LABEL_LEN
+                && (first.is_ascii_lowercase() || first.is_ascii_digit())
+                && (last.is_ascii_lowercase() || last.is_ascii_digit())
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revision_names_round_trip() {
+        assert_eq!(revision_name("hello", 1), "hello-00001");
+        assert_eq!(revision_name("hello", 12345), "hello-12345");
+        assert_eq!(revision_number("hello", "hello-00042"), Some(42));
+        assert_eq!(revision_number("hello", "hello-world-00042"), None);
+        assert_eq!(revision_number("hello", "hello-0042"), None);
+        assert_eq!(revision_number("hello", "hello-0004a"), None);
+        assert_eq!(revision_number("hello-world", "hello-world-00003"), Some(3));
+    }
+
+    #[test]
+    fn longest_function_name_keeps_revision_names_valid() {
+        let name = "a".repeat(MAX_FUNCTION_NAME_LEN);
+        let rev = revision_name(&name, MAX_REVISION_NUMBER);
+        assert_eq!(rev.len(), MAX_DNS_LABEL_LEN);
+        assert!(is_dns1035_label(&rev));
+        let too_long = "a".repeat(MAX_FUNCTION_NAME_LEN + 1);
+        assert!(!is_dns1035_label(&revision_name(&too_long, 1)));
+    }
+
+    #[test]
+    fn dns_labels() {
+        for ok in ["a", "hello", "a-1", "x9"] {
+            assert!(is_dns1035_label(ok), "{ok}");
+        }
+        for bad in ["", "1a", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(!is_dns1035_label(bad), "{bad}");
+        }
+        assert!(is_dns1123_label("1a"));
+        assert!(!is_dns1123_label("a-"));
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            function_host("hello", "default", "example.com"),
+            "hello.default.example.com"
+        );
+        assert_eq!(
+            tagged_host("previous", "hello", "ns", "localhost"),
+            "previous-hello.ns.localhost"
+        );
+    }
+}
