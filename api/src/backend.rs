@@ -1,0 +1,136 @@
+//! The seams between Flint's parts, so the operator (autoscaler) and the
+//! runtime (gateway, local processes) never depend on each other: the binary
+//! wires implementations of these traits together, on a cluster and in
+//! `flint dev` alike.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::function::{Protocol, TrafficStatus};
+use crate::poke::ScalePoke;
+
+/// Identifies one revision of one Function.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionKey {
+    /// Namespace of the Function.
+    pub namespace: String,
+    /// Name of the Function.
+    pub function: String,
+    /// Name of the revision, e.g. `hello-00001`.
+    pub revision: String,
+}
+
+impl RevisionKey {
+    /// A key for `namespace/function`, revision `revision`.
+    pub fn new(
+        namespace: impl Into<String>,
+        function: impl Into<String>,
+        revision: impl Into<String>,
+    ) -> Self {
+        Self {
+            namespace: namespace.into(),
+            function: function.into(),
+            revision: revision.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for RevisionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.revision)
+    }
+}
+
+/// One replica of a revision as the gateway sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// Stable identity of the replica (pod name, or local process id).
+    pub id: String,
+    /// Where the replica's app listens.
+    pub addr: SocketAddr,
+    /// Passed its readiness probe and may receive requests.
+    pub ready: bool,
+    /// Shutting down: must receive no new requests.
+    pub terminating: bool,
+}
+
+/// What the gateway needs to know about one revision to route to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionRoute {
+    /// Revision name.
+    pub name: String,
+    /// Hard limit of in-flight requests per replica; 0 = none.
+    pub concurrency: u32,
+    /// Per-request timeout in seconds.
+    pub timeout_seconds: u32,
+    /// Protocol spoken to the app.
+    pub protocol: Protocol,
+    /// Set when the revision failed (crash loop, image pull): the reason
+    /// answered with 503 instead of waiting for a replica that will not come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// Everything the gateway routes for one Function: its revisions and the
+/// resolved traffic split (status.traffic).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionRoute {
+    /// Namespace of the Function.
+    pub namespace: String,
+    /// Name of the Function.
+    pub name: String,
+    /// Revisions that may receive traffic (directly or by tag).
+    pub revisions: Vec<RevisionRoute>,
+    /// Resolved traffic split; percents sum to 100 (or the list is empty when
+    /// no revision is ready yet, which the gateway answers with 503).
+    pub traffic: Vec<TrafficStatus>,
+}
+
+/// Replica counts of a revision as the backend reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Replicas {
+    /// Replicas asked for.
+    pub desired: u32,
+    /// Replicas ready to serve.
+    pub ready: u32,
+}
+
+/// Why the backend could not carry out a scale write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scaling {revision} failed: {reason}")]
+pub struct ScaleError {
+    /// The revision.
+    pub revision: RevisionKey,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Writes replica counts. The autoscaler is its only caller, so exactly one
+/// component ever changes a revision's scale (Kubernetes: the Deployment's
+/// scale subresource; `flint dev`: local processes).
+pub trait ScaleActuator: Send + Sync + 'static {
+    /// Sets the number of replicas of `revision`.
+    fn scale(
+        &self,
+        revision: &RevisionKey,
+        replicas: u32,
+    ) -> impl Future<Output = Result<(), ScaleError>> + Send;
+    /// Reports the replicas of `revision`.
+    fn replicas(
+        &self,
+        revision: &RevisionKey,
+    ) -> impl Future<Output = Result<Replicas, ScaleError>> + Send;
+}
+
+/// Receives the gateway's scale-from-zero pokes. Must not block: the gateway
+/// calls it on the request path.
+pub trait PokeSink: Send + Sync + 'static {
+    /// A request is waiting for a revision with no ready replica.
+    fn poke(&self, poke: ScalePoke);
+}
