@@ -1,1 +1,10 @@
-//! placeholder
+//! Flint's control plane: the reconciler that turns Functions into revisions,
+//! the autoscaler that is the only writer of replica counts, and the trace
+//! simulator that replays invocation traces through the autoscaler.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod autoscaler;
+pub mod reconcile;
+pub mod sim;

@@ -1,0 +1,1 @@
+//! The reconciler: Function → revisions, Deployments, Services and status.

@@ -1,0 +1,1 @@
+//! `flint sim`: replays an invocation trace through the autoscaler in simulated time.

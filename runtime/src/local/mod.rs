@@ -1,0 +1,1 @@
+//! The local backend behind `flint dev`: each replica is a child process.
