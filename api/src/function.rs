@@ -46,6 +46,7 @@ use crate::duration::Duration;
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(self.port in [8012, 8022, 9091])").message("port: 8012, 8022 and 9091 are reserved by the platform").field_path(".port"))]
 #[x_kube(validation = Rule::new("!has(self.traffic) || size(self.traffic) == 0 || self.traffic.map(t, t.percent).sum() == 100").message("traffic: percents must sum to 100").field_path(".traffic"))]
+#[x_kube(validation = Rule::new("!has(self.env) || self.env.all(e, size(e.name) > 0 && !e.name.contains('='))").message("env: every name must be non-empty and without '='").field_path(".env"))]
 pub struct FunctionSpec {
     /// Container image that serves the function on a cluster (ignored by `flint dev`, which runs `command` locally).
     #[schemars(length(min = 1, max = 1024))]
@@ -53,7 +54,8 @@ pub struct FunctionSpec {
 
     /// Entrypoint to run instead of the image's; `flint dev` runs it as a local process in the manifest's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("size(self) > 0 && size(self[0]) > 0").message("must name a program when set"))]
     pub command: Option<Vec<String>>,
 
     /// Arguments passed to the entrypoint.
@@ -283,12 +285,16 @@ pub struct AsyncSpec {
     pub max_in_flight: u32,
 }
 
+/// The schema pattern of a five-field cron expression (numbers in range,
+/// `*`, ranges, lists, steps, month and weekday names).
+pub const CRON_PATTERN: &str = "^((\\*|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]*)?(,(\\*|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]*)?)*) +((\\*|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]*)?(,(\\*|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]*)?)*) +((\\*|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]*)?(,(\\*|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]*)?)*) +((\\*|(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[1-9][0-9]*)?(,(\\*|(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[1-9][0-9]*)?)*) +((\\*|([0-7]|sun|mon|tue|wed|thu|fri|sat|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|sun|mon|tue|wed|thu|fri|sat|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[1-9][0-9]*)?(,(\\*|([0-7]|sun|mon|tue|wed|thu|fri|sat|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|sun|mon|tue|wed|thu|fri|sat|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[1-9][0-9]*)?)*)$";
+
 /// A cron trigger, delivered as an asynchronous invocation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Schedule {
     /// Five-field cron expression (minute hour day-of-month month day-of-week).
-    #[schemars(length(min = 9, max = 128))]
+    #[schemars(length(min = 9, max = 128), regex(pattern = CRON_PATTERN))]
     pub cron: String,
     /// IANA time zone the expression is read in.
     #[serde(default = "defaults::timezone")]

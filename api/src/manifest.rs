@@ -95,13 +95,17 @@ pub fn parse_functions(text: &str) -> Result<Vec<Function>, ManifestError> {
             continue;
         }
         let mut unknown = Vec::new();
-        let function: Function =
-            serde_ignored::deserialize(doc, |path| unknown.push(path.to_string())).map_err(
-                |e| ManifestError::Field {
-                    document,
-                    message: e.to_string(),
-                },
-            )?;
+        let function: Function = serde_ignored::deserialize(doc, |path| {
+            let path = field_path(&path.to_string());
+            // apiVersion and kind were checked in the first pass.
+            if path != "apiVersion" && path != "kind" {
+                unknown.push(path);
+            }
+        })
+        .map_err(|e| ManifestError::Field {
+            document,
+            message: e.to_string(),
+        })?;
         if !unknown.is_empty() {
             return Err(ManifestError::UnknownFields {
                 document,
@@ -115,6 +119,24 @@ pub fn parse_functions(text: &str) -> Result<Vec<Function>, ManifestError> {
         out.push(function);
     }
     Ok(out)
+}
+
+/// Turns serde_ignored's `spec.env.0.name` into `spec.env[0].name`.
+fn field_path(dotted: &str) -> String {
+    let mut out = String::with_capacity(dotted.len() + 2);
+    for segment in dotted.split('.') {
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(segment);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
 }
 
 fn check_type(document: usize, value: &serde_yaml::Value) -> Result<(), ManifestError> {

@@ -68,10 +68,10 @@ pub fn validate(function: &Function) -> Result<(), ValidationErrors> {
     if spec.image.trim().is_empty() {
         errs.push("spec.image", "must not be empty");
     }
-    if let Some(command) = &spec.command {
-        if command.first().is_none_or(|c| c.trim().is_empty()) {
-            errs.push("spec.command", "must name a program when set");
-        }
+    if let Some(command) = &spec.command
+        && command.first().is_none_or(|c| c.trim().is_empty())
+    {
+        errs.push("spec.command", "must name a program when set");
     }
     if spec.port == 0 {
         errs.push("spec.port", "must be between 1 and 65535");
@@ -154,10 +154,10 @@ fn validate_metadata(function: &Function, errs: &mut ValidationErrors) {
         ),
         Some(_) => {}
     }
-    if let Some(ns) = function.metadata.namespace.as_deref() {
-        if !names::is_dns1123_label(ns) {
-            errs.push("metadata.namespace", format!("{ns:?} must be a DNS label"));
-        }
+    if let Some(ns) = function.metadata.namespace.as_deref()
+        && !names::is_dns1123_label(ns)
+    {
+        errs.push("metadata.namespace", format!("{ns:?} must be a DNS label"));
     }
 }
 
@@ -367,10 +367,10 @@ fn check_cron(expr: &str) -> Result<(), String> {
                 Some((r, s)) => (r, Some(s)),
                 None => (item, None),
             };
-            if let Some(step) = step {
-                if step.parse::<u32>().map_or(true, |s| s == 0) {
-                    return Err(format!("{what} step {step:?} must be a positive number"));
-                }
+            if let Some(step) = step
+                && step.parse::<u32>().map_or(true, |s| s == 0)
+            {
+                return Err(format!("{what} step {step:?} must be a positive number"));
             }
             if range == "*" {
                 continue;

@@ -1,0 +1,183 @@
+//! The checked-in CRD is exactly what `flint crd` prints, and it carries the
+//! shape the API server needs: names, printer columns, status subresource,
+//! schema bounds, and a CEL rule for every cross-field rule of the API.
+
+use flint_api::crd::{CRD_FILE, function_crd, function_crd_yaml};
+
+fn repo_file(path: &str) -> String {
+    let full = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"))
+}
+
+#[test]
+fn checked_in_crd_has_not_drifted() {
+    let generated = function_crd_yaml().expect("renders");
+    if std::env::var_os("FLINT_UPDATE_CRD").is_some() {
+        let full = format!("{}/../{CRD_FILE}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::write(&full, &generated).expect("writing the CRD");
+    }
+    let checked_in = repo_file(CRD_FILE);
+    assert!(
+        generated == checked_in,
+        "{CRD_FILE} differs from the generated CRD; regenerate it with:\n    cargo run -q -- crd > {CRD_FILE}\n(or: FLINT_UPDATE_CRD=1 cargo test -p flint-api --test crd)"
+    );
+}
+
+#[test]
+fn names_columns_and_subresources() {
+    let crd = function_crd();
+    assert_eq!(crd.metadata.name.as_deref(), Some("functions.flint.dev"));
+    assert_eq!(crd.spec.scope, "Namespaced");
+    assert_eq!(
+        crd.spec.names.short_names.as_deref(),
+        Some(&["fn".to_owned()][..])
+    );
+    assert_eq!(
+        crd.spec.names.categories.as_deref(),
+        Some(&["flint".to_owned()][..])
+    );
+    let version = &crd.spec.versions[0];
+    assert_eq!(version.name, "v1alpha1");
+    assert!(version.served && version.storage);
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
+    let columns: Vec<_> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(columns, ["URL", "Ready", "Replicas", "Latest", "Age"]);
+}
+
+/// Every CEL rule in the schema, as (location, rule).
+fn cel_rules() -> Vec<(String, String)> {
+    fn walk(path: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(rules) = map
+                    .get("x-kubernetes-validations")
+                    .and_then(|r| r.as_array())
+                {
+                    for r in rules {
+                        out.push((
+                            path.to_owned(),
+                            r["rule"].as_str().unwrap_or_default().to_owned(),
+                        ));
+                    }
+                }
+                for (k, child) in map {
+                    walk(&format!("{path}/{k}"), child, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(&format!("{path}/{i}"), child, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        "",
+        &flint_api::crd::function_schema().expect("schema"),
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn every_cross_field_rule_is_a_cel_rule() {
+    let rules = cel_rules();
+    let has = |needle: &str| rules.iter().any(|(_, r)| r.contains(needle));
+    let expected = [
+        (
+            "traffic percents sum to 100",
+            "self.traffic.map(t, t.percent).sum() == 100",
+        ),
+        (
+            "exactly one of revision/latestRevision",
+            "has(self.revision) != (has(self.latestRevision) && self.latestRevision)",
+        ),
+        ("tags unique", "u.tag == t.tag).size() == 1"),
+        ("min <= max", "self.min <= self.max"),
+        (
+            "min <= initial <= max",
+            "self.initial >= self.min && self.initial <= self.max",
+        ),
+        (
+            "stable window range",
+            "duration(self.stableWindow) >= duration('6s')",
+        ),
+        (
+            "scale-down delay range",
+            "duration(self.scaleDownDelay) <= duration('1h')",
+        ),
+        (
+            "grace period range",
+            "duration(self.scaleToZeroGracePeriod) >= duration('1s')",
+        ),
+        (
+            "async max age range",
+            "duration(self.maxAge) >= duration('1s')",
+        ),
+        ("reserved ports", "!(self.port in [8012, 8022, 9091])"),
+        (
+            "name length for revision names",
+            "size(self.metadata.name) <= 57",
+        ),
+        ("name is a DNS label", "self.metadata.name.matches("),
+        (
+            "tagged host length",
+            "size(t.tag) + size(self.metadata.name) <= 62",
+        ),
+        (
+            "traffic revisions belong to the function",
+            "t.revision.startsWith(self.metadata.name + '-')",
+        ),
+        ("volume source", "has(self.secret) != has(self.configMap)"),
+    ];
+    for (what, needle) in expected {
+        assert!(
+            has(needle),
+            "no CEL rule for {what} ({needle}); rules: {rules:#?}"
+        );
+    }
+}
+
+#[test]
+fn single_field_bounds_are_in_the_schema() {
+    let schema = flint_api::crd::function_schema().expect("schema");
+    let spec = &schema["properties"]["spec"]["properties"];
+    assert_eq!(spec["port"]["minimum"], 1.0);
+    assert_eq!(spec["port"]["maximum"], 65535.0);
+    assert_eq!(spec["timeoutSeconds"]["minimum"], 1.0);
+    assert_eq!(spec["timeoutSeconds"]["maximum"], 3600.0);
+    let scale = &spec["scale"]["properties"];
+    assert_eq!(scale["max"]["minimum"], 1.0);
+    assert_eq!(scale["target"]["minimum"], 1.0);
+    assert_eq!(scale["targetUtilization"]["maximum"], 100.0);
+    assert_eq!(
+        scale["stableWindow"]["pattern"],
+        flint_api::duration::DURATION_PATTERN
+    );
+    let traffic = &spec["traffic"]["items"]["properties"];
+    assert_eq!(traffic["percent"]["maximum"], 100.0);
+    assert_eq!(traffic["tag"]["pattern"], "^[a-z]([-a-z0-9]*[a-z0-9])?$");
+    assert_eq!(
+        spec["schedules"]["items"]["properties"]["cron"]["pattern"],
+        flint_api::function::CRON_PATTERN
+    );
+    assert!(
+        schema["properties"]["spec"]["required"]
+            .as_array()
+            .expect("required")
+            .contains(&"image".into())
+    );
+}

@@ -1,0 +1,384 @@
+//! Bad manifests are refused with the field at fault named, by `flint`'s own
+//! parser and validator and — for everything that parses — by the CRD's
+//! schema and CEL rules too, evaluated here the way the API server would.
+
+use flint_api::{Function, ManifestError, crd, parse_functions};
+use kube::core::cel::Validator;
+
+const HEAD: &str = "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata:\n  name: hello\n  namespace: default\n";
+
+/// A Function manifest whose spec is `spec` (indented YAML under `spec:`).
+fn manifest(spec: &str) -> String {
+    format!("{HEAD}spec:\n  image: registry.example/hello:1\n{spec}")
+}
+
+/// What the API server would say: `Err` when the schema bounds or a CEL rule refuse the object.
+fn cluster_verdict(function: &Function) -> Result<(), String> {
+    let schema = crd::function_schema().expect("CRD has a schema");
+    let object = serde_json::to_value(function).expect("serializes");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let bounds: Vec<String> = validator
+        .iter_errors(&object)
+        .map(|e| format!("{} {}", e.instance_path, e))
+        .collect();
+    if !bounds.is_empty() {
+        return Err(bounds.join("; "));
+    }
+    Validator::new()
+        .validate(&schema, &object, None)
+        .map_err(|errs| {
+            errs.as_slice()
+                .iter()
+                .map(|e| format!("{}: {}", e.field_path, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+}
+
+/// Cases that parse but break a rule: (spec YAML, field path, words the message must contain).
+const INVALID: &[(&str, &str, &str)] = &[
+    ("  port: 0\n", "spec.port", "between 1 and 65535"),
+    ("  port: 9091\n", "spec.port", "reserved by the platform"),
+    (
+        "  timeoutSeconds: 0\n",
+        "spec.timeoutSeconds",
+        "between 1 and 3600",
+    ),
+    (
+        "  timeoutSeconds: 7200\n",
+        "spec.timeoutSeconds",
+        "between 1 and 3600",
+    ),
+    (
+        "  concurrency: 20000\n",
+        "spec.concurrency",
+        "between 0 and 10000",
+    ),
+    (
+        "  scale: { min: 5, max: 2, initial: 2 }\n",
+        "spec.scale.min",
+        "must not exceed max",
+    ),
+    (
+        "  scale: { min: 2, max: 5, initial: 1 }\n",
+        "spec.scale.initial",
+        "between min (2) and max (5)",
+    ),
+    (
+        "  scale: { max: 0, initial: 0 }\n",
+        "spec.scale.max",
+        "between 1 and 1000",
+    ),
+    (
+        "  scale: { target: 0 }\n",
+        "spec.scale.target",
+        "between 1 and 100000",
+    ),
+    (
+        "  scale: { targetUtilization: 0 }\n",
+        "spec.scale.targetUtilization",
+        "between 1 and 100",
+    ),
+    (
+        "  scale: { targetUtilization: 101 }\n",
+        "spec.scale.targetUtilization",
+        "between 1 and 100",
+    ),
+    (
+        "  scale: { stableWindow: 5s }\n",
+        "spec.scale.stableWindow",
+        "between 6s and 1h",
+    ),
+    (
+        "  scale: { stableWindow: 2h }\n",
+        "spec.scale.stableWindow",
+        "between 6s and 1h",
+    ),
+    (
+        "  scale: { panicWindowPercent: 0 }\n",
+        "spec.scale.panicWindowPercent",
+        "between 1 and 100",
+    ),
+    (
+        "  scale: { panicThresholdPercent: 100 }\n",
+        "spec.scale.panicThresholdPercent",
+        "between 110 and 1000",
+    ),
+    (
+        "  scale: { scaleDownDelay: 90m }\n",
+        "spec.scale.scaleDownDelay",
+        "between 0s and 1h",
+    ),
+    (
+        "  scale: { scaleToZeroGracePeriod: 0s }\n",
+        "spec.scale.scaleToZeroGracePeriod",
+        "between 1s and 1h",
+    ),
+    (
+        "  traffic:\n    - { latestRevision: true, percent: 60 }\n    - { revision: hello-00001, percent: 30 }\n",
+        "spec.traffic",
+        "must sum to 100, they sum to 90",
+    ),
+    (
+        "  traffic:\n    - { latestRevision: true, revision: hello-00001, percent: 100 }\n",
+        "spec.traffic[0]",
+        "exactly one of revision or latestRevision",
+    ),
+    (
+        "  traffic:\n    - { percent: 100 }\n",
+        "spec.traffic[0]",
+        "exactly one of revision or latestRevision",
+    ),
+    (
+        "  traffic:\n    - { latestRevision: true, percent: 50, tag: a }\n    - { revision: hello-00001, percent: 50, tag: a }\n",
+        "spec.traffic[1].tag",
+        "used by another traffic target",
+    ),
+    (
+        "  traffic:\n    - { latestRevision: true, percent: 100, tag: Bad_Tag }\n",
+        "spec.traffic[0].tag",
+        "must be a DNS label",
+    ),
+    (
+        "  traffic:\n    - { revision: other-00001, percent: 100 }\n",
+        "spec.traffic[0].revision",
+        "not a revision of this function",
+    ),
+    (
+        "  traffic:\n    - { latestRevision: true, percent: 101 }\n",
+        "spec.traffic[0].percent",
+        "between 0 and 100",
+    ),
+    (
+        "  async: { maxInFlight: 0 }\n",
+        "spec.async.maxInFlight",
+        "between 1 and 10000",
+    ),
+    (
+        "  async: { maxAge: 200h }\n",
+        "spec.async.maxAge",
+        "between 1s and 168h",
+    ),
+    (
+        "  schedules:\n    - { cron: \"61 * * * *\" }\n",
+        "spec.schedules[0].cron",
+        "minute 61 is outside 0-59",
+    ),
+    (
+        "  schedules:\n    - { cron: \"* * * *\" }\n",
+        "spec.schedules[0].cron",
+        "expected 5 fields",
+    ),
+    (
+        "  schedules:\n    - { cron: \"* * * * *\", path: tick }\n",
+        "spec.schedules[0].path",
+        "must start with '/'",
+    ),
+    (
+        "  env:\n    - { name: \"\", value: x }\n",
+        "spec.env[0].name",
+        "non-empty name",
+    ),
+    (
+        "  volumes:\n    - { name: cfg, mountPath: /etc/cfg }\n",
+        "spec.volumes[0]",
+        "exactly one of secret or configMap",
+    ),
+    (
+        "  volumes:\n    - { name: cfg, mountPath: etc, configMap: { name: c } }\n",
+        "spec.volumes[0].mountPath",
+        "absolute path",
+    ),
+    ("  command: []\n", "spec.command", "must name a program"),
+];
+
+#[test]
+fn invalid_specs_name_the_field_and_are_refused_by_the_crd_too() {
+    assert!(INVALID.len() >= 20);
+    for (spec, path, words) in INVALID {
+        let text = manifest(spec);
+        let err = parse_functions(&text).expect_err(&format!("accepted: {spec}"));
+        let ManifestError::Invalid { name, errors } = &err else {
+            panic!("{spec}: expected a validation error, got {err}");
+        };
+        assert_eq!(name, "hello");
+        let hit = errors.errors().iter().find(|e| e.path == *path);
+        let hit = hit.unwrap_or_else(|| panic!("{spec}: no error at {path}: {err}"));
+        assert!(
+            hit.message.contains(words),
+            "{spec}: {path}: {:?} lacks {words:?}",
+            hit.message
+        );
+        assert!(err.to_string().contains(&format!("{path}: ")), "{err}");
+
+        // The same object must be refused by the API server (schema or CEL).
+        let function: Function = serde_yaml::from_str(&text).expect("parses as a Function");
+        assert!(
+            cluster_verdict(&function).is_err(),
+            "{spec}: the CRD would accept what validate() refuses"
+        );
+    }
+}
+
+#[test]
+fn invalid_names_are_refused_with_the_reason() {
+    let long = "a".repeat(58);
+    let cases = [
+        (format!("apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata:\n  name: {long}\nspec:\n  image: x\n"), "at most 57"),
+        ("apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata:\n  name: Hello_World\nspec:\n  image: x\n".to_owned(), "DNS label"),
+        ("apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata:\n  name: 9lives\nspec:\n  image: x\n".to_owned(), "DNS label"),
+    ];
+    for (text, words) in cases {
+        let err = parse_functions(&text).expect_err("accepted");
+        assert_eq!(err.paths(), vec!["metadata.name".to_owned()], "{err}");
+        assert!(err.to_string().contains(words), "{err}");
+        let function: Function = serde_yaml::from_str(&text).expect("parses");
+        assert!(
+            cluster_verdict(&function).is_err(),
+            "CRD accepts {:?}",
+            function.metadata.name
+        );
+    }
+    let tag = "t".repeat(10);
+    let name = "n".repeat(57);
+    let text = format!(
+        "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata:\n  name: {name}\nspec:\n  image: x\n  traffic:\n    - {{ latestRevision: true, percent: 100, tag: {tag} }}\n"
+    );
+    let err = parse_functions(&text).expect_err("accepted");
+    assert_eq!(err.paths(), vec!["spec.traffic[0].tag".to_owned()]);
+    let function: Function = serde_yaml::from_str(&text).expect("parses");
+    assert!(cluster_verdict(&function).is_err());
+}
+
+/// YAML that is not a valid Function: (text, error variant check, words the message must contain).
+#[test]
+fn yaml_that_is_not_a_function_gets_an_error_naming_the_line_or_field() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+            "kind: \"ConfigMap\" is not a Function",
+        ),
+        (
+            "apiVersion: flint.dev/v1\nkind: Function\nmetadata: {name: x}\nspec: {image: x}\n",
+            "apiVersion: \"flint.dev/v1\" is not served",
+        ),
+        (
+            "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec: {image: x, scale: {minimum: 1}}\n",
+            "unknown field spec.scale.minimum",
+        ),
+        (
+            "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec: {image: x}\nextra: 1\n",
+            "unknown field extra",
+        ),
+        (
+            "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec: {image: x, env: [{name: A, valu: b}]}\n",
+            "unknown field spec.env[0].valu",
+        ),
+        (
+            "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec:\n  image: x\n  port: http\n",
+            "spec.port: invalid type: string \"http\"",
+        ),
+        (
+            "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec:\n  image: x\n  port: 70000\n",
+            "spec.port: invalid value",
+        ),
+        (
+            "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec:\n  image: x\n  scale:\n    stableWindow: 1 minute\n",
+            "spec.scale.stableWindow: invalid duration",
+        ),
+        (
+            "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec:\n  image: x\n  scale:\n    metric: latency\n",
+            "spec.scale.metric: unknown variant `latency`",
+        ),
+        (
+            "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec: {}\n",
+            "spec: missing field `image`",
+        ),
+        (
+            "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\n",
+            "missing field `spec`",
+        ),
+        (
+            "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x\nspec: {}\n",
+            "line 3",
+        ),
+        ("- just\n- a list\n", "not a Kubernetes object"),
+        ("kind: Function\n", "apiVersion: \"\" is not served"),
+    ];
+    for (text, words) in cases {
+        let err = parse_functions(text).expect_err(text);
+        assert!(
+            err.to_string().contains(words),
+            "{text}\n=> {err}\n(wanted {words:?})"
+        );
+    }
+    // Type errors also say where.
+    let err = parse_functions(cases[5].0).expect_err("bad port");
+    assert!(err.to_string().contains("line 6"), "{err}");
+}
+
+#[test]
+fn multi_document_files_skip_empty_documents_and_report_the_bad_one() {
+    let good = manifest("");
+    let text = format!(
+        "---\n{good}---\n---\n{}",
+        good.replace("name: hello", "name: world")
+    );
+    let functions = parse_functions(&text).expect("valid");
+    let names: Vec<_> = functions
+        .iter()
+        .map(|f| f.metadata.name.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["hello", "world"]);
+
+    let text = format!("{good}---\napiVersion: v1\nkind: Service\nmetadata: {{name: s}}\n");
+    let err = parse_functions(&text).expect_err("service");
+    assert!(
+        err.to_string().starts_with("document 2: kind: \"Service\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn defaults_are_filled_in() {
+    let functions = parse_functions(&manifest("")).expect("valid");
+    let spec = &functions[0].spec;
+    assert_eq!(spec.port, 8080);
+    assert_eq!(spec.timeout_seconds, 300);
+    assert_eq!(spec.concurrency, 0);
+    assert_eq!(spec.revision_history_limit, 5);
+    assert_eq!(
+        (spec.scale.min, spec.scale.initial, spec.scale.max),
+        (0, 1, 100)
+    );
+    assert_eq!(spec.scale.target, 100);
+    assert_eq!(spec.scale.target_utilization, 70);
+    assert_eq!(spec.scale.stable_window.to_string(), "1m");
+    assert_eq!(spec.scale.panic_window().to_string(), "6s");
+    assert_eq!(spec.scale.scale_to_zero_grace_period.to_string(), "30s");
+    assert_eq!(
+        (spec.async_.max_retries, spec.async_.max_in_flight),
+        (3, 10)
+    );
+    assert!((spec.scale.effective_target() - 70.0).abs() < 1e-9);
+}
+
+#[test]
+fn a_full_valid_manifest_passes_everywhere() {
+    let text = manifest(concat!(
+        "  command: [python3, handler.py]\n",
+        "  env: [{ name: GREETING, value: hi }]\n",
+        "  port: 8081\n",
+        "  concurrency: 10\n",
+        "  volumes:\n    - { name: cfg, mountPath: /etc/cfg, configMap: { name: cfg } }\n",
+        "  scale: { min: 1, max: 20, initial: 2, metric: rps, target: 50, stableWindow: 30s, keepAlive: adaptive }\n",
+        "  traffic:\n    - { latestRevision: true, percent: 90 }\n    - { revision: hello-00001, percent: 10, tag: previous }\n",
+        "  schedules:\n    - { cron: \"*/5 * * * *\", timezone: Europe/Berlin, path: /tick }\n",
+    ));
+    let functions = parse_functions(&text).expect("valid");
+    assert_eq!(cluster_verdict(&functions[0]), Ok(()));
+    assert_eq!(
+        cluster_verdict(&parse_functions(&manifest("")).expect("valid")[0]),
+        Ok(())
+    );
+}
