@@ -1,1 +1,175 @@
-//! The gateway: the one proxy hop in front of every function, and the activator while a revision is at zero.
+//! The gateway: the one proxy hop in front of every function, and the
+//! activator while a revision is at zero.
+//!
+//! A [`Gateway`] is fed its routing table ([`Gateway::set_routes`]) and each
+//! revision's replicas ([`Gateway::set_endpoints`]) by whoever watches them
+//! (the Kubernetes watcher in `flint gateway`, the local process backend in
+//! `flint dev`), serves the data plane ([`Gateway::serve`]) and exports its
+//! metrics on an admin router ([`Gateway::admin_router`]).
+
+mod admin;
+pub mod balancer;
+mod body;
+mod config;
+mod error;
+mod handler;
+pub mod host;
+pub mod poke;
+mod pool;
+mod proxy;
+mod revision;
+mod server;
+pub mod split;
+pub mod table;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use flint_api::backend::{Endpoint, FunctionRoute, PokeSink, RevisionKey};
+
+pub use body::GatewayBody;
+pub use config::GatewayConfig;
+pub use error::{GatewayError, ProxyError};
+pub use poke::HttpPokeSink;
+pub use revision::{Cold, RevisionState};
+pub use table::RouteTable;
+
+use crate::metrics::GatewayMetrics;
+
+/// The routing table as the gateway holds it: each revision with its live state.
+pub type Table = RouteTable<Arc<RevisionState>>;
+
+/// State shared by every connection and by the handle.
+pub(crate) struct Shared {
+    config: GatewayConfig,
+    table: ArcSwap<Table>,
+    revisions: Mutex<HashMap<RevisionKey, Arc<RevisionState>>>,
+    metrics: GatewayMetrics,
+    poke: Arc<dyn PokeSink>,
+    routes_set: AtomicBool,
+}
+
+/// A handle on a gateway; cheap to clone, all clones drive the same gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config", &self.shared.config)
+            .field("functions", &self.shared.table.load().len())
+            .finish()
+    }
+}
+
+impl Gateway {
+    /// A gateway with an empty routing table that pokes `poke` when a
+    /// request finds its revision without a ready replica.
+    pub fn new(config: GatewayConfig, poke: Arc<dyn PokeSink>) -> Result<Self, GatewayError> {
+        if config.queue_size == 0 {
+            return Err(GatewayError::Config("queue_size must be at least 1"));
+        }
+        if config.max_buffered_bytes < GatewayConfig::MIN_BUFFERED_BYTES {
+            return Err(GatewayError::Config(
+                "max_buffered_bytes must be at least 8192",
+            ));
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                table: ArcSwap::from_pointee(RouteTable::default()),
+                revisions: Mutex::new(HashMap::new()),
+                metrics: GatewayMetrics::new()?,
+                poke,
+                routes_set: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.shared.config
+    }
+
+    fn revisions(&self) -> std::sync::MutexGuard<'_, HashMap<RevisionKey, Arc<RevisionState>>> {
+        match self.shared.revisions.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn state_of(
+        metrics: &GatewayMetrics,
+        revisions: &mut HashMap<RevisionKey, Arc<RevisionState>>,
+        key: &RevisionKey,
+    ) -> Arc<RevisionState> {
+        Arc::clone(
+            revisions.entry(key.clone()).or_insert_with(|| {
+                Arc::new(RevisionState::new(key.clone(), metrics.revision(key)))
+            }),
+        )
+    }
+
+    /// Replaces the whole routing table at once; requests in progress keep
+    /// the table they started with. Revisions that left the table and have
+    /// no replica and no waiting request are forgotten.
+    pub fn set_routes(&self, routes: Vec<FunctionRoute>) {
+        let mut revisions = self.revisions();
+        let metrics = &self.shared.metrics;
+        let table = RouteTable::build(&routes, &self.shared.config.domain, |key| {
+            Self::state_of(metrics, &mut revisions, key)
+        });
+        let routed: std::collections::HashSet<&RevisionKey> =
+            table.revisions().map(|r| &r.key).collect();
+        revisions.retain(|key, state| {
+            routed.contains(key) || state.replicas() > 0 || state.waiting() > 0
+        });
+        tracing::info!(
+            functions = table.len(),
+            revisions = revisions.len(),
+            "routing table updated"
+        );
+        drop(routed);
+        self.shared.table.store(Arc::new(table));
+        self.shared.routes_set.store(true, Ordering::Release);
+    }
+
+    /// Replaces the replicas of `revision`. Replicas not ready or terminating
+    /// leave rotation at once; new ready replicas release waiting requests.
+    pub fn set_endpoints(&self, revision: &RevisionKey, endpoints: Vec<Endpoint>) {
+        let state = Self::state_of(&self.shared.metrics, &mut self.revisions(), revision);
+        state.set_endpoints(&endpoints, Instant::now());
+        tracing::debug!(%revision, ready = state.replicas(), given = endpoints.len(), "endpoints updated");
+    }
+
+    /// The live state of `revision`, if the gateway knows it.
+    pub fn revision(&self, revision: &RevisionKey) -> Option<Arc<RevisionState>> {
+        self.revisions().get(revision).cloned()
+    }
+
+    /// The current routing table.
+    pub fn table(&self) -> Arc<Table> {
+        self.shared.table.load_full()
+    }
+
+    /// Whether a routing table has been set (the gateway is ready to serve).
+    pub fn is_ready(&self) -> bool {
+        self.shared.routes_set.load(Ordering::Acquire)
+    }
+
+    /// The metrics in Prometheus text format, with every revision's
+    /// concurrency integral brought up to now.
+    pub fn metrics_text(&self) -> Result<String, GatewayError> {
+        let now = Instant::now();
+        let states: Vec<Arc<RevisionState>> = self.revisions().values().cloned().collect();
+        for state in states {
+            state.metrics.flush(now);
+        }
+        Ok(self.shared.metrics.encode()?)
+    }
+}

@@ -1,0 +1,149 @@
+//! Response bodies: streamed from the replica, holding the request's slot,
+//! connection and metrics until the last byte (or the client's departure),
+//! so in-flight counts and the concurrency integral cover the whole response.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+
+use super::pool::Conn;
+use super::revision::{RevisionState, Slot};
+
+/// Error type of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response the gateway sends.
+pub type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body of fixed text.
+pub fn full(text: impl Into<Bytes>) -> GatewayBody {
+    Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> GatewayBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Counts one request of a revision: started when it was routed, finished
+/// (with its status code) when dropped.
+#[derive(Debug)]
+pub struct RequestGuard {
+    revision: Arc<RevisionState>,
+    started: Instant,
+    code: u16,
+}
+
+impl RequestGuard {
+    /// Starts counting a request of `revision`.
+    pub fn start(revision: Arc<RevisionState>) -> Self {
+        let started = Instant::now();
+        revision.metrics.request_started(started);
+        Self {
+            revision,
+            started,
+            code: 500,
+        }
+    }
+
+    /// Sets the status code the request is counted under.
+    pub fn set_code(&mut self, code: u16) {
+        self.code = code;
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.revision
+            .metrics
+            .request_finished(self.started, Instant::now(), self.code);
+    }
+}
+
+/// Everything a proxied request holds until its response ends.
+#[derive(Debug)]
+pub struct InFlight {
+    /// The connection, returned to the replica's pool at the end.
+    pub conn: Option<Conn>,
+    /// The replica slot.
+    pub slot: Slot,
+    /// The metrics record, finished when this is dropped.
+    pub _guard: RequestGuard,
+    /// Whether the response was read to its end: only then may the
+    /// connection carry another request.
+    pub complete: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // Give the connection back before the slot, so the request woken by
+        // the freed slot can reuse it.
+        if let Some(conn) = self.conn.take().filter(|_| self.complete) {
+            self.slot.upstream.pool.checkin(conn);
+        }
+    }
+}
+
+/// A replica's response body that releases its [`InFlight`] at the end.
+#[derive(Debug)]
+pub struct Tracked {
+    inner: Incoming,
+    held: Option<InFlight>,
+}
+
+impl Tracked {
+    /// Wraps `inner`, holding `held` until it ends or is dropped.
+    pub fn new(inner: Incoming, held: InFlight) -> Self {
+        let mut tracked = Self {
+            inner,
+            held: Some(held),
+        };
+        if tracked.inner.is_end_stream() {
+            tracked.finish();
+        }
+        tracked
+    }
+}
+
+impl Tracked {
+    fn finish(&mut self) {
+        if let Some(mut held) = self.held.take() {
+            held.complete = true;
+        }
+    }
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.finish(),
+            // A broken connection does not go back to the pool.
+            Poll::Ready(Some(Err(_))) => self.held = None,
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
+            _ => {}
+        }
+        polled.map(|frame| frame.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

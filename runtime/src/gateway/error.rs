@@ -1,0 +1,179 @@
+//! Why a request could not be proxied, and the plain answer each case gets.
+
+use http::StatusCode;
+
+/// A request the gateway answers itself instead of proxying.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No Function is served at this host or path.
+    #[error("no function is served at host {host:?} and path {path:?}")]
+    UnknownFunction {
+        /// The request's host.
+        host: String,
+        /// The request's path.
+        path: String,
+    },
+    /// The Function has no revision ready to take traffic yet.
+    #[error("function {namespace}/{function} has no ready revision yet")]
+    NoRevision {
+        /// Namespace of the Function.
+        namespace: String,
+        /// Name of the Function.
+        function: String,
+    },
+    /// The revision failed and will not get a replica without a fix.
+    #[error("revision {revision} failed: {message}")]
+    RevisionFailed {
+        /// The revision.
+        revision: String,
+        /// The failure condition's message.
+        message: String,
+    },
+    /// The revision's activation queue is full.
+    #[error("revision {revision} has {queued} requests waiting already; retry later")]
+    QueueFull {
+        /// The revision.
+        revision: String,
+        /// Requests waiting.
+        queued: usize,
+    },
+    /// The request waited or ran past the revision's timeout.
+    #[error("revision {revision} did not answer within {seconds}s")]
+    Timeout {
+        /// The revision.
+        revision: String,
+        /// The timeout.
+        seconds: u32,
+    },
+    /// Every replica tried refused the connection.
+    #[error("could not connect to any replica of revision {revision}: {source}")]
+    Connect {
+        /// The revision.
+        revision: String,
+        /// The last connection error.
+        source: std::io::Error,
+    },
+    /// The replica failed after the request was sent (not retried).
+    #[error("replica {endpoint} of revision {revision} failed: {source}")]
+    Upstream {
+        /// The revision.
+        revision: String,
+        /// The replica.
+        endpoint: String,
+        /// What hyper reported.
+        source: hyper::Error,
+    },
+    /// The request could not be rewritten for the replica (a bad URI).
+    #[error("request cannot be forwarded: {0}")]
+    BadRequest(String),
+}
+
+impl ProxyError {
+    /// The status code of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnknownFunction { .. } => StatusCode::NOT_FOUND,
+            Self::NoRevision { .. } | Self::RevisionFailed { .. } | Self::QueueFull { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A short, stable label for logs and metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::UnknownFunction { .. } => "unknown_function",
+            Self::NoRevision { .. } => "no_revision",
+            Self::RevisionFailed { .. } => "revision_failed",
+            Self::QueueFull { .. } => "queue_full",
+            Self::Timeout { .. } => "timeout",
+            Self::Connect { .. } => "connect",
+            Self::Upstream { .. } => "upstream",
+            Self::BadRequest(_) => "bad_request",
+        }
+    }
+}
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Metrics could not be registered.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+    /// The listener failed.
+    #[error("accepting connections: {0}")]
+    Accept(#[source] std::io::Error),
+    /// The configuration is unusable.
+    #[error("invalid gateway configuration: {0}")]
+    Config(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_its_status() {
+        let io = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let cases = [
+            (
+                ProxyError::UnknownFunction {
+                    host: "x".into(),
+                    path: "/".into(),
+                },
+                404,
+            ),
+            (
+                ProxyError::NoRevision {
+                    namespace: "n".into(),
+                    function: "f".into(),
+                },
+                503,
+            ),
+            (
+                ProxyError::RevisionFailed {
+                    revision: "r".into(),
+                    message: "m".into(),
+                },
+                503,
+            ),
+            (
+                ProxyError::QueueFull {
+                    revision: "r".into(),
+                    queued: 1,
+                },
+                503,
+            ),
+            (
+                ProxyError::Timeout {
+                    revision: "r".into(),
+                    seconds: 1,
+                },
+                504,
+            ),
+            (
+                ProxyError::Connect {
+                    revision: "r".into(),
+                    source: io(),
+                },
+                502,
+            ),
+            (ProxyError::BadRequest("u".into()), 400),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.status().as_u16(), code, "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_function_names_the_host() {
+        let err = ProxyError::UnknownFunction {
+            host: "nope.default.localhost".into(),
+            path: "/a".into(),
+        };
+        assert!(err.to_string().contains("\"nope.default.localhost\""));
+    }
+}

@@ -1,0 +1,283 @@
+//! The request path: route, pick a revision, wait for a replica slot if
+//! needed (the activator), forward with safe retries, stream the answer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flint_api::Protocol;
+use flint_api::poke::ScalePoke;
+use http::{HeaderValue, Request, Response, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rand::Rng;
+use tracing::Instrument;
+
+use super::Shared;
+use super::body::{self, GatewayBody, InFlight, RequestGuard, Tracked};
+use super::error::ProxyError;
+use super::pool::Conn;
+use super::proxy::{self, Forwarding};
+use super::revision::{RevisionState, Slot};
+
+/// Most replicas tried for one request when connections are refused.
+const MAX_ATTEMPTS: usize = 4;
+
+/// What the request path needs of a revision, copied out of the table.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    concurrency: u32,
+    timeout_seconds: u32,
+    protocol: Protocol,
+}
+
+fn draw() -> (usize, usize) {
+    let mut rng = rand::rng();
+    (rng.random::<u64>() as usize, rng.random::<u64>() as usize)
+}
+
+/// Answers one client request.
+pub(super) async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<GatewayBody> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let (state, settings, failure, prefix_len) = {
+        let table = shared.table.load();
+        let Some(routed) = table.route(host, req.uri().path()) else {
+            return error_response(
+                &ProxyError::UnknownFunction {
+                    host: host.to_owned(),
+                    path: req.uri().path().to_owned(),
+                },
+                shared.config.retry_after_seconds,
+            );
+        };
+        let Some(rev) = routed.revision(rand::rng().random_range(0..100)) else {
+            let f = routed.function;
+            return error_response(
+                &ProxyError::NoRevision {
+                    namespace: f.namespace.clone(),
+                    function: f.name.clone(),
+                },
+                shared.config.retry_after_seconds,
+            );
+        };
+        let settings = Settings {
+            concurrency: rev.route.concurrency,
+            timeout_seconds: rev.route.timeout_seconds,
+            protocol: rev.route.protocol,
+        };
+        (
+            Arc::clone(&rev.state),
+            settings,
+            rev.route.failure.clone(),
+            routed.path.map(|p| p.prefix.len()),
+        )
+    };
+    let span = tracing::debug_span!("request", revision = %state.key.revision, namespace = %state.key.namespace);
+    proxy_to(shared, state, settings, failure, prefix_len, req, client)
+        .instrument(span)
+        .await
+}
+
+async fn proxy_to(
+    shared: Arc<Shared>,
+    state: Arc<RevisionState>,
+    settings: Settings,
+    failure: Option<String>,
+    prefix_len: Option<usize>,
+    mut req: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<GatewayBody> {
+    let mut guard = RequestGuard::start(Arc::clone(&state));
+    let retry_after = shared.config.retry_after_seconds;
+    if let Some(message) = failure.filter(|_| state.replicas() == 0) {
+        let err = ProxyError::RevisionFailed {
+            revision: state.key.revision.clone(),
+            message,
+        };
+        return fail(guard, &err, retry_after);
+    }
+    let upgrade = proxy::is_upgrade(&req);
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("")
+        .to_owned();
+    let fwd = Forwarding {
+        client,
+        host: &host,
+        prefix_len,
+        protocol: settings.protocol,
+        upgrade,
+    };
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    if let Err(err) = proxy::rewrite_request(&mut req, fwd) {
+        return fail(guard, &ProxyError::BadRequest(err.to_string()), retry_after);
+    }
+    let forwarded = forward(&shared, &state, settings, req);
+    let outcome = if settings.timeout_seconds == 0 {
+        forwarded.await
+    } else {
+        let limit = Duration::from_secs(u64::from(settings.timeout_seconds));
+        match tokio::time::timeout(limit, forwarded).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(ProxyError::Timeout {
+                revision: state.key.revision.clone(),
+                seconds: settings.timeout_seconds,
+            }),
+        }
+    };
+    let (mut resp, conn, slot) = match outcome {
+        Ok(parts) => parts,
+        Err(err) => return fail(guard, &err, retry_after),
+    };
+    guard.set_code(resp.status().as_u16());
+    proxy::rewrite_response(&mut resp);
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let replica_upgrade = hyper::upgrade::on(&mut resp);
+        let held = InFlight {
+            conn: None,
+            slot,
+            _guard: guard,
+            complete: false,
+        };
+        tokio::spawn(tunnel(client_upgrade, replica_upgrade, held));
+        return resp.map(|_| body::empty());
+    }
+    let held = InFlight {
+        conn: Some(conn),
+        slot,
+        _guard: guard,
+        complete: false,
+    };
+    resp.map(|incoming| http_body_util::BodyExt::boxed_unsync(Tracked::new(incoming, held)))
+}
+
+/// Waits for a slot and sends the request, retrying on other replicas only
+/// while the request has not been written (refused or reset connections).
+async fn forward(
+    shared: &Shared,
+    state: &Arc<RevisionState>,
+    settings: Settings,
+    mut req: Request<Incoming>,
+) -> Result<(Response<Incoming>, Conn, Slot), ProxyError> {
+    let waiting_key = &state.key;
+    let mut slot = state
+        .acquire(
+            settings.concurrency,
+            shared.config.queue_size,
+            draw,
+            |waiting| {
+                shared.poke.poke(ScalePoke {
+                    namespace: waiting_key.namespace.clone(),
+                    function: waiting_key.function.clone(),
+                    revision: waiting_key.revision.clone(),
+                    waiting,
+                });
+            },
+        )
+        .await
+        .map_err(|full| ProxyError::QueueFull {
+            revision: state.key.revision.clone(),
+            queued: full.queued,
+        })?;
+    let mut tried = Vec::new();
+    loop {
+        let upstream = Arc::clone(&slot.upstream);
+        let failed = match upstream.pool.checkout(settings.protocol).await {
+            Ok(mut conn) => match proxy::send(&mut conn, req).await {
+                Ok(resp) => return Ok((resp, conn, slot)),
+                Err((source, None)) => {
+                    return Err(ProxyError::Upstream {
+                        revision: state.key.revision.clone(),
+                        endpoint: upstream.endpoint.id.clone(),
+                        source,
+                    });
+                }
+                Err((source, Some(unsent))) => {
+                    req = unsent;
+                    std::io::Error::other(source)
+                }
+            },
+            Err(err) => err.into_io(),
+        };
+        tracing::debug!(endpoint = %upstream.endpoint.id, error = %failed, "replica refused; trying another");
+        tried.push(upstream);
+        drop(slot);
+        let next = (tried.len() < MAX_ATTEMPTS)
+            .then(|| state.try_acquire_excluding(settings.concurrency, &tried))
+            .flatten();
+        slot = match next {
+            Some(next) => next,
+            None => {
+                return Err(ProxyError::Connect {
+                    revision: state.key.revision.clone(),
+                    source: failed,
+                });
+            }
+        };
+    }
+}
+
+/// Copies bytes both ways between an upgraded client and replica, holding
+/// the request's slot and metrics until either side closes.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    replica: hyper::upgrade::OnUpgrade,
+    held: InFlight,
+) {
+    let (client, replica) = match tokio::try_join!(client, replica) {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::debug!(error = %err, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut replica = TokioIo::new(replica);
+    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut replica).await {
+        tracing::debug!(error = %err, "upgraded connection ended");
+    }
+    drop(held);
+}
+
+fn fail(mut guard: RequestGuard, err: &ProxyError, retry_after: u32) -> Response<GatewayBody> {
+    guard.set_code(err.status().as_u16());
+    match err {
+        ProxyError::Connect { .. } | ProxyError::Upstream { .. } => {
+            tracing::warn!(error = %err, kind = err.metric_label(), "request failed");
+        }
+        _ => tracing::debug!(error = %err, kind = err.metric_label(), "request refused"),
+    }
+    error_response(err, retry_after)
+}
+
+/// The plain-text answer for `err`; a full queue adds `Retry-After`.
+pub(super) fn error_response(err: &ProxyError, retry_after: u32) -> Response<GatewayBody> {
+    let mut resp = Response::new(body::full(format!("{err}\n")));
+    *resp.status_mut() = err.status();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if matches!(
+        err,
+        ProxyError::QueueFull { .. } | ProxyError::NoRevision { .. }
+    ) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    }
+    resp
+}

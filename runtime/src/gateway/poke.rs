@@ -1,0 +1,115 @@
+//! The cluster-mode poke sink: POSTs each [`ScalePoke`] to the autoscaler's
+//! poke endpoint, fire-and-forget, at most one in flight per revision.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use flint_api::backend::{PokeSink, RevisionKey};
+use flint_api::poke::{POKE_PATH, ScalePoke};
+use http::{Method, Request, Uri, header};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Why the poke sink could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PokeError {
+    /// The autoscaler URL is not an absolute `http://` URL.
+    #[error("autoscaler URL {url:?} is not an absolute http:// URL")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+    },
+}
+
+/// Pokes the autoscaler over HTTP.
+#[derive(Clone)]
+pub struct HttpPokeSink {
+    target: Uri,
+    client: Client<HttpConnector, Full<Bytes>>,
+    pending: Arc<Mutex<HashSet<RevisionKey>>>,
+}
+
+impl std::fmt::Debug for HttpPokeSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpPokeSink")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl HttpPokeSink {
+    /// A sink posting to `<autoscaler_url>/v1/poke`.
+    pub fn new(autoscaler_url: &str) -> Result<Self, PokeError> {
+        let base = autoscaler_url.trim_end_matches('/');
+        let target: Uri = format!("{base}{POKE_PATH}")
+            .parse()
+            .map_err(|_| PokeError::BadUrl {
+                url: autoscaler_url.to_owned(),
+            })?;
+        if target.scheme_str() != Some("http") || target.authority().is_none() {
+            return Err(PokeError::BadUrl {
+                url: autoscaler_url.to_owned(),
+            });
+        }
+        Ok(Self {
+            target,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            pending: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    /// Where pokes go.
+    pub fn target(&self) -> &Uri {
+        &self.target
+    }
+
+    async fn post(&self, poke: ScalePoke) -> Result<http::StatusCode, String> {
+        let body = serde_json::to_vec(&poke).map_err(|e| e.to_string())?;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(self.target.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        Ok(resp.status())
+    }
+}
+
+impl PokeSink for HttpPokeSink {
+    fn poke(&self, poke: ScalePoke) {
+        let key = RevisionKey::new(&poke.namespace, &poke.function, &poke.revision);
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(revision = %key, "no async runtime; poke dropped");
+            return;
+        };
+        let first = self
+            .pending
+            .lock()
+            .is_ok_and(|mut pending| pending.insert(key.clone()));
+        if !first {
+            // A poke for this revision is on its way already.
+            return;
+        }
+        let sink = self.clone();
+        handle.spawn(async move {
+            match sink.post(poke).await {
+                Ok(status) if status.is_success() => {
+                    tracing::debug!(revision = %key, "autoscaler poked")
+                }
+                Ok(status) => {
+                    tracing::warn!(revision = %key, %status, "autoscaler refused the poke")
+                }
+                Err(error) => {
+                    tracing::warn!(revision = %key, %error, "poking the autoscaler failed")
+                }
+            }
+            if let Ok(mut pending) = sink.pending.lock() {
+                pending.remove(&key);
+            }
+        });
+    }
+}

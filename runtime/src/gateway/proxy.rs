@@ -1,0 +1,247 @@
+//! Rewriting a request for the replica and its response for the client:
+//! hop-by-hop headers out, `X-Forwarded-*` in, the path prefix stripped,
+//! the HTTP version the replica speaks.
+
+use std::net::SocketAddr;
+
+use flint_api::Protocol;
+use flint_api::names::HEADER_FORWARDED_PREFIX;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use super::pool::Conn;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Whether the request asks to switch protocols (e.g. WebSocket).
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_has(req.headers(), "upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes hop-by-hop headers, and those the `Connection` header names.
+/// When `upgrade` is set, `Connection: upgrade` and `Upgrade` are kept so
+/// the replica (or client) sees the protocol switch. `te: trailers` is
+/// kept when `keep_te_trailers` (gRPC needs it over HTTP/2).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, keep_te_trailers: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(upgrade && *n == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let te_trailers = keep_te_trailers
+        && headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// What the rewrite needs to know about the request's origin and target.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding<'a> {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The host the client asked for (Host header or authority).
+    pub host: &'a str,
+    /// Set for the path form: the length of the `/function/<ns>/<fn>`
+    /// prefix to strip.
+    pub prefix_len: Option<usize>,
+    /// What the replica speaks.
+    pub protocol: Protocol,
+    /// Whether this is a protocol upgrade.
+    pub upgrade: bool,
+}
+
+/// Rewrites `req` in place for the replica. Fails only on a URI that cannot
+/// be rebuilt.
+pub fn rewrite_request<B>(req: &mut Request<B>, fwd: Forwarding<'_>) -> Result<(), http::Error> {
+    let full_path = req.uri().path();
+    let (prefix, path) = match fwd.prefix_len.filter(|&n| full_path.is_char_boundary(n)) {
+        Some(n) => (Some(full_path[..n].to_owned()), &full_path[n..]),
+        None => (None, full_path),
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let h2 = fwd.protocol == Protocol::H2c;
+    let uri = if h2 {
+        Uri::builder()
+            .scheme("http")
+            .authority(fwd.host)
+            .path_and_query(path_and_query)
+            .build()?
+    } else {
+        Uri::builder().path_and_query(path_and_query).build()?
+    };
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers, fwd.upgrade, h2);
+    let client_ip = fwd.client.ip().to_string();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {client_ip}"),
+        None => client_ip,
+    };
+    headers.insert("x-forwarded-for", HeaderValue::try_from(forwarded_for)?);
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if !headers.contains_key("x-forwarded-host") {
+        headers.insert("x-forwarded-host", HeaderValue::try_from(fwd.host)?);
+    }
+    if let Some(prefix) = prefix {
+        headers.insert(HEADER_FORWARDED_PREFIX, HeaderValue::try_from(prefix)?);
+    }
+    if h2 {
+        headers.remove(header::HOST);
+        *req.version_mut() = Version::HTTP_2;
+    } else {
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, HeaderValue::try_from(fwd.host)?);
+        }
+        *req.version_mut() = Version::HTTP_11;
+    }
+    Ok(())
+}
+
+/// Rewrites the replica's response headers for the client.
+pub fn rewrite_response<B>(resp: &mut Response<B>) {
+    let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    strip_hop_by_hop(resp.headers_mut(), upgrade, false);
+}
+
+/// Sends `req` on `conn`. On failure, the request comes back when it was
+/// never written, so it may safely go to another replica.
+pub async fn send(
+    conn: &mut Conn,
+    req: Request<Incoming>,
+) -> Result<Response<Incoming>, (hyper::Error, Option<Request<Incoming>>)> {
+    let sent = match conn {
+        Conn::Http1(c) => c.try_send_request(req).await,
+        Conn::Http2(c) => c.try_send_request(req).await,
+    };
+    sent.map_err(|mut err| {
+        let req = err.take_message();
+        (err.into_error(), req)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::host::function_path;
+
+    fn client() -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 7], 5555))
+    }
+
+    #[test]
+    fn path_form_is_stripped_and_prefix_forwarded() {
+        let mut req = Request::builder()
+            .uri("/function/ns/hello/a/b?x=1")
+            .header("host", "127.0.0.1:8080")
+            .header("connection", "keep-alive, x-secret")
+            .header("x-secret", "1")
+            .header("keep-alive", "timeout=5")
+            .header("x-forwarded-for", "1.2.3.4")
+            .body(())
+            .unwrap();
+        let fwd = Forwarding {
+            client: client(),
+            host: "127.0.0.1:8080",
+            prefix_len: function_path("/function/ns/hello/a/b").map(|p| p.prefix.len()),
+            protocol: Protocol::Http1,
+            upgrade: false,
+        };
+        rewrite_request(&mut req, fwd).unwrap();
+        assert_eq!(req.uri(), "/a/b?x=1");
+        let h = req.headers();
+        assert_eq!(h["x-forwarded-prefix"], "/function/ns/hello");
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["host"], "127.0.0.1:8080");
+        for gone in ["connection", "keep-alive", "x-secret"] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+    }
+
+    #[test]
+    fn upgrades_keep_their_headers_and_h2_gets_an_authority() {
+        let mut req = Request::builder()
+            .uri("/ws")
+            .header("host", "hello.ns.localhost")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .body(())
+            .unwrap();
+        assert!(is_upgrade(&req));
+        let fwd = Forwarding {
+            client: client(),
+            host: "hello.ns.localhost",
+            prefix_len: None,
+            protocol: Protocol::Http1,
+            upgrade: true,
+        };
+        rewrite_request(&mut req, fwd).unwrap();
+        assert_eq!(req.headers()["upgrade"], "websocket");
+        assert_eq!(req.headers()["connection"], "upgrade");
+
+        let mut grpc = Request::builder()
+            .uri("/pkg.Svc/Call")
+            .header("host", "hello.ns.localhost")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let fwd = Forwarding {
+            protocol: Protocol::H2c,
+            upgrade: false,
+            ..fwd
+        };
+        rewrite_request(&mut grpc, fwd).unwrap();
+        assert_eq!(grpc.uri(), "http://hello.ns.localhost/pkg.Svc/Call");
+        assert_eq!(grpc.version(), Version::HTTP_2);
+        assert_eq!(grpc.headers()["te"], "trailers");
+        assert!(!grpc.headers().contains_key("host"));
+    }
+}

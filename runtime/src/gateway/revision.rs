@@ -1,0 +1,274 @@
+//! The gateway's live state of one revision: its ready replicas, their
+//! in-flight counts, and the activation queue where requests wait while the
+//! revision is at zero or every replica is at its `concurrency` limit.
+
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use flint_api::backend::{Endpoint, RevisionKey};
+use tokio::sync::Notify;
+
+use super::balancer::{self, Load};
+use super::pool::Pool;
+use crate::metrics::RevisionMetrics;
+
+/// One ready replica.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Its identity and address.
+    pub endpoint: Endpoint,
+    in_flight: AtomicU32,
+    /// Its connections.
+    pub pool: Pool,
+}
+
+impl Load for Upstream {
+    fn load(&self) -> u32 {
+        Load::load(&self.in_flight)
+    }
+
+    fn try_take(&self, limit: u32) -> bool {
+        self.in_flight.try_take(limit)
+    }
+}
+
+/// Cold-start state of a revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cold {
+    /// Replicas are ready, or nobody is waiting.
+    Warm,
+    /// A request is waiting for a first replica since `since`; the
+    /// autoscaler has been poked once for it.
+    Pending {
+        /// When the first request began to wait.
+        since: Instant,
+    },
+}
+
+/// A slot on one replica, held while a request is in flight there.
+/// Dropping it frees the slot and wakes one waiting request.
+#[derive(Debug)]
+pub struct Slot {
+    /// The replica.
+    pub upstream: Arc<Upstream>,
+    revision: Arc<RevisionState>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.upstream.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.revision.waiting.load(Ordering::Acquire) > 0 {
+            self.revision.notify.notify_one();
+        }
+    }
+}
+
+/// Why a request could not get in line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull {
+    /// Requests already waiting.
+    pub queued: usize,
+}
+
+/// The live state of one revision.
+pub struct RevisionState {
+    /// The revision.
+    pub key: RevisionKey,
+    upstreams: ArcSwap<Vec<Arc<Upstream>>>,
+    waiting: AtomicUsize,
+    notify: Notify,
+    cold: Mutex<Cold>,
+    /// Its metric handles.
+    pub metrics: RevisionMetrics,
+}
+
+impl std::fmt::Debug for RevisionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevisionState")
+            .field("key", &self.key)
+            .field("replicas", &self.upstreams.load().len())
+            .field("waiting", &self.waiting.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Removes a request from the queue count when it stops waiting, however it
+/// stops (slot found, timeout, client gone).
+struct InLine<'a>(&'a RevisionState);
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        let left = self
+            .0
+            .waiting
+            .fetch_sub(1, Ordering::AcqRel)
+            .saturating_sub(1);
+        self.0.metrics.set_queue_depth(left);
+        if left == 0 && self.0.upstreams.load().is_empty() {
+            // ## Pending => Warm: everyone gave up before a replica came;
+            // the next request starts (and pokes for) a new cold start.
+            self.0.set_cold(Cold::Warm);
+        }
+    }
+}
+
+impl RevisionState {
+    /// A revision with no replica yet.
+    pub fn new(key: RevisionKey, metrics: RevisionMetrics) -> Self {
+        Self {
+            key,
+            upstreams: ArcSwap::from_pointee(Vec::new()),
+            waiting: AtomicUsize::new(0),
+            notify: Notify::new(),
+            cold: Mutex::new(Cold::Warm),
+            metrics,
+        }
+    }
+
+    /// Ready replicas.
+    pub fn replicas(&self) -> usize {
+        self.upstreams.load().len()
+    }
+
+    /// Requests waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Requests in flight on the replica `id`, if it is in rotation.
+    pub fn in_flight(&self, id: &str) -> Option<u32> {
+        let upstreams = self.upstreams.load();
+        upstreams
+            .iter()
+            .find(|u| u.endpoint.id == id)
+            .map(|u| u.load())
+    }
+
+    /// The cold-start state.
+    pub fn cold(&self) -> Cold {
+        self.cold.lock().map_or(Cold::Warm, |c| *c)
+    }
+
+    fn set_cold(&self, next: Cold) -> Cold {
+        match self.cold.lock() {
+            Ok(mut cold) => std::mem::replace(&mut *cold, next),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), next),
+        }
+    }
+
+    /// Replaces the replicas: only ready, non-terminating endpoints stay in
+    /// rotation (a replica leaving stops getting requests at once); replicas
+    /// kept keep their in-flight counts and connections. Waiting requests
+    /// are woken when replicas appear.
+    pub fn set_endpoints(&self, endpoints: &[Endpoint], now: Instant) {
+        let current = self.upstreams.load_full();
+        let mut old: HashMap<(&str, std::net::SocketAddr), &Arc<Upstream>> = current
+            .iter()
+            .map(|u| ((u.endpoint.id.as_str(), u.endpoint.addr), u))
+            .collect();
+        let next: Vec<Arc<Upstream>> = endpoints
+            .iter()
+            .filter(|e| e.ready && !e.terminating)
+            .map(|e| match old.remove(&(e.id.as_str(), e.addr)) {
+                Some(kept) => Arc::clone(kept),
+                None => Arc::new(Upstream {
+                    endpoint: e.clone(),
+                    in_flight: AtomicU32::new(0),
+                    pool: Pool::new(e.addr),
+                }),
+            })
+            .collect();
+        let ready = !next.is_empty();
+        self.upstreams.store(Arc::new(next));
+        if ready {
+            // ## Pending => Warm: the first replica is ready; the cold start
+            // lasted from the first wait until now.
+            if let Cold::Pending { since } = self.set_cold(Cold::Warm) {
+                self.metrics
+                    .cold_start_ended(now.saturating_duration_since(since));
+            }
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Takes a slot on a replica with room, without waiting.
+    pub fn try_acquire(self: &Arc<Self>, limit: u32, r1: usize, r2: usize) -> Option<Slot> {
+        let upstreams = self.upstreams.load();
+        let i = balancer::take(&upstreams, limit, r1, r2)?;
+        let upstream = Arc::clone(upstreams.get(i)?);
+        Some(Slot {
+            upstream,
+            revision: Arc::clone(self),
+        })
+    }
+
+    /// Takes a slot on any replica with room other than those in `tried`
+    /// (used to retry a refused connection elsewhere), without waiting.
+    pub fn try_acquire_excluding(
+        self: &Arc<Self>,
+        limit: u32,
+        tried: &[Arc<Upstream>],
+    ) -> Option<Slot> {
+        let upstreams = self.upstreams.load();
+        let upstream = upstreams
+            .iter()
+            .filter(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
+            .find(|u| u.try_take(limit))?;
+        Some(Slot {
+            upstream: Arc::clone(upstream),
+            revision: Arc::clone(self),
+        })
+    }
+
+    /// Takes a slot, waiting in the revision's queue (at most `queue_size`
+    /// requests) until a replica has room. `poke` is called once per cold
+    /// start, with the number of requests waiting, when this request is the
+    /// one that found the revision without a ready replica.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        limit: u32,
+        queue_size: usize,
+        mut draw: impl FnMut() -> (usize, usize),
+        poke: impl FnOnce(u32),
+    ) -> Result<Slot, QueueFull> {
+        let (r1, r2) = draw();
+        if let Some(slot) = self.try_acquire(limit, r1, r2) {
+            return Ok(slot);
+        }
+        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _in_line = InLine(self);
+        if ahead >= queue_size {
+            self.metrics.queue_overflowed();
+            return Err(QueueFull { queued: ahead });
+        }
+        self.metrics.set_queue_depth(ahead + 1);
+        if self.upstreams.load().is_empty() {
+            let now = Instant::now();
+            let began = match self.cold.lock() {
+                Ok(mut cold) if *cold == Cold::Warm => {
+                    // ## Warm => Pending: first request without a replica.
+                    *cold = Cold::Pending { since: now };
+                    true
+                }
+                _ => false,
+            };
+            if began {
+                self.metrics.cold_start_began();
+                poke(u32::try_from(ahead + 1).unwrap_or(u32::MAX));
+            }
+        }
+        loop {
+            let mut notified = pin!(self.notify.notified());
+            notified.as_mut().enable();
+            let (r1, r2) = draw();
+            if let Some(slot) = self.try_acquire(limit, r1, r2) {
+                return Ok(slot);
+            }
+            notified.await;
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The routing table: every Function's hosts, revisions and traffic split,
+//! built once per update and swapped in whole, so a lookup takes no lock and
+//! allocates nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use flint_api::backend::{FunctionRoute, RevisionKey, RevisionRoute};
+use flint_api::names;
+
+use super::host::{self, FunctionPath, MAX_HOST_LEN};
+use super::split::{self, Share};
+
+/// One revision a Function may route to, with `S`, the gateway's live state
+/// of it (endpoints, queue).
+#[derive(Debug)]
+pub struct RevisionEntry<S> {
+    /// The revision's key (also its metric labels).
+    pub key: RevisionKey,
+    /// Its settings: concurrency, timeout, protocol, failure.
+    pub route: RevisionRoute,
+    /// The gateway's live state of the revision.
+    pub state: S,
+}
+
+/// One Function's revisions and split.
+#[derive(Debug)]
+pub struct FunctionEntry<S> {
+    /// Namespace of the Function.
+    pub namespace: String,
+    /// Name of the Function.
+    pub name: String,
+    /// Revisions that may receive traffic.
+    pub revisions: Vec<RevisionEntry<S>>,
+    split: Vec<Share>,
+}
+
+impl<S> FunctionEntry<S> {
+    /// The revision that draw `r` selects; `r` is taken modulo the split's total.
+    /// `None` when no revision carries traffic.
+    pub fn pick(&self, r: u32) -> Option<&RevisionEntry<S>> {
+        let total = split::total(&self.split);
+        if total == 0 {
+            return None;
+        }
+        split::pick(&self.split, r % total).and_then(|i| self.revisions.get(i))
+    }
+}
+
+#[derive(Debug)]
+struct HostEntry<S> {
+    function: Arc<FunctionEntry<S>>,
+    /// Index of the tagged revision, for `<tag>-<fn>.<ns>.<domain>` hosts.
+    tag: Option<usize>,
+}
+
+/// Where a request goes, as found in the table.
+#[derive(Debug)]
+pub struct Routed<'t, 'r, S> {
+    /// The Function.
+    pub function: &'t Arc<FunctionEntry<S>>,
+    /// The tagged revision, when the host names a tag.
+    pub tagged: Option<&'t RevisionEntry<S>>,
+    /// Set for the path form: the prefix to strip.
+    pub path: Option<FunctionPath<'r>>,
+}
+
+impl<'t, S> Routed<'t, '_, S> {
+    /// The revision for this request: the tagged one, or the split's pick for `r`.
+    pub fn revision(&self, r: u32) -> Option<&'t RevisionEntry<S>> {
+        self.tagged.or_else(|| self.function.pick(r))
+    }
+}
+
+/// The Functions of one namespace, by name.
+type Namespace<S> = HashMap<Box<str>, Arc<FunctionEntry<S>>>;
+
+/// Every route the gateway serves.
+#[derive(Debug)]
+pub struct RouteTable<S> {
+    hosts: HashMap<Box<str>, HostEntry<S>>,
+    by_name: HashMap<Box<str>, Namespace<S>>,
+}
+
+impl<S> Default for RouteTable<S> {
+    fn default() -> Self {
+        Self {
+            hosts: HashMap::new(),
+            by_name: HashMap::new(),
+        }
+    }
+}
+
+impl<S> RouteTable<S> {
+    /// Builds the table for `routes` under `domain`; `state` gives the live
+    /// state of each revision. Traffic entries naming an unknown revision
+    /// are left out (with a warning), as are tags on them.
+    pub fn build(
+        routes: &[FunctionRoute],
+        domain: &str,
+        mut state: impl FnMut(&RevisionKey) -> S,
+    ) -> Self {
+        let mut table = Self::default();
+        for route in routes {
+            let revisions: Vec<RevisionEntry<S>> = route
+                .revisions
+                .iter()
+                .map(|rev| {
+                    let key = RevisionKey::new(&route.namespace, &route.name, &rev.name);
+                    let state = state(&key);
+                    RevisionEntry {
+                        key,
+                        route: rev.clone(),
+                        state,
+                    }
+                })
+                .collect();
+            let index = |name: &str| route.revisions.iter().position(|r| r.name == name);
+            let mut parts = Vec::with_capacity(route.traffic.len());
+            let mut tags = Vec::new();
+            for target in &route.traffic {
+                let Some(i) = index(&target.revision_name) else {
+                    tracing::warn!(
+                        namespace = %route.namespace,
+                        function = %route.name,
+                        revision = %target.revision_name,
+                        "traffic names a revision the route does not carry; ignored"
+                    );
+                    continue;
+                };
+                parts.push((i, target.percent));
+                if let Some(tag) = &target.tag {
+                    tags.push((tag.clone(), i));
+                }
+            }
+            let function = Arc::new(FunctionEntry {
+                namespace: route.namespace.clone(),
+                name: route.name.clone(),
+                revisions,
+                split: split::shares(parts),
+            });
+            let host = names::function_host(&route.name, &route.namespace, domain);
+            table.hosts.insert(
+                host.to_ascii_lowercase().into(),
+                HostEntry {
+                    function: Arc::clone(&function),
+                    tag: None,
+                },
+            );
+            for (tag, i) in tags {
+                let host = names::tagged_host(&tag, &route.name, &route.namespace, domain);
+                table.hosts.insert(
+                    host.to_ascii_lowercase().into(),
+                    HostEntry {
+                        function: Arc::clone(&function),
+                        tag: Some(i),
+                    },
+                );
+            }
+            table
+                .by_name
+                .entry(route.namespace.as_str().into())
+                .or_default()
+                .insert(route.name.as_str().into(), function);
+        }
+        table
+    }
+
+    /// Finds the route of a request by host first, then by the path form.
+    pub fn route<'t, 'r>(&'t self, host: &str, path: &'r str) -> Option<Routed<'t, 'r, S>> {
+        let mut buf = [0u8; MAX_HOST_LEN];
+        let by_host =
+            host::lowercase(host::strip_port(host), &mut buf).and_then(|h| self.hosts.get(h));
+        if let Some(entry) = by_host {
+            return Some(Routed {
+                function: &entry.function,
+                tagged: entry.tag.and_then(|i| entry.function.revisions.get(i)),
+                path: None,
+            });
+        }
+        let fpath = host::function_path(path)?;
+        let function = self.by_name.get(fpath.namespace)?.get(fpath.function)?;
+        Some(Routed {
+            function,
+            tagged: None,
+            path: Some(fpath),
+        })
+    }
+
+    /// Every revision entry in the table.
+    pub fn revisions(&self) -> impl Iterator<Item = &RevisionEntry<S>> {
+        self.by_name
+            .values()
+            .flat_map(|fns| fns.values())
+            .flat_map(|f| f.revisions.iter())
+    }
+
+    /// Number of Functions routed.
+    pub fn len(&self) -> usize {
+        self.by_name.values().map(HashMap::len).sum()
+    }
+
+    /// Whether no Function is routed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flint_api::{Protocol, TrafficStatus};
+
+    pub(crate) fn rev(name: &str) -> RevisionRoute {
+        RevisionRoute {
+            name: name.into(),
+            concurrency: 0,
+            timeout_seconds: 300,
+            protocol: Protocol::Http1,
+            failure: None,
+        }
+    }
+
+    fn traffic(rev: &str, percent: u32, tag: Option<&str>) -> TrafficStatus {
+        TrafficStatus {
+            revision_name: rev.into(),
+            percent,
+            latest_revision: false,
+            tag: tag.map(Into::into),
+            url: None,
+        }
+    }
+
+    fn table() -> RouteTable<()> {
+        let routes = vec![FunctionRoute {
+            namespace: "default".into(),
+            name: "hello".into(),
+            revisions: vec![rev("hello-00001"), rev("hello-00002")],
+            traffic: vec![
+                traffic("hello-00002", 90, None),
+                traffic("hello-00001", 10, Some("previous")),
+                traffic("hello-00009", 0, Some("ghost")),
+            ],
+        }];
+        RouteTable::build(&routes, "localhost", |_| ())
+    }
+
+    #[test]
+    fn routes_by_host_tag_and_path() {
+        let t = table();
+        // (host, path, draw, expected revision, expected stripped path)
+        let cases = [
+            (
+                "hello.default.localhost",
+                "/x",
+                0,
+                Some("hello-00002"),
+                None,
+            ),
+            (
+                "hello.default.localhost:8080",
+                "/x",
+                95,
+                Some("hello-00001"),
+                None,
+            ),
+            (
+                "HELLO.Default.localhost",
+                "/x",
+                50,
+                Some("hello-00002"),
+                None,
+            ),
+            (
+                "previous-hello.default.localhost",
+                "/x",
+                0,
+                Some("hello-00001"),
+                None,
+            ),
+            (
+                "127.0.0.1:8080",
+                "/function/default/hello/a/b",
+                0,
+                Some("hello-00002"),
+                Some("/a/b"),
+            ),
+            ("ghost-hello.default.localhost", "/", 0, None, None),
+            ("other.default.localhost", "/", 0, None, None),
+            ("127.0.0.1", "/function/default/nope/a", 0, None, None),
+        ];
+        for (host, path, r, want, rest) in cases {
+            let routed = t.route(host, path);
+            let got = routed
+                .as_ref()
+                .and_then(|x| x.revision(r))
+                .map(|e| e.key.revision.as_str());
+            assert_eq!(got, want, "{host}{path}");
+            let got_rest = routed.as_ref().and_then(|x| x.path).map(|p| p.rest);
+            assert_eq!(got_rest, rest, "{host}{path}");
+        }
+    }
+
+    #[test]
+    fn function_without_traffic_routes_but_picks_nothing() {
+        let routes = vec![FunctionRoute {
+            namespace: "ns".into(),
+            name: "f".into(),
+            revisions: vec![rev("f-00001")],
+            traffic: vec![],
+        }];
+        let t: RouteTable<()> = RouteTable::build(&routes, "example.com", |_| ());
+        let routed = t.route("f.ns.example.com", "/").unwrap();
+        assert!(routed.revision(0).is_none());
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.revisions().count(), 1);
+    }
+}
