@@ -6,5 +6,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod autoscaler;
+pub mod leader;
 pub mod reconcile;
 pub mod sim;
+pub mod telemetry;

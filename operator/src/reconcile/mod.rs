@@ -1,1 +1,28 @@
 //! The reconciler: Function → revisions, Deployments, Services and status.
+//!
+//! Pure parts — [`hash`] (revision identity), [`revision`] (reading what
+//! exists), [`desired`] (`desired_objects`), [`traffic`], [`status`],
+//! [`notices`] (which Events) — are separate from the I/O in [`controller`],
+//! which lists, applies with server-side apply (field manager
+//! `flint-operator`), writes the status and publishes Events. [`render`]
+//! prints what would be created, for schema validation; [`run`] is
+//! `flint operator`.
+
+pub mod backoff;
+pub mod controller;
+pub mod desired;
+pub mod error;
+pub mod hash;
+pub mod metrics;
+pub mod notices;
+pub mod objects;
+pub mod render;
+pub mod revision;
+pub mod run;
+pub mod status;
+pub mod traffic;
+
+pub use controller::{Context, reconcile, run_controller};
+pub use desired::{DesiredError, DesiredState, LatestRevision, desired_objects};
+pub use error::Error;
+pub use revision::{ExistingRevision, RevisionHealth, observe_revisions};

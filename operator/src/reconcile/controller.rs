@@ -1,0 +1,373 @@
+//! The reconcile loop: read what exists, compute what should (pure), apply it
+//! with server-side apply, write the status, publish Events. One Function per
+//! call; a failure requeues that Function alone, with backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flint_api::names::{FIELD_MANAGER, FINALIZER, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY};
+use flint_api::{Function, FunctionStatus};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{info, instrument, warn};
+
+use super::backoff::backoff_delay;
+use super::desired::{DesiredState, desired_objects};
+use super::error::Error;
+use super::metrics::ReconcileMetrics;
+use super::notices::{Notice, transitions};
+use super::revision::observe_revisions;
+use super::status::{StatusInput, compute_status};
+
+/// How soon a Function is looked at again while a revision is still deploying
+/// or failing (pod changes also trigger a reconcile at once).
+pub const REQUEUE_PENDING: Duration = Duration::from_secs(10);
+/// How soon a settled Function is looked at again.
+pub const REQUEUE_SETTLED: Duration = Duration::from_secs(300);
+
+/// What every reconcile shares.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Publishes Events on Functions.
+    pub recorder: Recorder,
+    /// Reconcile metrics.
+    pub metrics: ReconcileMetrics,
+    /// Cluster domain of Function hosts (`<fn>.<ns>.<domain>`).
+    pub domain: String,
+    /// Consecutive failures per Function (`namespace/name`), for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context publishing Events as `reporter`.
+    pub fn new(
+        client: Client,
+        reporter: Reporter,
+        metrics: ReconcileMetrics,
+        domain: String,
+    ) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            domain,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn record_failure(&self, key: String) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn clear_failures(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(key);
+    }
+}
+
+fn key(function: &Function) -> String {
+    format!(
+        "{}/{}",
+        function.namespace().unwrap_or_default(),
+        function.name_any()
+    )
+}
+
+/// Reconciles one Function: the finalizer first, then apply or cleanup.
+#[instrument(skip(function, ctx), fields(namespace = function.namespace(), name = %function.name_any(), generation = function.metadata.generation))]
+pub async fn reconcile(function: Arc<Function>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let name = function.name_any();
+    let namespace = function.namespace().unwrap_or_default();
+    let key = key(&function);
+    let api: Api<Function> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, function, |event| async {
+        match event {
+            finalizer::Event::Apply(f) => apply(&f, &ctx).await,
+            finalizer::Event::Cleanup(f) => cleanup(&f, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer {
+            function: name.clone(),
+            source: Box::new(other),
+        },
+    });
+    ctx.metrics.observe(
+        started.elapsed().as_secs_f64(),
+        result.as_ref().err().map(Error::metric_label),
+    );
+    if result.is_ok() {
+        ctx.clear_failures(&key);
+    }
+    result
+}
+
+/// Requeues a failed Function with exponential backoff (per Function).
+pub fn error_policy(function: Arc<Function>, error: &Error, ctx: Arc<Context>) -> Action {
+    let attempt = ctx.record_failure(key(&function));
+    let delay = backoff_delay(attempt);
+    warn!(namespace = function.namespace(), name = %function.name_any(), error = %error, attempt, delay_ms = delay.as_millis() as u64, "reconcile failed; requeueing");
+    Action::requeue(delay)
+}
+
+fn list_error<'a>(kind: &'static str, function: &'a str) -> impl FnOnce(kube::Error) -> Error + 'a {
+    move |source| Error::List {
+        kind,
+        function: function.to_owned(),
+        source,
+    }
+}
+
+fn by_function(name: &str) -> ListParams {
+    ListParams::default().labels(&format!("{LABEL_FUNCTION}={name}"))
+}
+
+fn owned_by(uid: Option<&str>) -> impl Fn(&Deployment) -> bool + '_ {
+    move |d| {
+        uid.is_none_or(|uid| {
+            d.owner_references()
+                .iter()
+                .any(|o| o.uid == uid && o.controller == Some(true))
+        })
+    }
+}
+
+async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
+    let name = function.name_any();
+    let namespace = function.namespace().unwrap_or_default();
+    let client = &ctx.client;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+
+    let owned: Vec<Deployment> = deployments
+        .list(&by_function(&name))
+        .await
+        .map_err(list_error("deployments", &name))?
+        .items
+        .into_iter()
+        .filter(owned_by(function.metadata.uid.as_deref()))
+        .collect();
+    let pod_list = pods
+        .list(&by_function(&name))
+        .await
+        .map_err(list_error("pods", &name))?
+        .items;
+    let existing = observe_revisions(&name, &owned, &pod_list, function.status.as_ref());
+    let desired = desired_objects(function, &existing)?;
+
+    let ssa = PatchParams::apply(FIELD_MANAGER).force();
+    if let Some(deployment) = &desired.deployment {
+        deployments
+            .patch(&desired.latest.name, &ssa, &Patch::Apply(deployment))
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "Deployment",
+                name: desired.latest.name.clone(),
+                source,
+            })?;
+        info!(revision = %desired.latest.name, "created revision");
+    }
+    for service in &desired.services {
+        let svc_name = service.name_any();
+        services
+            .patch(&svc_name, &ssa, &Patch::Apply(service))
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "Service",
+                name: svc_name.clone(),
+                source,
+            })?;
+    }
+    for revision in &desired.delete {
+        delete_revision(&deployments, &services, revision).await?;
+        info!(revision = %revision, "deleted revision");
+    }
+
+    let status = compute_status(StatusInput {
+        function,
+        desired: &desired,
+        revisions: &existing,
+        domain: &ctx.domain,
+        now: Timestamp::now(),
+    });
+    let api: Api<Function> = Api::namespaced(client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": flint_api::names::API_VERSION,
+        "kind": flint_api::names::KIND,
+        "status": status,
+    });
+    api.patch_status(&name, &ssa, &Patch::Apply(&patch))
+        .await
+        .map_err(|source| Error::Status {
+            function: name.clone(),
+            source,
+        })?;
+
+    for notice in transitions(function.status.as_ref(), &status, &desired) {
+        publish(ctx, function, notice).await;
+    }
+    Ok(next_action(&desired, &status))
+}
+
+/// Settled functions are looked at rarely; anything still moving, often.
+fn next_action(desired: &DesiredState, status: &FunctionStatus) -> Action {
+    let settled = !desired.latest.created
+        && desired.resolved.is_ok()
+        && status.revisions.iter().all(|r| r.ready);
+    Action::requeue(if settled {
+        REQUEUE_SETTLED
+    } else {
+        REQUEUE_PENDING
+    })
+}
+
+async fn delete_revision(
+    deployments: &Api<Deployment>,
+    services: &Api<Service>,
+    revision: &str,
+) -> Result<(), Error> {
+    let dp = DeleteParams::background();
+    match deployments.delete(revision, &dp).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(source) => {
+            return Err(Error::Delete {
+                kind: "Deployment",
+                name: revision.to_owned(),
+                source,
+            });
+        }
+    }
+    match services.delete(revision, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(Error::Delete {
+            kind: "Service",
+            name: revision.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Deletes every Deployment and Service labelled with the Function's name —
+/// owner references already cover those the operator made, this also
+/// releases any that lost their owner reference — before the finalizer goes.
+async fn cleanup(function: &Function, ctx: &Context) -> Result<Action, Error> {
+    let name = function.name_any();
+    let namespace = function.namespace().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    let dp = DeleteParams::background();
+    for d in deployments
+        .list(&by_function(&name))
+        .await
+        .map_err(list_error("deployments", &name))?
+        .items
+    {
+        let n = d.name_any();
+        match deployments.delete(&n, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Delete {
+                    kind: "Deployment",
+                    name: n,
+                    source,
+                });
+            }
+        }
+    }
+    for s in services
+        .list(&by_function(&name))
+        .await
+        .map_err(list_error("services", &name))?
+        .items
+    {
+        let n = s.name_any();
+        match services.delete(&n, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Delete {
+                    kind: "Service",
+                    name: n,
+                    source,
+                });
+            }
+        }
+    }
+    info!(namespace = %namespace, name = %name, "released the function's objects");
+    Ok(Action::await_change())
+}
+
+async fn publish(ctx: &Context, function: &Function, notice: Notice) {
+    let event = Event {
+        type_: if notice.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: notice.reason.to_owned(),
+        note: Some(notice.note),
+        action: notice.action.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx
+        .recorder
+        .publish(&event, &function.object_ref(&()))
+        .await
+    {
+        // An Event is a courtesy to the user; failing to publish one must not
+        // fail (and so repeat) a reconcile whose real work is done.
+        warn!(reason = notice.reason, error = %error, "publishing an event failed");
+    }
+}
+
+/// Runs the controller until `shutdown` resolves: watches Functions, the
+/// Deployments and Services they own, and their pods (so crash loops and
+/// readiness show up in the status at once).
+pub async fn run_controller(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+    Controller::new(
+        Api::<Function>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Deployment>::all(client.clone()), managed.clone())
+    .owns(Api::<Service>::all(client.clone()), managed.clone())
+    .watches(Api::<Pod>::all(client), managed, |pod: Pod| {
+        let function = pod.labels().get(LABEL_FUNCTION)?.clone();
+        let namespace = pod.namespace()?;
+        Some(ObjectRef::<Function>::new(&function).within(&namespace))
+    })
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        match result {
+            Ok((object, _)) => tracing::debug!(function = %object, "reconciled"),
+            Err(error) => warn!(error = %error, "controller error"),
+        }
+    })
+    .await;
+}

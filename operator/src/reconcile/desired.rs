@@ -1,0 +1,176 @@
+//! `desired_objects`: from a Function and the revisions that exist, everything
+//! the cluster should hold — which revision is the latest (and whether it must
+//! be created), its Deployment, every kept revision's Service, the resolved
+//! traffic and which old revisions to delete. Pure; the apply step does I/O.
+
+use std::collections::BTreeSet;
+
+use flint_api::names::{MAX_REVISION_NUMBER, revision_name};
+use flint_api::{Function, TrafficStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+
+use super::hash::spec_hash;
+use super::objects::{self, Owner};
+use super::revision::ExistingRevision;
+use super::traffic::{self, TrafficError};
+
+/// Why desired objects cannot be computed for a Function.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DesiredError {
+    /// The Function has no `metadata.name`.
+    #[error("the Function has no metadata.name")]
+    MissingName,
+    /// The Function has no `metadata.namespace`.
+    #[error("function {0:?} has no metadata.namespace")]
+    MissingNamespace(String),
+    /// The Function has no `metadata.uid` (it was not read from the API server).
+    #[error("function {0:?} has no metadata.uid")]
+    MissingUid(String),
+    /// Every revision number up to 99999 is used.
+    #[error(
+        "function {0:?} has used every revision number up to 99999; recreate it to start again"
+    )]
+    RevisionNumbersExhausted(String),
+}
+
+/// The revision the Function's current spec maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestRevision {
+    /// Its name, e.g. `hello-00003`.
+    pub name: String,
+    /// Its number.
+    pub number: u32,
+    /// The hash of the current pod-shaping spec.
+    pub spec_hash: String,
+    /// Whether it does not exist yet and this reconcile creates it.
+    pub created: bool,
+}
+
+/// Everything the cluster should hold for one Function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredState {
+    /// The revision of the current spec.
+    pub latest: LatestRevision,
+    /// The Deployment to create, only when `latest.created`: existing
+    /// Deployments are never re-applied (revisions are immutable, and the
+    /// autoscaler owns their replica counts).
+    pub deployment: Option<Deployment>,
+    /// The Service of every revision that is kept, the new one included.
+    pub services: Vec<Service>,
+    /// The revision `latestRevision: true` stands for, if any is ready.
+    pub latest_ready: Option<String>,
+    /// `spec.traffic` resolved, or why it could not be.
+    pub resolved: Result<Vec<TrafficStatus>, TrafficError>,
+    /// The traffic in force: `resolved` when it succeeded, else the previous
+    /// `status.traffic`, so a bad change never takes working traffic away.
+    pub traffic: Vec<TrafficStatus>,
+    /// Revisions to delete (Deployment and Service): no traffic, beyond
+    /// `revisionHistoryLimit`.
+    pub delete: Vec<String>,
+}
+
+/// Computes the desired state of `function` given the revisions that exist.
+/// A new revision is cut when the pod-shaping spec differs from the latest
+/// existing revision's (a return to an older spec is a new revision too, as
+/// in Knative; pin the old revision in `spec.traffic` to roll back to it).
+pub fn desired_objects(
+    function: &Function,
+    existing: &[ExistingRevision],
+) -> Result<DesiredState, DesiredError> {
+    let name = function
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(DesiredError::MissingName)?;
+    let namespace = function
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or_else(|| DesiredError::MissingNamespace(name.to_owned()))?;
+    let uid = function
+        .metadata
+        .uid
+        .as_deref()
+        .ok_or_else(|| DesiredError::MissingUid(name.to_owned()))?;
+    let owner = Owner {
+        name,
+        namespace,
+        uid,
+        generation: function.metadata.generation.unwrap_or(1),
+    };
+    let spec = &function.spec;
+    let hash = spec_hash(spec);
+    let newest = existing.iter().max_by_key(|r| r.number);
+    let latest = match newest {
+        Some(r) if r.spec_hash == hash => LatestRevision {
+            name: r.name.clone(),
+            number: r.number,
+            spec_hash: hash,
+            created: false,
+        },
+        _ => {
+            let number = newest.map_or(1, |r| r.number + 1);
+            if number > MAX_REVISION_NUMBER {
+                return Err(DesiredError::RevisionNumbersExhausted(name.to_owned()));
+            }
+            LatestRevision {
+                name: revision_name(name, number),
+                number,
+                spec_hash: hash,
+                created: true,
+            }
+        }
+    };
+    let deployment = latest
+        .created
+        .then(|| objects::deployment(owner, &latest.name, &latest.spec_hash, spec));
+
+    let latest_ready = traffic::latest_ready(&latest.name, existing).map(|r| r.name.clone());
+    let resolved = traffic::resolve(&spec.traffic, existing, latest_ready.as_deref());
+    let routed = match &resolved {
+        Ok(t) => t.clone(),
+        Err(_) => function
+            .status
+            .as_ref()
+            .map(|s| s.traffic.clone())
+            .unwrap_or_default(),
+    };
+
+    let mut keep: BTreeSet<&str> = BTreeSet::from([latest.name.as_str()]);
+    keep.extend(latest_ready.as_deref());
+    keep.extend(routed.iter().map(|t| t.revision_name.as_str()));
+    keep.extend(spec.traffic.iter().filter_map(|t| t.revision.as_deref()));
+    let mut idle: Vec<&ExistingRevision> = existing
+        .iter()
+        .filter(|r| !keep.contains(r.name.as_str()))
+        .collect();
+    idle.sort_by_key(|r| std::cmp::Reverse(r.number));
+    let limit = usize::try_from(spec.revision_history_limit).unwrap_or(usize::MAX);
+    let delete: Vec<String> = idle.iter().skip(limit).map(|r| r.name.clone()).collect();
+
+    let mut services: Vec<Service> = existing
+        .iter()
+        .filter(|r| !delete.contains(&r.name))
+        .map(|r| {
+            let cut_at = Owner {
+                generation: r.generation,
+                ..owner
+            };
+            objects::service(cut_at, &r.name)
+        })
+        .collect();
+    if latest.created {
+        services.push(objects::service(owner, &latest.name));
+    }
+
+    Ok(DesiredState {
+        latest,
+        deployment,
+        services,
+        latest_ready,
+        resolved,
+        traffic: routed,
+        delete,
+    })
+}

@@ -1,0 +1,72 @@
+//! Errors of the reconciler, each with a low-cardinality metric label.
+
+use super::desired::DesiredError;
+
+/// Why one reconcile of one Function failed. The controller requeues the
+/// Function with backoff; other Functions are unaffected.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Function cannot be turned into objects.
+    #[error(transparent)]
+    Desired(#[from] DesiredError),
+    /// Listing the Function's Deployments, Services or pods failed.
+    #[error("listing {kind} of function {function:?}: {source}")]
+    List {
+        /// What was listed.
+        kind: &'static str,
+        /// The Function.
+        function: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// A server-side apply of a Deployment or Service failed.
+    #[error("applying {kind} {name:?}: {source}")]
+    Apply {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Name of the object.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Deleting a revision's object failed.
+    #[error("deleting {kind} {name:?}: {source}")]
+    Delete {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Name of the object.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Writing the Function's status failed.
+    #[error("writing the status of function {function:?}: {source}")]
+    Status {
+        /// The Function.
+        function: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer of function {function:?}: {source}")]
+    Finalizer {
+        /// The Function.
+        function: String,
+        /// The finalizer helper's error (boxed: it contains this type).
+        source: Box<kube::runtime::finalizer::Error<Error>>,
+    },
+}
+
+impl Error {
+    /// The label of this error in `flint_reconcile_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Desired(_) => "invalid_function",
+            Error::List { .. } => "list",
+            Error::Apply { .. } => "apply",
+            Error::Delete { .. } => "delete",
+            Error::Status { .. } => "status",
+            Error::Finalizer { .. } => "finalizer",
+        }
+    }
+}

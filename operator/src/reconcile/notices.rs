@@ -1,0 +1,114 @@
+//! Which Kubernetes Events a reconcile publishes on the Function: one per
+//! user-visible transition (revision created, ready, failed, deleted; traffic
+//! target missing; scaled to zero), found by comparing the previous status
+//! with the new one. Pure; the controller publishes them.
+
+use flint_api::FunctionStatus;
+
+use super::desired::DesiredState;
+use super::status::ROUTES_READY;
+
+/// One Event to publish on the Function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// PascalCase reason shown by `kubectl describe`.
+    pub reason: &'static str,
+    /// What the operator did or saw (PascalCase).
+    pub action: &'static str,
+    /// The sentence shown to the user.
+    pub note: String,
+}
+
+fn normal(reason: &'static str, action: &'static str, note: String) -> Notice {
+    Notice {
+        warning: false,
+        reason,
+        action,
+        note,
+    }
+}
+
+/// The Events for the change from `previous` to `next`.
+pub fn transitions(
+    previous: Option<&FunctionStatus>,
+    next: &FunctionStatus,
+    desired: &DesiredState,
+) -> Vec<Notice> {
+    let mut out = Vec::new();
+    if desired.latest.created {
+        out.push(normal(
+            "RevisionCreated",
+            "CreateRevision",
+            format!("created revision {}", desired.latest.name),
+        ));
+    }
+    let before = |name: &str| previous.and_then(|p| p.revisions.iter().find(|r| r.name == name));
+    for rev in next.revisions.iter().rev() {
+        let old = before(&rev.name);
+        if rev.ready && !old.is_some_and(|o| o.ready) {
+            out.push(normal(
+                "RevisionReady",
+                "ObserveRevision",
+                format!("revision {} is ready", rev.name),
+            ));
+        }
+        let failed = !rev.ready
+            && rev
+                .reason
+                .as_deref()
+                .is_some_and(|r| r != "RevisionDeploying");
+        if failed && old.is_none_or(|o| o.reason != rev.reason) {
+            out.push(Notice {
+                warning: true,
+                reason: "RevisionFailed",
+                action: "ObserveRevision",
+                note: format!(
+                    "revision {} failed ({}): {}",
+                    rev.name,
+                    rev.reason.as_deref().unwrap_or_default(),
+                    rev.message.as_deref().unwrap_or_default()
+                ),
+            });
+        }
+    }
+    for name in &desired.delete {
+        out.push(normal(
+            "RevisionDeleted",
+            "DeleteRevision",
+            format!(
+                "deleted revision {name}: it carries no traffic and is beyond revisionHistoryLimit"
+            ),
+        ));
+    }
+    let routes_false = |s: &FunctionStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == ROUTES_READY && c.status == "False")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    if let Some((reason, message)) = routes_false(next) {
+        if previous.and_then(routes_false).map(|p| p.0) != Some(reason.clone()) {
+            out.push(Notice {
+                warning: true,
+                reason: if reason == "TrafficTargetNotFound" {
+                    "TrafficTargetNotFound"
+                } else {
+                    "NoReadyRevision"
+                },
+                action: "ResolveTraffic",
+                note: message,
+            });
+        }
+    }
+    let was_up = previous.and_then(|p| p.replicas).is_some_and(|n| n > 0);
+    if was_up && next.replicas == Some(0) {
+        out.push(normal(
+            "ScaledToZero",
+            "ObserveScale",
+            "no replica is running; the next request starts one".to_owned(),
+        ));
+    }
+    out
+}

@@ -1,0 +1,219 @@
+//! Builders of the Kubernetes objects of one revision: its Deployment and its
+//! ClusterIP Service. Pure; every default is filled in here, so what is
+//! rendered is exactly what is applied.
+
+use std::collections::BTreeMap;
+
+use flint_api::FunctionSpec;
+use flint_api::names::{
+    ANNOTATION_SPEC_HASH, API_VERSION, KIND, LABEL_FUNCTION, LABEL_GENERATION, LABEL_MANAGED_BY,
+    LABEL_REVISION, MANAGED_BY,
+};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Probe,
+    Service, ServicePort, ServiceSpec, SleepAction, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// Seconds a terminating pod keeps serving before it is signalled (preStop
+/// sleep): long enough for the gateway to see the endpoint turn terminating
+/// and stop sending it requests.
+pub const DRAIN_SECONDS: u32 = 5;
+/// Name of the function's container in every revision pod.
+pub const CONTAINER_NAME: &str = "app";
+/// Name of the container port (and the Service's target port).
+pub const PORT_NAME: &str = "http";
+/// Port the revision's Service listens on.
+pub const SERVICE_PORT: i32 = 80;
+
+/// The Function a revision belongs to, as its objects need it.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    /// Function name.
+    pub name: &'a str,
+    /// Function namespace.
+    pub namespace: &'a str,
+    /// Function uid (for the owner reference).
+    pub uid: &'a str,
+    /// Function generation the revision is cut at.
+    pub generation: i64,
+}
+
+impl Owner<'_> {
+    fn reference(&self) -> OwnerReference {
+        OwnerReference {
+            api_version: API_VERSION.to_owned(),
+            kind: KIND.to_owned(),
+            name: self.name.to_owned(),
+            uid: self.uid.to_owned(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+
+    fn labels(&self, revision: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_FUNCTION.to_owned(), self.name.to_owned()),
+            (LABEL_REVISION.to_owned(), revision.to_owned()),
+            (LABEL_GENERATION.to_owned(), self.generation.to_string()),
+            (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+        ])
+    }
+
+    fn metadata(&self, revision: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(revision.to_owned()),
+            namespace: Some(self.namespace.to_owned()),
+            labels: Some(self.labels(revision)),
+            owner_references: Some(vec![self.reference()]),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// The selector of a revision's pods.
+fn selector(revision: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(LABEL_REVISION.to_owned(), revision.to_owned())])
+}
+
+/// The Deployment of a new revision. `replicas` is `scale.initial`: the only
+/// time the reconciler sets it; afterwards the autoscaler owns it.
+pub fn deployment(
+    owner: Owner<'_>,
+    revision: &str,
+    spec_hash: &str,
+    spec: &FunctionSpec,
+) -> Deployment {
+    let mut metadata = owner.metadata(revision);
+    metadata.annotations = Some(BTreeMap::from([(
+        ANNOTATION_SPEC_HASH.to_owned(),
+        spec_hash.to_owned(),
+    )]));
+    Deployment {
+        metadata,
+        spec: Some(DeploymentSpec {
+            replicas: Some(i32::try_from(spec.scale.initial).unwrap_or(i32::MAX)),
+            selector: LabelSelector {
+                match_labels: Some(selector(revision)),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(owner.labels(revision)),
+                    annotations: Some(BTreeMap::from([(
+                        ANNOTATION_SPEC_HASH.to_owned(),
+                        spec_hash.to_owned(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(spec)),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn pod_spec(spec: &FunctionSpec) -> PodSpec {
+    let port = i32::from(spec.port);
+    let mut env = vec![EnvVar {
+        name: "PORT".to_owned(),
+        value: Some(spec.port.to_string()),
+        value_from: None,
+    }];
+    env.extend(spec.env.iter().filter(|e| e.name != "PORT").cloned());
+    let readiness = spec.readiness_probe.clone().unwrap_or_else(|| Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(port),
+            host: None,
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    });
+    let volume_mounts: Vec<VolumeMount> = spec
+        .volumes
+        .iter()
+        .map(|v| VolumeMount {
+            name: v.name.clone(),
+            mount_path: v.mount_path.clone(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        })
+        .collect();
+    let volumes: Vec<Volume> = spec
+        .volumes
+        .iter()
+        .map(|v| Volume {
+            name: v.name.clone(),
+            secret: v.secret.clone(),
+            config_map: v.config_map.clone(),
+            ..Volume::default()
+        })
+        .collect();
+    PodSpec {
+        containers: vec![Container {
+            name: CONTAINER_NAME.to_owned(),
+            image: Some(spec.image.clone()),
+            command: spec.command.clone(),
+            args: spec.args.clone(),
+            env: Some(env),
+            env_from: (!spec.env_from.is_empty()).then(|| spec.env_from.clone()),
+            ports: Some(vec![ContainerPort {
+                name: Some(PORT_NAME.to_owned()),
+                container_port: port,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            }]),
+            resources: spec.resources.clone(),
+            readiness_probe: Some(readiness),
+            lifecycle: Some(Lifecycle {
+                pre_stop: Some(LifecycleHandler {
+                    sleep: Some(SleepAction {
+                        seconds: i64::from(DRAIN_SECONDS),
+                    }),
+                    ..LifecycleHandler::default()
+                }),
+                ..Lifecycle::default()
+            }),
+            volume_mounts: (!volume_mounts.is_empty()).then_some(volume_mounts),
+            ..Container::default()
+        }],
+        termination_grace_period_seconds: Some(
+            i64::from(spec.timeout_seconds) + i64::from(DRAIN_SECONDS),
+        ),
+        service_account_name: spec.service_account_name.clone(),
+        image_pull_secrets: (!spec.image_pull_secrets.is_empty())
+            .then(|| spec.image_pull_secrets.clone()),
+        volumes: (!volumes.is_empty()).then_some(volumes),
+        // A function gets $PORT, not one variable per Service in the namespace.
+        enable_service_links: Some(false),
+        ..PodSpec::default()
+    }
+}
+
+/// The ClusterIP Service of a revision. It carries the revision's labels, which
+/// the EndpointSlice controller copies onto the revision's EndpointSlices: the
+/// gateway finds a revision's pods by `flint.dev/revision` on those slices.
+/// It depends only on the revision's name (the target port is the named
+/// container port), so it can be re-applied for old revisions at any time.
+pub fn service(owner: Owner<'_>, revision: &str) -> Service {
+    Service {
+        metadata: owner.metadata(revision),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(selector(revision)),
+            ports: Some(vec![ServicePort {
+                name: Some(PORT_NAME.to_owned()),
+                port: SERVICE_PORT,
+                target_port: Some(IntOrString::String(PORT_NAME.to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}

@@ -1,0 +1,238 @@
+//! The Function's status, computed from the desired state and the observed
+//! revisions. Pure: the clock comes in as `now`. Conditions keep their
+//! `lastTransitionTime` while their status does not change.
+
+use flint_api::names::{function_host, tagged_host};
+use flint_api::{Function, FunctionStatus, RevisionStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::desired::DesiredState;
+use super::revision::{ExistingRevision, RevisionHealth};
+use super::traffic::TrafficError;
+
+/// Condition type: the Function serves its latest configuration on its routes.
+pub const READY: &str = "Ready";
+/// Condition type: the latest created revision is ready.
+pub const CONFIGURATIONS_READY: &str = "ConfigurationsReady";
+/// Condition type: every traffic target resolves to a revision.
+pub const ROUTES_READY: &str = "RoutesReady";
+
+/// What the status is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusInput<'a> {
+    /// The Function (its previous status keeps condition transition times).
+    pub function: &'a Function,
+    /// The desired state computed for it.
+    pub desired: &'a DesiredState,
+    /// The revisions that exist.
+    pub revisions: &'a [ExistingRevision],
+    /// Cluster domain of Function hosts.
+    pub domain: &'a str,
+    /// The current time.
+    pub now: Timestamp,
+}
+
+/// A condition before its transition time is settled.
+struct Cond {
+    type_: &'static str,
+    status: &'static str,
+    reason: String,
+    message: String,
+}
+
+/// Computes the Function's status.
+pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
+    let StatusInput {
+        function,
+        desired,
+        revisions,
+        domain,
+        now,
+    } = input;
+    let name = function.metadata.name.as_deref().unwrap_or_default();
+    let namespace = function.metadata.namespace.as_deref().unwrap_or_default();
+    let latest = &desired.latest;
+
+    let mut statuses: Vec<RevisionStatus> = revisions
+        .iter()
+        .filter(|r| !desired.delete.contains(&r.name))
+        .map(revision_status)
+        .collect();
+    if latest.created {
+        statuses.push(RevisionStatus {
+            name: latest.name.clone(),
+            ready: false,
+            replicas: 0,
+            reason: Some("RevisionDeploying".to_owned()),
+            message: Some("the revision was just created".to_owned()),
+        });
+    }
+    statuses.sort_by(|a, b| b.name.cmp(&a.name));
+
+    let latest_health = revisions
+        .iter()
+        .find(|r| r.name == latest.name)
+        .map_or(RevisionHealth::Deploying, |r| r.health.clone());
+    let configurations = configurations_ready(&latest.name, &latest_health);
+    let routes = routes_ready(&desired.resolved, &latest_health);
+    let ready = overall(&configurations, &routes);
+    let previous = function.status.as_ref();
+    let generation = function.metadata.generation;
+    let conditions = [ready, configurations, routes]
+        .into_iter()
+        .map(|c| settle(c, previous, generation, now))
+        .collect();
+
+    let traffic = desired
+        .traffic
+        .iter()
+        .cloned()
+        .map(|mut t| {
+            t.url = t
+                .tag
+                .as_deref()
+                .map(|tag| format!("http://{}", tagged_host(tag, name, namespace, domain)));
+            t
+        })
+        .collect();
+    let kept = revisions
+        .iter()
+        .filter(|r| !desired.delete.contains(&r.name));
+    FunctionStatus {
+        observed_generation: generation,
+        conditions,
+        url: Some(format!("http://{}", function_host(name, namespace, domain))),
+        latest_created_revision: Some(latest.name.clone()),
+        latest_ready_revision: desired.latest_ready.clone(),
+        traffic,
+        revisions: statuses,
+        replicas: Some(kept.clone().map(|r| r.ready_replicas).sum()),
+        desired_replicas: Some(kept.map(|r| r.desired_replicas).sum()),
+    }
+}
+
+fn revision_status(r: &ExistingRevision) -> RevisionStatus {
+    let (reason, message) = match &r.health {
+        RevisionHealth::Ready => (None, None),
+        RevisionHealth::Deploying => (
+            Some("RevisionDeploying".to_owned()),
+            Some("waiting for a replica to become ready".to_owned()),
+        ),
+        RevisionHealth::Failed { reason, message } => (Some(reason.clone()), Some(message.clone())),
+    };
+    RevisionStatus {
+        name: r.name.clone(),
+        ready: r.is_ready(),
+        replicas: r.ready_replicas,
+        reason,
+        message,
+    }
+}
+
+fn configurations_ready(latest: &str, health: &RevisionHealth) -> Cond {
+    let (status, reason, message) = match health {
+        RevisionHealth::Ready => (
+            "True",
+            "RevisionReady".to_owned(),
+            format!("revision {latest} is ready"),
+        ),
+        RevisionHealth::Deploying => (
+            "Unknown",
+            "RevisionDeploying".to_owned(),
+            format!("waiting for revision {latest} to become ready"),
+        ),
+        RevisionHealth::Failed { reason, message } => (
+            "False",
+            reason.clone(),
+            format!("revision {latest}: {message}"),
+        ),
+    };
+    Cond {
+        type_: CONFIGURATIONS_READY,
+        status,
+        reason,
+        message,
+    }
+}
+
+fn routes_ready(
+    resolved: &Result<Vec<flint_api::TrafficStatus>, TrafficError>,
+    latest: &RevisionHealth,
+) -> Cond {
+    let (status, reason, message) = match (resolved, latest) {
+        (Ok(_), _) => (
+            "True",
+            "TrafficResolved",
+            "every traffic target resolves to a revision".to_owned(),
+        ),
+        (Err(e @ TrafficError::TargetNotFound(_)), _) => (
+            "False",
+            "TrafficTargetNotFound",
+            format!(
+                "{e}; name an existing revision (see status.revisions) or use latestRevision: true"
+            ),
+        ),
+        (Err(e @ TrafficError::NoReadyRevision), RevisionHealth::Failed { .. }) => (
+            "False",
+            "NoReadyRevision",
+            format!("{e}, and the latest revision failed (see ConfigurationsReady)"),
+        ),
+        (Err(e @ TrafficError::NoReadyRevision), _) => {
+            ("Unknown", "RevisionDeploying", e.to_string())
+        }
+    };
+    Cond {
+        type_: ROUTES_READY,
+        status,
+        reason: reason.to_owned(),
+        message,
+    }
+}
+
+/// Ready is True when both others are; otherwise it carries the first
+/// condition that is False, else the first that is Unknown.
+fn overall(configurations: &Cond, routes: &Cond) -> Cond {
+    let pick = [configurations, routes]
+        .into_iter()
+        .find(|c| c.status == "False")
+        .or_else(|| {
+            [configurations, routes]
+                .into_iter()
+                .find(|c| c.status != "True")
+        });
+    match pick {
+        None => Cond {
+            type_: READY,
+            status: "True",
+            reason: "Ready".to_owned(),
+            message: "the latest revision is ready and every route resolves".to_owned(),
+        },
+        Some(c) => Cond {
+            type_: READY,
+            status: c.status,
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        },
+    }
+}
+
+fn settle(
+    c: Cond,
+    previous: Option<&FunctionStatus>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let since = previous
+        .and_then(|s| s.conditions.iter().find(|p| p.type_ == c.type_))
+        .filter(|p| p.status == c.status)
+        .map_or(Time(now), |p| p.last_transition_time.clone());
+    Condition {
+        type_: c.type_.to_owned(),
+        status: c.status.to_owned(),
+        reason: c.reason,
+        message: c.message,
+        last_transition_time: since,
+        observed_generation: generation,
+    }
+}
