@@ -1,0 +1,143 @@
+//! The activator: requests wait while a revision has no free replica, the
+//! autoscaler is poked once, replicas release them no faster than their
+//! `concurrency`, and a full queue or a long wait gets a plain answer.
+
+mod gateway_support;
+
+use std::sync::atomic::Ordering;
+
+use flint_api::Protocol;
+use flint_api::backend::Endpoint;
+use flint_runtime::gateway::Cold;
+use gateway_support::*;
+use http::StatusCode;
+
+#[tokio::test]
+async fn request_at_zero_waits_pokes_once_and_is_released_by_a_ready_replica() {
+    let app = app("app", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    gw.gateway.set_routes(vec![single("cold", revision("cold-00001", 0, 30))]);
+    let k = key("cold", "cold-00001");
+
+    let addr = gw.addr;
+    let waiting: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { get(addr, "cold.ns.localhost", "/").await }))
+        .collect();
+    let state = gw.gateway.revision(&k).unwrap();
+    eventually(|| state.waiting() == 3).await;
+    assert!(matches!(state.cold(), Cold::Pending { .. }));
+    let pokes = gw.pokes.taken();
+    assert_eq!(pokes.len(), 1, "one poke per cold start: {pokes:?}");
+    assert_eq!((pokes[0].namespace.as_str(), pokes[0].function.as_str()), ("ns", "cold"));
+    assert_eq!((pokes[0].revision.as_str(), pokes[0].waiting), ("cold-00001", 1));
+
+    // A replica that is not ready yet releases nothing.
+    let starting = Endpoint { ready: false, ..ready("p", app.addr) };
+    gw.gateway.set_endpoints(&k, vec![starting]);
+    assert_eq!(state.replicas(), 0);
+    assert_eq!(state.waiting(), 3);
+
+    gw.gateway.set_endpoints(&k, vec![ready("p", app.addr)]);
+    for w in waiting {
+        let (status, _, body) = w.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("app GET / "), "{body}");
+    }
+    assert_eq!(state.cold(), Cold::Warm);
+    assert_eq!(state.waiting(), 0);
+
+    let text = gw.gateway.metrics_text().unwrap();
+    let labels = "{function=\"cold\",namespace=\"ns\",revision=\"cold-00001\"}";
+    assert_eq!(samples(&text, "flint_cold_starts_total")[labels], 1.0);
+    assert_eq!(samples(&text, "flint_cold_start_duration_seconds_count")[labels], 1.0);
+    assert_eq!(samples(&text, "flint_queue_depth")[labels], 0.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn replicas_get_no_more_than_their_concurrency_when_a_backlog_is_released() {
+    let app = app("app", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    gw.gateway.set_routes(vec![single("one", revision("one-00001", 2, 30))]);
+    let k = key("one", "one-00001");
+    let addr = gw.addr;
+    let waiting: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(async move { get(addr, "one.ns.localhost", "/hold").await }))
+        .collect();
+    let state = gw.gateway.revision(&k).unwrap();
+    eventually(|| state.waiting() == 8).await;
+    gw.gateway.set_endpoints(&k, vec![ready("p", app.addr)]);
+    eventually(|| app.stats.in_flight.load(Ordering::SeqCst) == 2).await;
+    assert_eq!(state.waiting(), 6);
+    assert_eq!(state.in_flight("p"), Some(2));
+    app.gate.add_permits(8);
+    for w in waiting {
+        assert_eq!(w.await.unwrap().0, StatusCode::OK);
+    }
+    assert_eq!(app.stats.served.load(Ordering::SeqCst), 8);
+    assert_eq!(app.stats.max_in_flight.load(Ordering::SeqCst), 2);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn full_queue_is_503_with_retry_after() {
+    let mut cfg = config();
+    cfg.queue_size = 2;
+    let gw = gateway(cfg).await;
+    gw.gateway.set_routes(vec![single("busy", revision("busy-00001", 0, 30))]);
+    let k = key("busy", "busy-00001");
+    let addr = gw.addr;
+    let waiting: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { get(addr, "busy.ns.localhost", "/").await }))
+        .collect();
+    let state = gw.gateway.revision(&k).unwrap();
+    eventually(|| state.waiting() == 2).await;
+    let (status, headers, body) = get(gw.addr, "busy.ns.localhost", "/").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "2");
+    assert_eq!(body, "revision busy-00001 has 2 requests waiting already; retry later\n");
+    let text = gw.gateway.metrics_text().unwrap();
+    let labels = "{function=\"busy\",namespace=\"ns\",revision=\"busy-00001\"}";
+    assert_eq!(samples(&text, "flint_queue_overflow_total")[labels], 1.0);
+    assert_eq!(samples(&text, "flint_queue_depth")[labels], 2.0);
+    for w in waiting {
+        w.abort();
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn waiting_past_the_timeout_is_504_and_the_queue_empties() {
+    let gw = gateway(config()).await;
+    gw.gateway.set_routes(vec![single("slow", revision("slow-00001", 0, 1))]);
+    let (status, _, body) = get(gw.addr, "slow.ns.localhost", "/").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(body, "revision slow-00001 did not answer within 1s\n");
+    let state = gw.gateway.revision(&key("slow", "slow-00001")).unwrap();
+    assert_eq!(state.waiting(), 0);
+    // Everyone gave up: the next request is a new cold start with a new poke.
+    assert_eq!(state.cold(), Cold::Warm);
+    let text = gw.gateway.metrics_text().unwrap();
+    let labels = "{code=\"504\",function=\"slow\",namespace=\"ns\",revision=\"slow-00001\"}";
+    assert_eq!(samples(&text, "flint_requests_total")[labels], 1.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_replica_turning_not_ready_leaves_rotation_at_once() {
+    let a = app("a", Protocol::Http1).await;
+    let b = app("b", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    gw.gateway.set_routes(vec![single("f", revision("f-00001", 0, 30))]);
+    let k = key("f", "f-00001");
+    gw.gateway.set_endpoints(&k, vec![ready("a", a.addr), ready("b", b.addr)]);
+    let leaving = Endpoint { terminating: true, ..ready("b", b.addr) };
+    gw.gateway.set_endpoints(&k, vec![ready("a", a.addr), leaving]);
+    for _ in 0..20 {
+        let (status, _, body) = get(gw.addr, "f.ns.localhost", "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("a "), "{body}");
+    }
+    assert_eq!(b.stats.served.load(Ordering::SeqCst), 0);
+    gw.shutdown().await;
+}
