@@ -1,1 +1,9 @@
-//! The autoscaler: metrics sources, the pure `decide()`, keep-alive policies and the actuator loop.
+//! The autoscaler: metrics sources, the pure `decide()`, keep-alive policies
+//! and the runner that ticks every revision and writes through the actuator.
+
+pub mod decide;
+pub mod keepalive;
+pub mod window;
+
+pub use decide::{DecideConfig, Decision, Observation, Reason, ScaleState, decide};
+pub use window::{Sample, Window};

@@ -1,0 +1,375 @@
+//! `decide()`: the pure scaling decision with Knative KPA semantics.
+//!
+//! Given a revision's [`ScaleSpec`], its sample [`Window`], the current time
+//! and the state left by the previous decision, it returns the desired
+//! replica count, the new state and the reason. No clock, no I/O, no
+//! randomness: the same inputs always give the same decision, which is what
+//! makes it table-testable and replayable by `flint sim`.
+//!
+//! The rules, in order:
+//! 1. Stale or missing metrics: hold the current scale (a poke may still
+//!    bring a revision up from zero). Never scale down blind.
+//! 2. Stable and panic averages → `ceil(avg / (target × utilization))`, each
+//!    bounded by the max scale-up rate (× ready) and scale-down rate (÷).
+//! 3. Panic when panic-window demand ≥ threshold × ready; in panic, never
+//!    scale down; leave panic after a stable window without crossing it.
+//! 4. The last replica belongs to the keep-alive policy: zero only after the
+//!    grace period without traffic (`fixed`), or per the learned idle-time
+//!    windows (`adaptive`), never while traffic was seen in the panic window.
+//! 5. `scaleDownDelay`: the maximum over that trailing window; then `initial`
+//!    for the first stable window, then min/max.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use flint_api::ScaleSpec;
+
+use super::keepalive::{self, AdaptiveConfig, IdleHistogram, LastReplica};
+use super::window::Window;
+
+/// Global autoscaler tunables (not per Function).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecideConfig {
+    /// Most a decision may multiply the ready replicas by (Knative: 1000).
+    pub max_scale_up_rate: f64,
+    /// Most a decision may divide the ready replicas by (Knative: 2).
+    pub max_scale_down_rate: f64,
+    /// Samples older than this count as missing: the decision holds.
+    pub stale_after: Duration,
+    /// Adaptive keep-alive tunables.
+    pub adaptive: AdaptiveConfig,
+}
+
+impl Default for DecideConfig {
+    fn default() -> Self {
+        Self {
+            max_scale_up_rate: 1000.0,
+            max_scale_down_rate: 2.0,
+            stale_after: Duration::from_secs(5),
+            adaptive: AdaptiveConfig::default(),
+        }
+    }
+}
+
+/// What a decision sees besides the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Observation {
+    /// Replicas ready to serve now.
+    pub ready: u32,
+    /// Set when the gateway poked: requests waiting for a replica.
+    pub poke: Option<u32>,
+}
+
+/// Why the desired count is what it is (the last rule that set it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// From the stable-window average.
+    Stable,
+    /// Panic mode: from the panic-window average, never lower than before.
+    Panic,
+    /// Metrics missing or stale: holding the current scale.
+    NoData,
+    /// A poke: requests are waiting for a revision at zero.
+    Poke,
+    /// Held at `initial` during the revision's first stable window.
+    Initial,
+    /// The keep-alive policy keeps the last replica.
+    KeepAlive,
+    /// The adaptive policy brings the last replica back ahead of traffic.
+    PreWarm,
+    /// No traffic for long enough: scaled to zero.
+    ScaleToZero,
+    /// A scale-down held back by `scaleDownDelay`.
+    ScaleDownDelay,
+    /// Raised to `min` or lowered to `max`.
+    Bounds,
+}
+
+impl Reason {
+    /// The metric label of the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Stable => "stable",
+            Reason::Panic => "panic",
+            Reason::NoData => "no_data",
+            Reason::Poke => "poke",
+            Reason::Initial => "initial",
+            Reason::KeepAlive => "keep_alive",
+            Reason::PreWarm => "prewarm",
+            Reason::ScaleToZero => "scale_to_zero",
+            Reason::ScaleDownDelay => "scale_down_delay",
+            Reason::Bounds => "bounds",
+        }
+    }
+}
+
+/// The state a revision's decisions carry from one to the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleState {
+    /// The last desired count.
+    pub desired: u32,
+    /// When the revision started being scaled.
+    pub started: Duration,
+    /// Set while in panic mode: the last time demand crossed the threshold.
+    pub panic_since: Option<Duration>,
+    /// Highest count wanted during the current panic.
+    pub max_panic: u32,
+    /// Newest sample time already looked at.
+    pub seen_until: Duration,
+    /// End of the last interval with traffic (or of a metrics outage, which
+    /// counts as traffic: idleness that was not observed is not assumed).
+    pub last_active: Option<Duration>,
+    /// Whether `last_active` was observed (so the next gap is a true idle time).
+    pub last_active_observed: bool,
+    /// The last poke.
+    pub last_poke: Option<Duration>,
+    /// Requests waiting at the last poke: their replicas are kept for a
+    /// panic window, until the requests show in the metrics.
+    pub poke_waiting: u32,
+    /// Trailing (time, desired) maxima for `scaleDownDelay`.
+    delay: VecDeque<(Duration, u32)>,
+    /// Idle-time histogram (adaptive keep-alive only).
+    pub idle: Option<Box<IdleHistogram>>,
+}
+
+impl ScaleState {
+    /// The state of a revision that starts being scaled at `now` with
+    /// `initial` replicas.
+    pub fn new(spec: &ScaleSpec, now: Duration) -> Self {
+        Self {
+            desired: spec.initial.clamp(spec.min, spec.max.max(spec.min)),
+            started: now,
+            panic_since: None,
+            max_panic: 0,
+            seen_until: now,
+            last_active: None,
+            last_active_observed: false,
+            last_poke: None,
+            poke_waiting: 0,
+            delay: VecDeque::new(),
+            idle: None,
+        }
+    }
+
+    /// Whether the revision is in panic mode.
+    pub fn panicking(&self) -> bool {
+        self.panic_since.is_some()
+    }
+
+    /// Time since the last traffic or poke (since the start if none).
+    pub fn idle_for(&self, now: Duration) -> Duration {
+        let last = self.last_active.max(self.last_poke).unwrap_or(self.started);
+        now.saturating_sub(last)
+    }
+}
+
+/// The outcome of one decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Replicas wanted.
+    pub desired: u32,
+    /// Why.
+    pub reason: Reason,
+    /// State for the next decision.
+    pub state: ScaleState,
+}
+
+/// Gaps between active samples shorter than this are not idle times (they
+/// are the sampling interval itself).
+const MIN_IDLE_GAP: Duration = Duration::from_millis(1500);
+
+/// Decides the desired replica count of one revision. Pure and deterministic.
+pub fn decide(
+    spec: &ScaleSpec,
+    cfg: &DecideConfig,
+    window: &Window,
+    obs: Observation,
+    now: Duration,
+    mut state: ScaleState,
+) -> Decision {
+    let target = spec.effective_target().max(f64::MIN_POSITIVE);
+    let max = spec.max.max(spec.min);
+    let grace = spec.scale_to_zero_grace_period.as_std();
+    if let Some(waiting) = obs.poke {
+        let recent = state
+            .last_poke
+            .is_some_and(|t| now.saturating_sub(t) < spec.panic_window().as_std());
+        state.poke_waiting = if recent {
+            state.poke_waiting.max(waiting)
+        } else {
+            waiting
+        };
+        state.last_poke = Some(now);
+    }
+    let fresh = window
+        .latest()
+        .is_some_and(|s| s.at <= now && now - s.at <= cfg.stale_after);
+    if !fresh {
+        // 1. Blind: hold, but let a poke bring the revision up from zero.
+        state.last_active = Some(now);
+        state.last_active_observed = false;
+        let mut desired = state.desired;
+        let mut reason = Reason::NoData;
+        if let Some(waiting) = obs.poke {
+            let want = wanted_for_waiting(waiting, target).max(1);
+            if want > desired {
+                desired = want.min(max);
+                reason = Reason::Poke;
+            }
+        }
+        state.desired = desired.clamp(spec.min, max);
+        return Decision {
+            desired: state.desired,
+            reason,
+            state,
+        };
+    }
+    observe_activity(spec, cfg, window, &mut state);
+
+    // 2. Stable and panic demand, rate-bounded.
+    let ready = f64::from(obs.ready.max(1));
+    let stable = window
+        .average(spec.metric, now, spec.stable_window.as_std())
+        .unwrap_or(0.0);
+    let panic_avg = window
+        .average(spec.metric, now, spec.panic_window().as_std())
+        .unwrap_or(0.0);
+    let dspc = (stable / target).ceil();
+    let dppc = (panic_avg / target).ceil();
+    let max_up = (cfg.max_scale_up_rate * ready).ceil();
+    let max_down = (ready / cfg.max_scale_down_rate).floor();
+    let stable_pods = to_count(dspc.max(max_down).min(max_up));
+    let panic_pods = to_count(dppc.max(max_down).min(max_up));
+
+    // 3. Panic mode.
+    let over = dppc / ready >= f64::from(spec.panic_threshold_percent) / 100.0;
+    if over {
+        if state.panic_since.is_none() {
+            state.max_panic = state.desired;
+        }
+        state.panic_since = Some(now);
+    } else if let Some(since) = state.panic_since
+        && now >= since + spec.stable_window.as_std()
+    {
+        state.panic_since = None;
+        state.max_panic = 0;
+    }
+    let mut desired = stable_pods;
+    let mut reason = Reason::Stable;
+    if state.panic_since.is_some() {
+        state.max_panic = state.max_panic.max(stable_pods.max(panic_pods));
+        desired = state.max_panic;
+        reason = Reason::Panic;
+    }
+
+    // 4. The last replica: traffic just seen or a poke keeps (or brings) one;
+    // otherwise the keep-alive policy decides between zero and one.
+    let idle = state.idle_for(now);
+    let poked_recently = state
+        .last_poke
+        .is_some_and(|t| now.saturating_sub(t) < spec.panic_window().as_std());
+    if poked_recently {
+        let want = wanted_for_waiting(state.poke_waiting, target).max(1);
+        if want > desired {
+            desired = want;
+            reason = Reason::Poke;
+        }
+    } else if desired <= 1 && state.panic_since.is_none() {
+        if idle < spec.panic_window().as_std() {
+            if desired == 0 {
+                desired = 1;
+                reason = Reason::KeepAlive;
+            }
+        } else {
+            let want = keepalive::last_replica(spec.keep_alive, grace, state.idle.as_deref(), idle);
+            (desired, reason) = match want {
+                LastReplica::Keep => (
+                    1,
+                    if desired == 1 {
+                        reason
+                    } else {
+                        Reason::KeepAlive
+                    },
+                ),
+                LastReplica::PreWarm => (1, Reason::PreWarm),
+                LastReplica::Release => (0, Reason::ScaleToZero),
+            };
+        }
+    }
+
+    // 5. Scale-down delay, initial scale, bounds.
+    let delay = spec.scale_down_delay.as_std();
+    if !delay.is_zero() {
+        let from = now.saturating_sub(delay);
+        while state.delay.front().is_some_and(|&(t, _)| t <= from) {
+            state.delay.pop_front();
+        }
+        while state.delay.back().is_some_and(|&(_, d)| d <= desired) {
+            state.delay.pop_back();
+        }
+        state.delay.push_back((now, desired));
+        if let Some(&(_, held)) = state.delay.front()
+            && held > desired
+        {
+            desired = held;
+            reason = Reason::ScaleDownDelay;
+        }
+    }
+    if now < state.started + spec.stable_window.as_std() && desired < spec.initial {
+        desired = spec.initial;
+        reason = Reason::Initial;
+    }
+    let bounded = desired.clamp(spec.min, max);
+    if bounded != desired {
+        desired = bounded;
+        reason = Reason::Bounds;
+    }
+    state.desired = desired;
+    Decision {
+        desired,
+        reason,
+        state,
+    }
+}
+
+/// Replicas needed for `waiting` queued requests at `target` each.
+fn wanted_for_waiting(waiting: u32, target: f64) -> u32 {
+    to_count((f64::from(waiting) / target).ceil())
+}
+
+fn to_count(x: f64) -> u32 {
+    if x.is_nan() || x <= 0.0 {
+        0
+    } else if x >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        x as u32
+    }
+}
+
+/// Walks the samples not seen yet: updates the last active time and records
+/// idle times into the histogram of an adaptive revision.
+fn observe_activity(spec: &ScaleSpec, cfg: &DecideConfig, window: &Window, state: &mut ScaleState) {
+    let adaptive = spec.keep_alive == flint_api::KeepAlive::Adaptive;
+    let seen = state.seen_until;
+    let unseen = window.iter().rev().take_while(|s| s.at > seen).count();
+    for s in window.iter().skip(window.len() - unseen) {
+        if !s.is_active() {
+            continue;
+        }
+        if let Some(last) = state.last_active {
+            let gap = s.at.saturating_sub(last);
+            if adaptive && state.last_active_observed && gap >= MIN_IDLE_GAP {
+                state
+                    .idle
+                    .get_or_insert_with(Box::default)
+                    .record(gap, &cfg.adaptive);
+            }
+        }
+        state.last_active = Some(s.at);
+        state.last_active_observed = true;
+    }
+    if let Some(latest) = window.latest() {
+        state.seen_until = state.seen_until.max(latest.at);
+    }
+}
