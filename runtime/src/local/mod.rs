@@ -1,1 +1,197 @@
-//! The local backend behind `flint dev`: each replica is a child process.
+//! The local backend behind `flint dev`: each replica of a revision is a child
+//! process running the Function's command with `PORT` set, in the manifest's
+//! directory. It implements the same [`ScaleActuator`] as the Kubernetes
+//! backend, so the autoscaler drives it unchanged, and it feeds replica
+//! endpoints to the gateway through an [`EndpointSink`].
+
+mod ports;
+mod replica;
+mod supervisor;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flint_api::backend::{Endpoint, Replicas, RevisionKey, ScaleActuator, ScaleError};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+pub use replica::ProcessSpec;
+use supervisor::{Command, Supervisor};
+
+/// Where replica endpoints go (the gateway), and how busy each replica is, so
+/// a replica is drained before it stops.
+pub trait EndpointSink: Send + Sync + 'static {
+    /// The replicas of `revision` changed; `endpoints` is the full list.
+    fn set_endpoints(&self, revision: &RevisionKey, endpoints: Vec<Endpoint>);
+    /// Requests in flight to replica `endpoint_id` of `revision`.
+    fn in_flight(&self, revision: &RevisionKey, endpoint_id: &str) -> usize;
+}
+
+/// Something a person running `flint dev` wants to see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendEvent {
+    /// The autoscaler changed a revision's replica count.
+    Scaled {
+        /// The revision.
+        revision: RevisionKey,
+        /// Replicas before.
+        from: u32,
+        /// Replicas now asked for.
+        to: u32,
+    },
+    /// A replica became ready.
+    ReplicaReady {
+        /// The revision.
+        revision: RevisionKey,
+        /// Replica id.
+        replica: u64,
+        /// Where it listens.
+        addr: SocketAddr,
+        /// Time from process start to ready.
+        startup: Duration,
+    },
+    /// A replica's process ended.
+    ReplicaExited {
+        /// The revision.
+        revision: RevisionKey,
+        /// Replica id.
+        replica: u64,
+        /// It ended on its own (not asked to stop).
+        crashed: bool,
+        /// Exit status and its last output.
+        reason: String,
+    },
+    /// Replicas keep failing to start; requests get 503 with `message`.
+    RevisionFailed {
+        /// The revision.
+        revision: RevisionKey,
+        /// Why, for people.
+        message: String,
+    },
+    /// A failed revision started a replica after all.
+    RevisionRecovered {
+        /// The revision.
+        revision: RevisionKey,
+    },
+}
+
+struct RevisionEntry {
+    commands: mpsc::UnboundedSender<Command>,
+    state: watch::Receiver<Replicas>,
+}
+
+/// Runs revisions as local processes. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalBackend {
+    revisions: Arc<Mutex<HashMap<RevisionKey, RevisionEntry>>>,
+    sink: Arc<dyn EndpointSink>,
+    events: broadcast::Sender<BackendEvent>,
+}
+
+impl LocalBackend {
+    /// A backend that publishes endpoints to `sink`.
+    pub fn new(sink: Arc<dyn EndpointSink>) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            revisions: Arc::default(),
+            sink,
+            events,
+        }
+    }
+
+    /// Events for display (scale changes, replicas ready or exited, failures).
+    pub fn subscribe(&self) -> broadcast::Receiver<BackendEvent> {
+        self.events.subscribe()
+    }
+
+    /// Registers a revision at zero replicas; `drain_timeout` bounds how long
+    /// a leaving replica may finish its in-flight requests.
+    pub fn add_revision(&self, key: RevisionKey, spec: ProcessSpec, drain_timeout: Duration) {
+        let Ok(mut revisions) = self.revisions.lock() else {
+            return;
+        };
+        if revisions.contains_key(&key) {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = watch::channel(Replicas::default());
+        let sup = Supervisor::new(
+            key.clone(),
+            spec,
+            drain_timeout,
+            Arc::clone(&self.sink),
+            self.events.clone(),
+            state_tx,
+        );
+        tokio::spawn(sup.run(rx));
+        revisions.insert(
+            key,
+            RevisionEntry {
+                commands: tx,
+                state: state_rx,
+            },
+        );
+    }
+
+    /// Drains and stops every replica of `key` and forgets it; returns when
+    /// its processes are gone.
+    pub async fn remove_revision(&self, key: &RevisionKey) {
+        let entry = self.revisions.lock().ok().and_then(|mut r| r.remove(key));
+        if let Some(entry) = entry {
+            let (done_tx, done_rx) = oneshot::channel();
+            if entry.commands.send(Command::Stop(done_tx)).is_ok() {
+                let _ = done_rx.await;
+            }
+        }
+    }
+
+    /// Stops every revision; returns when no child process is left.
+    pub async fn shutdown(&self) {
+        let keys: Vec<RevisionKey> = self
+            .revisions
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        let stops = keys.iter().map(|k| self.remove_revision(k));
+        futures::future::join_all(stops).await;
+    }
+
+    /// The revisions currently registered.
+    pub fn revisions(&self) -> Vec<RevisionKey> {
+        self.revisions
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn entry<T>(
+        &self,
+        key: &RevisionKey,
+        f: impl FnOnce(&RevisionEntry) -> T,
+    ) -> Result<T, ScaleError> {
+        let revisions = self.revisions.lock().map_err(|_| ScaleError {
+            revision: key.clone(),
+            reason: "backend state poisoned".into(),
+        })?;
+        let entry = revisions.get(key).ok_or_else(|| ScaleError {
+            revision: key.clone(),
+            reason: "no such revision in flint dev".into(),
+        })?;
+        Ok(f(entry))
+    }
+}
+
+impl ScaleActuator for LocalBackend {
+    async fn scale(&self, revision: &RevisionKey, replicas: u32) -> Result<(), ScaleError> {
+        self.entry(revision, |e| e.commands.send(Command::Scale(replicas)))?
+            .map_err(|_| ScaleError {
+                revision: revision.clone(),
+                reason: "revision is shutting down".into(),
+            })
+    }
+
+    async fn replicas(&self, revision: &RevisionKey) -> Result<Replicas, ScaleError> {
+        self.entry(revision, |e| *e.state.borrow())
+    }
+}

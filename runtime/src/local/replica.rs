@@ -1,0 +1,268 @@
+//! One replica: a child process running the Function's command with `PORT`
+//! set, probed for readiness, stopped with SIGTERM then SIGKILL.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+
+/// How often the readiness probe retries while a replica starts.
+const PROBE_INTERVAL: Duration = Duration::from_millis(5);
+/// Lines of output kept to explain a crash.
+const KEPT_LINES: usize = 8;
+
+/// What to run for every replica of a revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpec {
+    /// Program and arguments (`command` followed by `args`).
+    pub argv: Vec<String>,
+    /// Extra environment (the manifest's `env` values); `PORT` is added per replica.
+    pub env: Vec<(String, String)>,
+    /// Working directory: the manifest's directory.
+    pub dir: PathBuf,
+    /// Prefix of the replica's output lines on Flint's stderr.
+    pub log_prefix: String,
+    /// Longest time a replica may take to become ready before it is restarted.
+    pub startup_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL when stopping.
+    pub stop_grace: Duration,
+}
+
+/// What a replica reports to its supervisor.
+#[derive(Debug)]
+pub enum ReplicaEvent {
+    /// The app accepts connections at `addr`; it took `startup` since spawn.
+    Ready {
+        /// Replica id.
+        id: u64,
+        /// Where it listens.
+        addr: SocketAddr,
+        /// Time from spawn to ready.
+        startup: Duration,
+    },
+    /// The process is gone.
+    Exited {
+        /// Replica id.
+        id: u64,
+        /// Whether it had become ready before it exited.
+        was_ready: bool,
+        /// Whether Flint asked it to stop.
+        requested: bool,
+        /// Why it ended, for people: exit status and the last lines of its output.
+        reason: String,
+    },
+}
+
+/// Errors starting a replica.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// The manifest has no command to run locally.
+    #[error("no command to run: set spec.command for `flint dev`")]
+    NoCommand,
+    /// The program could not be started.
+    #[error("cannot start {program:?} in {dir}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The working directory.
+        dir: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A running replica task; dropping it does not stop the process, [`ReplicaHandle::stop`] does.
+#[derive(Debug)]
+pub struct ReplicaHandle {
+    /// The address the replica listens on.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl ReplicaHandle {
+    /// Asks the replica to stop (SIGTERM, then SIGKILL after the grace period).
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Spawns replica `id` listening on `addr` and supervises it until it exits;
+/// events go to `events`.
+pub fn spawn(
+    spec: &ProcessSpec,
+    id: u64,
+    addr: SocketAddr,
+    events: mpsc::UnboundedSender<ReplicaEvent>,
+) -> Result<ReplicaHandle, ReplicaError> {
+    let (program, args) = spec.argv.split_first().ok_or(ReplicaError::NoCommand)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(&spec.dir)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env("PORT", addr.port().to_string())
+        .env("FLINT_DEV", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Own process group, so stopping reaches the app's own children too.
+        .process_group(0)
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| ReplicaError::Spawn {
+        program: program.clone(),
+        dir: spec.dir.display().to_string(),
+        source,
+    })?;
+    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(KEPT_LINES)));
+    let prefix = format!("{}#{id}", spec.log_prefix);
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(forward_output(out, prefix.clone(), Arc::clone(&tail)));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(forward_output(err, prefix, Arc::clone(&tail)));
+    }
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let run = Run {
+        id,
+        addr,
+        started,
+        startup_timeout: spec.startup_timeout,
+        grace: spec.stop_grace,
+        tail,
+    };
+    tokio::spawn(run.supervise(child, stop_rx, events));
+    Ok(ReplicaHandle {
+        addr,
+        stop: Some(stop_tx),
+    })
+}
+
+struct Run {
+    id: u64,
+    addr: SocketAddr,
+    started: Instant,
+    startup_timeout: Duration,
+    grace: Duration,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Run {
+    async fn supervise(
+        self,
+        mut child: Child,
+        mut stop: oneshot::Receiver<()>,
+        events: mpsc::UnboundedSender<ReplicaEvent>,
+    ) {
+        // Starting: the process runs, the probe has not passed yet.
+        let outcome = tokio::select! {
+            ready = probe(self.addr, self.startup_timeout) => match ready {
+                true => None,
+                false => Some((false, format!("not ready after {:?} (no listener on port {})", self.startup_timeout, self.addr.port()))),
+            },
+            status = child.wait() => Some((false, self.describe(status))),
+            _ = &mut stop => { terminate(&mut child, self.grace).await; Some((true, "stopped".to_owned())) }
+        };
+        if let Some((requested, reason)) = outcome {
+            if !requested {
+                terminate(&mut child, self.grace).await;
+            }
+            let _ = events.send(ReplicaEvent::Exited {
+                id: self.id,
+                was_ready: false,
+                requested,
+                reason,
+            });
+            return;
+        }
+        let _ = events.send(ReplicaEvent::Ready {
+            id: self.id,
+            addr: self.addr,
+            startup: self.started.elapsed(),
+        });
+        // Serving: until it exits or is asked to stop.
+        let (requested, reason) = tokio::select! {
+            status = child.wait() => (false, self.describe(status)),
+            _ = &mut stop => { terminate(&mut child, self.grace).await; (true, "stopped".to_owned()) }
+        };
+        let _ = events.send(ReplicaEvent::Exited {
+            id: self.id,
+            was_ready: true,
+            requested,
+            reason,
+        });
+    }
+
+    fn describe(&self, status: std::io::Result<ExitStatus>) -> String {
+        let status = match status {
+            Ok(s) => s.to_string(),
+            Err(e) => format!("wait failed: {e}"),
+        };
+        let tail: Vec<String> = self
+            .tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        match tail.last() {
+            Some(last) => format!("process {status}; last output: {last}"),
+            None => format!("process {status}"),
+        }
+    }
+}
+
+/// Polls a TCP connect to `addr` until it succeeds (true) or `timeout` passes (false).
+async fn probe(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+}
+
+/// SIGTERM to the replica's process group, SIGKILL after `grace`.
+async fn terminate(child: &mut Child, grace: Duration) {
+    let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
+        return; // already reaped
+    };
+    let group = Pid::from_raw(pid);
+    if killpg(group, Signal::SIGTERM).is_err() {
+        let _ = child.start_kill();
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.kill().await;
+    }
+    // Whatever the app left in its group goes too.
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+async fn forward_output(
+    stream: impl AsyncRead + Unpin,
+    prefix: String,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("[{prefix}] {line}");
+        if let Ok(mut t) = tail.lock() {
+            if t.len() == KEPT_LINES {
+                t.pop_front();
+            }
+            t.push_back(line);
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The local backend with real child processes: replicas start on free ports
+//! and become endpoints, scale to zero leaves no process, crashes are
+//! restarted or reported, draining waits for in-flight requests.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flint_api::backend::{Endpoint, RevisionKey, ScaleActuator};
+use flint_runtime::local::{BackendEvent, EndpointSink, LocalBackend, ProcessSpec};
+use tokio::sync::broadcast;
+
+/// Records endpoints; reports a settable in-flight count for every replica.
+#[derive(Default)]
+struct Recorder {
+    endpoints: Mutex<HashMap<RevisionKey, Vec<Endpoint>>>,
+    in_flight: AtomicUsize,
+}
+
+impl EndpointSink for Recorder {
+    fn set_endpoints(&self, revision: &RevisionKey, endpoints: Vec<Endpoint>) {
+        self.endpoints
+            .lock()
+            .unwrap()
+            .insert(revision.clone(), endpoints);
+    }
+    fn in_flight(&self, _: &RevisionKey, _: &str) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Recorder {
+    fn serving(&self, key: &RevisionKey) -> Vec<SocketAddr> {
+        let map = self.endpoints.lock().unwrap();
+        map.get(key)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.ready && !e.terminating)
+            .map(|e| e.addr)
+            .collect()
+    }
+}
+
+const SERVER: &str = r#"
+import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = os.environ.get("REPLY", "hi").encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+        if os.environ.get("EXIT_AFTER_ONE"):
+            self.wfile.flush(); os._exit(7)
+    def log_message(self, *a): pass
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+fn spec(env: &[(&str, &str)]) -> ProcessSpec {
+    ProcessSpec {
+        argv: vec!["python3".into(), "-c".into(), SERVER.into()],
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        dir: std::env::temp_dir(),
+        log_prefix: "test".into(),
+        startup_timeout: Duration::from_secs(20),
+        stop_grace: Duration::from_secs(2),
+    }
+}
+
+fn key(rev: &str) -> RevisionKey {
+    RevisionKey::new("default", "fn", rev)
+}
+
+async fn next_event(
+    rx: &mut broadcast::Receiver<BackendEvent>,
+    want: impl Fn(&BackendEvent) -> bool,
+) -> BackendEvent {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let ev = rx.recv().await.expect("event stream open");
+            if want(&ev) {
+                return ev;
+            }
+        }
+    })
+    .await
+    .expect("event within 30 s")
+}
+
+async fn get(addr: SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+#[tokio::test]
+async fn scale_up_serves_and_scale_to_zero_leaves_no_process() {
+    let sink = Arc::new(Recorder::default());
+    let backend = LocalBackend::new(sink.clone());
+    let mut events = backend.subscribe();
+    let k = key("fn-00001");
+    backend.add_revision(
+        k.clone(),
+        spec(&[("REPLY", "hello from replica")]),
+        Duration::from_secs(5),
+    );
+
+    backend.scale(&k, 2).await.unwrap();
+    for _ in 0..2 {
+        next_event(&mut events, |e| {
+            matches!(e, BackendEvent::ReplicaReady { .. })
+        })
+        .await;
+    }
+    let addrs = sink.serving(&k);
+    assert_eq!(addrs.len(), 2);
+    assert_ne!(addrs[0], addrs[1]);
+    for addr in &addrs {
+        assert!(get(*addr).await.unwrap().ends_with("hello from replica"));
+    }
+    let replicas = backend.replicas(&k).await.unwrap();
+    assert_eq!((replicas.desired, replicas.ready), (2, 2));
+
+    backend.scale(&k, 0).await.unwrap();
+    for _ in 0..2 {
+        let ev = next_event(&mut events, |e| {
+            matches!(e, BackendEvent::ReplicaExited { .. })
+        })
+        .await;
+        assert!(
+            matches!(ev, BackendEvent::ReplicaExited { crashed: false, .. }),
+            "{ev:?}"
+        );
+    }
+    assert!(sink.serving(&k).is_empty());
+    for addr in addrs {
+        assert!(get(addr).await.is_err(), "{addr} still accepts connections");
+    }
+    backend.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_command_that_exits_at_start_marks_the_revision_failed_with_its_output() {
+    let sink = Arc::new(Recorder::default());
+    let backend = LocalBackend::new(sink.clone());
+    let mut events = backend.subscribe();
+    let k = key("fn-00002");
+    let mut bad = spec(&[]);
+    bad.argv = vec![
+        "sh".into(),
+        "-c".into(),
+        "echo 'config file missing' >&2; exit 3".into(),
+    ];
+    backend.add_revision(k.clone(), bad, Duration::from_secs(1));
+    backend.scale(&k, 1).await.unwrap();
+    let ev = next_event(&mut events, |e| {
+        matches!(e, BackendEvent::RevisionFailed { .. })
+    })
+    .await;
+    let BackendEvent::RevisionFailed { message, .. } = ev else {
+        unreachable!()
+    };
+    assert!(message.contains("exit status: 3"), "{message}");
+    assert!(message.contains("config file missing"), "{message}");
+    assert!(sink.serving(&k).is_empty());
+    backend.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_program_is_reported_not_panicked() {
+    let sink = Arc::new(Recorder::default());
+    let backend = LocalBackend::new(sink.clone());
+    let mut events = backend.subscribe();
+    let k = key("fn-00003");
+    let mut bad = spec(&[]);
+    bad.argv = vec!["/nonexistent/flint-app".into()];
+    backend.add_revision(k.clone(), bad, Duration::from_secs(1));
+    backend.scale(&k, 1).await.unwrap();
+    let ev = next_event(&mut events, |e| {
+        matches!(e, BackendEvent::RevisionFailed { .. })
+    })
+    .await;
+    let BackendEvent::RevisionFailed { message, .. } = ev else {
+        unreachable!()
+    };
+    assert!(
+        message.contains("cannot start \"/nonexistent/flint-app\""),
+        "{message}"
+    );
+    backend.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_replica_that_crashes_after_serving_is_restarted() {
+    let sink = Arc::new(Recorder::default());
+    let backend = LocalBackend::new(sink.clone());
+    let mut events = backend.subscribe();
+    let k = key("fn-00004");
+    backend.add_revision(
+        k.clone(),
+        spec(&[("EXIT_AFTER_ONE", "1")]),
+        Duration::from_secs(1),
+    );
+    backend.scale(&k, 1).await.unwrap();
+    next_event(&mut events, |e| {
+        matches!(e, BackendEvent::ReplicaReady { replica: 1, .. })
+    })
+    .await;
+    let addr = sink.serving(&k)[0];
+    let _ = get(addr).await; // the app exits after answering
+    let ev = next_event(&mut events, |e| {
+        matches!(e, BackendEvent::ReplicaExited { .. })
+    })
+    .await;
+    let BackendEvent::ReplicaExited {
+        crashed, reason, ..
+    } = ev
+    else {
+        unreachable!()
+    };
+    assert!(crashed);
+    assert!(reason.contains("exit status: 7"), "{reason}");
+    next_event(&mut events, |e| {
+        matches!(e, BackendEvent::ReplicaReady { replica: 2, .. })
+    })
+    .await;
+    assert_eq!(sink.serving(&k).len(), 1);
+    backend.shutdown().await;
+}
+
+#[tokio::test]
+async fn draining_waits_for_in_flight_requests_and_takes_the_replica_out_of_rotation_first() {
+    let sink = Arc::new(Recorder::default());
+    let backend = LocalBackend::new(sink.clone());
+    let mut events = backend.subscribe();
+    let k = key("fn-00005");
+    backend.add_revision(k.clone(), spec(&[]), Duration::from_secs(30));
+    backend.scale(&k, 1).await.unwrap();
+    next_event(&mut events, |e| {
+        matches!(e, BackendEvent::ReplicaReady { .. })
+    })
+    .await;
+    let addr = sink.serving(&k)[0];
+
+    sink.in_flight.store(1, Ordering::SeqCst);
+    backend.scale(&k, 0).await.unwrap();
+    // Out of rotation at once, but still running while a request is in flight.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !sink.serving(&k).is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("taken out of rotation");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        get(addr).await.is_ok(),
+        "stopped while a request was in flight"
+    );
+
+    sink.in_flight.store(0, Ordering::SeqCst);
+    next_event(&mut events, |e| {
+        matches!(e, BackendEvent::ReplicaExited { crashed: false, .. })
+    })
+    .await;
+    assert!(get(addr).await.is_err());
+    backend.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_every_process() {
+    let sink = Arc::new(Recorder::default());
+    let backend = LocalBackend::new(sink.clone());
+    let mut events = backend.subscribe();
+    let (a, b) = (key("fn-00006"), key("fn-00007"));
+    backend.add_revision(a.clone(), spec(&[]), Duration::from_secs(1));
+    backend.add_revision(b.clone(), spec(&[]), Duration::from_secs(1));
+    backend.scale(&a, 2).await.unwrap();
+    backend.scale(&b, 1).await.unwrap();
+    for _ in 0..3 {
+        next_event(&mut events, |e| {
+            matches!(e, BackendEvent::ReplicaReady { .. })
+        })
+        .await;
+    }
+    let addrs: Vec<_> = sink
+        .serving(&a)
+        .into_iter()
+        .chain(sink.serving(&b))
+        .collect();
+    assert_eq!(addrs.len(), 3);
+    backend.shutdown().await;
+    for addr in addrs {
+        assert!(get(addr).await.is_err(), "{addr} survived shutdown");
+    }
+    assert!(backend.revisions().is_empty());
+    assert!(backend.scale(&a, 1).await.is_err());
+}
