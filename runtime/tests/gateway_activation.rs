@@ -16,7 +16,8 @@ use http::StatusCode;
 async fn request_at_zero_waits_pokes_once_and_is_released_by_a_ready_replica() {
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway.set_routes(vec![single("cold", revision("cold-00001", 0, 30))]);
+    gw.gateway
+        .set_routes(vec![single("cold", revision("cold-00001", 0, 30))]);
     let k = key("cold", "cold-00001");
 
     let addr = gw.addr;
@@ -28,11 +29,20 @@ async fn request_at_zero_waits_pokes_once_and_is_released_by_a_ready_replica() {
     assert!(matches!(state.cold(), Cold::Pending { .. }));
     let pokes = gw.pokes.taken();
     assert_eq!(pokes.len(), 1, "one poke per cold start: {pokes:?}");
-    assert_eq!((pokes[0].namespace.as_str(), pokes[0].function.as_str()), ("ns", "cold"));
-    assert_eq!((pokes[0].revision.as_str(), pokes[0].waiting), ("cold-00001", 1));
+    assert_eq!(
+        (pokes[0].namespace.as_str(), pokes[0].function.as_str()),
+        ("ns", "cold")
+    );
+    assert_eq!(
+        (pokes[0].revision.as_str(), pokes[0].waiting),
+        ("cold-00001", 1)
+    );
 
     // A replica that is not ready yet releases nothing.
-    let starting = Endpoint { ready: false, ..ready("p", app.addr) };
+    let starting = Endpoint {
+        ready: false,
+        ..ready("p", app.addr)
+    };
     gw.gateway.set_endpoints(&k, vec![starting]);
     assert_eq!(state.replicas(), 0);
     assert_eq!(state.waiting(), 3);
@@ -49,7 +59,10 @@ async fn request_at_zero_waits_pokes_once_and_is_released_by_a_ready_replica() {
     let text = gw.gateway.metrics_text().unwrap();
     let labels = "{function=\"cold\",namespace=\"ns\",revision=\"cold-00001\"}";
     assert_eq!(samples(&text, "flint_cold_starts_total")[labels], 1.0);
-    assert_eq!(samples(&text, "flint_cold_start_duration_seconds_count")[labels], 1.0);
+    assert_eq!(
+        samples(&text, "flint_cold_start_duration_seconds_count")[labels],
+        1.0
+    );
     assert_eq!(samples(&text, "flint_queue_depth")[labels], 0.0);
     gw.shutdown().await;
 }
@@ -58,7 +71,8 @@ async fn request_at_zero_waits_pokes_once_and_is_released_by_a_ready_replica() {
 async fn replicas_get_no_more_than_their_concurrency_when_a_backlog_is_released() {
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway.set_routes(vec![single("one", revision("one-00001", 2, 30))]);
+    gw.gateway
+        .set_routes(vec![single("one", revision("one-00001", 2, 30))]);
     let k = key("one", "one-00001");
     let addr = gw.addr;
     let waiting: Vec<_> = (0..8)
@@ -84,7 +98,8 @@ async fn full_queue_is_503_with_retry_after() {
     let mut cfg = config();
     cfg.queue_size = 2;
     let gw = gateway(cfg).await;
-    gw.gateway.set_routes(vec![single("busy", revision("busy-00001", 0, 30))]);
+    gw.gateway
+        .set_routes(vec![single("busy", revision("busy-00001", 0, 30))]);
     let k = key("busy", "busy-00001");
     let addr = gw.addr;
     let waiting: Vec<_> = (0..2)
@@ -95,7 +110,10 @@ async fn full_queue_is_503_with_retry_after() {
     let (status, headers, body) = get(gw.addr, "busy.ns.localhost", "/").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "2");
-    assert_eq!(body, "revision busy-00001 has 2 requests waiting already; retry later\n");
+    assert_eq!(
+        body,
+        "revision busy-00001 has 2 requests waiting already; retry later\n"
+    );
     let text = gw.gateway.metrics_text().unwrap();
     let labels = "{function=\"busy\",namespace=\"ns\",revision=\"busy-00001\"}";
     assert_eq!(samples(&text, "flint_queue_overflow_total")[labels], 1.0);
@@ -109,7 +127,8 @@ async fn full_queue_is_503_with_retry_after() {
 #[tokio::test]
 async fn waiting_past_the_timeout_is_504_and_the_queue_empties() {
     let gw = gateway(config()).await;
-    gw.gateway.set_routes(vec![single("slow", revision("slow-00001", 0, 1))]);
+    gw.gateway
+        .set_routes(vec![single("slow", revision("slow-00001", 0, 1))]);
     let (status, _, body) = get(gw.addr, "slow.ns.localhost", "/").await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(body, "revision slow-00001 did not answer within 1s\n");
@@ -128,11 +147,17 @@ async fn a_replica_turning_not_ready_leaves_rotation_at_once() {
     let a = app("a", Protocol::Http1).await;
     let b = app("b", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway.set_routes(vec![single("f", revision("f-00001", 0, 30))]);
+    gw.gateway
+        .set_routes(vec![single("f", revision("f-00001", 0, 30))]);
     let k = key("f", "f-00001");
-    gw.gateway.set_endpoints(&k, vec![ready("a", a.addr), ready("b", b.addr)]);
-    let leaving = Endpoint { terminating: true, ..ready("b", b.addr) };
-    gw.gateway.set_endpoints(&k, vec![ready("a", a.addr), leaving]);
+    gw.gateway
+        .set_endpoints(&k, vec![ready("a", a.addr), ready("b", b.addr)]);
+    let leaving = Endpoint {
+        terminating: true,
+        ..ready("b", b.addr)
+    };
+    gw.gateway
+        .set_endpoints(&k, vec![ready("a", a.addr), leaving]);
     for _ in 0..20 {
         let (status, _, body) = get(gw.addr, "f.ns.localhost", "/").await;
         assert_eq!(status, StatusCode::OK);

@@ -3,8 +3,8 @@
 
 mod gateway_support;
 
-use flint_api::backend::FunctionRoute;
 use flint_api::Protocol;
+use flint_api::backend::FunctionRoute;
 use gateway_support::*;
 use http::StatusCode;
 
@@ -16,15 +16,26 @@ async fn routes_by_host_tag_and_path_form() {
     gw.gateway.set_routes(vec![FunctionRoute {
         namespace: "ns".into(),
         name: "hello".into(),
-        revisions: vec![revision("hello-00001", 0, 10), revision("hello-00002", 0, 10)],
-        traffic: vec![traffic("hello-00002", 100, None), traffic("hello-00001", 0, Some("previous"))],
+        revisions: vec![
+            revision("hello-00001", 0, 10),
+            revision("hello-00002", 0, 10),
+        ],
+        traffic: vec![
+            traffic("hello-00002", 100, None),
+            traffic("hello-00001", 0, Some("previous")),
+        ],
     }]);
-    gw.gateway.set_endpoints(&key("hello", "hello-00001"), vec![ready("p1", one.addr)]);
-    gw.gateway.set_endpoints(&key("hello", "hello-00002"), vec![ready("p2", two.addr)]);
+    gw.gateway
+        .set_endpoints(&key("hello", "hello-00001"), vec![ready("p1", one.addr)]);
+    gw.gateway
+        .set_endpoints(&key("hello", "hello-00002"), vec![ready("p2", two.addr)]);
 
     let (status, _, body) = get(gw.addr, "hello.ns.localhost:8080", "/a?b=1").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, "two GET /a?b=1 prefix=- xff=127.0.0.1 host=hello.ns.localhost:8080 version=HTTP/1.1");
+    assert_eq!(
+        body,
+        "two GET /a?b=1 prefix=- xff=127.0.0.1 host=hello.ns.localhost:8080 version=HTTP/1.1"
+    );
 
     let (status, _, body) = get(gw.addr, "previous-hello.ns.localhost", "/").await;
     assert_eq!(status, StatusCode::OK);
@@ -32,11 +43,17 @@ async fn routes_by_host_tag_and_path_form() {
 
     let (status, _, body) = get(gw.addr, "127.0.0.1", "/function/ns/hello/x/y?z").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.starts_with("two GET /x/y?z prefix=/function/ns/hello "), "{body}");
+    assert!(
+        body.starts_with("two GET /x/y?z prefix=/function/ns/hello "),
+        "{body}"
+    );
 
     let (status, _, body) = get(gw.addr, "127.0.0.1", "/function/ns/hello").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.starts_with("two GET / prefix=/function/ns/hello "), "{body}");
+    assert!(
+        body.starts_with("two GET / prefix=/function/ns/hello "),
+        "{body}"
+    );
     gw.shutdown().await;
 }
 
@@ -46,7 +63,10 @@ async fn unknown_host_is_404_naming_it() {
     gw.gateway.set_routes(vec![]);
     let (status, _, body) = get(gw.addr, "nope.ns.localhost", "/x").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body, "no function is served at host \"nope.ns.localhost\" and path \"/x\"\n");
+    assert_eq!(
+        body,
+        "no function is served at host \"nope.ns.localhost\" and path \"/x\"\n"
+    );
     gw.shutdown().await;
 }
 
@@ -78,7 +98,10 @@ async fn failed_revision_answers_503_with_its_message() {
         body,
         "revision bad-00001 failed: ImagePullBackOff: image registry.example/bad:1 not found\n"
     );
-    assert!(gw.pokes.taken().is_empty(), "a failed revision is not poked");
+    assert!(
+        gw.pokes.taken().is_empty(),
+        "a failed revision is not poked"
+    );
     gw.shutdown().await;
 }
 
@@ -90,11 +113,19 @@ async fn traffic_split_sends_each_revision_its_share() {
     gw.gateway.set_routes(vec![FunctionRoute {
         namespace: "ns".into(),
         name: "split".into(),
-        revisions: vec![revision("split-00001", 0, 10), revision("split-00002", 0, 10)],
-        traffic: vec![traffic("split-00001", 50, None), traffic("split-00002", 50, None)],
+        revisions: vec![
+            revision("split-00001", 0, 10),
+            revision("split-00002", 0, 10),
+        ],
+        traffic: vec![
+            traffic("split-00001", 50, None),
+            traffic("split-00002", 50, None),
+        ],
     }]);
-    gw.gateway.set_endpoints(&key("split", "split-00001"), vec![ready("p1", one.addr)]);
-    gw.gateway.set_endpoints(&key("split", "split-00002"), vec![ready("p2", two.addr)]);
+    gw.gateway
+        .set_endpoints(&key("split", "split-00001"), vec![ready("p1", one.addr)]);
+    gw.gateway
+        .set_endpoints(&key("split", "split-00002"), vec![ready("p2", two.addr)]);
     for _ in 0..200 {
         let (status, _, _) = get(gw.addr, "split.ns.localhost", "/").await;
         assert_eq!(status, StatusCode::OK);
@@ -113,12 +144,18 @@ async fn routes_are_replaced_whole() {
     let one = app("one", Protocol::Http1).await;
     let gw = gateway(config()).await;
     assert!(!gw.gateway.is_ready());
-    gw.gateway.set_routes(vec![single("a", revision("a-00001", 0, 10))]);
-    gw.gateway.set_endpoints(&key("a", "a-00001"), vec![ready("p", one.addr)]);
+    gw.gateway
+        .set_routes(vec![single("a", revision("a-00001", 0, 10))]);
+    gw.gateway
+        .set_endpoints(&key("a", "a-00001"), vec![ready("p", one.addr)]);
     assert!(gw.gateway.is_ready());
     assert_eq!(get(gw.addr, "a.ns.localhost", "/").await.0, StatusCode::OK);
-    gw.gateway.set_routes(vec![single("b", revision("b-00001", 0, 10))]);
-    assert_eq!(get(gw.addr, "a.ns.localhost", "/").await.0, StatusCode::NOT_FOUND);
+    gw.gateway
+        .set_routes(vec![single("b", revision("b-00001", 0, 10))]);
+    assert_eq!(
+        get(gw.addr, "a.ns.localhost", "/").await.0,
+        StatusCode::NOT_FOUND
+    );
     // Revision a-00001 still has a replica, so its state is kept.
     assert!(gw.gateway.revision(&key("a", "a-00001")).is_some());
     gw.shutdown().await;

@@ -51,7 +51,11 @@ async fn app_handler(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let resp = match req.uri().path() {
         "/hold" => {
             if let Ok(permit) = gate.acquire().await {
@@ -60,7 +64,12 @@ async fn app_handler(
             Response::new(Full::new(Bytes::from(format!("{name} held"))))
         }
         "/echo" => {
-            let body = req.body_mut().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .body_mut()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             Response::new(Full::new(body))
         }
         "/ws" => {
@@ -81,7 +90,12 @@ async fn app_handler(
         }
         _ => {
             let h = req.headers();
-            let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+            let get = |k: &str| {
+                h.get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned()
+            };
             let text = format!(
                 "{name} {} {path} prefix={} xff={} host={} version={:?}",
                 req.method(),
@@ -132,7 +146,12 @@ pub async fn app(name: &'static str, protocol: Protocol) -> App {
             });
         }
     });
-    App { addr, stats, gate, _stop: stop }
+    App {
+        addr,
+        stats,
+        gate,
+        _stop: stop,
+    }
 }
 
 /// Records every poke.
@@ -196,7 +215,13 @@ pub async fn gateway(config: GatewayConfig) -> Running {
         .await
         .unwrap();
     });
-    Running { gateway, addr, pokes, stop: Some(stop), done: Some(done) }
+    Running {
+        gateway,
+        addr,
+        pokes,
+        stop: Some(stop),
+        done: Some(done),
+    }
 }
 
 pub fn revision(name: &str, concurrency: u32, timeout_seconds: u32) -> RevisionRoute {
@@ -234,7 +259,12 @@ pub fn key(function: &str, revision: &str) -> RevisionKey {
 }
 
 pub fn ready(id: &str, addr: SocketAddr) -> Endpoint {
-    Endpoint { id: id.into(), addr, ready: true, terminating: false }
+    Endpoint {
+        id: id.into(),
+        addr,
+        ready: true,
+        terminating: false,
+    }
 }
 
 /// A one-shot HTTP/1.1 client: its own connection per request.
@@ -243,16 +273,33 @@ pub async fn request(
     req: Request<Full<Bytes>>,
 ) -> (StatusCode, http::HeaderMap, String) {
     let stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let resp = tokio::time::timeout(BOUND, sender.send_request(req)).await.unwrap().unwrap();
+    let resp = tokio::time::timeout(BOUND, sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
     let (parts, body) = resp.into_parts();
-    let body = tokio::time::timeout(BOUND, body.collect()).await.unwrap().unwrap().to_bytes();
-    (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
+    let body = tokio::time::timeout(BOUND, body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 /// GET `path` at `host` through the gateway.
-pub async fn get(gateway: SocketAddr, host: &str, path: &str) -> (StatusCode, http::HeaderMap, String) {
+pub async fn get(
+    gateway: SocketAddr,
+    host: &str,
+    path: &str,
+) -> (StatusCode, http::HeaderMap, String) {
     let req = Request::builder()
         .uri(path)
         .header("host", host)

@@ -1,0 +1,326 @@
+//! The proxy hop: safe retries, streamed bodies, upgrades, HTTP/2 to the
+//! app, bounded request heads, exact request metrics, the admin endpoints
+//! and the HTTP poke sink.
+
+mod gateway_support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flint_api::Protocol;
+use flint_api::backend::PokeSink;
+use flint_api::poke::ScalePoke;
+use flint_runtime::gateway::HttpPokeSink;
+use gateway_support::*;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// An address on 127.0.0.1 where nothing listens (bound, then closed).
+async fn refused_addr() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn refused_connections_are_retried_on_another_replica() {
+    let live = app("live", Protocol::Http1).await;
+    let dead = refused_addr().await;
+    let gw = gateway(config()).await;
+    gw.gateway
+        .set_routes(vec![single("r", revision("r-00001", 0, 10))]);
+    gw.gateway.set_endpoints(
+        &key("r", "r-00001"),
+        vec![ready("dead", dead), ready("live", live.addr)],
+    );
+    for _ in 0..30 {
+        let req = Request::post("/echo")
+            .header("host", "r.ns.localhost")
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap();
+        let (status, _, body) = request(gw.addr, req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "payload");
+    }
+    assert_eq!(live.stats.served.load(Ordering::SeqCst), 30);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_refusing_replicas_give_502() {
+    let gw = gateway(config()).await;
+    gw.gateway
+        .set_routes(vec![single("d", revision("d-00001", 0, 10))]);
+    gw.gateway.set_endpoints(
+        &key("d", "d-00001"),
+        vec![ready("dead", refused_addr().await)],
+    );
+    let (status, _, body) = get(gw.addr, "d.ns.localhost", "/").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(
+        body.starts_with("could not connect to any replica of revision d-00001: "),
+        "{body}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways() {
+    let app = app("app", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    gw.gateway
+        .set_routes(vec![single("big", revision("big-00001", 0, 30))]);
+    gw.gateway
+        .set_endpoints(&key("big", "big-00001"), vec![ready("p", app.addr)]);
+    // Far larger than the gateway's 16 KiB per-connection buffer.
+    let payload: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let req = Request::post("/echo")
+        .header("host", "big.ns.localhost")
+        .body(Full::new(Bytes::from(payload.clone())))
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = tokio::time::timeout(BOUND, resp.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body.len(), payload.len());
+    assert!(body == payload);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn upgrades_are_tunnelled() {
+    let app = app("app", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    gw.gateway
+        .set_routes(vec![single("ws", revision("ws-00001", 0, 30))]);
+    gw.gateway
+        .set_endpoints(&key("ws", "ws-00001"), vec![ready("p", app.addr)]);
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nhost: ws.ns.localhost\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(BOUND, stream.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    stream.write_all(b"ping over the tunnel").await.unwrap();
+    let mut echoed = [0u8; 20];
+    tokio::time::timeout(BOUND, stream.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echoed, b"ping over the tunnel");
+    let state = gw.gateway.revision(&key("ws", "ws-00001")).unwrap();
+    assert_eq!(state.in_flight("p"), Some(1), "the tunnel holds its slot");
+    drop(stream);
+    eventually(|| state.in_flight("p") == Some(0)).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn h2c_apps_get_http2_from_http1_and_http2_clients() {
+    let app = app("grpc", Protocol::H2c).await;
+    let gw = gateway(config()).await;
+    let mut rev = revision("g-00001", 0, 30);
+    rev.protocol = Protocol::H2c;
+    gw.gateway.set_routes(vec![single("g", rev)]);
+    gw.gateway
+        .set_endpoints(&key("g", "g-00001"), vec![ready("p", app.addr)]);
+    let (status, _, body) = get(gw.addr, "g.ns.localhost", "/pkg.Svc/Call").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("grpc GET /pkg.Svc/Call "), "{body}");
+    assert!(body.ends_with("version=HTTP/2.0"), "{body}");
+
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://g.ns.localhost/h2")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(BOUND, sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.starts_with(b"grpc GET /h2 "), "{body:?}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_request_heads_are_refused_with_431() {
+    let app = app("app", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    gw.gateway
+        .set_routes(vec![single("h", revision("h-00001", 0, 10))]);
+    gw.gateway
+        .set_endpoints(&key("h", "h-00001"), vec![ready("p", app.addr)]);
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let big = "x".repeat(64 * 1024);
+    let req = format!("GET / HTTP/1.1\r\nhost: h.ns.localhost\r\nx-big: {big}\r\n\r\n");
+    // The gateway may close while we still write: only the answer matters.
+    let _ = stream.write_all(req.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(BOUND, stream.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert_eq!(app.stats.served.load(Ordering::SeqCst), 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_router_exports_exact_request_counts() {
+    let app = app("app", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    gw.gateway
+        .set_routes(vec![single("m", revision("m-00001", 0, 10))]);
+    gw.gateway
+        .set_endpoints(&key("m", "m-00001"), vec![ready("p", app.addr)]);
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let router = gw.gateway.admin_router();
+    tokio::spawn(async move { axum::serve(admin, router).await.unwrap() });
+
+    let before = std::time::Instant::now();
+    for _ in 0..7 {
+        assert_eq!(get(gw.addr, "m.ns.localhost", "/").await.0, StatusCode::OK);
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            get(gw.addr, "m.ns.localhost", "/other").await.0,
+            StatusCode::OK
+        );
+    }
+    let elapsed = before.elapsed().as_secs_f64();
+    let (status, headers, text) = get(admin_addr, "admin", "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let requests = samples(&text, "flint_requests_total");
+    let ok = "{code=\"200\",function=\"m\",namespace=\"ns\",revision=\"m-00001\"}";
+    assert_eq!(requests[ok], 10.0);
+    assert_eq!(requests.len(), 1);
+    let labels = "{function=\"m\",namespace=\"ns\",revision=\"m-00001\"}";
+    let integral = samples(&text, "flint_request_concurrency_seconds_total")[labels];
+    // Requests ran one at a time inside the measured span: the integral is
+    // positive and at most that span.
+    assert!(
+        integral > 0.0 && integral <= elapsed,
+        "{integral} vs {elapsed}"
+    );
+    assert_eq!(samples(&text, "flint_requests_in_flight")[labels], 0.0);
+    assert_eq!(
+        samples(&text, "flint_request_duration_seconds_count")[labels],
+        10.0
+    );
+
+    assert_eq!(get(admin_addr, "admin", "/healthz").await.0, StatusCode::OK);
+    assert_eq!(get(admin_addr, "admin", "/readyz").await.0, StatusCode::OK);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn readyz_waits_for_the_routing_table() {
+    let gw = gateway(config()).await;
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let router = gw.gateway.admin_router();
+    tokio::spawn(async move { axum::serve(admin, router).await.unwrap() });
+    assert_eq!(
+        get(admin_addr, "admin", "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    gw.gateway.set_routes(vec![]);
+    assert_eq!(get(admin_addr, "admin", "/readyz").await.0, StatusCode::OK);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_poke_sink_posts_json_once_while_pending() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Arc::new(std::sync::Mutex::new(
+        Vec::<(String, String, ScalePoke)>::new(),
+    ));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let (r, gate) = (Arc::clone(&received), Arc::clone(&release));
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (r, gate) = (Arc::clone(&r), Arc::clone(&gate));
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let (r, gate) = (Arc::clone(&r), Arc::clone(&gate));
+                async move {
+                    let method = req.method().to_string();
+                    let path = req.uri().path().to_owned();
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    r.lock()
+                        .unwrap()
+                        .push((method, path, serde_json::from_slice(&body).unwrap()));
+                    gate.acquire().await.unwrap().forget();
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc),
+            );
+        }
+    });
+    let sink = HttpPokeSink::new(&format!("http://{addr}/")).unwrap();
+    assert_eq!(sink.target().to_string(), format!("http://{addr}/v1/poke"));
+    let poke = ScalePoke {
+        namespace: "ns".into(),
+        function: "f".into(),
+        revision: "f-00001".into(),
+        waiting: 2,
+    };
+    sink.poke(poke.clone());
+    eventually(|| received.lock().unwrap().len() == 1).await;
+    // Still pending: a second poke for the same revision is not sent.
+    sink.poke(poke.clone());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(received.lock().unwrap().len(), 1);
+    release.add_permits(1);
+    // Once answered, the next cold start pokes again.
+    eventually(|| {
+        sink.poke(poke.clone());
+        received.lock().unwrap().len() == 2
+    })
+    .await;
+    release.add_permits(10);
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got[0], ("POST".to_owned(), "/v1/poke".to_owned(), poke));
+    assert!(HttpPokeSink::new("ftp://x").is_err());
+    assert!(HttpPokeSink::new("not a url").is_err());
+}
