@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod handler;
 pub mod host;
+pub mod kube;
 pub mod poke;
 mod pool;
 mod proxy;

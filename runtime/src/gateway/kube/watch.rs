@@ -1,0 +1,159 @@
+//! The watch loops: Functions and EndpointSlices, through kube-runtime
+//! watchers (which relist and resume after errors with backoff), fed to the
+//! gateway whole on every change.
+
+use std::collections::{BTreeMap, HashMap};
+
+use flint_api::Function;
+use flint_api::backend::{Endpoint, RevisionKey};
+use flint_api::names::LABEL_REVISION;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use super::translate;
+use crate::gateway::Gateway;
+
+/// Why a watch stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The Function watch stream ended.
+    #[error("the Function watch ended")]
+    FunctionsEnded,
+    /// The EndpointSlice watch stream ended.
+    #[error("the EndpointSlice watch ended")]
+    SlicesEnded,
+}
+
+/// Watches Functions and EndpointSlices (in `namespace`, or all namespaces)
+/// and keeps `gateway`'s routes and endpoints in step. Runs until a watch
+/// stream ends.
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    gateway: Gateway,
+) -> Result<(), WatchError> {
+    let (functions, slices): (Api<Function>, Api<EndpointSlice>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    tokio::select! {
+        r = watch_functions(functions, gateway.clone()) => r,
+        r = watch_slices(slices, gateway) => r,
+    }
+}
+
+async fn watch_functions(api: Api<Function>, gateway: Gateway) -> Result<(), WatchError> {
+    let mut known: BTreeMap<(String, String), Function> = BTreeMap::new();
+    let mut relist: Option<BTreeMap<(String, String), Function>> = None;
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::warn!(error = %err, "Function watch error; retrying");
+                continue;
+            }
+        };
+        let key = |f: &Function| (f.namespace().unwrap_or_default(), f.name_any());
+        let changed = match event {
+            watcher::Event::Init => {
+                relist = Some(BTreeMap::new());
+                false
+            }
+            watcher::Event::InitApply(f) => {
+                if let Some(r) = relist.as_mut() {
+                    r.insert(key(&f), f);
+                }
+                false
+            }
+            watcher::Event::InitDone => {
+                known = relist.take().unwrap_or_default();
+                true
+            }
+            watcher::Event::Apply(f) => known.insert(key(&f), f.clone()).is_none_or(|old| old != f),
+            watcher::Event::Delete(f) => known.remove(&key(&f)).is_some(),
+        };
+        if changed {
+            let routes = known
+                .values()
+                .filter_map(translate::function_route)
+                .collect();
+            gateway.set_routes(routes);
+        }
+    }
+    Err(WatchError::FunctionsEnded)
+}
+
+async fn watch_slices(api: Api<EndpointSlice>, gateway: Gateway) -> Result<(), WatchError> {
+    // Per revision, the endpoints of each of its slices (a revision may have several).
+    let mut by_revision: HashMap<RevisionKey, BTreeMap<String, Vec<Endpoint>>> = HashMap::new();
+    let mut relist: Option<HashMap<RevisionKey, BTreeMap<String, Vec<Endpoint>>>> = None;
+    let config = watcher::Config::default().labels(LABEL_REVISION);
+    let mut events = watcher(api, config).default_backoff().into_stream().boxed();
+    loop {
+        let event = match events.try_next().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return Err(WatchError::SlicesEnded),
+            Err(err) => {
+                tracing::warn!(error = %err, "EndpointSlice watch error; retrying");
+                continue;
+            }
+        };
+        let mut touched: Vec<RevisionKey> = Vec::new();
+        match event {
+            watcher::Event::Init => relist = Some(HashMap::new()),
+            watcher::Event::InitApply(slice) => {
+                if let (Some(r), Some(rev)) = (relist.as_mut(), translate::slice_revision(&slice)) {
+                    r.entry(rev)
+                        .or_default()
+                        .insert(slice.name_any(), translate::slice_endpoints(&slice));
+                }
+            }
+            watcher::Event::InitDone => {
+                let next = relist.take().unwrap_or_default();
+                touched.extend(
+                    by_revision
+                        .keys()
+                        .filter(|k| !next.contains_key(*k))
+                        .cloned(),
+                );
+                touched.extend(next.keys().cloned());
+                by_revision = next;
+            }
+            watcher::Event::Apply(slice) => {
+                if let Some(rev) = translate::slice_revision(&slice) {
+                    by_revision
+                        .entry(rev.clone())
+                        .or_default()
+                        .insert(slice.name_any(), translate::slice_endpoints(&slice));
+                    touched.push(rev);
+                }
+            }
+            watcher::Event::Delete(slice) => {
+                if let Some(rev) = translate::slice_revision(&slice) {
+                    if let Some(slices) = by_revision.get_mut(&rev) {
+                        slices.remove(&slice.name_any());
+                    }
+                    touched.push(rev);
+                }
+            }
+        }
+        for rev in touched {
+            let endpoints: Vec<Endpoint> = by_revision
+                .get(&rev)
+                .map(|s| s.values().flatten().cloned().collect())
+                .unwrap_or_default();
+            if endpoints.is_empty() {
+                by_revision.remove(&rev);
+            }
+            gateway.set_endpoints(&rev, endpoints);
+        }
+    }
+}
