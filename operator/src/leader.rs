@@ -267,10 +267,9 @@ impl LeaderElector {
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
         }
-        if *leadership.borrow() == Leadership::Leading {
-            if let Err(error) = self.release().await {
-                warn!(error = %error, "releasing the lease failed");
-            }
+        let leading = *leadership.borrow() == Leadership::Leading;
+        if leading && let Err(error) = self.release().await {
+            warn!(error = %error, "releasing the lease failed");
         }
     }
 }

@@ -88,19 +88,19 @@ pub fn transitions(
             .find(|c| c.type_ == ROUTES_READY && c.status == "False")
             .map(|c| (c.reason.clone(), c.message.clone()))
     };
-    if let Some((reason, message)) = routes_false(next) {
-        if previous.and_then(routes_false).map(|p| p.0) != Some(reason.clone()) {
-            out.push(Notice {
-                warning: true,
-                reason: if reason == "TrafficTargetNotFound" {
-                    "TrafficTargetNotFound"
-                } else {
-                    "NoReadyRevision"
-                },
-                action: "ResolveTraffic",
-                note: message,
-            });
-        }
+    if let Some((reason, message)) = routes_false(next)
+        && previous.and_then(routes_false).map(|p| p.0) != Some(reason.clone())
+    {
+        out.push(Notice {
+            warning: true,
+            reason: if reason == "TrafficTargetNotFound" {
+                "TrafficTargetNotFound"
+            } else {
+                "NoReadyRevision"
+            },
+            action: "ResolveTraffic",
+            note: message,
+        });
     }
     let was_up = previous.and_then(|p| p.replicas).is_some_and(|n| n > 0);
     if was_up && next.replicas == Some(0) {

@@ -1,0 +1,201 @@
+//! Status and Events computed from a desired state: conditions with
+//! actionable reasons, stable transition times, URLs and transitions.
+
+use flint_api::{Function, FunctionStatus};
+use flint_operator::reconcile::hash::spec_hash;
+use flint_operator::reconcile::notices::transitions;
+use flint_operator::reconcile::status::{StatusInput, compute_status};
+use flint_operator::reconcile::{ExistingRevision, RevisionHealth, desired_objects};
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value, json};
+
+fn function(spec: Value, status: Option<Value>) -> Function {
+    let mut f = json!({
+        "apiVersion": "flint.dev/v1alpha1", "kind": "Function",
+        "metadata": {"name": "hello", "namespace": "ns", "uid": "u", "generation": 7},
+        "spec": spec
+    });
+    if let Some(s) = status {
+        f["status"] = s;
+    }
+    serde_json::from_value(f).unwrap()
+}
+
+fn rev(f: &Function, n: u32, health: RevisionHealth, ready_replicas: i32) -> ExistingRevision {
+    let mut r = ExistingRevision::new(format!("hello-{n:05}"), n, spec_hash(&f.spec));
+    r.health = health;
+    r.ready_replicas = ready_replicas;
+    r.desired_replicas = ready_replicas;
+    r
+}
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(secs).unwrap()
+}
+
+fn status(f: &Function, revisions: &[ExistingRevision], now: Timestamp) -> FunctionStatus {
+    let desired = desired_objects(f, revisions).unwrap();
+    compute_status(StatusInput {
+        function: f,
+        desired: &desired,
+        revisions,
+        domain: "example.com",
+        now,
+    })
+}
+
+fn conditions(s: &FunctionStatus) -> Vec<(String, String, String)> {
+    s.conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+fn c(t: &str, s: &str, r: &str) -> (String, String, String) {
+    (t.into(), s.into(), r.into())
+}
+
+#[test]
+fn ready_function_with_tagged_traffic() {
+    let f = function(
+        json!({"image": "a:1", "traffic": [{"latestRevision": true, "percent": 100, "tag": "current"}]}),
+        None,
+    );
+    let revisions = [rev(&f, 1, RevisionHealth::Ready, 2)];
+    let s = status(&f, &revisions, at(1000));
+    assert_eq!(
+        conditions(&s),
+        [
+            c("Ready", "True", "Ready"),
+            c("ConfigurationsReady", "True", "RevisionReady"),
+            c("RoutesReady", "True", "TrafficResolved"),
+        ]
+    );
+    assert!(
+        s.conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(7))
+    );
+    assert_eq!(s.observed_generation, Some(7));
+    assert_eq!(s.url.as_deref(), Some("http://hello.ns.example.com"));
+    assert_eq!(s.latest_created_revision.as_deref(), Some("hello-00001"));
+    assert_eq!(s.latest_ready_revision.as_deref(), Some("hello-00001"));
+    assert_eq!(
+        s.traffic[0].url.as_deref(),
+        Some("http://current-hello.ns.example.com")
+    );
+    assert_eq!((s.replicas, s.desired_replicas), (Some(2), Some(2)));
+}
+
+#[test]
+fn crash_loop_makes_configurations_and_ready_false_with_the_exit_code() {
+    let f = function(json!({"image": "a:1"}), None);
+    let failed = RevisionHealth::Failed {
+        reason: "RevisionFailed".into(),
+        message: "container \"app\" exited with code 1 (Error) and keeps restarting".into(),
+    };
+    let s = status(&f, &[rev(&f, 1, failed, 0)], at(1000));
+    assert_eq!(
+        conditions(&s),
+        [
+            c("Ready", "False", "RevisionFailed"),
+            c("ConfigurationsReady", "False", "RevisionFailed"),
+            c("RoutesReady", "False", "NoReadyRevision"),
+        ]
+    );
+    assert_eq!(
+        s.conditions[1].message,
+        "revision hello-00001: container \"app\" exited with code 1 (Error) and keeps restarting"
+    );
+    assert!(s.traffic.is_empty());
+}
+
+#[test]
+fn transition_times_are_kept_while_the_status_holds() {
+    let f = function(json!({"image": "a:1"}), None);
+    let revisions = [rev(&f, 1, RevisionHealth::Ready, 1)];
+    let first = status(&f, &revisions, at(1000));
+    let f2 = function(
+        json!({"image": "a:1"}),
+        Some(serde_json::to_value(&first).unwrap()),
+    );
+    let second = status(&f2, &revisions, at(2000));
+    assert!(
+        second
+            .conditions
+            .iter()
+            .all(|c| c.last_transition_time.0 == at(1000))
+    );
+    // A change of status moves the time.
+    let failed = RevisionHealth::Failed {
+        reason: "ImagePullBackOff".into(),
+        message: "m".into(),
+    };
+    let third = status(&f2, &[rev(&f, 1, failed, 0)], at(3000));
+    let times: Vec<(String, Timestamp)> = third
+        .conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.last_transition_time.0))
+        .collect();
+    assert_eq!(
+        times,
+        [
+            ("Ready".into(), at(3000)),
+            ("ConfigurationsReady".into(), at(3000)),
+            ("RoutesReady".into(), at(3000)),
+        ]
+    );
+}
+
+#[test]
+fn events_for_created_ready_failed_deleted_and_scaled_to_zero() {
+    let f = function(json!({"image": "a:1"}), None);
+    let created = desired_objects(&f, &[]).unwrap();
+    let s0 = status(&f, &[], at(1));
+    let reasons = |v: Vec<flint_operator::reconcile::notices::Notice>| {
+        v.into_iter()
+            .map(|n| (n.reason, n.warning))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        reasons(transitions(None, &s0, &created)),
+        [("RevisionCreated", false)]
+    );
+
+    let f1 = function(
+        json!({"image": "a:1"}),
+        Some(serde_json::to_value(&s0).unwrap()),
+    );
+    let up = [rev(&f, 1, RevisionHealth::Ready, 1)];
+    let s1 = status(&f1, &up, at(2));
+    let d1 = desired_objects(&f1, &up).unwrap();
+    assert_eq!(
+        reasons(transitions(Some(&s0), &s1, &d1)),
+        [("RevisionReady", false)]
+    );
+    // Nothing changed: no event.
+    assert_eq!(reasons(transitions(Some(&s1), &s1, &d1)), []);
+
+    let down = [rev(&f, 1, RevisionHealth::Ready, 0)];
+    let s2 = status(&f1, &down, at(3));
+    assert_eq!(
+        reasons(transitions(Some(&s1), &s2, &d1)),
+        [("ScaledToZero", false)]
+    );
+
+    let failed = [rev(
+        &f,
+        1,
+        RevisionHealth::Failed {
+            reason: "QuotaExceeded".into(),
+            message: "m".into(),
+        },
+        0,
+    )];
+    let s3 = status(&f1, &failed, at(4));
+    let d3 = desired_objects(&f1, &failed).unwrap();
+    assert_eq!(
+        reasons(transitions(Some(&s2), &s3, &d3)),
+        [("RevisionFailed", true), ("NoReadyRevision", true)]
+    );
+}
