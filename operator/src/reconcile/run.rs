@@ -39,13 +39,13 @@ pub struct OperatorConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// No Kubernetes client could be configured (no kubeconfig, no in-cluster service account).
-    #[error("configuring the Kubernetes client: {0}")]
+    #[error("configuring the Kubernetes client")]
     Client(#[from] kube::Error),
     /// The metrics could not be registered.
-    #[error("registering metrics: {0}")]
+    #[error("registering metrics")]
     Metrics(#[from] prometheus::Error),
     /// The admin address could not be bound.
-    #[error("binding the admin address {addr}: {source}")]
+    #[error("binding the admin address {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
