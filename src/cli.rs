@@ -25,6 +25,16 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+    /// Run the operator: reconcile Functions into revisions and autoscale them (leader-elected).
+    Operator(OperatorArgs),
+    /// Print, as a YAML stream, every object the operator creates for the Function manifests given.
+    Render {
+        /// Manifest files (YAML, one or more Functions each).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Replay an invocation trace through the autoscaler and compare keep-alive policies.
+    Sim(flint_operator::sim::SimArgs),
     /// Run the gateway: route requests to function pods, buffer at zero, export metrics.
     Gateway(GatewayArgs),
 }
@@ -32,6 +42,10 @@ enum Command {
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Sim(args) => {
+            flint_operator::sim::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crd => {
             let yaml = flint_api::crd::function_crd_yaml().context("rendering the CRD")?;
             std::io::stdout()
@@ -60,6 +74,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Operator(args) => run_operator(args),
+        Command::Render { files } => render(&files),
         Command::Gateway(args) => run_gateway(args),
     }
 }
@@ -118,3 +134,83 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Settings of `flint operator`. Every flag can also be set from the
+/// environment variable named in its help.
+#[derive(Debug, clap::Args)]
+struct OperatorArgs {
+    /// Address of the admin endpoints (/metrics, /healthz, /readyz).
+    #[arg(long, env = "FLINT_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    admin_addr: std::net::SocketAddr,
+    /// Domain of Function hosts: <function>.<namespace>.<domain>.
+    #[arg(long, env = "FLINT_DOMAIN", default_value = flint_api::names::DEFAULT_CLUSTER_DOMAIN)]
+    domain: String,
+    /// Name of the coordination.k8s.io Lease used for leader election.
+    #[arg(long, env = "FLINT_LEASE_NAME", default_value = "flint-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "FLINT_LEASE_NAMESPACE", default_value = "flint-system")]
+    lease_namespace: String,
+    /// This replica's identity in the election [default: $HOSTNAME, the pod name].
+    #[arg(long, env = "FLINT_IDENTITY")]
+    identity: Option<String>,
+    /// Seconds a Lease holds without renewal before another replica may take it over.
+    #[arg(long, env = "FLINT_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// Seconds the leader keeps acting without a successful renewal; must be less than the lease duration.
+    #[arg(long, env = "FLINT_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
+    renew_deadline_seconds: u64,
+    /// Seconds between attempts to acquire or renew the Lease.
+    #[arg(long, env = "FLINT_RETRY_PERIOD_SECONDS", default_value_t = 2)]
+    retry_period_seconds: u64,
+    /// Log filter (tracing EnvFilter syntax, e.g. info or flint_operator=debug).
+    #[arg(long, env = "FLINT_LOG", default_value = "info")]
+    log: String,
+}
+
+fn run_operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
+    use std::time::Duration;
+    anyhow::ensure!(
+        args.renew_deadline_seconds < args.lease_duration_seconds,
+        "--renew-deadline-seconds ({}) must be less than --lease-duration-seconds ({}), so a leader stops before another can start",
+        args.renew_deadline_seconds,
+        args.lease_duration_seconds
+    );
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .with_context(|| format!("--log {:?}", args.log))?;
+    // A subscriber may already be installed (tests); keep the existing one.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let identity = args
+        .identity
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| format!("flint-operator-{}", std::process::id()));
+    let config = flint_operator::reconcile::run::OperatorConfig {
+        admin_addr: args.admin_addr,
+        domain: args.domain,
+        leader: flint_operator::leader::LeaderConfig {
+            lease_name: args.lease_name,
+            namespace: args.lease_namespace,
+            identity,
+            lease_duration: Duration::from_secs(args.lease_duration_seconds),
+            renew_deadline: Duration::from_secs(args.renew_deadline_seconds),
+            retry_period: Duration::from_secs(args.retry_period_seconds),
+        },
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(flint_operator::reconcile::run::run(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(files: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let yaml = flint_operator::reconcile::render::render_manifest(&text)
+            .with_context(|| format!("rendering {}", file.display()))?;
+        out.write_all(yaml.as_bytes()).context("writing the objects")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
