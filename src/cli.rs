@@ -206,11 +206,12 @@ fn run_operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
 fn render(files: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     for file in files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let yaml = flint_operator::reconcile::render::render_manifest(&text)
             .with_context(|| format!("rendering {}", file.display()))?;
-        out.write_all(yaml.as_bytes()).context("writing the objects")?;
+        out.write_all(yaml.as_bytes())
+            .context("writing the objects")?;
     }
     Ok(ExitCode::SUCCESS)
 }
