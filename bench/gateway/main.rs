@@ -105,7 +105,7 @@ fn nginx(app: SocketAddr) -> Option<(Child, SocketAddr, std::path::PathBuf)> {
     let conf = format!(
         "daemon off; worker_processes 1; pid {dir}/nginx.pid; error_log {dir}/error.log;\n\
          events {{ worker_connections 1024; }}\n\
-         http {{ access_log off; client_body_temp_path {dir}; proxy_temp_path {dir};\n\
+         http {{ access_log off; keepalive_requests 1000000; client_body_temp_path {dir}; proxy_temp_path {dir};\n\
            upstream app {{ server {app}; keepalive 64; }}\n\
            server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app;\n\
              proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}\n",
@@ -150,20 +150,24 @@ async fn load(target: SocketAddr, host: &'static str, connections: u64, seconds:
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0u64;
-                let stream = TcpStream::connect(target).await.unwrap();
-                stream.set_nodelay(true).unwrap();
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                        .await
-                        .unwrap();
-                tokio::spawn(conn);
+                let mut sender = None;
                 while Instant::now() < deadline {
+                    if sender.is_none() {
+                        let stream = TcpStream::connect(target).await.unwrap();
+                        stream.set_nodelay(true).unwrap();
+                        let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                            .await
+                            .unwrap();
+                        tokio::spawn(conn);
+                        sender = Some(s);
+                    }
+                    let Some(s) = sender.as_mut() else { continue };
                     let req = hyper::Request::get("/")
                         .header("host", host)
                         .body(Full::new(Bytes::new()))
                         .unwrap();
                     let t = Instant::now();
-                    let ok = match sender.send_request(req).await {
+                    let ok = match s.send_request(req).await {
                         Ok(resp) => {
                             let ok = resp.status().is_success();
                             ok && resp.into_body().collect().await.is_ok()
@@ -173,8 +177,9 @@ async fn load(target: SocketAddr, host: &'static str, connections: u64, seconds:
                     if ok {
                         latencies.push(t.elapsed());
                     } else {
+                        // Count it and reconnect: the server may close idle-long connections.
                         errors += 1;
-                        break;
+                        sender = None;
                     }
                 }
                 (latencies, errors)
