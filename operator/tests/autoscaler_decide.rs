@@ -353,7 +353,8 @@ fn adaptive_keep_alive_prewarms_a_periodic_function() {
     let last_req = r.now - 1798;
     let period: Vec<_> = r.since(last_req).collect();
     let released = period.iter().find(|e| e.1 == 0).unwrap();
-    assert!(released.0 <= last_req + 10, "{released:?}");
+    // Kept through gaps shorter than a minute (`min_idle`), then released.
+    assert!(released.0 <= last_req + 64, "{released:?}");
     let prewarmed = period.iter().find(|e| e.2 == Reason::PreWarm).unwrap();
     assert!(prewarmed.0 >= last_req + h.prewarm.as_secs());
     assert_eq!(r.last(), (1, Reason::PreWarm));

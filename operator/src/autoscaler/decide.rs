@@ -174,10 +174,6 @@ pub struct Decision {
     pub state: ScaleState,
 }
 
-/// Gaps between active samples shorter than this are not idle times (they
-/// are the sampling interval itself).
-const MIN_IDLE_GAP: Duration = Duration::from_millis(1500);
-
 /// Decides the desired replica count of one revision. Pure and deterministic.
 pub fn decide(
     spec: &ScaleSpec,
@@ -264,10 +260,11 @@ pub fn decide(
 
     // 4. The last replica: traffic just seen or a poke keeps (or brings) one;
     // otherwise the keep-alive policy decides between zero and one.
-    let idle = state.idle_for(now);
+    let last_seen = state.last_active.max(state.last_poke);
+    let panic_window = spec.panic_window().as_std();
     let poked_recently = state
         .last_poke
-        .is_some_and(|t| now.saturating_sub(t) < spec.panic_window().as_std());
+        .is_some_and(|t| now.saturating_sub(t) < panic_window);
     if poked_recently {
         let want = wanted_for_waiting(state.poke_waiting, target).max(1);
         if want > desired {
@@ -275,12 +272,22 @@ pub fn decide(
             reason = Reason::Poke;
         }
     } else if desired <= 1 && state.panic_since.is_none() {
-        if idle < spec.panic_window().as_std() {
+        let hold = if spec.keep_alive == flint_api::KeepAlive::Adaptive {
+            panic_window.max(cfg.adaptive.min_idle)
+        } else {
+            panic_window
+        };
+        if last_seen.is_some_and(|t| now.saturating_sub(t) < hold) {
             if desired == 0 {
                 desired = 1;
                 reason = Reason::KeepAlive;
             }
+        } else if last_seen.is_none() && state.desired == 0 {
+            // Never had traffic and nothing running: nothing to keep alive.
+            desired = 0;
+            reason = Reason::ScaleToZero;
         } else {
+            let idle = state.idle_for(now);
             let want = keepalive::last_replica(spec.keep_alive, grace, state.idle.as_deref(), idle);
             (desired, reason) = match want {
                 LastReplica::Keep => (
@@ -359,11 +366,12 @@ fn observe_activity(spec: &ScaleSpec, cfg: &DecideConfig, window: &Window, state
         }
         if let Some(last) = state.last_active {
             let gap = s.at.saturating_sub(last);
-            if adaptive && state.last_active_observed && gap >= MIN_IDLE_GAP {
-                state
-                    .idle
-                    .get_or_insert_with(Box::default)
-                    .record(gap, &cfg.adaptive);
+            if adaptive && state.last_active_observed && gap >= cfg.adaptive.min_idle {
+                state.idle.get_or_insert_with(Box::default).record(
+                    gap,
+                    spec.scale_to_zero_grace_period.as_std(),
+                    &cfg.adaptive,
+                );
             }
         }
         state.last_active = Some(s.at);

@@ -36,6 +36,17 @@ pub struct AdaptiveConfig {
     pub min_cv: f64,
     /// Highest share (percent) of idle times beyond the histogram's range.
     pub max_out_of_range_percent: f64,
+    /// Gaps between requests shorter than this are not idle times: the
+    /// replica is kept through them whatever the policy.
+    pub min_idle: Duration,
+    /// A run of at least this many (nearly) empty bins between the head and
+    /// the tail splits the histogram in two modes: keep through the short
+    /// one, release, pre-warm for the long one.
+    pub split_bins: usize,
+    /// The learned windows are used only if, replayed over the recorded idle
+    /// times, they give no more cold starts than the fixed grace period and
+    /// at most this many times its idle replica time.
+    pub max_idle_ratio: f64,
 }
 
 impl Default for AdaptiveConfig {
@@ -47,6 +58,9 @@ impl Default for AdaptiveConfig {
             min_observations: 4,
             min_cv: 2.0,
             max_out_of_range_percent: 50.0,
+            min_idle: Duration::from_secs(60),
+            split_bins: 10,
+            max_idle_ratio: 2.0,
         }
     }
 }
@@ -54,8 +68,11 @@ impl Default for AdaptiveConfig {
 /// The learned windows, relative to the end of the last request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windows {
-    /// Release the replica and bring it back this long after the last request
-    /// (zero: keep it from the start).
+    /// Keep the replica this long first (the short mode of a two-mode
+    /// histogram: gaps inside a burst); zero when there is no such mode.
+    pub keep_first: Duration,
+    /// Bring the replica back this long after the last request (zero: keep
+    /// it from the start).
     pub prewarm: Duration,
     /// Keep the replica until this long after the last request.
     pub keep_until: Duration,
@@ -86,7 +103,7 @@ impl Default for IdleHistogram {
 
 impl IdleHistogram {
     /// Records one idle time and recomputes the windows.
-    pub fn record(&mut self, idle: Duration, cfg: &AdaptiveConfig) {
+    pub fn record(&mut self, idle: Duration, grace: Duration, cfg: &AdaptiveConfig) {
         if self.total >= DECAY_AT {
             for b in &mut self.bins {
                 *b /= 2;
@@ -100,7 +117,37 @@ impl IdleHistogram {
             None => self.out_of_range += 1,
         }
         self.total += 1;
-        self.windows = self.compute(cfg);
+        self.windows = self
+            .compute(cfg)
+            .filter(|w| self.beats_fixed(w, grace, cfg.max_idle_ratio));
+    }
+
+    /// Replays the recorded idle times under `w` and under a fixed `grace`.
+    fn beats_fixed(&self, w: &Windows, grace: Duration, max_idle_ratio: f64) -> bool {
+        let width = BIN_WIDTH.as_secs_f64();
+        let (ka1, pw, ku) = (
+            w.keep_first.as_secs_f64(),
+            w.prewarm.as_secs_f64(),
+            w.keep_until.as_secs_f64(),
+        );
+        let g = grace.as_secs_f64();
+        let (mut idle_l, mut idle_f, mut cold_l, mut cold_f) = (0.0, 0.0, 0.0, 0.0);
+        let far = BINS as f64 * width * 2.0;
+        let gaps = self
+            .bins
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| ((i as f64 + 0.5) * width, f64::from(c)))
+            .chain(std::iter::once((far, f64::from(self.out_of_range))));
+        for (t, c) in gaps.filter(|&(_, c)| c > 0.0) {
+            let kept = t.min(ka1) + if t > pw { t.min(ku) - pw } else { 0.0 };
+            let warm = t < ka1 || (t >= pw && t < ku);
+            idle_l += c * kept;
+            cold_l += if warm { 0.0 } else { c };
+            idle_f += c * t.min(g);
+            cold_f += if t < g { 0.0 } else { c };
+        }
+        cold_l <= cold_f && idle_l <= idle_f * max_idle_ratio
     }
 
     /// Idle times recorded (after decay).
@@ -136,11 +183,34 @@ impl IdleHistogram {
         let head = self.percentile_bin(cfg.head_percentile, in_range)?;
         let tail = self.percentile_bin(cfg.tail_percentile, in_range)?;
         let width = BIN_WIDTH.as_secs_f64();
-        let prewarm = head as f64 * width * (1.0 - cfg.margin_percent / 100.0);
-        let keep_until = (tail + 1) as f64 * width * (1.0 + cfg.margin_percent / 100.0);
+        let early = 1.0 - cfg.margin_percent / 100.0;
+        let late = 1.0 + cfg.margin_percent / 100.0;
+        let keep_until = (tail + 1) as f64 * width * late;
+        // The longest run of (nearly) empty bins between head and tail.
+        let empty = |c: u32| u64::from(c) * 100 < u64::from(in_range);
+        let (mut best, mut run_start) = ((0, 0), None);
+        for i in head..=tail {
+            match (empty(self.bins[i]), run_start) {
+                (true, None) => run_start = Some(i),
+                (false, Some(start)) => {
+                    if i - start > best.1 - best.0 {
+                        best = (start, i);
+                    }
+                    run_start = None;
+                }
+                _ => {}
+            }
+        }
+        let (keep_first, prewarm) = if best.1 - best.0 >= cfg.split_bins.max(1) {
+            (best.0 as f64 * width * late, best.1 as f64 * width * early)
+        } else {
+            (0.0, head as f64 * width * early)
+        };
+        let secs = |x: f64| Duration::from_secs_f64(x.max(0.0));
         Some(Windows {
-            prewarm: Duration::from_secs_f64(prewarm.max(0.0)),
-            keep_until: Duration::from_secs_f64(keep_until.max(prewarm)),
+            keep_first: secs(keep_first),
+            prewarm: secs(prewarm.max(keep_first)),
+            keep_until: secs(keep_until.max(prewarm)),
         })
     }
 
@@ -179,6 +249,7 @@ pub fn last_replica(
     match learned {
         None if idle < grace => LastReplica::Keep,
         None => LastReplica::Release,
+        Some(w) if idle < w.keep_first => LastReplica::Keep,
         Some(w) if idle < w.prewarm => LastReplica::Release,
         Some(w) if idle < w.keep_until && w.prewarm.is_zero() => LastReplica::Keep,
         Some(w) if idle < w.keep_until => LastReplica::PreWarm,
@@ -212,7 +283,7 @@ mod tests {
         let cfg = AdaptiveConfig::default();
         let mut h = IdleHistogram::default();
         for _ in 0..10 {
-            h.record(MIN * 30 + Duration::from_secs(5), &cfg);
+            h.record(MIN * 30 + Duration::from_secs(5), MIN * 10, &cfg);
         }
         let w = h.windows().unwrap();
         assert_eq!(w.prewarm, Duration::from_secs(30 * 60 * 9 / 10));
@@ -232,7 +303,7 @@ mod tests {
     fn falls_back_to_fixed_until_representative() {
         let cfg = AdaptiveConfig::default();
         let mut h = IdleHistogram::default();
-        h.record(MIN * 30, &cfg);
+        h.record(MIN * 30, MIN * 10, &cfg);
         assert_eq!(h.windows(), None);
         let grace = MIN * 10;
         let at = |h: &IdleHistogram, idle| last_replica(KeepAlive::Adaptive, grace, Some(h), idle);
@@ -241,7 +312,7 @@ mod tests {
         // Mostly beyond four hours: not representative either.
         let mut far = IdleHistogram::default();
         for _ in 0..10 {
-            far.record(MIN * 300, &cfg);
+            far.record(MIN * 300, MIN * 10, &cfg);
         }
         assert_eq!(far.windows(), None);
     }
@@ -251,7 +322,7 @@ mod tests {
         let cfg = AdaptiveConfig::default();
         let mut h = IdleHistogram::default();
         for _ in 0..200 {
-            h.record(Duration::from_secs(20), &cfg);
+            h.record(Duration::from_secs(20), MIN * 10, &cfg);
         }
         let w = h.windows().unwrap();
         assert_eq!(w.prewarm, Duration::ZERO);
@@ -267,7 +338,7 @@ mod tests {
         let cfg = AdaptiveConfig::default();
         let mut h = IdleHistogram::default();
         for _ in 0..200 {
-            h.record(Duration::from_secs(20), &cfg);
+            h.record(Duration::from_secs(20), MIN * 10, &cfg);
         }
         assert_eq!(
             last_replica(KeepAlive::Fixed, MIN * 10, Some(&h), MIN * 5),
@@ -280,7 +351,7 @@ mod tests {
         let cfg = AdaptiveConfig::default();
         let mut h = IdleHistogram::default();
         for _ in 0..(DECAY_AT + 10) {
-            h.record(Duration::from_secs(1), &cfg);
+            h.record(Duration::from_secs(1), MIN * 10, &cfg);
         }
         assert!(h.observations() <= DECAY_AT);
     }
