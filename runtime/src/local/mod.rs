@@ -6,6 +6,7 @@
 
 mod ports;
 mod replica;
+mod sink;
 mod supervisor;
 
 use std::collections::HashMap;
