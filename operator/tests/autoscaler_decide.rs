@@ -44,7 +44,7 @@ impl Run {
                     rps: c,
                 });
             }
-            if self.now % 2 == 0 {
+            if self.now.is_multiple_of(2) {
                 self.decide(None);
             }
         }

@@ -241,7 +241,7 @@ pub fn simulate(
             rps: f64::from(count),
         });
         sec += 1;
-        if sec % tick_s == 0 {
+        if sec.is_multiple_of(tick_s) {
             let obs = Observation {
                 ready: replicas.ready,
                 poke: None,

@@ -100,7 +100,7 @@ pub struct Policy {
 
 fn minutes_label(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 60 == 0 {
+    if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
