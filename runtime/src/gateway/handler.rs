@@ -18,7 +18,7 @@ use super::body::{self, GatewayBody, InFlight, RequestGuard, Tracked};
 use super::error::ProxyError;
 use super::pool::Conn;
 use super::proxy::{self, Forwarding};
-use super::revision::{RevisionState, Slot};
+use super::revision::{Refused, RevisionState, Slot};
 
 /// Most replicas tried for one request when connections are refused.
 const MAX_ATTEMPTS: usize = 4;
@@ -189,9 +189,15 @@ async fn forward(
             },
         )
         .await
-        .map_err(|full| ProxyError::QueueFull {
-            revision: state.key.revision.clone(),
-            queued: full.queued,
+        .map_err(|refused| match refused {
+            Refused::Full(full) => ProxyError::QueueFull {
+                revision: state.key.revision.clone(),
+                queued: full.queued,
+            },
+            Refused::Failed(message) => ProxyError::RevisionFailed {
+                revision: state.key.revision.clone(),
+                message,
+            },
         })?;
     let mut tried = Vec::new();
     loop {

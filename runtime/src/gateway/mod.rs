@@ -127,6 +127,9 @@ impl Gateway {
         });
         let routed: std::collections::HashSet<&RevisionKey> =
             table.revisions().map(|r| &r.key).collect();
+        for entry in table.revisions() {
+            entry.state.set_failure(entry.route.failure.clone());
+        }
         revisions.retain(|key, state| {
             routed.contains(key) || state.replicas() > 0 || state.waiting() > 0
         });

@@ -74,6 +74,16 @@ pub struct QueueFull {
     pub queued: usize,
 }
 
+/// Why a request gave up waiting for a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue was full.
+    Full(QueueFull),
+    /// The revision failed while the request waited (e.g. its process exits
+    /// at start): the reason, answered as 503 instead of waiting in vain.
+    Failed(String),
+}
+
 /// The live state of one revision.
 pub struct RevisionState {
     /// The revision.
@@ -82,6 +92,7 @@ pub struct RevisionState {
     waiting: AtomicUsize,
     notify: Notify,
     cold: Mutex<Cold>,
+    failure: Mutex<Option<String>>,
     /// Its metric handles.
     pub metrics: RevisionMetrics,
 }
@@ -125,8 +136,27 @@ impl RevisionState {
             waiting: AtomicUsize::new(0),
             notify: Notify::new(),
             cold: Mutex::new(Cold::Warm),
+            failure: Mutex::new(None),
             metrics,
         }
+    }
+
+    /// Marks the revision failed (or healthy again with `None`). Requests
+    /// waiting for a replica of a failed revision give up with its reason.
+    pub fn set_failure(&self, failure: Option<String>) {
+        let failed = failure.is_some();
+        match self.failure.lock() {
+            Ok(mut f) => *f = failure,
+            Err(poisoned) => *poisoned.into_inner() = failure,
+        }
+        if failed {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Why the revision failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
     }
 
     /// Ready replicas.
@@ -234,7 +264,7 @@ impl RevisionState {
         queue_size: usize,
         mut draw: impl FnMut() -> (usize, usize),
         poke: impl FnOnce(u32),
-    ) -> Result<Slot, QueueFull> {
+    ) -> Result<Slot, Refused> {
         let (r1, r2) = draw();
         if let Some(slot) = self.try_acquire(limit, r1, r2) {
             return Ok(slot);
@@ -243,7 +273,7 @@ impl RevisionState {
         let _in_line = InLine(self);
         if ahead >= queue_size {
             self.metrics.queue_overflowed();
-            return Err(QueueFull { queued: ahead });
+            return Err(Refused::Full(QueueFull { queued: ahead }));
         }
         self.metrics.set_queue_depth(ahead + 1);
         if self.upstreams.load().is_empty() {
@@ -267,6 +297,11 @@ impl RevisionState {
             let (r1, r2) = draw();
             if let Some(slot) = self.try_acquire(limit, r1, r2) {
                 return Ok(slot);
+            }
+            if self.upstreams.load().is_empty() {
+                if let Some(reason) = self.failure() {
+                    return Err(Refused::Failed(reason));
+                }
             }
             notified.await;
         }
