@@ -3,7 +3,11 @@
 
 pub mod decide;
 pub mod keepalive;
+pub mod metrics;
+pub mod runner;
+pub mod source;
 pub mod window;
 
 pub use decide::{DecideConfig, Decision, Observation, Reason, ScaleState, decide};
+pub use runner::{Autoscaler, AutoscalerConfig, AutoscalerError, AutoscalerHandle, poke_router};
 pub use window::{Sample, Window};

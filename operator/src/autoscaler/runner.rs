@@ -1,0 +1,332 @@
+//! The autoscaler loop: reads the metrics source every second, decides every
+//! revision every 2 s (and at once on a poke), and writes through the
+//! [`ScaleActuator`] only when the desired count changes.
+//!
+//! Pokes arrive through [`AutoscalerHandle`], a [`PokeSink`] that never
+//! blocks (an unbounded channel). Several pokes for a revision already
+//! scaling from zero lead to the same decision, hence to a single write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flint_api::ScaleSpec;
+use flint_api::backend::{PokeSink, RevisionKey, ScaleActuator};
+use flint_api::poke::ScalePoke;
+use prometheus::Registry;
+use tokio::sync::mpsc;
+
+use super::decide::{DecideConfig, Observation, ScaleState, decide};
+use super::metrics::AutoscalerMetrics;
+use super::source::MetricsSource;
+use super::window::{Sample, Window};
+
+/// Settings of the loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoscalerConfig {
+    /// How often the metrics source is read.
+    pub scrape_interval: Duration,
+    /// How often every revision is decided.
+    pub decide_interval: Duration,
+    /// Tunables of `decide()`.
+    pub decide: DecideConfig,
+}
+
+impl Default for AutoscalerConfig {
+    fn default() -> Self {
+        Self {
+            scrape_interval: Duration::from_secs(1),
+            decide_interval: Duration::from_secs(2),
+            decide: DecideConfig::default(),
+        }
+    }
+}
+
+/// Why the autoscaler could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AutoscalerError {
+    /// Registering its metrics failed (e.g. registered twice).
+    #[error("registering the autoscaler metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+struct Tracked {
+    spec: ScaleSpec,
+    window: Window,
+    state: ScaleState,
+    written: Option<u32>,
+    ready: u32,
+}
+
+enum Command {
+    Poke(ScalePoke),
+}
+
+struct Shared {
+    revisions: Mutex<HashMap<RevisionKey, Tracked>>,
+    epoch: Instant,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Shared {
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+}
+
+/// Adds and removes revisions, and takes the gateway's pokes. Cheap to clone.
+#[derive(Clone)]
+pub struct AutoscalerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AutoscalerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutoscalerHandle").finish_non_exhaustive()
+    }
+}
+
+impl AutoscalerHandle {
+    /// Starts scaling `key` with `spec`, or updates its spec (keeping its
+    /// state and samples).
+    pub fn upsert(&self, key: RevisionKey, spec: ScaleSpec) {
+        let now = self.shared.now();
+        let Ok(mut revs) = self.shared.revisions.lock() else {
+            return;
+        };
+        match revs.get_mut(&key) {
+            Some(t) => {
+                t.window.set_span(spec.stable_window.as_std());
+                t.spec = spec;
+            }
+            None => {
+                let state = ScaleState::new(&spec, now);
+                revs.insert(
+                    key,
+                    Tracked {
+                        window: Window::new(spec.stable_window.as_std()),
+                        state,
+                        spec,
+                        written: None,
+                        ready: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Stops scaling `key` (its replicas are left as they are).
+    pub fn remove(&self, key: &RevisionKey) {
+        if let Ok(mut revs) = self.shared.revisions.lock() {
+            revs.remove(key);
+        }
+    }
+
+    /// The revisions being scaled.
+    pub fn revisions(&self) -> Vec<RevisionKey> {
+        self.shared
+            .revisions
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The last desired count of `key`.
+    pub fn desired(&self, key: &RevisionKey) -> Option<u32> {
+        let revs = self.shared.revisions.lock().ok()?;
+        revs.get(key).map(|t| t.state.desired)
+    }
+}
+
+impl PokeSink for AutoscalerHandle {
+    fn poke(&self, poke: ScalePoke) {
+        // Unbounded: never blocks the request path; the loop drains it.
+        let _ = self.shared.commands.send(Command::Poke(poke));
+    }
+}
+
+/// The autoscaler: owns the actuator and the source; run it with [`Autoscaler::run`].
+pub struct Autoscaler<A, S> {
+    actuator: A,
+    source: S,
+    config: AutoscalerConfig,
+    metrics: AutoscalerMetrics,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedReceiver<Command>,
+}
+
+impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
+    /// An autoscaler writing through `actuator`, reading `source`, with its
+    /// metrics registered in `registry`.
+    pub fn new(
+        actuator: A,
+        source: S,
+        config: AutoscalerConfig,
+        registry: &Registry,
+    ) -> Result<Self, AutoscalerError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ok(Self {
+            actuator,
+            source,
+            config,
+            metrics: AutoscalerMetrics::new(registry)?,
+            shared: Arc::new(Shared {
+                revisions: Mutex::new(HashMap::new()),
+                epoch: Instant::now(),
+                commands: tx,
+            }),
+            commands: rx,
+        })
+    }
+
+    /// The handle to add revisions and to poke.
+    pub fn handle(&self) -> AutoscalerHandle {
+        AutoscalerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut scrape = tokio::time::interval(self.config.scrape_interval);
+        scrape.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = tokio::time::interval(self.config.decide_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                Some(Command::Poke(p)) = self.commands.recv() => {
+                    let key = RevisionKey::new(p.namespace, p.function, p.revision);
+                    self.decide_one(&key, Some(p.waiting)).await;
+                }
+                _ = scrape.tick() => self.scrape().await,
+                _ = tick.tick() => {
+                    let keys = self.handle().revisions();
+                    for key in keys {
+                        self.refresh_ready(&key).await;
+                        self.decide_one(&key, None).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn scrape(&mut self) {
+        let keys = self.handle().revisions();
+        let result = self.source.collect(&keys).await;
+        let at = self.shared.now();
+        match result {
+            Ok(readings) => {
+                let Ok(mut revs) = self.shared.revisions.lock() else {
+                    return;
+                };
+                for (key, r) in readings {
+                    if let Some(t) = revs.get_mut(&key) {
+                        t.window.push(Sample {
+                            at,
+                            concurrency: r.concurrency,
+                            rps: r.rps,
+                        });
+                    }
+                }
+            }
+            Err(err) => {
+                self.metrics
+                    .source_errors
+                    .with_label_values(&[self.source.name(), err.metric_label()])
+                    .inc();
+                tracing::warn!(source = self.source.name(), error = %err, "metrics source failed; holding current scale");
+            }
+        }
+    }
+
+    async fn refresh_ready(&self, key: &RevisionKey) {
+        match self.actuator.replicas(key).await {
+            Ok(r) => {
+                if let Ok(mut revs) = self.shared.revisions.lock()
+                    && let Some(t) = revs.get_mut(key)
+                {
+                    t.ready = r.ready;
+                }
+                self.metrics
+                    .actual
+                    .with_label_values(&[&key.namespace, &key.function, &key.revision])
+                    .set(f64::from(r.ready));
+            }
+            Err(err) => tracing::warn!(revision = %key, error = %err, "reading replicas failed"),
+        }
+    }
+
+    async fn decide_one(&self, key: &RevisionKey, poke: Option<u32>) {
+        let now = self.shared.now();
+        let write = {
+            let Ok(mut revs) = self.shared.revisions.lock() else {
+                return;
+            };
+            let Some(t) = revs.get_mut(key) else {
+                return;
+            };
+            let started = Instant::now();
+            let state = t.state.clone();
+            let obs = Observation {
+                ready: t.ready,
+                poke,
+            };
+            let d = decide(&t.spec, &self.config.decide, &t.window, obs, now, state);
+            self.metrics
+                .decision_latency
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .decisions
+                .with_label_values(&[d.reason.as_str()])
+                .inc();
+            let labels = [
+                key.namespace.as_str(),
+                key.function.as_str(),
+                key.revision.as_str(),
+            ];
+            self.metrics
+                .desired
+                .with_label_values(&labels)
+                .set(f64::from(d.desired));
+            self.metrics
+                .panic
+                .with_label_values(&labels)
+                .set(if d.state.panicking() { 1.0 } else { 0.0 });
+            t.state = d.state;
+            (t.written != Some(d.desired)).then_some((d.desired, d.reason))
+        };
+        let Some((desired, reason)) = write else {
+            return;
+        };
+        tracing::info!(revision = %key, desired, reason = reason.as_str(), "scaling");
+        match self.actuator.scale(key, desired).await {
+            Ok(()) => {
+                if let Ok(mut revs) = self.shared.revisions.lock()
+                    && let Some(t) = revs.get_mut(key)
+                {
+                    t.written = Some(desired);
+                }
+            }
+            Err(err) => tracing::warn!(revision = %key, error = %err, "scale write failed"),
+        }
+    }
+}
+
+/// An axum router with `POST` [`flint_api::poke::POKE_PATH`] taking a JSON
+/// [`ScalePoke`], for gateways running in other processes.
+pub fn poke_router(handle: AutoscalerHandle) -> axum::Router {
+    use axum::routing::post;
+    axum::Router::new().route(
+        flint_api::poke::POKE_PATH,
+        post(
+            |axum::extract::State(h): axum::extract::State<AutoscalerHandle>,
+             axum::Json(poke): axum::Json<ScalePoke>| async move {
+                h.poke(poke);
+                http::StatusCode::ACCEPTED
+            },
+        )
+        .with_state(handle),
+    )
+}

@@ -1,0 +1,90 @@
+//! Where the scaling signal comes from: per revision, the average concurrency
+//! (rate of `flint_request_concurrency_seconds_total`) and requests per second
+//! (rate of `flint_requests_total`), summed over all gateways.
+//!
+//! Two sources: [`direct::DirectSource`] scrapes every gateway's `/metrics`;
+//! [`prometheus::PromQlSource`] asks a Prometheus server. Both answer for the
+//! whole fleet or fail as a whole: a partial answer would under-count load,
+//! and the autoscaler holds every revision's scale while its source fails.
+
+pub mod direct;
+pub mod http;
+pub mod prometheus;
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use flint_api::backend::RevisionKey;
+
+/// One revision's load over the last interval.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Reading {
+    /// Average requests in flight.
+    pub concurrency: f64,
+    /// Requests per second.
+    pub rps: f64,
+}
+
+/// Readings of the revisions asked for. A revision missing from the map has
+/// no reading this time (not the same as zero load).
+pub type Readings = HashMap<RevisionKey, Reading>;
+
+/// Why a source could not produce readings.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// An HTTP request failed or timed out.
+    #[error("{url}: {reason}")]
+    Http {
+        /// Where.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A server answered with a non-success status.
+    #[error("{url}: HTTP {status}")]
+    Status {
+        /// Where.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// The body could not be parsed.
+    #[error("{url}: cannot parse the answer: {reason}")]
+    Parse {
+        /// Where.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Prometheus reports gateways down (or none scraped).
+    #[error("gateways not all up according to Prometheus ({up} of {total})")]
+    GatewaysDown {
+        /// Gateways up.
+        up: u64,
+        /// Gateways known.
+        total: u64,
+    },
+}
+
+impl SourceError {
+    /// Short label for the error metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            SourceError::Http { .. } => "http",
+            SourceError::Status { .. } => "status",
+            SourceError::Parse { .. } => "parse",
+            SourceError::GatewaysDown { .. } => "gateways_down",
+        }
+    }
+}
+
+/// A source of per-revision readings, polled about once a second.
+pub trait MetricsSource: Send + 'static {
+    /// Short name for metrics and logs (`direct`, `prometheus`).
+    fn name(&self) -> &'static str;
+    /// Readings for `revisions` (others may be left out).
+    fn collect(
+        &mut self,
+        revisions: &[RevisionKey],
+    ) -> impl Future<Output = Result<Readings, SourceError>> + Send;
+}
