@@ -166,3 +166,39 @@ async fn a_replica_turning_not_ready_leaves_rotation_at_once() {
     assert_eq!(b.stats.served.load(Ordering::SeqCst), 0);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_burst_of_1000_at_zero_completes_and_the_first_replica_never_exceeds_its_concurrency() {
+    const BURST: usize = 1000;
+    let first = app("first", Protocol::Http1).await;
+    let mut cfg = config();
+    cfg.queue_size = BURST;
+    let gw = gateway(cfg).await;
+    gw.gateway
+        .set_routes(vec![single("burst", revision("burst-00001", 10, 60))]);
+    let k = key("burst", "burst-00001");
+    let addr = gw.addr;
+    let requests: Vec<_> = (0..BURST)
+        .map(|_| tokio::spawn(async move { get(addr, "burst.ns.localhost", "/slow").await }))
+        .collect();
+    let state = gw.gateway.revision(&k).unwrap();
+    eventually(|| state.waiting() == BURST).await;
+    assert_eq!(gw.pokes.taken().len(), 1);
+    gw.gateway
+        .set_endpoints(&k, vec![ready("first", first.addr)]);
+    for r in requests {
+        let (status, _, body) = tokio::time::timeout(BOUND, r).await.unwrap().unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.starts_with("first GET /slow "), "{body}");
+    }
+    assert_eq!(first.stats.served.load(Ordering::SeqCst), BURST);
+    let most = first.stats.max_in_flight.load(Ordering::SeqCst);
+    assert!((1..=10).contains(&most), "the replica saw {most} at once");
+    assert_eq!(state.waiting(), 0);
+    assert_eq!(state.in_flight("first"), Some(0));
+    let text = gw.gateway.metrics_text().unwrap();
+    let ok = "{code=\"200\",function=\"burst\",namespace=\"ns\",revision=\"burst-00001\"}";
+    assert_eq!(samples(&text, "flint_requests_total")[ok], BURST as f64);
+    assert_eq!(samples(&text, "flint_requests_total").len(), 1);
+    gw.shutdown().await;
+}

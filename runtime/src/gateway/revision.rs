@@ -298,10 +298,10 @@ impl RevisionState {
             if let Some(slot) = self.try_acquire(limit, r1, r2) {
                 return Ok(slot);
             }
-            if self.upstreams.load().is_empty() {
-                if let Some(reason) = self.failure() {
-                    return Err(Refused::Failed(reason));
-                }
+            if self.upstreams.load().is_empty()
+                && let Some(reason) = self.failure()
+            {
+                return Err(Refused::Failed(reason));
             }
             notified.await;
         }

@@ -34,7 +34,7 @@ pub struct AppStats {
 }
 
 /// A test app: answers `<name> <method> <path>` plus the forwarded headers;
-/// `/hold` waits for a permit from `gate`; `/echo` returns the body;
+/// `/hold` waits for a permit from `gate`; `/slow` answers after 2 ms; `/echo` returns the body;
 /// `/ws` accepts an upgrade and echoes bytes.
 pub struct App {
     pub addr: SocketAddr,
@@ -57,6 +57,11 @@ async fn app_handler(
         .map(|p| p.to_string())
         .unwrap_or_default();
     let resp = match req.uri().path() {
+        "/slow" => {
+            // Long enough for requests to pile up on the replica.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            Response::new(Full::new(Bytes::from(format!("{name} GET /slow "))))
+        }
         "/hold" => {
             if let Ok(permit) = gate.acquire().await {
                 permit.forget();
