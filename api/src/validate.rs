@@ -299,26 +299,40 @@ fn validate_traffic(name: &str, traffic: &[TrafficTarget], errs: &mut Validation
 }
 
 fn validate_schedule(i: usize, s: &Schedule, errs: &mut ValidationErrors) {
-    if let Err(reason) = check_cron(&s.cron) {
+    if let Err(reason) = parse_cron(&s.cron) {
         errs.push(
             format!("spec.schedules[{i}].cron"),
             format!("{:?} is not a cron expression: {reason}", s.cron),
         );
     }
-    let tz_ok = s.timezone.starts_with(|c: char| c.is_ascii_alphabetic())
-        && s.timezone.len() <= 64
-        && s.timezone
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+/-".contains(c));
-    if !tz_ok {
-        errs.push(
-            format!("spec.schedules[{i}].timezone"),
-            format!("{:?} is not an IANA time zone name", s.timezone),
-        );
+    if let Err(reason) = parse_timezone(&s.timezone) {
+        errs.push(format!("spec.schedules[{i}].timezone"), reason);
     }
     if !s.path.starts_with('/') {
         errs.push(format!("spec.schedules[{i}].path"), "must start with '/'");
     }
+}
+
+/// Parses a schedule's five-field cron expression into the evaluator the
+/// scheduler runs, after the same checks as the CRD's pattern (which name
+/// the field and value at fault). Anything this accepts, the scheduler can
+/// run; anything the CRD's pattern refuses, this refuses too.
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
+    check_cron(expr)?;
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(expr)
+        .map_err(|e| e.to_string())
+}
+
+/// Parses an IANA time zone name (`UTC`, `Europe/Paris`) against the time
+/// zone database the scheduler uses.
+pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        format!("{name:?} is not a time zone of the IANA database (e.g. UTC, Europe/Paris)")
+    })
 }
 
 /// Checks a five-field cron expression: minute, hour, day of month, month,
@@ -420,7 +434,54 @@ fn duration_in_range(
 
 #[cfg(test)]
 mod tests {
-    use super::check_cron;
+    use super::{check_cron, parse_cron, parse_timezone};
+
+    #[test]
+    fn parsed_cron_agrees_with_the_check() {
+        for ok in [
+            "* * * * *",
+            "*/5 * * * *",
+            "0 9-17 * * mon-fri",
+            "0 0 * * 7",
+        ] {
+            assert!(parse_cron(ok).is_ok(), "{ok}");
+        }
+        // Extensions the evaluator knows but the CRD's pattern refuses.
+        for bad in ["0 0 L * *", "0 0 * * 5#2", "0 0 * * * *"] {
+            assert!(parse_cron(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_time_zone_names_its_field() {
+        let text = "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: { name: tick }\nspec:\n  image: x\n  schedules:\n    - { cron: \"* * * * *\" }\n    - { cron: \"0 0 L * *\", timezone: Mars/Olympus_Mons }\n";
+        let err = crate::parse_functions(text).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.schedules[1].timezone: \"Mars/Olympus_Mons\" is not a time zone"),
+            "{err}"
+        );
+        assert!(
+            err.contains("spec.schedules[1].cron: \"0 0 L * *\" is not a cron expression"),
+            "{err}"
+        );
+        assert!(!err.contains("schedules[0]"), "{err}");
+    }
+
+    #[test]
+    fn time_zones() {
+        for ok in [
+            "UTC",
+            "Europe/Paris",
+            "America/Argentina/Buenos_Aires",
+            "Etc/GMT+5",
+        ] {
+            assert!(parse_timezone(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            parse_timezone("Mars/Olympus_Mons").unwrap_err(),
+            "\"Mars/Olympus_Mons\" is not a time zone of the IANA database (e.g. UTC, Europe/Paris)"
+        );
+    }
 
     #[test]
     fn cron_expressions() {
