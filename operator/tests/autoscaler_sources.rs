@@ -59,7 +59,11 @@ async fn exporter() -> SocketAddr {
             // Catch up on real elapsed time so the rates stay exact.
             let due = (start.elapsed().as_secs_f64() * RPS) as u64;
             while done < due {
-                let code = if done % 10 == 0 { "503" } else { "200" };
+                let code = if done.is_multiple_of(10) {
+                    "503"
+                } else {
+                    "200"
+                };
                 requests
                     .with_label_values(&["default", "hello", "hello-00001", code])
                     .inc();

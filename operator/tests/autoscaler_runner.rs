@@ -1,0 +1,219 @@
+//! The autoscaler loop with an in-memory actuator and a source the test
+//! controls: pokes scale from zero with one write, a failing source holds
+//! the scale and is counted, and the HTTP poke route reaches the loop.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flint_api::ScaleSpec;
+use flint_api::backend::{PokeSink, Replicas, RevisionKey, ScaleActuator, ScaleError};
+use flint_api::poke::ScalePoke;
+use flint_operator::autoscaler::source::{MetricsSource, Reading, Readings, SourceError};
+use flint_operator::autoscaler::{Autoscaler, AutoscalerConfig, poke_router};
+use prometheus::Registry;
+
+#[derive(Clone, Default)]
+struct Memory {
+    writes: Arc<Mutex<Vec<(RevisionKey, u32)>>>,
+    replicas: Arc<Mutex<HashMap<RevisionKey, u32>>>,
+}
+
+impl ScaleActuator for Memory {
+    async fn scale(&self, revision: &RevisionKey, replicas: u32) -> Result<(), ScaleError> {
+        self.writes
+            .lock()
+            .unwrap()
+            .push((revision.clone(), replicas));
+        self.replicas
+            .lock()
+            .unwrap()
+            .insert(revision.clone(), replicas);
+        Ok(())
+    }
+    async fn replicas(&self, revision: &RevisionKey) -> Result<Replicas, ScaleError> {
+        let n = self
+            .replicas
+            .lock()
+            .unwrap()
+            .get(revision)
+            .copied()
+            .unwrap_or(0);
+        Ok(Replicas {
+            desired: n,
+            ready: n,
+        })
+    }
+}
+
+/// Reports a fixed load, or fails while `down` is set.
+#[derive(Clone, Default)]
+struct Scripted {
+    load: Arc<Mutex<Option<Reading>>>,
+}
+
+impl MetricsSource for Scripted {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    async fn collect(&mut self, revisions: &[RevisionKey]) -> Result<Readings, SourceError> {
+        match *self.load.lock().unwrap() {
+            Some(r) => Ok(revisions.iter().map(|k| (k.clone(), r)).collect()),
+            None => Err(SourceError::Http {
+                url: "scripted".into(),
+                reason: "down".into(),
+            }),
+        }
+    }
+}
+
+fn key() -> RevisionKey {
+    RevisionKey::new("default", "hello", "hello-00001")
+}
+
+fn spec() -> ScaleSpec {
+    ScaleSpec {
+        initial: 0,
+        ..ScaleSpec::default()
+    }
+}
+
+fn config() -> AutoscalerConfig {
+    AutoscalerConfig {
+        scrape_interval: Duration::from_millis(100),
+        decide_interval: Duration::from_millis(200),
+        ..AutoscalerConfig::default()
+    }
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not met within 5 s");
+}
+
+fn poke(waiting: u32) -> ScalePoke {
+    ScalePoke {
+        namespace: "default".into(),
+        function: "hello".into(),
+        revision: "hello-00001".into(),
+        waiting,
+    }
+}
+
+#[tokio::test]
+async fn repeated_pokes_during_one_cold_start_write_once() {
+    let actuator = Memory::default();
+    let source = Scripted::default();
+    *source.load.lock().unwrap() = Some(Reading::default());
+    let registry = Registry::new();
+    let scaler = Autoscaler::new(actuator.clone(), source, config(), &registry).unwrap();
+    let handle = scaler.handle();
+    handle.upsert(key(), spec());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(scaler.run(async {
+        let _ = stopped.await;
+    }));
+    // Let it settle at zero (initial 0: no write needed, but a first write of 0 is allowed).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = actuator.writes.lock().unwrap().len();
+    for _ in 0..5 {
+        handle.poke(poke(1));
+    }
+    wait_for(|| handle.desired(&key()) == Some(1)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes = actuator.writes.lock().unwrap().clone();
+    assert_eq!(&writes[before..], &[(key(), 1)], "{writes:?}");
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("flint_autoscaler_decisions_total{reason=\"poke\"}"),
+        "{text}"
+    );
+    assert!(text.contains("flint_autoscaler_desired_replicas{function=\"hello\",namespace=\"default\",revision=\"hello-00001\"} 1"), "{text}");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_source_holds_the_scale_and_is_counted() {
+    let actuator = Memory::default();
+    let source = Scripted::default();
+    *source.load.lock().unwrap() = Some(Reading {
+        concurrency: 350.0,
+        rps: 350.0,
+    });
+    let registry = Registry::new();
+    let scaler = Autoscaler::new(actuator.clone(), source.clone(), config(), &registry).unwrap();
+    let handle = scaler.handle();
+    handle.upsert(
+        key(),
+        ScaleSpec {
+            scale_to_zero_grace_period: flint_api::Duration::from_secs(1),
+            ..spec()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(scaler.run(async {
+        let _ = stopped.await;
+    }));
+    wait_for(|| handle.desired(&key()) == Some(5)).await;
+    *source.load.lock().unwrap() = None;
+    // Well past the staleness limit (5 s) and the grace period (1 s).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(handle.desired(&key()), Some(5));
+    assert_eq!(actuator.replicas.lock().unwrap()[&key()], 5);
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains(
+            "flint_autoscaler_metrics_source_errors_total{kind=\"http\",source=\"scripted\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("flint_autoscaler_decisions_total{reason=\"no_data\"}"),
+        "{text}"
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_http_poke_route_reaches_the_loop() {
+    let actuator = Memory::default();
+    let source = Scripted::default();
+    *source.load.lock().unwrap() = Some(Reading::default());
+    let scaler = Autoscaler::new(actuator.clone(), source, config(), &Registry::new()).unwrap();
+    let handle = scaler.handle();
+    handle.upsert(key(), spec());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, poke_router(handle)).await.unwrap() });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(scaler.run(async {
+        let _ = stopped.await;
+    }));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = serde_json::to_string(&poke(3)).unwrap();
+    let req = format!(
+        "POST {} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+        flint_api::poke::POKE_PATH,
+        body.len(),
+        body
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    wait_for(|| actuator.replicas.lock().unwrap().get(&key()) == Some(&1)).await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
