@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod names;
 pub mod poke;
+pub mod rbac;
 pub mod validate;
 
 pub use duration::Duration;

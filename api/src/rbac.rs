@@ -1,0 +1,177 @@
+//! The Kubernetes permissions Flint's components use, listed once.
+//!
+//! The Helm chart's Roles and ClusterRoles must grant exactly these rules
+//! (a test renders the chart and compares), and a test in the operator crate
+//! derives the calls the operator and the gateway make from their sources and
+//! compares them with these lists: a new API call without a rule here, or a
+//! rule here that no code needs, fails a test.
+
+/// Where a rule is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// In every namespace (a ClusterRole bound by a ClusterRoleBinding):
+    /// Functions and their objects live in any namespace.
+    Cluster,
+    /// Only in the component's own namespace (a Role and RoleBinding), e.g.
+    /// the operator's leader-election Lease.
+    OwnNamespace,
+}
+
+/// One RBAC rule: `verbs` on `resource` (with its subresource, as in
+/// `functions/status`) of `api_group` (`""` is the core group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// API group, `""` for the core group.
+    pub api_group: &'static str,
+    /// Plural resource name, `resource/subresource` for a subresource.
+    pub resource: &'static str,
+    /// Verbs, in the order RBAC documentation lists them.
+    pub verbs: &'static [&'static str],
+    /// Where the rule is granted.
+    pub scope: Scope,
+    /// Which code needs it, for reviewers of the chart.
+    pub why: &'static str,
+}
+
+/// What `flint operator` (reconciler, leader election, Events) needs.
+pub const OPERATOR: &[Rule] = &[
+    Rule {
+        api_group: "flint.dev",
+        resource: "functions",
+        verbs: &["list", "watch", "patch"],
+        scope: Scope::Cluster,
+        why: "the controller watches Functions; the finalizer is added and removed by patch",
+    },
+    Rule {
+        api_group: "flint.dev",
+        resource: "functions/status",
+        verbs: &["patch"],
+        scope: Scope::Cluster,
+        why: "status is written with server-side apply",
+    },
+    Rule {
+        api_group: "flint.dev",
+        resource: "functions/finalizers",
+        verbs: &["update"],
+        scope: Scope::Cluster,
+        why: "revision objects carry owner references with blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission plugin allows only to who may update the owner's finalizers",
+    },
+    Rule {
+        api_group: "apps",
+        resource: "deployments",
+        verbs: &["list", "watch", "patch", "delete"],
+        scope: Scope::Cluster,
+        why: "revision Deployments: listed per Function, watched (owned), applied, garbage-collected",
+    },
+    Rule {
+        api_group: "",
+        resource: "services",
+        verbs: &["list", "watch", "patch", "delete"],
+        scope: Scope::Cluster,
+        why: "revision Services: listed per Function, watched (owned), applied, garbage-collected",
+    },
+    Rule {
+        api_group: "",
+        resource: "pods",
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+        why: "revision health (crash loops, image pulls) comes from the pods",
+    },
+    Rule {
+        api_group: "events.k8s.io",
+        resource: "events",
+        verbs: &["create", "patch"],
+        scope: Scope::Cluster,
+        why: "Events on Functions; a repeated Event is patched into a series",
+    },
+    Rule {
+        api_group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["get", "create", "update"],
+        scope: Scope::OwnNamespace,
+        why: "leader election on one Lease in the operator's namespace",
+    },
+];
+
+/// What `flint gateway` (cluster mode) needs.
+pub const GATEWAY: &[Rule] = &[
+    Rule {
+        api_group: "flint.dev",
+        resource: "functions",
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+        why: "routes come from each Function's spec and status.traffic",
+    },
+    Rule {
+        api_group: "discovery.k8s.io",
+        resource: "endpointslices",
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+        why: "the ready pods of each revision come from its Service's EndpointSlices",
+    },
+];
+
+/// Flattens rules into sorted `(api_group, resource, verb, scope)` tuples, the
+/// form tests compare.
+pub fn permissions(rules: &[Rule]) -> Vec<(&'static str, &'static str, &'static str, Scope)> {
+    let mut out: Vec<_> = rules
+        .iter()
+        .flat_map(|r| {
+            r.verbs
+                .iter()
+                .map(move |v| (r.api_group, r.resource, *v, r.scope))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flattens_every_verb_once_sorted() {
+        let rules = [
+            Rule {
+                api_group: "apps",
+                resource: "deployments",
+                verbs: &["patch", "list"],
+                scope: Scope::Cluster,
+                why: "",
+            },
+            Rule {
+                api_group: "",
+                resource: "pods",
+                verbs: &["list", "list"],
+                scope: Scope::Cluster,
+                why: "",
+            },
+        ];
+        assert_eq!(
+            permissions(&rules),
+            vec![
+                ("", "pods", "list", Scope::Cluster),
+                ("apps", "deployments", "list", Scope::Cluster),
+                ("apps", "deployments", "patch", Scope::Cluster),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_rule_grants_wildcards_or_repeats_a_resource() {
+        for rules in [OPERATOR, GATEWAY] {
+            let mut seen = std::collections::BTreeSet::new();
+            for r in rules {
+                assert!(
+                    seen.insert((r.api_group, r.resource)),
+                    "{} twice",
+                    r.resource
+                );
+                assert!(!r.resource.contains('*') && !r.api_group.contains('*'));
+                assert!(r.verbs.iter().all(|v| *v != "*"));
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+{{/* Name of the chart, overridable. */}}
+{{- define "flint.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Prefix of every object name: the release name, plus the chart name unless the release name contains it. */}}
+{{- define "flint.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "flint.operatorName" -}}{{ include "flint.fullname" . }}-operator{{- end -}}
+{{- define "flint.gatewayName" -}}{{ include "flint.fullname" . }}-gateway{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "flint.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "flint.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: flint
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of a component (operator or gateway); pass (dict "ctx" $ "component" "gateway"). */}}
+{{- define "flint.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "flint.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "flint.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* The pod security context every Flint pod runs with. */}}
+{{- define "flint.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.runAsUser }}
+runAsGroup: {{ .Values.runAsUser }}
+fsGroup: {{ .Values.runAsUser }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The container security context every Flint container runs with. */}}
+{{- define "flint.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+privileged: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Spread a component's replicas over nodes when no affinity is given. */}}
+{{- define "flint.affinity" -}}
+{{- if .affinity -}}
+{{ toYaml .affinity }}
+{{- else -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "flint.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 12 }}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether to render the monitoring.coreos.com objects. */}}
+{{- define "flint.monitoring" -}}
+{{- $mode := .Values.monitoring.create -}}
+{{- if or (eq $mode "always") (and (eq $mode "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+Checks between values that a JSON schema cannot express; each failure names
+the values and says what to change.
+*/}}
+{{- define "flint.validate" -}}
+{{- $le := .Values.operator.leaderElection -}}
+{{- if ge (int $le.renewDeadlineSeconds) (int $le.leaseDurationSeconds) -}}
+{{- fail (printf "operator.leaderElection.renewDeadlineSeconds (%d) must be less than leaseDurationSeconds (%d), so a leader steps down before another can take over" (int $le.renewDeadlineSeconds) (int $le.leaseDurationSeconds)) -}}
+{{- end -}}
+{{- if ge (int $le.retryPeriodSeconds) (int $le.renewDeadlineSeconds) -}}
+{{- fail (printf "operator.leaderElection.retryPeriodSeconds (%d) must be less than renewDeadlineSeconds (%d), so the leader gets more than one attempt to renew" (int $le.retryPeriodSeconds) (int $le.renewDeadlineSeconds)) -}}
+{{- end -}}
+{{- $as := .Values.gateway.autoscaling -}}
+{{- if and $as.enabled (gt (int $as.minReplicas) (int $as.maxReplicas)) -}}
+{{- fail (printf "gateway.autoscaling.minReplicas (%d) must not exceed maxReplicas (%d)" (int $as.minReplicas) (int $as.maxReplicas)) -}}
+{{- end -}}
+{{- $pdb := .Values.gateway.podDisruptionBudget -}}
+{{- $fewest := ternary $as.minReplicas .Values.gateway.replicas $as.enabled -}}
+{{- if and $pdb.enabled (ge (int $pdb.minAvailable) (int $fewest)) -}}
+{{- fail (printf "gateway.podDisruptionBudget.minAvailable (%d) must be less than the gateway's replicas (%d), or no node could ever be drained" (int $pdb.minAvailable) (int $fewest)) -}}
+{{- end -}}
+{{- if eq (int .Values.gateway.port) (int .Values.gateway.adminPort) -}}
+{{- fail (printf "gateway.port and gateway.adminPort are both %d; the data plane and the admin endpoints need different ports" (int .Values.gateway.port)) -}}
+{{- end -}}
+{{- end -}}
