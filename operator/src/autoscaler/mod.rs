@@ -3,6 +3,7 @@
 
 pub mod decide;
 pub mod keepalive;
+pub mod kube_actuator;
 pub mod metrics;
 pub mod runner;
 pub mod source;

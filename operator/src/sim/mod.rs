@@ -63,20 +63,20 @@ pub struct SimArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     /// The trace file could not be opened.
-    #[error("opening {path}: {source}")]
+    #[error("opening {path}: {error}")]
     Open {
         /// The file.
         path: String,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The trace file is malformed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Trace {
         /// The file.
         path: String,
         /// What is wrong, with the line.
-        source: TraceError,
+        error: TraceError,
     },
     /// Writing the output failed.
     #[error("writing the report: {0}")]
@@ -220,12 +220,12 @@ pub fn sweep() -> Vec<Policy> {
 /// Runs `flint sim`: reads the trace, replays it and prints the report.
 pub fn run(args: &SimArgs) -> Result<(), SimError> {
     let path = args.trace.display().to_string();
-    let file = std::fs::File::open(&args.trace).map_err(|source| SimError::Open {
+    let file = std::fs::File::open(&args.trace).map_err(|error| SimError::Open {
         path: path.clone(),
-        source,
+        error,
     })?;
     let traces = trace::read(std::io::BufReader::new(file))
-        .map_err(|source| SimError::Trace { path, source })?;
+        .map_err(|error| SimError::Trace { path, error })?;
     let sim = SimConfig {
         cold_start: args.cold_start.as_std(),
         request: args.request_duration.as_std(),
