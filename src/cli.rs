@@ -37,6 +37,34 @@ enum Command {
     Sim(flint_operator::sim::SimArgs),
     /// Run the gateway: route requests to function pods, buffer at zero, export metrics.
     Gateway(GatewayArgs),
+    /// Run the whole platform on this machine: every Function manifest under DIR, replicas as local processes.
+    Dev(DevArgs),
+}
+
+/// Flags of `flint dev`.
+#[derive(Debug, clap::Args)]
+struct DevArgs {
+    /// Directory holding the Function manifests (searched recursively; edits roll new revisions).
+    #[arg(default_value = "examples")]
+    dir: std::path::PathBuf,
+    /// Address the gateway and the admin port listen on.
+    #[arg(long, env = "FLINT_DEV_BIND", default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Gateway port.
+    #[arg(long, env = "FLINT_DEV_PORT", default_value_t = 8080)]
+    port: u16,
+    /// Admin port: status page at /, gateway metrics at /metrics, health at /healthz.
+    #[arg(long, env = "FLINT_DEV_ADMIN_PORT", default_value_t = 8081)]
+    admin_port: u16,
+    /// Requests that may wait per revision while it scales from zero (more get 503).
+    #[arg(long, env = "FLINT_DEV_QUEUE_SIZE", default_value_t = 1000)]
+    queue_size: usize,
+    /// Print the status page of a running `flint dev` (functions, revisions, replicas, traffic) and exit.
+    #[arg(long)]
+    status: bool,
+    /// Log filter for diagnostics on stderr (e.g. info, flint_runtime=debug).
+    #[arg(long, env = "FLINT_LOG", default_value = "warn")]
+    log: String,
 }
 
 /// Runs the chosen subcommand.
@@ -77,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Operator(args) => run_operator(args),
         Command::Render { files } => render(&files),
         Command::Gateway(args) => run_gateway(args),
+        Command::Dev(args) => run_dev(args),
     }
 }
 
@@ -94,7 +123,11 @@ struct GatewayArgs {
     #[arg(long, env = "FLINT_DOMAIN", default_value = flint_api::names::DEFAULT_CLUSTER_DOMAIN)]
     domain: String,
     /// Base URL of the operator's autoscaler, where scale-from-zero pokes go.
-    #[arg(long, env = "FLINT_AUTOSCALER_URL", default_value = "http://flint-operator.flint-system:9090")]
+    #[arg(
+        long,
+        env = "FLINT_AUTOSCALER_URL",
+        default_value = "http://flint-operator.flint-system:9090"
+    )]
     autoscaler_url: String,
     /// Watch only this namespace [default: all namespaces].
     #[arg(long, env = "FLINT_NAMESPACE")]
@@ -213,5 +246,32 @@ fn render(files: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
         out.write_all(yaml.as_bytes())
             .context("writing the objects")?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_dev(args: DevArgs) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .with_context(|| format!("--log {:?} is not a valid filter", args.log))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    if args.status {
+        let admin = std::net::SocketAddr::new(args.bind, args.admin_port);
+        runtime.block_on(crate::dev::print_status(admin))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = crate::dev::DevOptions {
+        dir: args.dir,
+        bind: args.bind,
+        port: args.port,
+        admin_port: args.admin_port,
+        queue_size: args.queue_size,
+    };
+    runtime.block_on(crate::dev::run(opts))?;
     Ok(ExitCode::SUCCESS)
 }

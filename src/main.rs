@@ -2,6 +2,7 @@
 //! Each role of the platform is a subcommand of this one binary.
 
 mod cli;
+mod dev;
 
 use clap::Parser;
 

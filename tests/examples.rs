@@ -7,8 +7,15 @@ use std::path::{Path, PathBuf};
 fn example_manifests() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(&root).expect("examples/ exists").flatten() {
-        for file in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(&root)
+        .expect("examples/ exists")
+        .flatten()
+    {
+        for file in std::fs::read_dir(entry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = file.file_name().to_string_lossy().into_owned();
             if name.starts_with("function") && name.ends_with(".yaml") {
                 found.push(file.path());
@@ -27,7 +34,8 @@ fn every_example_manifest_is_valid_for_flint_and_for_the_crd_schema() {
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     for path in manifests {
         let text = std::fs::read_to_string(&path).expect("readable");
-        let functions = flint_api::parse_functions(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let functions =
+            flint_api::parse_functions(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!functions.is_empty(), "{}: no Function", path.display());
         // The raw documents, as kubectl would send them, against the schema.
         for doc in serde_yaml::Deserializer::from_str(&text) {
@@ -35,7 +43,10 @@ fn every_example_manifest_is_valid_for_flint_and_for_the_crd_schema() {
             if value.is_null() {
                 continue;
             }
-            let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{}: {e}", e.instance_path)).collect();
+            let errors: Vec<String> = validator
+                .iter_errors(&value)
+                .map(|e| format!("{}: {e}", e.instance_path))
+                .collect();
             assert!(errors.is_empty(), "{}: {errors:?}", path.display());
         }
     }

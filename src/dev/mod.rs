@@ -1,0 +1,278 @@
+//! `flint dev`: the whole platform on one machine. Every Function manifest
+//! under a directory is served through the real gateway and autoscaler, with
+//! each replica a local process; edits to the manifests roll new revisions.
+
+mod loader;
+mod print;
+mod scaling;
+mod state;
+mod status;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use flint_api::backend::{RevisionKey, ScaleActuator};
+use flint_runtime::gateway::{Gateway, GatewayConfig};
+use flint_runtime::local::{BackendEvent, LocalBackend};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use state::{Action, DevState};
+
+/// How often the manifest directory is checked for changes.
+const RESCAN_EVERY: Duration = Duration::from_millis(500);
+
+/// Settings of a `flint dev` run.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Directory holding the Function manifests.
+    pub dir: PathBuf,
+    /// Address to listen on.
+    pub bind: IpAddr,
+    /// Gateway port.
+    pub port: u16,
+    /// Admin port (status page, metrics, health).
+    pub admin_port: u16,
+    /// Requests that may wait per revision while it scales from zero.
+    pub queue_size: usize,
+}
+
+/// Everything the event loop touches.
+struct Dev {
+    opts: DevOptions,
+    gateway: Gateway,
+    backend: LocalBackend,
+    scaler: scaling::Scaler,
+    state: Arc<Mutex<DevState>>,
+    gateway_url: String,
+}
+
+/// Runs `flint dev` until SIGINT or SIGTERM; on the way out every replica
+/// process is stopped.
+pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
+    if !opts.dir.is_dir() {
+        anyhow::bail!(
+            "{} is not a directory (flint dev [DIR] serves the Function manifests under DIR)",
+            opts.dir.display()
+        );
+    }
+    let listen = SocketAddr::new(opts.bind, opts.port);
+    let admin = SocketAddr::new(opts.bind, opts.admin_port);
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("gateway: cannot listen on {listen}"))?;
+    let admin_listener = TcpListener::bind(admin)
+        .await
+        .with_context(|| format!("admin: cannot listen on {admin}"))?;
+    let listen = listener.local_addr().context("gateway address")?;
+    let admin = admin_listener.local_addr().context("admin address")?;
+
+    let (pokes, poke_rx) = scaling::poke_channel();
+    let config = GatewayConfig {
+        listen,
+        queue_size: opts.queue_size,
+        ..GatewayConfig::dev()
+    };
+    let gateway = Gateway::new(config, Arc::new(pokes)).context("gateway configuration")?;
+    let backend = LocalBackend::new(Arc::new(gateway.clone()));
+    let scaler =
+        scaling::Scaler::start(backend.clone(), format!("http://{admin}/metrics"), poke_rx)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let dev = Arc::new(Dev {
+        gateway_url: format!("http://{listen}"),
+        opts,
+        gateway: gateway.clone(),
+        backend: backend.clone(),
+        scaler,
+        state: Arc::new(Mutex::new(DevState::default())),
+    });
+
+    let serve = {
+        let gateway = gateway.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            gateway
+                .serve(listener, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
+    let admin_router = gateway.admin_router().merge(dev.status_router());
+    let admin_task = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(admin_listener, admin_router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
+
+    print::banner(&dev.gateway_url, admin, &dev.opts.dir);
+    let mut fingerprint = None;
+    dev.rescan(&mut fingerprint, true).await;
+
+    let mut events = backend.subscribe();
+    let mut rescan = tokio::time::interval(RESCAN_EVERY);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    loop {
+        tokio::select! {
+            _ = rescan.tick() => dev.rescan(&mut fingerprint, false).await,
+            event = events.recv() => match event {
+                Ok(event) => dev.on_event(event).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "display fell behind"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    println!(
+        "\nflint dev: stopping (waiting for in-flight requests, then stopping every function process)"
+    );
+    let _ = stop_tx.send(true);
+    dev.scaler.stop();
+    backend.shutdown().await;
+    let _ = serve.await;
+    let _ = admin_task.await;
+    println!("flint dev: stopped");
+    Ok(())
+}
+
+impl Dev {
+    /// Reloads the manifests if any changed, and applies the difference.
+    async fn rescan(
+        &self,
+        fingerprint: &mut Option<std::collections::BTreeMap<PathBuf, u64>>,
+        first: bool,
+    ) {
+        let scan = loader::scan(&self.opts.dir);
+        if fingerprint.as_ref() == Some(&scan.fingerprint) {
+            return;
+        }
+        *fingerprint = Some(scan.fingerprint.clone());
+        if !first {
+            println!("manifests changed: reloading {}", self.opts.dir.display());
+        }
+        for err in &scan.errors {
+            print::error(err);
+        }
+        let (actions, notes) = match self.state.lock() {
+            Ok(mut state) => state.apply(&scan.functions),
+            Err(_) => return,
+        };
+        self.carry_out(actions, notes).await;
+        if first {
+            print::urls(&scan.functions, &self.gateway_url, self.gateway.config());
+        }
+    }
+
+    async fn carry_out(&self, actions: Vec<Action>, notes: Vec<String>) {
+        for note in notes {
+            print::note(&note);
+        }
+        for action in actions {
+            match action {
+                Action::Add {
+                    key,
+                    process,
+                    scale,
+                    initial,
+                    drain,
+                } => {
+                    self.backend.add_revision(key.clone(), process, drain);
+                    // Creating a revision sets its initial scale once, as a
+                    // Deployment's creation does on a cluster; from then on the
+                    // autoscaler is the only writer.
+                    if initial > 0
+                        && let Err(e) = self.backend.scale(&key, initial).await
+                    {
+                        print::error(&e.to_string());
+                    }
+                    self.scaler.track(key, scale, initial);
+                }
+                Action::Rescale { key, scale } => self.scaler.update(&key, scale),
+                Action::Remove { key } => {
+                    self.scaler.forget(&key);
+                    let backend = self.backend.clone();
+                    tokio::spawn(async move { backend.remove_revision(&key).await });
+                }
+            }
+        }
+        let routes = match self.state.lock() {
+            Ok(state) => state.routes(),
+            Err(_) => return,
+        };
+        self.gateway.set_routes(routes);
+    }
+
+    async fn on_event(&self, event: BackendEvent) {
+        print::event(&event, |key: &RevisionKey| {
+            self.gateway.revision(key).map_or(0, |s| s.replicas())
+        });
+        let change = match (&event, self.state.lock()) {
+            (
+                BackendEvent::ReplicaReady { revision, .. }
+                | BackendEvent::RevisionRecovered { revision },
+                Ok(mut s),
+            ) => Some(s.revision_ready(revision)),
+            (BackendEvent::RevisionFailed { revision, message }, Ok(mut s)) => {
+                Some(s.revision_failed(revision, message))
+            }
+            _ => None,
+        };
+        if let Some((actions, notes)) = change {
+            self.carry_out(actions, notes).await;
+        }
+    }
+
+    fn status_router(self: &Arc<Self>) -> axum::Router {
+        let dev = Arc::clone(self);
+        axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(move || {
+                    let dev = Arc::clone(&dev);
+                    async move { dev.status_page().await }
+                }),
+            )
+            .merge(self.scaler.router())
+    }
+
+    async fn status_page(&self) -> String {
+        let functions = match self.state.lock() {
+            Ok(state) => state.describe(),
+            Err(_) => Vec::new(),
+        };
+        let mut live = std::collections::HashMap::new();
+        for f in &functions {
+            for (key, _) in &f.revisions {
+                let replicas = self.backend.replicas(key).await.unwrap_or_default();
+                let waiting = self.gateway.revision(key).map_or(0, |s| s.waiting());
+                live.insert(key.clone(), status::RevisionLive { replicas, waiting });
+            }
+        }
+        status::render(
+            &functions,
+            &self.gateway_url,
+            &self.gateway.config().domain,
+            |k| live.get(k).copied().unwrap_or_default(),
+        )
+    }
+}
+
+/// `flint dev --status`: prints the status page of a running `flint dev`.
+pub async fn print_status(admin: SocketAddr) -> anyhow::Result<()> {
+    let page = status::fetch(admin)
+        .await
+        .with_context(|| format!("no flint dev answering on {admin}"))?;
+    print!("{page}");
+    Ok(())
+}

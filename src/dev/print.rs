@@ -1,0 +1,98 @@
+//! What `flint dev` prints: one line per thing a person wants to know
+//! (URLs, scale events, cold starts, crashes, reloads, bad manifests).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use flint_api::backend::RevisionKey;
+use flint_runtime::gateway::GatewayConfig;
+use flint_runtime::local::BackendEvent;
+
+use super::loader::Loaded;
+
+/// The first lines: where Flint listens.
+pub fn banner(gateway_url: &str, admin: SocketAddr, dir: &Path) {
+    println!("flint dev: serving the functions under {}", dir.display());
+    println!("  gateway  {gateway_url}");
+    println!("  status   http://{admin}/   (or: flint dev --status)");
+    println!("  metrics  http://{admin}/metrics");
+}
+
+/// Each function's URLs.
+pub fn urls(functions: &[Loaded], gateway_url: &str, config: &GatewayConfig) {
+    if functions.is_empty() {
+        println!("no Function manifests found yet; add one and it is picked up");
+        return;
+    }
+    println!();
+    for l in functions {
+        let ns = l
+            .function
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or("default");
+        let name = l.function.metadata.name.as_deref().unwrap_or_default();
+        let host = flint_api::names::function_host(name, ns, &config.domain);
+        println!("  {name:<20} http://{host}:{}/", config.listen.port());
+        println!("  {:<20} {gateway_url}/function/{ns}/{name}/", "");
+    }
+    println!();
+}
+
+/// A manifest problem.
+pub fn error(message: &str) {
+    println!("error    {message}");
+}
+
+/// A state change (revision created, traffic moved).
+pub fn note(message: &str) {
+    println!("note     {message}");
+}
+
+/// A backend event; `ready_before` tells how many replicas the gateway had.
+pub fn event(event: &BackendEvent, ready_before: impl Fn(&RevisionKey) -> usize) {
+    match event {
+        BackendEvent::Scaled { revision, from, to } => {
+            let zero = if *to == 0 { "  (scaled to zero)" } else { "" };
+            println!("scale    {revision}  {from} -> {to}{zero}");
+        }
+        BackendEvent::ReplicaReady {
+            revision,
+            replica,
+            startup,
+            ..
+        } => {
+            let ms = startup.as_secs_f64() * 1000.0;
+            if ready_before(revision) <= 1 {
+                println!("cold     {revision}  replica {replica} ready in {ms:.0} ms (cold start)");
+            } else {
+                println!("ready    {revision}  replica {replica} ready in {ms:.0} ms");
+            }
+        }
+        BackendEvent::ReplicaExited {
+            revision,
+            replica,
+            crashed: true,
+            reason,
+        } => {
+            println!("crash    {revision}  replica {replica}: {reason}; restarting");
+        }
+        BackendEvent::ReplicaExited {
+            revision,
+            replica,
+            crashed: false,
+            ..
+        } => {
+            println!("stop     {revision}  replica {replica} stopped");
+        }
+        BackendEvent::RevisionFailed { revision, message } => {
+            println!(
+                "failed   {revision}  cannot start: {message}; requests get 503 until it recovers or the manifest is fixed"
+            );
+        }
+        BackendEvent::RevisionRecovered { revision } => {
+            println!("recover  {revision}  a replica started after all")
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! What `flint dev` runs, decided without I/O: which revisions exist for the
+//! manifests on disk, which of them are ready, how traffic is split, and which
+//! old revisions go. It uses the operator's own revision identity (spec hash)
+//! and traffic resolution, so a manifest behaves the same here as on a cluster.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flint_api::backend::{FunctionRoute, RevisionKey, RevisionRoute};
+use flint_api::{FunctionSpec, ScaleSpec, TrafficStatus, names};
+use flint_operator::reconcile::hash::spec_hash;
+use flint_operator::reconcile::traffic::{latest_ready, resolve};
+use flint_operator::reconcile::{ExistingRevision, RevisionHealth};
+use flint_runtime::local::ProcessSpec;
+
+use super::loader::Loaded;
+
+/// Longest time a local replica may take to accept connections.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time between SIGTERM and SIGKILL for a local replica.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Something to do to the backend and autoscaler.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Start managing a new revision at `initial` replicas.
+    Add {
+        /// The revision.
+        key: RevisionKey,
+        /// How to run its replicas.
+        process: ProcessSpec,
+        /// Its autoscaling knobs.
+        scale: ScaleSpec,
+        /// Replicas to start with.
+        initial: u32,
+        /// How long a leaving replica may finish in-flight requests.
+        drain: Duration,
+    },
+    /// The Function's scaling knobs changed (no new revision).
+    Rescale {
+        /// The revision.
+        key: RevisionKey,
+        /// The new knobs.
+        scale: ScaleSpec,
+    },
+    /// Drain and forget a revision.
+    Remove {
+        /// The revision.
+        key: RevisionKey,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Revision {
+    existing: ExistingRevision,
+    spec: FunctionSpec,
+}
+
+#[derive(Debug, Clone)]
+struct FunctionState {
+    dir: PathBuf,
+    spec: FunctionSpec,
+    revisions: Vec<Revision>,
+    traffic: Vec<TrafficStatus>,
+    traffic_error: Option<String>,
+}
+
+/// Every function `flint dev` serves, with its revisions and traffic.
+#[derive(Debug, Default)]
+pub struct DevState {
+    functions: BTreeMap<(String, String), FunctionState>,
+}
+
+impl DevState {
+    /// Brings the state in line with the manifests just loaded; returns what
+    /// to do and lines to print.
+    pub fn apply(&mut self, loaded: &[Loaded]) -> (Vec<Action>, Vec<String>) {
+        let mut actions = Vec::new();
+        let mut notes = Vec::new();
+        let mut present = Vec::new();
+        for l in loaded {
+            let ns = l
+                .function
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let name = l.function.metadata.name.clone().unwrap_or_default();
+            let spec = &l.function.spec;
+            let dir = l
+                .path
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            present.push((ns.clone(), name.clone()));
+            let hash = spec_hash(spec);
+            let state = self
+                .functions
+                .entry((ns.clone(), name.clone()))
+                .or_insert_with(|| FunctionState {
+                    dir: dir.clone(),
+                    spec: spec.clone(),
+                    revisions: Vec::new(),
+                    traffic: Vec::new(),
+                    traffic_error: None,
+                });
+            if state.spec.scale != spec.scale {
+                for r in &state.revisions {
+                    actions.push(Action::Rescale {
+                        key: key(&ns, &r.existing.name),
+                        scale: spec.scale.clone(),
+                    });
+                }
+            }
+            state.spec = spec.clone();
+            state.dir = dir;
+            let latest_hash = state
+                .revisions
+                .last()
+                .map(|r| r.existing.spec_hash.as_str());
+            if latest_hash != Some(hash.as_str()) {
+                let number = state.revisions.last().map_or(1, |r| r.existing.number + 1);
+                let rev_name = names::revision_name(&name, number);
+                let first = state.revisions.is_empty();
+                let mut existing = ExistingRevision::new(rev_name.clone(), number, hash);
+                // The first revision has nothing to protect: it is ready at
+                // zero. Later ones must start a replica before taking traffic.
+                existing.health = if first {
+                    RevisionHealth::Ready
+                } else {
+                    RevisionHealth::Deploying
+                };
+                let initial = if first {
+                    spec.scale.initial
+                } else {
+                    spec.scale.initial.max(1)
+                };
+                let process = process_spec(spec, &state.dir, &rev_name, &mut notes);
+                actions.push(Action::Add {
+                    key: key(&ns, &rev_name),
+                    process,
+                    scale: spec.scale.clone(),
+                    initial,
+                    drain: Duration::from_secs(u64::from(spec.timeout_seconds)),
+                });
+                notes.push(format!(
+                    "revision {ns}/{rev_name} created{}",
+                    if first {
+                        String::new()
+                    } else {
+                        " (spec changed); it takes traffic once a replica is ready".into()
+                    }
+                ));
+                state.revisions.push(Revision {
+                    existing,
+                    spec: spec.clone(),
+                });
+            }
+        }
+        let gone: Vec<(String, String)> = self
+            .functions
+            .keys()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
+        for (ns, name) in gone {
+            if let Some(state) = self.functions.remove(&(ns.clone(), name.clone())) {
+                for r in state.revisions {
+                    actions.push(Action::Remove {
+                        key: key(&ns, &r.existing.name),
+                    });
+                }
+                notes.push(format!(
+                    "function {ns}/{name} removed (its manifest is gone)"
+                ));
+            }
+        }
+        self.settle(&mut actions, &mut notes);
+        (actions, notes)
+    }
+
+    /// A replica of `revision` became ready: the revision has proven itself.
+    pub fn revision_ready(&mut self, revision: &RevisionKey) -> (Vec<Action>, Vec<String>) {
+        self.set_health(revision, RevisionHealth::Ready)
+    }
+
+    /// Replicas of `revision` keep failing to start.
+    pub fn revision_failed(
+        &mut self,
+        revision: &RevisionKey,
+        message: &str,
+    ) -> (Vec<Action>, Vec<String>) {
+        let health = RevisionHealth::Failed {
+            reason: "RevisionFailed".into(),
+            message: message.to_owned(),
+        };
+        self.set_health(revision, health)
+    }
+
+    fn set_health(
+        &mut self,
+        revision: &RevisionKey,
+        health: RevisionHealth,
+    ) -> (Vec<Action>, Vec<String>) {
+        let mut actions = Vec::new();
+        let mut notes = Vec::new();
+        let Some(state) = self
+            .functions
+            .get_mut(&(revision.namespace.clone(), revision.function.clone()))
+        else {
+            return (actions, notes);
+        };
+        if let Some(r) = state
+            .revisions
+            .iter_mut()
+            .find(|r| r.existing.name == revision.revision)
+            && r.existing.health != health
+        {
+            r.existing.health = health;
+            self.settle(&mut actions, &mut notes);
+        }
+        (actions, notes)
+    }
+
+    /// Re-resolves traffic and collects old revisions past the history limit.
+    fn settle(&mut self, actions: &mut Vec<Action>, notes: &mut Vec<String>) {
+        for ((ns, name), state) in &mut self.functions {
+            let existing: Vec<ExistingRevision> =
+                state.revisions.iter().map(|r| r.existing.clone()).collect();
+            let latest_created = existing.last().map(|r| r.name.clone()).unwrap_or_default();
+            let ready = latest_ready(&latest_created, &existing).map(|r| r.name.clone());
+            match resolve(&state.spec.traffic, &existing, ready.as_deref()) {
+                Ok(traffic) => {
+                    if traffic != state.traffic {
+                        notes.push(format!("traffic {ns}/{name}: {}", describe(&traffic)));
+                        state.traffic = traffic;
+                    }
+                    state.traffic_error = None;
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    if state.traffic_error.as_deref() != Some(message.as_str()) {
+                        notes.push(format!(
+                            "traffic {ns}/{name}: {message}; keeping the previous split"
+                        ));
+                        state.traffic_error = Some(message);
+                    }
+                }
+            }
+            // History: revisions without traffic, beyond the limit, oldest first.
+            let limit = state.spec.revision_history_limit as usize;
+            let idle: Vec<String> = state
+                .revisions
+                .iter()
+                .map(|r| r.existing.name.clone())
+                .filter(|n| {
+                    *n != latest_created && !state.traffic.iter().any(|t| t.revision_name == *n)
+                })
+                .collect();
+            if idle.len() > limit {
+                for old in &idle[..idle.len() - limit] {
+                    state.revisions.retain(|r| r.existing.name != *old);
+                    actions.push(Action::Remove { key: key(ns, old) });
+                    notes.push(format!(
+                        "revision {ns}/{old} deleted (beyond revisionHistoryLimit {limit})"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The gateway's routing table.
+    pub fn routes(&self) -> Vec<FunctionRoute> {
+        self.functions
+            .iter()
+            .map(|((ns, name), state)| FunctionRoute {
+                namespace: ns.clone(),
+                name: name.clone(),
+                revisions: state
+                    .revisions
+                    .iter()
+                    .map(|r| RevisionRoute {
+                        name: r.existing.name.clone(),
+                        concurrency: r.spec.concurrency,
+                        timeout_seconds: r.spec.timeout_seconds,
+                        protocol: r.spec.protocol,
+                        failure: match &r.existing.health {
+                            RevisionHealth::Failed { message, .. } => {
+                                Some(format!("revision {} failed: {message}", r.existing.name))
+                            }
+                            _ => None,
+                        },
+                    })
+                    .collect(),
+                traffic: state.traffic.clone(),
+            })
+            .collect()
+    }
+
+    /// One line per function and revision, for the status page.
+    pub fn describe(&self) -> Vec<FunctionSummary> {
+        self.functions
+            .iter()
+            .map(|((ns, name), state)| FunctionSummary {
+                namespace: ns.clone(),
+                name: name.clone(),
+                traffic: describe(&state.traffic),
+                traffic_error: state.traffic_error.clone(),
+                revisions: state
+                    .revisions
+                    .iter()
+                    .map(|r| {
+                        let health = match &r.existing.health {
+                            RevisionHealth::Ready => "ready".to_owned(),
+                            RevisionHealth::Deploying => "deploying".to_owned(),
+                            RevisionHealth::Failed { message, .. } => format!("failed: {message}"),
+                        };
+                        (key(ns, &r.existing.name), health)
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// A function as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSummary {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The traffic split, e.g. `90% hello-00002, 10% hello-00001 (previous)`.
+    pub traffic: String,
+    /// Why the split could not be updated, if so.
+    pub traffic_error: Option<String>,
+    /// Each revision and its health.
+    pub revisions: Vec<(RevisionKey, String)>,
+}
+
+fn key(ns: &str, revision: &str) -> RevisionKey {
+    let function = revision.rsplit_once('-').map_or(revision, |(f, _)| f);
+    RevisionKey::new(ns, function, revision)
+}
+
+fn describe(traffic: &[TrafficStatus]) -> String {
+    if traffic.is_empty() {
+        return "none".into();
+    }
+    traffic
+        .iter()
+        .map(|t| match &t.tag {
+            Some(tag) => format!("{}% {} ({tag})", t.percent, t.revision_name),
+            None => format!("{}% {}", t.percent, t.revision_name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn process_spec(
+    spec: &FunctionSpec,
+    dir: &Path,
+    revision: &str,
+    notes: &mut Vec<String>,
+) -> ProcessSpec {
+    let argv = spec
+        .command
+        .iter()
+        .flatten()
+        .chain(spec.args.iter().flatten())
+        .cloned()
+        .collect();
+    let mut env = Vec::new();
+    for e in &spec.env {
+        match &e.value {
+            Some(v) => env.push((e.name.clone(), v.clone())),
+            None if e.value_from.is_some() => notes.push(format!(
+                "revision {revision}: env {} comes from a Secret/ConfigMap/field, which flint dev cannot read; it is left unset",
+                e.name
+            )),
+            None => env.push((e.name.clone(), String::new())),
+        }
+    }
+    ProcessSpec {
+        argv,
+        env,
+        dir: dir.to_path_buf(),
+        log_prefix: revision.to_owned(),
+        startup_timeout: STARTUP_TIMEOUT,
+        stop_grace: STOP_GRACE,
+    }
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

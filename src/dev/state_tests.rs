@@ -1,0 +1,199 @@
+use super::*;
+
+fn loaded(yaml_spec: &str) -> Loaded {
+    let text = format!(
+        "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {{name: hello, namespace: default}}\nspec:\n  image: x\n  command: [python3, app.py]\n{yaml_spec}"
+    );
+    let function = flint_api::parse_functions(&text).expect("valid").remove(0);
+    Loaded {
+        path: PathBuf::from("/fns/hello/function.yaml"),
+        function,
+    }
+}
+
+fn rev(n: u32) -> RevisionKey {
+    RevisionKey::new("default", "hello", format!("hello-{n:05}"))
+}
+
+fn traffic(state: &DevState) -> Vec<(String, u32)> {
+    state.routes()[0]
+        .traffic
+        .iter()
+        .map(|t| (t.revision_name.clone(), t.percent))
+        .collect()
+}
+
+#[test]
+fn first_revision_is_ready_at_zero_and_takes_all_traffic() {
+    let mut state = DevState::default();
+    let (actions, notes) = state.apply(&[loaded("  scale: {initial: 0}\n")]);
+    assert_eq!(actions.len(), 1);
+    let Action::Add {
+        key,
+        process,
+        initial,
+        drain,
+        ..
+    } = &actions[0]
+    else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(key, &rev(1));
+    assert_eq!(*initial, 0);
+    assert_eq!(*drain, Duration::from_secs(300));
+    assert_eq!(process.argv, ["python3", "app.py"]);
+    assert_eq!(process.dir, PathBuf::from("/fns/hello"));
+    assert_eq!(traffic(&state), [("hello-00001".to_owned(), 100)]);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n == "traffic default/hello: 100% hello-00001"),
+        "{notes:?}"
+    );
+    // Same manifest again: nothing to do.
+    let (actions, notes) = state.apply(&[loaded("  scale: {initial: 0}\n")]);
+    assert!(
+        actions.is_empty() && notes.is_empty(),
+        "{actions:?} {notes:?}"
+    );
+}
+
+#[test]
+fn a_changed_spec_rolls_a_revision_that_takes_traffic_only_once_ready() {
+    let mut state = DevState::default();
+    state.apply(&[loaded("  scale: {initial: 0}\n")]);
+    let (actions, _) = state.apply(&[loaded(
+        "  env: [{name: A, value: b}]\n  scale: {initial: 0}\n",
+    )]);
+    let Action::Add {
+        key,
+        initial,
+        process,
+        ..
+    } = &actions[0]
+    else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(key, &rev(2));
+    assert_eq!(
+        *initial, 1,
+        "a new revision starts a replica to prove itself"
+    );
+    assert_eq!(process.env, [("A".to_owned(), "b".to_owned())]);
+    assert_eq!(traffic(&state), [("hello-00001".to_owned(), 100)]);
+
+    let (_, notes) = state.revision_ready(&rev(2));
+    assert_eq!(traffic(&state), [("hello-00002".to_owned(), 100)]);
+    assert_eq!(notes, ["traffic default/hello: 100% hello-00002"]);
+}
+
+#[test]
+fn a_failing_new_revision_never_takes_traffic_from_a_working_one() {
+    let mut state = DevState::default();
+    state.apply(&[loaded("")]);
+    state.apply(&[loaded("  args: [--broken]\n")]);
+    state.revision_failed(&rev(2), "process exit status: 1");
+    assert_eq!(traffic(&state), [("hello-00001".to_owned(), 100)]);
+    let routes = state.routes();
+    let failure = routes[0].revisions[1].failure.as_deref();
+    assert_eq!(
+        failure,
+        Some("revision hello-00002 failed: process exit status: 1")
+    );
+    // Fixing the manifest rolls a third revision, which takes over once ready.
+    state.apply(&[loaded("  args: [--fixed]\n")]);
+    state.revision_ready(&rev(3));
+    assert_eq!(traffic(&state), [("hello-00003".to_owned(), 100)]);
+}
+
+#[test]
+fn scale_only_changes_rescale_without_a_new_revision() {
+    let mut state = DevState::default();
+    state.apply(&[loaded("")]);
+    let (actions, _) = state.apply(&[loaded("  scale: {max: 3}\n")]);
+    assert_eq!(actions.len(), 1);
+    let Action::Rescale { key, scale } = &actions[0] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(key, &rev(1));
+    assert_eq!(scale.max, 3);
+}
+
+#[test]
+fn traffic_splits_between_revisions_and_bad_targets_keep_the_old_split() {
+    let mut state = DevState::default();
+    state.apply(&[loaded("")]);
+    state.apply(&[loaded("  args: [v2]\n")]);
+    state.revision_ready(&rev(2));
+    let split = "  args: [v2]\n  traffic:\n    - {latestRevision: true, percent: 90}\n    - {revision: hello-00001, percent: 10, tag: previous}\n";
+    state.apply(&[loaded(split)]);
+    assert_eq!(
+        traffic(&state),
+        [
+            ("hello-00002".to_owned(), 90),
+            ("hello-00001".to_owned(), 10)
+        ]
+    );
+    assert_eq!(
+        state.describe()[0].traffic,
+        "90% hello-00002, 10% hello-00001 (previous)"
+    );
+
+    let missing = "  args: [v2]\n  traffic:\n    - {revision: hello-00009, percent: 100}\n";
+    let (_, notes) = state.apply(&[loaded(missing)]);
+    assert_eq!(
+        traffic(&state),
+        [
+            ("hello-00002".to_owned(), 90),
+            ("hello-00001".to_owned(), 10)
+        ]
+    );
+    assert!(
+        notes[0].contains("hello-00009") && notes[0].contains("keeping the previous split"),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn removed_manifests_remove_their_revisions() {
+    let mut state = DevState::default();
+    state.apply(&[loaded("")]);
+    state.apply(&[loaded("  args: [v2]\n")]);
+    let (actions, notes) = state.apply(&[]);
+    assert_eq!(
+        actions,
+        [
+            Action::Remove { key: rev(1) },
+            Action::Remove { key: rev(2) }
+        ]
+    );
+    assert_eq!(
+        notes,
+        ["function default/hello removed (its manifest is gone)"]
+    );
+    assert!(state.routes().is_empty());
+}
+
+#[test]
+fn idle_revisions_beyond_the_history_limit_are_deleted_oldest_first() {
+    let mut state = DevState::default();
+    let spec = |n: u32| format!("  args: [v{n}]\n  revisionHistoryLimit: 1\n");
+    state.apply(&[loaded(&spec(1))]);
+    let mut removed = Vec::new();
+    for n in 2..=4 {
+        let (a, _) = state.apply(&[loaded(&spec(n))]);
+        let (b, _) = state.revision_ready(&rev(n));
+        removed.extend(a.into_iter().chain(b).filter_map(|a| match a {
+            Action::Remove { key } => Some(key),
+            _ => None,
+        }));
+    }
+    // With limit 1, at most one revision without traffic is kept besides the latest.
+    assert_eq!(removed, [rev(1), rev(2)]);
+    let names: Vec<String> = state.routes()[0]
+        .revisions
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    assert_eq!(names, ["hello-00003", "hello-00004"]);
+}

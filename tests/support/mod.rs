@@ -1,0 +1,222 @@
+//! Helpers for end-to-end tests that run the real `flint` binary: temp
+//! manifest directories, a running `flint dev`, a tiny HTTP client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A Python app that answers with `$GREETING`, exits on `/crash`, sleeps on `/slow?ms=`.
+pub const APP: &str = r#"
+import os, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path.startswith("/crash"):
+            os._exit(1)
+        if self.path.startswith("/slow"):
+            time.sleep(int(self.path.split("ms=")[1]) / 1000)
+        body = (os.environ.get("GREETING", "hi") + " pid=" + str(os.getpid())).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+s = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+s.daemon_threads = True
+s.serve_forever()
+"#;
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flint-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes a function directory with the test app and a manifest.
+pub fn write_function(dir: &Path, name: &str, greeting: &str, extra_spec: &str) {
+    let fdir = dir.join(name);
+    std::fs::create_dir_all(&fdir).unwrap();
+    std::fs::write(fdir.join("app.py"), APP).unwrap();
+    let manifest = format!(
+        "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata:\n  name: {name}\nspec:\n  image: test/{name}:1\n  command: [python3, app.py]\n  env: [{{name: GREETING, value: \"{greeting}\"}}]\n  timeoutSeconds: 20\n{extra_spec}"
+    );
+    write_atomic(&fdir.join("function.yaml"), &manifest);
+}
+
+/// Replaces a file in one step, so a watcher never reads half of it.
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `flint dev`, stopped (SIGTERM) when dropped.
+pub struct Dev {
+    pub child: Child,
+    pub gateway: SocketAddr,
+    pub admin: SocketAddr,
+    pub output: Arc<Mutex<String>>,
+}
+
+impl Dev {
+    /// Starts `flint dev DIR` on free ports and waits until its admin port answers.
+    pub fn start(dir: &Path) -> Dev {
+        let (gp, ap) = (free_port(), free_port());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flint"))
+            .args([
+                "dev",
+                dir.to_str().unwrap(),
+                "--port",
+                &gp.to_string(),
+                "--admin-port",
+                &ap.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push_str(&(line + "\n"));
+                }
+            });
+        }
+        let dev = Dev {
+            child,
+            gateway: ([127, 0, 0, 1], gp).into(),
+            admin: ([127, 0, 0, 1], ap).into(),
+            output,
+        };
+        dev.wait_for(Duration::from_secs(30), "admin port up", || {
+            get(dev.admin, "localhost", "/healthz").is_ok_and(|r| r.0 == 200)
+        });
+        dev
+    }
+
+    /// Everything `flint dev` printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Polls `cond` until it holds or `timeout` passes (then panics with the output).
+    pub fn wait_for(&self, timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for {what}; flint dev printed:\n{}",
+            self.output()
+        );
+    }
+
+    /// Waits until the output contains `text`.
+    pub fn wait_output(&self, timeout: Duration, text: &str) {
+        self.wait_for(timeout, &format!("output {text:?}"), || {
+            self.output().contains(text)
+        });
+    }
+
+    /// GET through the gateway's path form.
+    pub fn call(&self, function: &str, path: &str) -> std::io::Result<(u16, String)> {
+        get(
+            self.gateway,
+            "localhost",
+            &format!("/function/default/{function}{path}"),
+        )
+    }
+
+    /// Sends `signal` and waits for exit; returns whether it exited within `timeout`.
+    pub fn stop_with(&mut self, signal: &str, timeout: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop_with("TERM", Duration::from_secs(15));
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A blocking HTTP/1.1 GET with `Connection: close`; returns status and body.
+pub fn get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {raw:?}")))?;
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// PIDs of processes whose working directory is under `dir` (the replicas of its functions).
+pub fn pids_in(dir: &Path) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd"))
+            && cwd.starts_with(dir)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
