@@ -134,3 +134,29 @@ pub trait PokeSink: Send + Sync + 'static {
     /// A request is waiting for a revision with no ready replica.
     fn poke(&self, poke: ScalePoke);
 }
+
+/// Why a schedule's tick could not be claimed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("claiming tick {tick} of schedule {schedule}: {reason}")]
+pub struct TickClaimError {
+    /// The schedule's key.
+    pub schedule: String,
+    /// The tick, in seconds since the Unix epoch.
+    pub tick: i64,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Durable record of the last tick each cron schedule fired, shared by every
+/// scheduler that may fire it (operator replicas across failovers; `flint
+/// dev` across restarts), so that each tick fires at most once.
+pub trait TickStore: Send + Sync + 'static {
+    /// Claims `tick` (seconds since the Unix epoch) of `schedule`: `true`
+    /// when the caller is the one to fire it, `false` when this tick or a
+    /// later one was claimed already. Atomic against concurrent claimers.
+    fn claim(
+        &self,
+        schedule: &str,
+        tick: i64,
+    ) -> impl Future<Output = Result<bool, TickClaimError>> + Send;
+}

@@ -46,3 +46,24 @@ pub const LABEL_REVISION: &str = "revision";
 pub const LABEL_CODE: &str = "code";
 /// Label: the reason of an autoscaler decision.
 pub const LABEL_REASON: &str = "reason";
+
+/// Counter: asynchronous invocations accepted (answered 202), per namespace and function.
+pub const ASYNC_ACCEPTED_TOTAL: &str = "flint_async_accepted_total";
+/// Counter: asynchronous invocations delivered (the function answered 2xx/3xx).
+pub const ASYNC_DELIVERED_TOTAL: &str = "flint_async_delivered_total";
+/// Counter: delivery attempts that failed transiently and were scheduled again.
+pub const ASYNC_RETRIES_TOTAL: &str = "flint_async_retries_total";
+/// Counter: invocations dead-lettered, by reason (`max_retries`, `max_age`, `rejected`).
+pub const ASYNC_DEAD_LETTERS_TOTAL: &str = "flint_async_dead_letters_total";
+/// Gauge: invocations accepted and not yet settled, per namespace and function:
+/// the queue-depth signal of the autoscaler.
+pub const ASYNC_PENDING: &str = "flint_async_pending";
+/// Gauge: age in seconds of the oldest pending invocation, per namespace and function.
+pub const ASYNC_OLDEST_PENDING_AGE_SECONDS: &str = "flint_async_oldest_pending_age_seconds";
+/// Counter: result callbacks, by result (`delivered`, `retried`, `dropped`).
+pub const ASYNC_CALLBACKS_TOTAL: &str = "flint_async_callbacks_total";
+/// Counter: scheduled (cron) invocations, by result (`fired`, `skipped`, `failed`).
+pub const SCHEDULE_TICKS_TOTAL: &str = "flint_schedule_ticks_total";
+
+/// Label: the result of a callback or a schedule tick.
+pub const LABEL_RESULT: &str = "result";

@@ -8,6 +8,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod events;
 pub mod gateway;
 pub mod local;
 pub mod metrics;

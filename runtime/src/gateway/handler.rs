@@ -42,6 +42,9 @@ pub(super) async fn handle(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Response<GatewayBody> {
+    if let Some(intake) = shared.intake.get().filter(|i| i.wants(&req)) {
+        return intake.accept(req).await.map(body::full);
+    }
     let host = req
         .headers()
         .get(header::HOST)

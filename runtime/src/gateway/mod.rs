@@ -51,6 +51,7 @@ pub(crate) struct Shared {
     metrics: GatewayMetrics,
     poke: Arc<dyn PokeSink>,
     routes_set: AtomicBool,
+    intake: std::sync::OnceLock<crate::events::AsyncIntake>,
 }
 
 /// A handle on a gateway; cheap to clone, all clones drive the same gateway.
@@ -88,8 +89,16 @@ impl Gateway {
                 metrics: GatewayMetrics::new()?,
                 poke,
                 routes_set: AtomicBool::new(false),
+                intake: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Takes asynchronous requests (`Prefer: respond-async`,
+    /// `/async-function/…`) to `intake` from now on, and appends its metrics
+    /// to `/metrics`. Only the first call has an effect.
+    pub fn set_async_intake(&self, intake: crate::events::AsyncIntake) {
+        let _ = self.shared.intake.set(intake);
     }
 
     /// The configuration.
@@ -174,6 +183,10 @@ impl Gateway {
         for state in states {
             state.metrics.flush(now);
         }
-        Ok(self.shared.metrics.encode()?)
+        let mut text = self.shared.metrics.encode()?;
+        if let Some(intake) = self.shared.intake.get() {
+            text.push_str(&intake.metrics_text()?);
+        }
+        Ok(text)
     }
 }

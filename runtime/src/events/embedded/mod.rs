@@ -1,0 +1,423 @@
+//! The embedded durable queue of `flint dev`: a [redb] database file (a
+//! well-kept embedded B-tree store with ACID transactions), so accepted
+//! invocations, dead letters and schedule ticks survive a restart.
+//!
+//! Leases live in memory: after a restart every unsettled invocation is due
+//! again (at-least-once, never lost).
+
+mod writer;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use redb::{Database, ReadableDatabase, ReadableTable};
+use tokio::sync::Notify;
+
+use super::invocation::{FunctionId, Invocation, now_ms};
+use super::queue::{
+    DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError, Ticket, TicketKind,
+};
+use writer::{DEAD, DUE, Done, INVOCATIONS, Op, SETTLED, TICKS, Writer};
+
+/// How long settled ids are remembered (resubmissions within it are duplicates).
+const SETTLED_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// Longest a fetch sleeps before looking again for work that fell due.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Unsettled invocations per Function, oldest first, for the depth metrics.
+#[derive(Default)]
+struct Pending {
+    by_function: HashMap<FunctionId, BTreeSet<(u64, String)>>,
+    index: HashMap<String, (FunctionId, u64)>,
+}
+
+impl Pending {
+    fn add(&mut self, target: FunctionId, enqueued_ms: u64, id: String) {
+        self.index.insert(id.clone(), (target.clone(), enqueued_ms));
+        self.by_function
+            .entry(target)
+            .or_default()
+            .insert((enqueued_ms, id));
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some((target, at)) = self.index.remove(id)
+            && let Some(set) = self.by_function.get_mut(&target)
+        {
+            set.remove(&(at, id.to_owned()));
+            if set.is_empty() {
+                self.by_function.remove(&target);
+            }
+        }
+    }
+}
+
+struct Inner {
+    db: Arc<Database>,
+    writer: Writer,
+    pending: Mutex<Pending>,
+    leased: Mutex<HashMap<String, Instant>>,
+    wake: Notify,
+}
+
+/// The embedded queue; cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedQueue {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EmbeddedQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedQueue").finish_non_exhaustive()
+    }
+}
+
+fn store_err(err: impl std::fmt::Display) -> QueueError {
+    QueueError::Store(err.to_string())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn function_prefix(target: &FunctionId) -> String {
+    format!("{}/{}\0", target.namespace, target.function)
+}
+
+fn due_key(target: &FunctionId, due_ms: u64, id: &str) -> String {
+    format!("{}{due_ms:020}\0{id}", function_prefix(target))
+}
+
+fn id_of(due_key: &str) -> &str {
+    due_key.rsplit('\0').next().unwrap_or_default()
+}
+
+impl EmbeddedQueue {
+    /// Opens (or creates) the store in `dir` (file `events.redb`).
+    pub fn open(dir: &Path) -> Result<Self, QueueError> {
+        std::fs::create_dir_all(dir).map_err(store_err)?;
+        let db = Arc::new(Database::create(dir.join("events.redb")).map_err(store_err)?);
+        let pending = Self::prepare(&db)?;
+        let writer = Writer::start(Arc::clone(&db)).map_err(store_err)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                writer,
+                pending: Mutex::new(pending),
+                leased: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+            }),
+        })
+    }
+
+    /// Creates the tables, forgets settled ids past their memory, and reads
+    /// what is pending.
+    fn prepare(db: &Database) -> Result<Pending, QueueError> {
+        let cutoff = now_ms().saturating_sub(SETTLED_MEMORY.as_millis() as u64);
+        let txn = db.begin_write().map_err(store_err)?;
+        let mut pending = Pending::default();
+        {
+            let invocations = txn.open_table(INVOCATIONS).map_err(store_err)?;
+            txn.open_table(DUE).map_err(store_err)?;
+            txn.open_table(DEAD).map_err(store_err)?;
+            txn.open_table(TICKS).map_err(store_err)?;
+            let mut settled = txn.open_table(SETTLED).map_err(store_err)?;
+            settled.retain(|_, at| at >= cutoff).map_err(store_err)?;
+            for entry in invocations.iter().map_err(store_err)? {
+                let (id, record) = entry.map_err(store_err)?;
+                let inv = decode_record(record.value())?.1;
+                pending.add(inv.target, inv.enqueued_at_ms, id.value().to_owned());
+            }
+        }
+        txn.commit().map_err(store_err)?;
+        Ok(pending)
+    }
+
+    async fn apply(&self, op: Op) -> Result<Done, QueueError> {
+        match self.inner.writer.apply(op).await {
+            Some(result) => result.map_err(QueueError::Store),
+            None => Err(QueueError::Closed),
+        }
+    }
+
+    /// Claims a schedule tick (see [`flint_api::backend::TickStore`]).
+    pub async fn claim_tick(&self, schedule: &str, tick: i64) -> Result<bool, QueueError> {
+        let op = Op::Claim {
+            schedule: schedule.to_owned(),
+            tick,
+        };
+        match self.apply(op).await? {
+            Done::Claimed(claimed) => Ok(claimed),
+            _ => Ok(false),
+        }
+    }
+
+    /// Reads up to `max` due, unleased invocations of `target` and leases them.
+    fn due_now(
+        &self,
+        target: &FunctionId,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let prefix = function_prefix(target);
+        let end = format!("{prefix}{:020}\u{1}", now_ms());
+        let txn = self.inner.db.begin_read().map_err(store_err)?;
+        let due = txn.open_table(DUE).map_err(store_err)?;
+        let invocations = txn.open_table(INVOCATIONS).map_err(store_err)?;
+        let now = Instant::now();
+        let mut leased = lock(&self.inner.leased);
+        let mut out = Vec::new();
+        for entry in due
+            .range(prefix.as_str()..end.as_str())
+            .map_err(store_err)?
+        {
+            if out.len() >= max {
+                break;
+            }
+            let (key, _) = entry.map_err(store_err)?;
+            let key = key.value().to_owned();
+            let id = id_of(&key);
+            if leased
+                .get(id)
+                .is_some_and(|at| now.duration_since(*at) < lease)
+            {
+                continue;
+            }
+            let Some(record) = invocations.get(id).map_err(store_err)? else {
+                continue;
+            };
+            let (attempts, invocation) = decode_record(record.value())?;
+            leased.insert(id.to_owned(), now);
+            out.push(Delivery {
+                invocation,
+                attempt: attempts.saturating_add(1),
+                ticket: Ticket(TicketKind::Embedded { due_key: key }),
+            });
+        }
+        Ok(out)
+    }
+
+    fn settled(&self, id: &str) {
+        lock(&self.inner.leased).remove(id);
+        lock(&self.inner.pending).remove(id);
+    }
+}
+
+fn decode_record(record: &[u8]) -> Result<(u32, Invocation), QueueError> {
+    let attempts = record
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| QueueError::Record("record shorter than its header".into()))?;
+    let invocation =
+        Invocation::decode(&record[4..]).map_err(|e| QueueError::Record(e.to_string()))?;
+    Ok((attempts, invocation))
+}
+
+fn embedded_key(ticket: Ticket) -> Result<String, QueueError> {
+    match ticket.0 {
+        TicketKind::Embedded { due_key } => Ok(due_key),
+        TicketKind::Nats(_) => Err(QueueError::Record(
+            "a NATS ticket was given to the embedded queue".into(),
+        )),
+    }
+}
+
+impl Queue for EmbeddedQueue {
+    fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
+        Box::pin(async move {
+            let encoded = invocation
+                .encode()
+                .map_err(|e| QueueError::Record(e.to_string()))?;
+            let mut record = Vec::with_capacity(4 + encoded.len());
+            record.extend_from_slice(&0u32.to_be_bytes());
+            record.extend_from_slice(&encoded);
+            let op = Op::Enqueue {
+                id: invocation.id.clone(),
+                due_key: due_key(
+                    &invocation.target,
+                    invocation.enqueued_at_ms,
+                    &invocation.id,
+                ),
+                record,
+            };
+            let done = self.apply(op).await?;
+            if done == Done::Enqueued(Enqueued::New) {
+                lock(&self.inner.pending).add(
+                    invocation.target,
+                    invocation.enqueued_at_ms,
+                    invocation.id,
+                );
+                self.inner.wake.notify_waiters();
+                return Ok(Enqueued::New);
+            }
+            Ok(Enqueued::Duplicate)
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        target: &'a FunctionId,
+        limits: FetchLimits,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + limits.wait;
+            loop {
+                let woken = self.inner.wake.notified();
+                let found = self.due_now(target, limits.max, limits.lease)?;
+                let now = tokio::time::Instant::now();
+                if !found.is_empty() || now >= deadline {
+                    return Ok(found);
+                }
+                let nap = POLL.min(deadline - now);
+                let _ = tokio::time::timeout(nap, woken).await;
+            }
+        })
+    }
+
+    fn complete(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let due_key = embedded_key(ticket)?;
+            let id = id_of(&due_key).to_owned();
+            let op = Op::Complete {
+                id: id.clone(),
+                due_key,
+                now_ms: now_ms(),
+            };
+            self.apply(op).await?;
+            self.settled(&id);
+            Ok(())
+        })
+    }
+
+    fn retry(&self, ticket: Ticket, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let due_key = embedded_key(ticket)?;
+            let id = id_of(&due_key).to_owned();
+            let prefix_end = due_key.find('\0').map_or(0, |i| i + 1);
+            let due_ms = now_ms().saturating_add(delay.as_millis() as u64);
+            let new_due_key = format!("{}{due_ms:020}\0{id}", &due_key[..prefix_end]);
+            let op = Op::Retry {
+                id: id.clone(),
+                due_key,
+                new_due_key,
+            };
+            self.apply(op).await?;
+            lock(&self.inner.leased).remove(&id);
+            self.inner.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn dead_letter<'a>(
+        &'a self,
+        delivery: Delivery,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(async move {
+            let due_key = embedded_key(delivery.ticket)?;
+            let inv = delivery.invocation;
+            let encoded = inv
+                .encode()
+                .map_err(|e| QueueError::Record(e.to_string()))?;
+            let mut value = Vec::with_capacity(4 + reason.len() + encoded.len());
+            value.extend_from_slice(&(reason.len() as u32).to_be_bytes());
+            value.extend_from_slice(reason.as_bytes());
+            value.extend_from_slice(&encoded);
+            let now = now_ms();
+            let op = Op::DeadLetter {
+                id: inv.id.clone(),
+                due_key,
+                dead_key: due_key_for_dead(&inv.target, now, &inv.id),
+                value,
+                now_ms: now,
+            };
+            self.apply(op).await?;
+            self.settled(&inv.id);
+            Ok(())
+        })
+    }
+
+    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionId, Depth)>, QueueError>> {
+        Box::pin(async move {
+            let pending = lock(&self.inner.pending);
+            Ok(pending
+                .by_function
+                .iter()
+                .map(|(target, set)| {
+                    let depth = Depth {
+                        pending: set.len() as u64,
+                        oldest_enqueued_ms: set.first().map(|(at, _)| *at),
+                    };
+                    (target.clone(), depth)
+                })
+                .collect())
+        })
+    }
+
+    fn dead_letters<'a>(
+        &'a self,
+        target: &'a FunctionId,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, QueueError>> {
+        Box::pin(async move {
+            let prefix = function_prefix(target);
+            let end = format!("{prefix}\u{7f}");
+            let txn = self.inner.db.begin_read().map_err(store_err)?;
+            let dead = txn.open_table(DEAD).map_err(store_err)?;
+            let mut out = Vec::new();
+            for entry in dead
+                .range(prefix.as_str()..end.as_str())
+                .map_err(store_err)?
+                .take(limit)
+            {
+                let (_, value) = entry.map_err(store_err)?;
+                out.push(decode_dead(value.value())?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+fn due_key_for_dead(target: &FunctionId, at_ms: u64, id: &str) -> String {
+    due_key(target, at_ms, id)
+}
+
+fn decode_dead(value: &[u8]) -> Result<DeadLetter, QueueError> {
+    let bad = || QueueError::Record("dead letter shorter than its header".into());
+    let len = value
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(bad)?;
+    let reason = value.get(4..4 + len).ok_or_else(bad)?;
+    let invocation =
+        Invocation::decode(&value[4 + len..]).map_err(|e| QueueError::Record(e.to_string()))?;
+    Ok(DeadLetter {
+        invocation,
+        reason: String::from_utf8_lossy(reason).into_owned(),
+    })
+}
+
+impl flint_api::backend::TickStore for EmbeddedQueue {
+    async fn claim(
+        &self,
+        schedule: &str,
+        tick: i64,
+    ) -> Result<bool, flint_api::backend::TickClaimError> {
+        self.claim_tick(schedule, tick)
+            .await
+            .map_err(|e| flint_api::backend::TickClaimError {
+                schedule: schedule.to_owned(),
+                tick,
+                reason: e.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests;

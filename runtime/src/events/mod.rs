@@ -1,0 +1,117 @@
+//! Event-driven invocation: asynchronous requests accepted durably and
+//! delivered later through the gateway's own data path, with retries,
+//! dead letters and result callbacks.
+//!
+//! - [`intake::AsyncIntake`]: answers `Prefer: respond-async` and
+//!   `/async-function/<ns>/<fn>/…` requests with 202 and an invocation id.
+//! - [`queue::Queue`]: the durable queue, [`embedded::EmbeddedQueue`] in
+//!   `flint dev` and [`nats::NatsQueue`] (JetStream) on a cluster.
+//! - [`worker::DeliveryWorker`]: delivers over loopback HTTP to the gateway
+//!   (so a Function at zero is woken and `concurrency` holds), retries with
+//!   backoff and jitter, dead-letters, calls back.
+//! - [`metrics::EventMetrics`]: accepted, delivered, retried, dead-lettered,
+//!   pending depth (the autoscaler's queue signal) and oldest pending age.
+
+pub mod callback;
+pub mod cluster;
+pub mod deliver;
+pub mod embedded;
+pub mod intake;
+pub mod invocation;
+pub mod metrics;
+pub mod nats;
+pub mod policy;
+pub mod queue;
+pub mod targets;
+pub mod worker;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use embedded::EmbeddedQueue;
+pub use intake::AsyncIntake;
+pub use invocation::{FunctionId, Invocation};
+pub use metrics::EventMetrics;
+pub use nats::NatsQueue;
+pub use queue::{Queue, QueueError};
+pub use targets::{Target, Targets};
+pub use worker::{DeliveryWorker, WorkerConfig};
+
+/// Why the events machinery could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// The queue could not be opened or reached.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The metrics could not be registered.
+    #[error("registering the async metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Everything `flint dev` wires for asynchronous invocations.
+#[derive(Debug)]
+pub struct LocalEvents {
+    /// Give to [`crate::gateway::Gateway::set_async_intake`].
+    pub intake: AsyncIntake,
+    /// Run with a stop signal: `tokio::spawn(worker.run(stop_rx))`.
+    pub worker: DeliveryWorker,
+    /// Keep current with the manifests: `targets.set_functions(&functions)`.
+    pub targets: Targets,
+    /// The embedded store, which also records schedule ticks
+    /// ([`flint_api::backend::TickStore`]) for the cron scheduler.
+    pub store: EmbeddedQueue,
+}
+
+/// The embedded setup of `flint dev`: the store in `dir` (created if
+/// missing; kept across restarts), delivering to the gateway at
+/// `gateway_url`, with Function hosts under `domain`.
+pub fn local(dir: &Path, gateway_url: &str, domain: &str) -> Result<LocalEvents, EventsError> {
+    local_with(dir, gateway_url, domain, WorkerConfig::default())
+}
+
+/// [`local`] with explicit worker settings.
+pub fn local_with(
+    dir: &Path,
+    gateway_url: &str,
+    domain: &str,
+    config: WorkerConfig,
+) -> Result<LocalEvents, EventsError> {
+    let store = EmbeddedQueue::open(dir)?;
+    let queue: Arc<dyn Queue> = Arc::new(store.clone());
+    let targets = Targets::default();
+    let metrics = EventMetrics::new()?;
+    Ok(LocalEvents {
+        intake: AsyncIntake::new(Arc::clone(&queue), targets.clone(), metrics.clone(), domain),
+        worker: DeliveryWorker::new(queue, targets.clone(), gateway_url, metrics, config),
+        targets,
+        store,
+    })
+}
+
+/// The cluster's intake, worker and targets, on NATS JetStream.
+#[derive(Debug)]
+pub struct ClusterEvents {
+    /// The intake.
+    pub intake: AsyncIntake,
+    /// The worker.
+    pub worker: DeliveryWorker,
+    /// The targets (fed by [`cluster::watch_functions`]).
+    pub targets: Targets,
+}
+
+/// Connects to NATS at `nats_url` and builds the cluster setup.
+pub async fn nats(
+    nats_url: &str,
+    gateway_url: &str,
+    domain: &str,
+    config: WorkerConfig,
+) -> Result<ClusterEvents, EventsError> {
+    let queue: Arc<dyn Queue> = Arc::new(NatsQueue::connect(nats_url).await?);
+    let targets = Targets::default();
+    let metrics = EventMetrics::new()?;
+    Ok(ClusterEvents {
+        intake: AsyncIntake::new(Arc::clone(&queue), targets.clone(), metrics.clone(), domain),
+        worker: DeliveryWorker::new(queue, targets.clone(), gateway_url, metrics, config),
+        targets,
+    })
+}

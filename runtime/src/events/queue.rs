@@ -1,0 +1,149 @@
+//! The durable queue behind asynchronous invocations, as one trait with two
+//! backends: the embedded store of `flint dev` and NATS JetStream on a
+//! cluster. A message is removed only once it is settled (delivered or
+//! dead-lettered), so a crash anywhere means redelivery, never loss.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::invocation::{FunctionId, Invocation};
+
+/// Why the queue could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The embedded store failed.
+    #[error("embedded store: {0}")]
+    Store(String),
+    /// The store's writer is gone (the store was closed).
+    #[error("the embedded store is closed")]
+    Closed,
+    /// NATS could not be reached or refused the operation.
+    #[error("nats {operation}: {reason}")]
+    Nats {
+        /// What was being done.
+        operation: &'static str,
+        /// The client's error.
+        reason: String,
+    },
+    /// An invocation could not be encoded or decoded.
+    #[error("invocation record: {0}")]
+    Record(String),
+}
+
+impl QueueError {
+    /// A short label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Store(_) => "store",
+            Self::Closed => "closed",
+            Self::Nats { .. } => "nats",
+            Self::Record(_) => "record",
+        }
+    }
+}
+
+/// Whether an enqueue stored a new invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored; it will be delivered.
+    New,
+    /// An invocation with this id is already known; nothing was stored.
+    Duplicate,
+}
+
+/// Pending work of one Function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Depth {
+    /// Invocations accepted and not yet settled (waiting, in flight or
+    /// waiting for a retry).
+    pub pending: u64,
+    /// When the oldest of them was accepted (ms since the epoch).
+    pub oldest_enqueued_ms: Option<u64>,
+}
+
+/// A dead-lettered invocation, with why it was given up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The invocation as accepted.
+    pub invocation: Invocation,
+    /// Why it was dead-lettered.
+    pub reason: String,
+}
+
+/// How to fetch for one Function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Most invocations to return.
+    pub max: usize,
+    /// Most invocations of this Function leased at once across every
+    /// worker (the Function's `async.maxInFlight`).
+    pub max_in_flight: u32,
+    /// How long to wait for work when none is due.
+    pub wait: Duration,
+    /// How long a lease holds without being settled before the invocation
+    /// is handed out again (a worker that died holding it).
+    pub lease: Duration,
+}
+
+/// The backend's handle on one leased invocation, needed to settle it.
+#[derive(Clone)]
+pub struct Ticket(pub(super) TicketKind);
+
+#[derive(Clone)]
+pub(super) enum TicketKind {
+    Embedded { due_key: String },
+    Nats(Box<async_nats::jetstream::Message>),
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            TicketKind::Embedded { due_key } => f.debug_tuple("Embedded").field(due_key).finish(),
+            TicketKind::Nats(m) => f.debug_tuple("Nats").field(&m.subject).finish(),
+        }
+    }
+}
+
+/// An invocation handed to a worker, to be settled exactly once (a
+/// settle that failed may be repeated with a clone).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The invocation.
+    pub invocation: Invocation,
+    /// Which attempt this is, from 1.
+    pub attempt: u32,
+    /// The backend's handle.
+    pub ticket: Ticket,
+}
+
+/// A durable queue of invocations, partitioned by Function.
+pub trait Queue: Send + Sync + 'static {
+    /// Stores `invocation` durably before returning (the 202 promises it).
+    fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>>;
+    /// Leases up to `limits.max` invocations of `target` that are due,
+    /// waiting up to `limits.wait` when none is.
+    fn fetch<'a>(
+        &'a self,
+        target: &'a FunctionId,
+        limits: FetchLimits,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>>;
+    /// Removes a delivered invocation.
+    fn complete(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), QueueError>>;
+    /// Hands the invocation out again after `delay`, as the next attempt.
+    fn retry(&self, ticket: Ticket, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>>;
+    /// Moves an invocation to the dead letters with `reason`.
+    fn dead_letter<'a>(
+        &'a self,
+        delivery: Delivery,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), QueueError>>;
+    /// Pending work per Function (Functions with none may be left out).
+    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionId, Depth)>, QueueError>>;
+    /// The dead letters of `target`, oldest first, at most `limit`.
+    fn dead_letters<'a>(
+        &'a self,
+        target: &'a FunctionId,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, QueueError>>;
+}

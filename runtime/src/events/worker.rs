@@ -1,0 +1,326 @@
+//! The delivery worker: one loop per Function that leases due invocations
+//! (never more than the Function's `async.maxInFlight` at once), sends each
+//! through the gateway, and settles it — delivered, retried after a backoff,
+//! or dead-lettered — then hands the result to the callbacks. It also keeps
+//! the pending-depth gauges current for the autoscaler.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::callback::{CallbackConfig, Callbacks, Settled};
+use super::deliver::{self, HttpClient, Outcome};
+use super::invocation::{FunctionId, now_ms};
+use super::metrics::EventMetrics;
+use super::policy::{self, Backoff, Limits, Next};
+use super::queue::{Delivery, FetchLimits, Queue, QueueError};
+use super::targets::{Target, Targets};
+
+/// Worker settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Backoff between delivery attempts.
+    pub backoff: Backoff,
+    /// Most invocations leased per fetch.
+    pub batch: usize,
+    /// How long a fetch waits for work.
+    pub fetch_wait: Duration,
+    /// Added to a Function's timeout to make its lease: how long a leased
+    /// invocation may stay unsettled before another worker gets it.
+    pub lease_margin: Duration,
+    /// How often the depth gauges are refreshed.
+    pub depth_every: Duration,
+    /// Callback settings.
+    pub callbacks: CallbackConfig,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            backoff: Backoff::default(),
+            batch: 64,
+            fetch_wait: Duration::from_secs(1),
+            lease_margin: Duration::from_secs(30),
+            depth_every: Duration::from_secs(1),
+            callbacks: CallbackConfig::default(),
+        }
+    }
+}
+
+/// Delivers asynchronous invocations from a queue through the gateway.
+pub struct DeliveryWorker {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    queue: Arc<dyn Queue>,
+    targets: Targets,
+    gateway: String,
+    client: HttpClient,
+    metrics: EventMetrics,
+    callbacks: Callbacks,
+    config: WorkerConfig,
+}
+
+impl std::fmt::Debug for DeliveryWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryWorker")
+            .field("gateway", &self.shared.gateway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeliveryWorker {
+    /// A worker taking from `queue` the invocations of `targets`, delivering
+    /// them to the gateway at `gateway_url` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(
+        queue: Arc<dyn Queue>,
+        targets: Targets,
+        gateway_url: &str,
+        metrics: EventMetrics,
+        config: WorkerConfig,
+    ) -> Self {
+        let client = deliver::client();
+        Self {
+            shared: Arc::new(Shared {
+                callbacks: Callbacks::new(client.clone(), config.callbacks, metrics.clone()),
+                queue,
+                targets,
+                gateway: gateway_url.trim_end_matches('/').to_owned(),
+                client,
+                metrics,
+                config,
+            }),
+        }
+    }
+
+    /// Runs until `stop` turns true, then lets deliveries in flight finish
+    /// and settle before returning.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut loops: HashMap<FunctionId, (Target, watch::Sender<bool>)> = HashMap::new();
+        let mut tasks = JoinSet::new();
+        let mut changed = self.shared.targets.subscribe();
+        let mut depth_tick = tokio::time::interval(self.shared.config.depth_every);
+        loop {
+            let targets = self.shared.targets.all();
+            loops.retain(|id, (target, halt)| {
+                let keep = targets.get(id) == Some(target);
+                if !keep {
+                    let _ = halt.send(true);
+                }
+                keep
+            });
+            for (id, target) in targets.iter() {
+                if !loops.contains_key(id) {
+                    let (halt, halted) = watch::channel(false);
+                    loops.insert(id.clone(), (*target, halt));
+                    tasks.spawn(function_loop(
+                        Arc::clone(&self.shared),
+                        id.clone(),
+                        *target,
+                        halted,
+                    ));
+                }
+            }
+            tokio::select! {
+                () = stopped(&mut stop) => break,
+                r = changed.changed() => if r.is_err() { break },
+                _ = depth_tick.tick() => self.shared.refresh_depths().await,
+                Some(_) = tasks.join_next() => {}
+            }
+        }
+        for (_, (_, halt)) in loops.drain() {
+            let _ = halt.send(true);
+        }
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("delivery worker stopped");
+    }
+}
+
+/// Completes once `rx` holds `true` (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+impl Shared {
+    async fn refresh_depths(&self) {
+        match self.queue.depth().await {
+            Ok(depths) => self.metrics.set_depths(&depths, now_ms()),
+            Err(err) => tracing::debug!(error = %err, "reading queue depth failed"),
+        }
+    }
+
+    /// Repeats a settle until it succeeds or `limit` passes: a settle that
+    /// never lands means a redelivery, so it is worth trying while the
+    /// lease lasts.
+    async fn settle<F, Fut>(&self, what: &'static str, id: &str, limit: Duration, op: F) -> bool
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), QueueError>>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match op().await {
+                Ok(()) => return true,
+                Err(err) if tokio::time::Instant::now() + wait < deadline => {
+                    tracing::warn!(invocation = %id, error = %err, what, "settling failed; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(err) => {
+                    tracing::error!(invocation = %id, error = %err, what, "settling failed; the invocation will be delivered again");
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+async fn function_loop(
+    shared: Arc<Shared>,
+    id: FunctionId,
+    target: Target,
+    mut halt: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(target.max_in_flight as usize));
+    let mut deliveries = JoinSet::new();
+    let lease = target.timeout + shared.config.lease_margin;
+    loop {
+        let first = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = stopped(&mut halt) => break,
+        };
+        let mut permits = vec![first];
+        while permits.len() < shared.config.batch {
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let limits = FetchLimits {
+            max: permits.len(),
+            max_in_flight: target.max_in_flight,
+            wait: shared.config.fetch_wait,
+            lease,
+        };
+        let fetched = tokio::select! {
+            r = shared.queue.fetch(&id, limits) => r,
+            () = stopped(&mut halt) => break,
+        };
+        match fetched {
+            Ok(batch) => {
+                for (delivery, permit) in batch.into_iter().zip(permits) {
+                    deliveries.spawn(deliver_one(
+                        Arc::clone(&shared),
+                        delivery,
+                        target,
+                        lease,
+                        permit,
+                    ));
+                }
+            }
+            Err(err) => {
+                tracing::warn!(function = %id, error = %err, kind = err.metric_label(), "fetching invocations failed");
+                drop(permits);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = stopped(&mut halt) => break,
+                }
+            }
+        }
+        while deliveries.try_join_next().is_some() {}
+    }
+    while deliveries.join_next().await.is_some() {}
+}
+
+async fn deliver_one(
+    shared: Arc<Shared>,
+    delivery: Delivery,
+    target: Target,
+    lease: Duration,
+    _permit: OwnedSemaphorePermit,
+) {
+    let inv = &delivery.invocation;
+    let limits = Limits {
+        max_retries: target.max_retries,
+        max_age: target.max_age,
+    };
+    let age = |now: u64| Duration::from_millis(now.saturating_sub(inv.enqueued_at_ms));
+    let (outcome, next) = if policy::expired(age(now_ms()), limits) {
+        let outcome = Outcome {
+            attempt: policy::Attempt::TimedOut,
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
+            error: Some("not attempted".into()),
+        };
+        let give_up = policy::GiveUp::MaxAge {
+            age_seconds: age(now_ms()).as_secs(),
+        };
+        (outcome, Next::DeadLetter(give_up))
+    } else {
+        let outcome = deliver::send(
+            &shared.client,
+            &shared.gateway,
+            inv,
+            delivery.attempt,
+            target.timeout + Duration::from_secs(5),
+        )
+        .await;
+        let verdict = policy::classify(outcome.attempt);
+        let delay = policy::backoff(shared.config.backoff, delivery.attempt, rand::random());
+        (
+            outcome,
+            policy::next(verdict, delivery.attempt, age(now_ms()), limits, delay),
+        )
+    };
+    let queue = &shared.queue;
+    match next {
+        Next::Complete => {
+            if shared
+                .settle("complete", &inv.id, lease, || {
+                    queue.complete(delivery.ticket.clone())
+                })
+                .await
+            {
+                shared.metrics.delivered(&inv.target);
+                shared.callbacks.send(inv, Settled::Delivered, &outcome);
+            }
+        }
+        Next::Retry(delay) => {
+            tracing::debug!(invocation = %inv.id, attempt = delivery.attempt, outcome = %outcome.describe(), ?delay, "delivery failed; retrying");
+            if shared
+                .settle("retry", &inv.id, lease, || {
+                    queue.retry(delivery.ticket.clone(), delay)
+                })
+                .await
+            {
+                shared.metrics.retried(&inv.target);
+            }
+        }
+        Next::DeadLetter(give_up) => {
+            let reason = format!(
+                "{give_up}; last attempt ({}): {}",
+                delivery.attempt,
+                outcome.describe()
+            );
+            if shared
+                .settle("dead-letter", &inv.id, lease, || {
+                    queue.dead_letter(delivery.clone(), &reason)
+                })
+                .await
+            {
+                shared
+                    .metrics
+                    .dead_lettered(&inv.target, give_up.metric_label());
+                tracing::warn!(invocation = %inv.id, function = %inv.target, %reason, "invocation dead-lettered");
+                shared
+                    .callbacks
+                    .send(inv, Settled::DeadLettered(&reason), &outcome);
+            }
+        }
+    }
+}
