@@ -33,7 +33,7 @@ pub struct Rule {
     pub why: &'static str,
 }
 
-/// What `flint operator` (reconciler, leader election, Events) needs.
+/// What `flint operator` (reconciler, autoscaler, leader election, Events) needs.
 pub const OPERATOR: &[Rule] = &[
     Rule {
         api_group: "flint.dev",
@@ -59,9 +59,16 @@ pub const OPERATOR: &[Rule] = &[
     Rule {
         api_group: "apps",
         resource: "deployments",
-        verbs: &["list", "watch", "patch", "delete"],
+        verbs: &["get", "list", "watch", "patch", "delete"],
         scope: Scope::Cluster,
-        why: "revision Deployments: listed per Function, watched (owned), applied, garbage-collected",
+        why: "revision Deployments: listed per Function, watched (owned), applied, garbage-collected; the autoscaler reads their replicas",
+    },
+    Rule {
+        api_group: "apps",
+        resource: "deployments/scale",
+        verbs: &["patch"],
+        scope: Scope::Cluster,
+        why: "the autoscaler, the only writer of replica counts, sets them through the scale subresource",
     },
     Rule {
         api_group: "",
@@ -73,9 +80,9 @@ pub const OPERATOR: &[Rule] = &[
     Rule {
         api_group: "",
         resource: "pods",
-        verbs: &["list", "watch"],
+        verbs: &["list", "watch", "patch"],
         scope: Scope::Cluster,
-        why: "revision health (crash loops, image pulls) comes from the pods",
+        why: "revision health (crash loops, image pulls) comes from the pods; before a scale-down the autoscaler marks the least busy with a pod-deletion-cost annotation",
     },
     Rule {
         api_group: "events.k8s.io",
