@@ -65,9 +65,9 @@ pub fn event(event: &BackendEvent, ready_before: impl Fn(&RevisionKey) -> usize)
         } => {
             let ms = startup.as_secs_f64() * 1000.0;
             if ready_before(revision) <= 1 {
-                println!("cold     {revision}  replica {replica} ready in {ms:.0} ms (cold start)");
+                println!("cold     {revision}  replica {replica} ready in {ms:.1} ms (cold start)");
             } else {
-                println!("ready    {revision}  replica {replica} ready in {ms:.0} ms");
+                println!("ready    {revision}  replica {replica} ready in {ms:.1} ms");
             }
         }
         BackendEvent::ReplicaExited {
