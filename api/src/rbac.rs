@@ -98,6 +98,13 @@ pub const OPERATOR: &[Rule] = &[
         scope: Scope::OwnNamespace,
         why: "leader election on one Lease in the operator's namespace",
     },
+    Rule {
+        api_group: "discovery.k8s.io",
+        resource: "endpointslices",
+        verbs: &["list", "watch"],
+        scope: Scope::OwnNamespace,
+        why: "the direct metrics source finds the gateway pods to scrape in the gateway Service's EndpointSlices (the gateway runs in the operator's namespace)",
+    },
 ];
 
 /// What `flint gateway` (cluster mode) needs.
