@@ -126,7 +126,7 @@ struct GatewayArgs {
     #[arg(
         long,
         env = "FLINT_AUTOSCALER_URL",
-        default_value = "http://flint-operator.flint-system:9090"
+        default_value = "http://flint-operator.flint-system:8090"
     )]
     autoscaler_url: String,
     /// Watch only this namespace [default: all namespaces].
@@ -195,9 +195,66 @@ struct OperatorArgs {
     /// Seconds between attempts to acquire or renew the Lease.
     #[arg(long, env = "FLINT_RETRY_PERIOD_SECONDS", default_value_t = 2)]
     retry_period_seconds: u64,
+    /// Where the autoscaler reads the scaling signal: `direct` scrapes every gateway pod, `prometheus` queries --prometheus-url.
+    #[arg(long, env = "FLINT_METRICS_SOURCE", default_value = "direct", value_parser = ["direct", "prometheus"])]
+    metrics_source: String,
+    /// Namespace of the gateway Service (direct source).
+    #[arg(long, env = "FLINT_GATEWAY_NAMESPACE", default_value = "flint-system")]
+    gateway_namespace: String,
+    /// Service whose EndpointSlices list the gateway pods to scrape (direct source).
+    #[arg(long, env = "FLINT_GATEWAY_SERVICE", default_value = "flint-gateway")]
+    gateway_service: String,
+    /// Port of the gateways' /metrics (their admin port; direct source).
+    #[arg(long, env = "FLINT_GATEWAY_METRICS_PORT", default_value_t = 9090)]
+    gateway_metrics_port: u16,
+    /// Base URL of the Prometheus server (prometheus source), e.g. http://prometheus.monitoring:9090.
+    #[arg(
+        long,
+        env = "FLINT_PROMETHEUS_URL",
+        required_if_eq("metrics_source", "prometheus")
+    )]
+    prometheus_url: Option<String>,
+    /// PromQL label matchers selecting the gateway targets (prometheus source).
+    #[arg(
+        long,
+        env = "FLINT_PROMETHEUS_SELECTOR",
+        default_value = "job=\"flint-gateway\""
+    )]
+    prometheus_selector: String,
+    /// Range of the PromQL rate() windows in seconds (at least two scrape intervals).
+    #[arg(long, env = "FLINT_PROMETHEUS_RANGE_SECONDS", default_value_t = 30)]
+    prometheus_range_seconds: u64,
+    /// Where the leader accepts the gateways' scale-from-zero pokes (POST /v1/poke).
+    #[arg(long, env = "FLINT_POKE_ADDR", default_value = "0.0.0.0:8090")]
+    poke_addr: std::net::SocketAddr,
     /// Log filter (tracing EnvFilter syntax, e.g. info or flint_operator=debug).
     #[arg(long, env = "FLINT_LOG", default_value = "info")]
     log: String,
+}
+
+fn autoscaler_config(
+    args: &OperatorArgs,
+) -> flint_operator::autoscaler::cluster::ClusterAutoscalerConfig {
+    use flint_operator::autoscaler::cluster::SignalConfig;
+    let signal = match (args.metrics_source.as_str(), &args.prometheus_url) {
+        ("prometheus", Some(url)) => SignalConfig::Prometheus(
+            flint_operator::autoscaler::source::prometheus::PromQlConfig {
+                url: url.clone(),
+                range: std::time::Duration::from_secs(args.prometheus_range_seconds),
+                gateway_selector: args.prometheus_selector.clone(),
+                timeout: std::time::Duration::from_secs(2),
+            },
+        ),
+        _ => SignalConfig::Direct {
+            namespace: args.gateway_namespace.clone(),
+            service: args.gateway_service.clone(),
+            port: args.gateway_metrics_port,
+        },
+    };
+    flint_operator::autoscaler::cluster::ClusterAutoscalerConfig {
+        signal,
+        poke_addr: args.poke_addr,
+    }
 }
 
 fn run_operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
@@ -212,6 +269,7 @@ fn run_operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("--log {:?}", args.log))?;
     // A subscriber may already be installed (tests); keep the existing one.
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let autoscaler = autoscaler_config(&args);
     let identity = args
         .identity
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
@@ -227,6 +285,7 @@ fn run_operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
             renew_deadline: Duration::from_secs(args.renew_deadline_seconds),
             retry_period: Duration::from_secs(args.retry_period_seconds),
         },
+        autoscaler,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

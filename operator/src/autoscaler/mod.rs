@@ -1,6 +1,7 @@
 //! The autoscaler: metrics sources, the pure `decide()`, keep-alive policies
 //! and the runner that ticks every revision and writes through the actuator.
 
+pub mod cluster;
 pub mod decide;
 pub mod keepalive;
 pub mod kube_actuator;

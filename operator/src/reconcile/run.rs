@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use super::controller::{Context, run_controller};
 use super::metrics::ReconcileMetrics;
+use crate::autoscaler::cluster::{self as autoscaler, ClusterAutoscalerConfig};
 use crate::leader::{LeaderConfig, LeaderElector, Leadership};
 use crate::telemetry::serve_admin;
 
@@ -33,6 +34,8 @@ pub struct OperatorConfig {
     pub domain: String,
     /// Leader election settings (the identity is also the Event reporter instance).
     pub leader: LeaderConfig,
+    /// The autoscaler's signal source and poke address.
+    pub autoscaler: ClusterAutoscalerConfig,
 }
 
 /// Why the operator stopped other than by a shutdown signal.
@@ -154,12 +157,22 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             metrics,
             config.domain.clone(),
         ));
-        // Leader-only tasks. Each gets the shared `client` and `registry` and
-        // must end when `halt_rx` turns true. The reconciler is the first; the
-        // autoscaler (crate::autoscaler, the only writer of replica counts) is
-        // pushed onto this list next to it.
-        let leader_tasks: Vec<BoxFuture<'static, ()>> =
-            vec![Box::pin(run_controller(ctx, wait_true(halt_rx.clone())))];
+        // Leader-only tasks, each ending when `halt_rx` turns true: the
+        // reconciler, and the autoscaler (the only writer of replica counts).
+        let scaler = {
+            let (client, registry, config) =
+                (client.clone(), registry.clone(), config.autoscaler.clone());
+            let halt = wait_true(halt_rx.clone());
+            async move {
+                if let Err(error) = autoscaler::run(client, &registry, config, halt).await {
+                    warn!(error = %error, "the autoscaler could not start; replica counts are left as they are");
+                }
+            }
+        };
+        let leader_tasks: Vec<BoxFuture<'static, ()>> = vec![
+            Box::pin(run_controller(ctx, wait_true(halt_rx.clone()))),
+            Box::pin(scaler),
+        ];
         futures::future::join_all(leader_tasks).await;
     }
 

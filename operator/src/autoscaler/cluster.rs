@@ -1,0 +1,390 @@
+//! The autoscaler on a cluster: which revisions to scale (every revision in
+//! a Function's status, with the Function's scaling knobs), where the signal
+//! comes from (the gateway pods behind a Service, found through its
+//! EndpointSlices, or a Prometheus server), and where the gateways' pokes
+//! arrive. Runs only on the leader.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use flint_api::backend::RevisionKey;
+use flint_api::{Function, ScaleSpec};
+use futures::StreamExt;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client};
+use prometheus::Registry;
+use tokio::sync::watch;
+
+use super::kube_actuator::KubeActuator;
+use super::source::direct::DirectSource;
+use super::source::prometheus::{PromQlConfig, PromQlSource};
+use super::source::{MetricsSource, Readings, SourceError};
+use super::{Autoscaler, AutoscalerConfig, AutoscalerError, AutoscalerHandle, poke_router};
+
+/// How long one scrape of a gateway may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where the scaling signal comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalConfig {
+    /// Scrape every ready pod behind the gateway's admin Service each second.
+    Direct {
+        /// Namespace of the gateway Service.
+        namespace: String,
+        /// Name of the Service whose EndpointSlices list the gateway pods.
+        service: String,
+        /// Port of the gateways' `/metrics`.
+        port: u16,
+    },
+    /// Query a Prometheus server that scrapes the gateways.
+    Prometheus(PromQlConfig),
+}
+
+/// Settings of the cluster autoscaler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterAutoscalerConfig {
+    /// The signal.
+    pub signal: SignalConfig,
+    /// Where the poke endpoint listens (only while leading).
+    pub poke_addr: SocketAddr,
+}
+
+/// Why the cluster autoscaler could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The autoscaler itself could not be set up.
+    #[error(transparent)]
+    Autoscaler(#[from] AutoscalerError),
+    /// The poke address could not be bound.
+    #[error("binding the poke address {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The revisions to scale: each revision a Function's status lists (and its
+/// latest created one), with the Function's current scaling knobs.
+pub fn revisions_to_scale<'a>(
+    functions: impl IntoIterator<Item = &'a Function>,
+) -> HashMap<RevisionKey, ScaleSpec> {
+    let mut out = HashMap::new();
+    for f in functions {
+        let (Some(ns), Some(name)) = (f.metadata.namespace.as_deref(), f.metadata.name.as_deref())
+        else {
+            continue;
+        };
+        let Some(status) = &f.status else { continue };
+        let names = status
+            .revisions
+            .iter()
+            .map(|r| r.name.as_str())
+            .chain(status.latest_created_revision.as_deref());
+        for rev in names {
+            out.insert(RevisionKey::new(ns, name, rev), f.spec.scale.clone());
+        }
+    }
+    out
+}
+
+/// The `/metrics` URLs of the ready, not terminating endpoints in `slices`.
+pub fn gateway_urls<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    port: u16,
+) -> Vec<String> {
+    let mut urls: Vec<String> = slices
+        .into_iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| {
+            let c = e.conditions.as_ref();
+            c.and_then(|c| c.ready).unwrap_or(true)
+                && !c.and_then(|c| c.terminating).unwrap_or(false)
+        })
+        .flat_map(|e| e.addresses.iter())
+        .map(|ip| {
+            if ip.contains(':') {
+                format!("http://[{ip}]:{port}/metrics")
+            } else {
+                format!("http://{ip}:{port}/metrics")
+            }
+        })
+        .collect();
+    urls.sort();
+    urls.dedup();
+    urls
+}
+
+/// The direct source over a changing set of gateways. No gateway known is
+/// an error, never "no load": an empty list must not scale anything to zero.
+struct Discovered {
+    inner: DirectSource,
+    urls: watch::Receiver<Vec<String>>,
+}
+
+impl MetricsSource for Discovered {
+    fn name(&self) -> &'static str {
+        "direct"
+    }
+
+    async fn collect(&mut self, revisions: &[RevisionKey]) -> Result<Readings, SourceError> {
+        if self.urls.has_changed().unwrap_or(false) {
+            let urls = self.urls.borrow_and_update().clone();
+            self.inner.set_urls(urls);
+        }
+        if self.urls.borrow().is_empty() {
+            return Err(SourceError::GatewaysDown { up: 0, total: 0 });
+        }
+        self.inner.collect(revisions).await
+    }
+}
+
+/// Either source, chosen by flag.
+enum ClusterSource {
+    Direct(Discovered),
+    Prometheus(PromQlSource),
+}
+
+impl MetricsSource for ClusterSource {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Direct(s) => s.name(),
+            Self::Prometheus(s) => s.name(),
+        }
+    }
+
+    async fn collect(&mut self, revisions: &[RevisionKey]) -> Result<Readings, SourceError> {
+        match self {
+            Self::Direct(s) => s.collect(revisions).await,
+            Self::Prometheus(s) => s.collect(revisions).await,
+        }
+    }
+}
+
+/// Runs the autoscaler until `halt` resolves: keeps its revision set in line
+/// with the Functions, its gateway list in line with the EndpointSlices, and
+/// serves the poke endpoint.
+pub async fn run(
+    client: Client,
+    registry: &Registry,
+    config: ClusterAutoscalerConfig,
+    halt: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ClusterError> {
+    let (halt_tx, halt_rx) = watch::channel(false);
+    let source = match config.signal {
+        SignalConfig::Direct {
+            namespace,
+            service,
+            port,
+        } => {
+            let (urls_tx, urls_rx) = watch::channel(Vec::new());
+            let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &namespace);
+            let selector = format!("kubernetes.io/service-name={service}");
+            tokio::spawn(until(
+                halt_rx.clone(),
+                follow_gateways(slices, selector, port, urls_tx),
+            ));
+            ClusterSource::Direct(Discovered {
+                inner: DirectSource::new(Vec::new(), SCRAPE_TIMEOUT),
+                urls: urls_rx,
+            })
+        }
+        SignalConfig::Prometheus(cfg) => ClusterSource::Prometheus(PromQlSource::new(cfg)),
+    };
+    let autoscaler = Autoscaler::new(
+        KubeActuator::new(client.clone()),
+        source,
+        AutoscalerConfig::default(),
+        registry,
+    )?;
+    let handle = autoscaler.handle();
+    tokio::spawn(until(
+        halt_rx.clone(),
+        follow_functions(Api::all(client), handle.clone()),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(config.poke_addr)
+        .await
+        .map_err(|source| ClusterError::Bind {
+            addr: config.poke_addr,
+            source,
+        })?;
+    let mut poke_halt = halt_rx.clone();
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, poke_router(handle)).with_graceful_shutdown(async move {
+            let _ = poke_halt.wait_for(|h| *h).await;
+        });
+        if let Err(error) = serve.await {
+            tracing::warn!(%error, "poke endpoint stopped");
+        }
+    });
+    tracing::info!(addr = %config.poke_addr, "autoscaler running; pokes accepted");
+    autoscaler.run(halt).await;
+    let _ = halt_tx.send(true);
+    Ok(())
+}
+
+async fn until(mut halt: watch::Receiver<bool>, work: impl Future<Output = ()>) {
+    tokio::select! {
+        _ = halt.wait_for(|h| *h) => {}
+        () = work => {}
+    }
+}
+
+async fn follow_functions(api: Api<Function>, handle: AutoscalerHandle) {
+    let (reader, writer) = reflector::store();
+    let mut events = reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects()
+        .boxed();
+    let mut tracked: HashMap<RevisionKey, ScaleSpec> = HashMap::new();
+    while let Some(event) = events.next().await {
+        if let Err(error) = event {
+            tracing::warn!(%error, "watching Functions failed; retrying");
+            continue;
+        }
+        let state = reader.state();
+        let wanted = revisions_to_scale(state.iter().map(|f| f.as_ref()));
+        for key in tracked.keys().filter(|k| !wanted.contains_key(*k)) {
+            handle.remove(key);
+        }
+        for (key, spec) in &wanted {
+            if tracked.get(key) != Some(spec) {
+                handle.upsert(key.clone(), spec.clone());
+            }
+        }
+        tracked = wanted;
+    }
+}
+
+async fn follow_gateways(
+    api: Api<EndpointSlice>,
+    selector: String,
+    port: u16,
+    urls: watch::Sender<Vec<String>>,
+) {
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().labels(&selector);
+    let mut events = reflector(writer, watcher(api, config))
+        .default_backoff()
+        .touched_objects()
+        .boxed();
+    while let Some(event) = events.next().await {
+        if let Err(error) = event {
+            tracing::warn!(%error, "watching the gateway EndpointSlices failed; retrying");
+            continue;
+        }
+        let state = reader.state();
+        let found = gateway_urls(state.iter().map(|s| s.as_ref()), port);
+        urls.send_if_modified(|current| {
+            let changed = *current != found;
+            if changed {
+                tracing::info!(gateways = found.len(), "gateway list changed");
+                *current = found.clone();
+            }
+            changed
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flint_api::{FunctionSpec, FunctionStatus, RevisionStatus};
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+
+    fn function(ns: &str, name: &str, revisions: &[&str], latest: Option<&str>) -> Function {
+        let spec: FunctionSpec =
+            serde_json::from_value(serde_json::json!({"image": "x", "scale": {"max": 7}})).unwrap();
+        let mut f = Function::new(name, spec);
+        f.metadata.namespace = Some(ns.into());
+        f.status = Some(FunctionStatus {
+            revisions: revisions
+                .iter()
+                .map(|r| RevisionStatus {
+                    name: (*r).into(),
+                    ready: true,
+                    replicas: 0,
+                    reason: None,
+                    message: None,
+                })
+                .collect(),
+            latest_created_revision: latest.map(Into::into),
+            ..FunctionStatus::default()
+        });
+        f
+    }
+
+    #[test]
+    fn every_listed_revision_is_scaled_with_the_functions_knobs() {
+        let a = function("default", "a", &["a-00001", "a-00002"], Some("a-00003"));
+        let b = function("team", "b", &[], None);
+        let mut no_status = function("default", "c", &[], None);
+        no_status.status = None;
+        let wanted = revisions_to_scale([&a, &b, &no_status]);
+        let mut keys: Vec<String> = wanted
+            .keys()
+            .map(|k| format!("{}/{}/{}", k.namespace, k.function, k.revision))
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "default/a/a-00001",
+                "default/a/a-00002",
+                "default/a/a-00003"
+            ]
+        );
+        assert!(wanted.values().all(|s| s.max == 7));
+    }
+
+    #[test]
+    fn only_ready_serving_gateways_are_scraped() {
+        let endpoint = |ip: &str, ready: Option<bool>, terminating: Option<bool>| Endpoint {
+            addresses: vec![ip.into()],
+            conditions: Some(EndpointConditions {
+                ready,
+                serving: None,
+                terminating,
+            }),
+            ..Endpoint::default()
+        };
+        let slice = EndpointSlice {
+            address_type: "IPv4".into(),
+            endpoints: vec![
+                endpoint("10.0.0.2", Some(true), None),
+                endpoint("10.0.0.1", None, None),
+                endpoint("10.0.0.3", Some(false), None),
+                endpoint("10.0.0.4", Some(true), Some(true)),
+                endpoint("fd00::5", Some(true), Some(false)),
+            ],
+            ..EndpointSlice::default()
+        };
+        assert_eq!(
+            gateway_urls([&slice, &slice], 9091),
+            [
+                "http://10.0.0.1:9091/metrics",
+                "http://10.0.0.2:9091/metrics",
+                "http://[fd00::5]:9091/metrics"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn no_known_gateway_is_an_error_not_zero_load() {
+        let (_tx, rx) = watch::channel(Vec::new());
+        let mut source = Discovered {
+            inner: DirectSource::new(Vec::new(), SCRAPE_TIMEOUT),
+            urls: rx,
+        };
+        let key = RevisionKey::new("default", "a", "a-00001");
+        let got = source.collect(&[key]).await;
+        assert!(
+            matches!(got, Err(SourceError::GatewaysDown { up: 0, total: 0 })),
+            "{got:?}"
+        );
+    }
+}
