@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use flint_api::backend::{RevisionKey, ScaleActuator};
+use flint_api::backend::ScaleActuator;
 use flint_runtime::gateway::{Gateway, GatewayConfig};
 use flint_runtime::local::{BackendEvent, LocalBackend};
 use tokio::net::TcpListener;
@@ -78,8 +78,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     };
     let gateway = Gateway::new(config, Arc::new(pokes)).context("gateway configuration")?;
     let backend = LocalBackend::new(Arc::new(gateway.clone()));
-    let scaler =
-        scaling::Scaler::start(backend.clone(), format!("http://{admin}/metrics"), poke_rx)?;
+    let scaler = scaling::Scaler::start(backend.clone(), metrics_url(admin), poke_rx)?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let dev = Arc::new(Dev {
@@ -206,17 +205,20 @@ impl Dev {
                 }
             }
         }
+        let started = std::time::Instant::now();
         let routes = match self.state.lock() {
             Ok(state) => state.routes(),
             Err(_) => return,
         };
+        let functions = routes.len();
         self.gateway.set_routes(routes);
+        // The benchmark reads this line (`--log flint=debug`) for the swap time.
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tracing::debug!(functions, micros, "routing table swapped");
     }
 
     async fn on_event(&self, event: BackendEvent) {
-        print::event(&event, |key: &RevisionKey| {
-            self.gateway.revision(key).map_or(0, |s| s.replicas())
-        });
+        print::event(&event);
         let change = match (&event, self.state.lock()) {
             (
                 BackendEvent::ReplicaReady { revision, .. }
@@ -267,6 +269,19 @@ impl Dev {
         )
     }
 }
+
+/// Where the autoscaler reads the gateway's signal: the in-process admin
+/// `/metrics`, unless `FLINT_DEV_METRICS_URL` points it elsewhere (used to
+/// prove that a metrics source that goes away scales nothing to zero).
+fn metrics_url(admin: SocketAddr) -> String {
+    std::env::var(METRICS_URL_ENV)
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| format!("http://{admin}/metrics"))
+}
+
+/// Environment variable that overrides the autoscaler's metrics URL.
+const METRICS_URL_ENV: &str = "FLINT_DEV_METRICS_URL";
 
 /// `flint dev --status`: prints the status page of a running `flint dev`.
 pub async fn print_status(admin: SocketAddr) -> anyhow::Result<()> {

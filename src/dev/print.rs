@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use flint_api::backend::RevisionKey;
 use flint_runtime::gateway::GatewayConfig;
 use flint_runtime::local::BackendEvent;
 
@@ -50,8 +49,8 @@ pub fn note(message: &str) {
     println!("note     {message}");
 }
 
-/// A backend event; `ready_before` tells how many replicas the gateway had.
-pub fn event(event: &BackendEvent, ready_before: impl Fn(&RevisionKey) -> usize) {
+/// A backend event.
+pub fn event(event: &BackendEvent) {
     match event {
         BackendEvent::Scaled { revision, from, to } => {
             let zero = if *to == 0 { "  (scaled to zero)" } else { "" };
@@ -61,10 +60,11 @@ pub fn event(event: &BackendEvent, ready_before: impl Fn(&RevisionKey) -> usize)
             revision,
             replica,
             startup,
+            cold,
             ..
         } => {
             let ms = startup.as_secs_f64() * 1000.0;
-            if ready_before(revision) <= 1 {
+            if *cold {
                 println!("cold     {revision}  replica {replica} ready in {ms:.1} ms (cold start)");
             } else {
                 println!("ready    {revision}  replica {replica} ready in {ms:.1} ms");

@@ -210,6 +210,9 @@ def main():
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             f"rule_files:\n  - {RULES}\n"
             "scrape_configs:\n  - job_name: flint-gateway\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{admin_port}']\n"
+            # flint dev serves the in-process autoscaler's metrics on their own path.
+            "  - job_name: flint-operator\n    metrics_path: /metrics/autoscaler\n    static_configs:\n"
             f"      - targets: ['127.0.0.1:{admin_port}']\n")
         prom_log = open(os.path.join(work, "prometheus.log"), "w")
         procs.append(subprocess.Popen(

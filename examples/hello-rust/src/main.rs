@@ -10,8 +10,15 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 
 fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
-    let host = if std::env::var_os("FLINT_DEV").is_some() { "127.0.0.1" } else { "0.0.0.0" };
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080);
+    let host = if std::env::var_os("FLINT_DEV").is_some() {
+        "127.0.0.1"
+    } else {
+        "0.0.0.0"
+    };
     let greeting = std::env::var("GREETING").unwrap_or_else(|_| "Hello".to_owned());
     let listener = TcpListener::bind((host, port))?;
     for stream in listener.incoming() {
@@ -53,7 +60,9 @@ fn serve(stream: TcpStream, greeting: &str) -> std::io::Result<()> {
                 let value = value.trim();
                 if name.eq_ignore_ascii_case("content-length") {
                     content_length = value.parse().unwrap_or(0);
-                } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+                } else if name.eq_ignore_ascii_case("connection")
+                    && value.eq_ignore_ascii_case("close")
+                {
                     close = true;
                 }
             }

@@ -66,15 +66,52 @@ impl HttpPokeSink {
         &self.target
     }
 
+    /// Sends the poke to every address the autoscaler's host resolves to:
+    /// behind a headless Service that is every operator replica, and only the
+    /// leader listens, so the poke reaches it whichever replica leads.
     async fn post(&self, poke: ScalePoke) -> Result<http::StatusCode, String> {
-        let body = serde_json::to_vec(&poke).map_err(|e| e.to_string())?;
+        let body = Bytes::from(serde_json::to_vec(&poke).map_err(|e| e.to_string())?);
+        let authority = self.target.authority().ok_or("no authority")?;
+        let port = self.target.port_u16().unwrap_or(80);
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((authority.host(), port))
+            .await
+            .map_err(|e| format!("resolving {authority}: {e}"))?
+            .collect();
+        let sends = addrs
+            .iter()
+            .map(|addr| self.post_to(*addr, authority.as_str(), body.clone()));
+        let results = futures::future::join_all(sends).await;
+        let mut last = Err(format!("{authority} resolved to no address"));
+        for result in results {
+            match result {
+                Ok(status) if status.is_success() => return Ok(status),
+                other => last = other,
+            }
+        }
+        last
+    }
+
+    async fn post_to(
+        &self,
+        addr: std::net::SocketAddr,
+        authority: &str,
+        body: Bytes,
+    ) -> Result<http::StatusCode, String> {
+        let uri: Uri = format!("http://{addr}{POKE_PATH}")
+            .parse()
+            .map_err(|e| format!("{e}"))?;
         let req = Request::builder()
             .method(Method::POST)
-            .uri(self.target.clone())
+            .uri(uri)
+            .header(header::HOST, authority)
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body))
             .map_err(|e| e.to_string())?;
-        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
         Ok(resp.status())
     }
 }

@@ -51,6 +51,8 @@ pub enum BackendEvent {
         addr: SocketAddr,
         /// Time from process start to ready.
         startup: Duration,
+        /// No other replica was serving: requests were waiting on this one.
+        cold: bool,
     },
     /// A replica's process ended.
     ReplicaExited {

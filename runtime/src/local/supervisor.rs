@@ -215,6 +215,7 @@ impl Supervisor {
     fn on_replica_event(&mut self, ev: ReplicaEvent) {
         match ev {
             ReplicaEvent::Ready { id, addr, startup } => {
+                let cold = !self.replicas.values().any(|r| r.ready && !r.terminating);
                 if let Some(r) = self.replicas.get_mut(&id) {
                     r.ready = true;
                 }
@@ -229,6 +230,7 @@ impl Supervisor {
                     replica: id,
                     addr,
                     startup,
+                    cold,
                 });
             }
             ReplicaEvent::Exited {
