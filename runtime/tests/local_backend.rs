@@ -70,6 +70,18 @@ fn spec(env: &[(&str, &str)]) -> ProcessSpec {
     }
 }
 
+/// A backend publishing to a fresh recorder, and its event stream.
+fn harness() -> (
+    Arc<Recorder>,
+    LocalBackend,
+    broadcast::Receiver<BackendEvent>,
+) {
+    let sink = Arc::new(Recorder::default());
+    let backend = LocalBackend::new(sink.clone());
+    let events = backend.subscribe();
+    (sink, backend, events)
+}
+
 fn key(rev: &str) -> RevisionKey {
     RevisionKey::new("default", "fn", rev)
 }
@@ -101,9 +113,7 @@ async fn get(addr: SocketAddr) -> std::io::Result<String> {
 
 #[tokio::test]
 async fn scale_up_serves_and_scale_to_zero_leaves_no_process() {
-    let sink = Arc::new(Recorder::default());
-    let backend = LocalBackend::new(sink.clone());
-    let mut events = backend.subscribe();
+    let (sink, backend, mut events) = harness();
     let k = key("fn-00001");
     backend.add_revision(
         k.clone(),
@@ -147,9 +157,7 @@ async fn scale_up_serves_and_scale_to_zero_leaves_no_process() {
 
 #[tokio::test]
 async fn a_command_that_exits_at_start_marks_the_revision_failed_with_its_output() {
-    let sink = Arc::new(Recorder::default());
-    let backend = LocalBackend::new(sink.clone());
-    let mut events = backend.subscribe();
+    let (sink, backend, mut events) = harness();
     let k = key("fn-00002");
     let mut bad = spec(&[]);
     bad.argv = vec![
@@ -174,9 +182,7 @@ async fn a_command_that_exits_at_start_marks_the_revision_failed_with_its_output
 
 #[tokio::test]
 async fn a_missing_program_is_reported_not_panicked() {
-    let sink = Arc::new(Recorder::default());
-    let backend = LocalBackend::new(sink.clone());
-    let mut events = backend.subscribe();
+    let (_sink, backend, mut events) = harness();
     let k = key("fn-00003");
     let mut bad = spec(&[]);
     bad.argv = vec!["/nonexistent/flint-app".into()];
@@ -198,9 +204,7 @@ async fn a_missing_program_is_reported_not_panicked() {
 
 #[tokio::test]
 async fn a_replica_that_crashes_after_serving_is_restarted() {
-    let sink = Arc::new(Recorder::default());
-    let backend = LocalBackend::new(sink.clone());
-    let mut events = backend.subscribe();
+    let (sink, backend, mut events) = harness();
     let k = key("fn-00004");
     backend.add_revision(
         k.clone(),
@@ -236,9 +240,7 @@ async fn a_replica_that_crashes_after_serving_is_restarted() {
 
 #[tokio::test]
 async fn draining_waits_for_in_flight_requests_and_takes_the_replica_out_of_rotation_first() {
-    let sink = Arc::new(Recorder::default());
-    let backend = LocalBackend::new(sink.clone());
-    let mut events = backend.subscribe();
+    let (sink, backend, mut events) = harness();
     let k = key("fn-00005");
     backend.add_revision(k.clone(), spec(&[]), Duration::from_secs(30));
     backend.scale(&k, 1).await.unwrap();
@@ -275,9 +277,7 @@ async fn draining_waits_for_in_flight_requests_and_takes_the_replica_out_of_rota
 
 #[tokio::test]
 async fn shutdown_stops_every_process() {
-    let sink = Arc::new(Recorder::default());
-    let backend = LocalBackend::new(sink.clone());
-    let mut events = backend.subscribe();
+    let (sink, backend, mut events) = harness();
     let (a, b) = (key("fn-00006"), key("fn-00007"));
     backend.add_revision(a.clone(), spec(&[]), Duration::from_secs(1));
     backend.add_revision(b.clone(), spec(&[]), Duration::from_secs(1));
