@@ -28,6 +28,62 @@ s.daemon_threads = True
 s.serve_forever()
 "#;
 
+/// A Python app for fault tests: sleeps `START_DELAY_MS` before it listens;
+/// appends `start <pid> <id>` to `$REQUEST_LOG` (if set) when a request
+/// arrives; reads any request body; sleeps `?ms=`; answers
+/// `$GREETING pid=<pid> id=<id> got=<body bytes>` to GET and POST. Its
+/// listen backlog is large, so a released backlog is not held up in SYN
+/// retries (Python's default is 5).
+pub const FAULT_APP: &str = r#"
+import os, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse, parse_qs
+time.sleep(int(os.environ.get("START_DELAY_MS", "0")) / 1000)
+LOG = os.environ.get("REQUEST_LOG")
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def answer(self):
+        q = parse_qs(urlparse(self.path).query)
+        rid = q.get("id", ["-"])[0]
+        if LOG:
+            with open(LOG, "a") as f:
+                f.write("start %d %s\n" % (os.getpid(), rid))
+        n = int(self.headers.get("Content-Length") or 0)
+        got = len(self.rfile.read(n)) if n else 0
+        time.sleep(int(q.get("ms", ["0"])[0]) / 1000)
+        body = ("%s pid=%d id=%s got=%d" % (os.environ.get("GREETING", "hi"), os.getpid(), rid, got)).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    do_GET = answer
+    do_POST = answer
+    def log_message(self, *a): pass
+ThreadingHTTPServer.request_queue_size = 1024
+s = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+s.daemon_threads = True
+s.serve_forever()
+"#;
+
+/// Writes a function directory running [`FAULT_APP`]; `env` is added to
+/// the manifest's environment (`GREETING` is set to `greeting`).
+pub fn write_fault_function(
+    dir: &Path,
+    name: &str,
+    greeting: &str,
+    env: &[(&str, &str)],
+    extra_spec: &str,
+) {
+    let fdir = dir.join(name);
+    std::fs::create_dir_all(&fdir).unwrap();
+    std::fs::write(fdir.join("app.py"), FAULT_APP).unwrap();
+    let mut vars = format!("{{name: GREETING, value: \"{greeting}\"}}");
+    for (k, v) in env {
+        vars.push_str(&format!(", {{name: {k}, value: \"{v}\"}}"));
+    }
+    let manifest = format!(
+        "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata:\n  name: {name}\nspec:\n  image: test/{name}:1\n  command: [python3, app.py]\n  env: [{vars}]\n  timeoutSeconds: 20\n{extra_spec}"
+    );
+    write_atomic(&fdir.join("function.yaml"), &manifest);
+}
+
 /// A fresh directory under the system temp dir.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("flint-e2e-{name}-{}", std::process::id()));
@@ -74,7 +130,13 @@ pub struct Dev {
 impl Dev {
     /// Starts `flint dev DIR` on free ports and waits until its admin port answers.
     pub fn start(dir: &Path) -> Dev {
-        let (gp, ap) = (free_port(), free_port());
+        Self::start_with(dir, free_port(), &[], &[])
+    }
+
+    /// As [`Dev::start`], with the admin port chosen by the caller, extra
+    /// command-line arguments and extra environment variables.
+    pub fn start_with(dir: &Path, ap: u16, args: &[&str], env: &[(&str, &str)]) -> Dev {
+        let gp = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_flint"))
             .args([
                 "dev",
@@ -84,6 +146,8 @@ impl Dev {
                 "--admin-port",
                 &ap.to_string(),
             ])
+            .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -219,4 +283,30 @@ pub fn pids_in(dir: &Path) -> Vec<u32> {
         }
     }
     out
+}
+
+/// Resident memory of a process in KiB (VmRSS from /proc/<pid>/status).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A counter or gauge from `flint dev`'s admin `/metrics`: the sum of every
+/// series of `name` whose labels contain each of `labels` (`key="value"`).
+pub fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> f64 {
+    let (status, text) = get(admin, "localhost", "/metrics").unwrap();
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            (series == &name || series.starts_with(&format!("{name}{{")))
+                && labels.iter().all(|want| series.contains(want))
+        })
+        .map(|(_, v)| v.parse::<f64>().unwrap())
+        .sum()
 }
