@@ -1,14 +1,138 @@
 #!/usr/bin/env bash
-# Gateway benchmark: the app directly, through the Flint gateway, and through
-# nginx, on this machine in one run. Results go to docs/benchmarks.md by hand.
+# Gateway benchmark, one run on one machine: a tiny app called directly,
+# through nginx as a reverse proxy, and through the Flint gateway, each a
+# process of its own.
+#  1. wrk, 64 keep-alive connections: requests/s and p50/p99 (saturation).
+#  2. A fixed 1,000 req/s (the `rate` role of the bench binary): p50/p99,
+#     and the latency each proxy adds over the direct call.
+#  3. The gateway's resident memory idle after start and idle after load.
+# Settings: FLINT_BENCH_SECONDS (default 5), FLINT_BENCH_ROUNDS (3),
+# FLINT_BENCH_CONNECTIONS (64), FLINT_BENCH_RATE (1000), FLINT_BENCH_GATEWAY_THREADS (default: one per core).
+# Results go to docs/benchmarks.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-if ! command -v nginx >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null \
-      || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-  fi
-fi
-# nginx-light installs into /usr/sbin, which may not be on PATH.
+SECONDS_EACH=${FLINT_BENCH_SECONDS:-5}
+CONNS=${FLINT_BENCH_CONNECTIONS:-64}
+RATE=${FLINT_BENCH_RATE:-1000}
+ROUNDS=${FLINT_BENCH_ROUNDS:-3}
+HOST=hello.bench.localhost
 export PATH="$PATH:/usr/sbin"
-cargo bench -p flint-runtime --bench gateway
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing ${need[*]}: install them (apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+BIN=$(cargo bench -p flint-runtime --bench gateway --no-run 2>&1 |
+  sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -n1)
+[ -x "$BIN" ] || { echo "could not build the bench binary" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/flint-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2
+  exit 1
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system, in clock ticks) of a process and its children.
+ticks() {
+  local s=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$s"
+}
+HZ=$(getconf CLK_TCK)
+
+APP=$(free_port); NGINX=$(free_port); GW=$(free_port)
+"$BIN" app "127.0.0.1:$APP" & APP_PID=$!; PIDS+=($APP_PID)
+wait_port "$APP"
+sed -e "s#@DIR@#$WORK#g" -e "s#@PORT@#$NGINX#g" -e "s#@APP@#127.0.0.1:$APP#g" \
+  bench/gateway/nginx.conf >"$WORK/nginx.conf"
+nginx -c "$WORK/nginx.conf" -p "$WORK" & NGINX_PID=$!; PIDS+=($NGINX_PID)
+"$BIN" gateway "127.0.0.1:$GW" "127.0.0.1:$APP" & GW_PID=$!; PIDS+=($GW_PID)
+wait_port "$NGINX"; wait_port "$GW"
+sleep 1
+IDLE_START=$(rss_kib "$GW_PID")
+
+# wrk latency as microseconds: "412.00us", "1.23ms", "1.01s".
+to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v+0} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else {sub(/s$/,"",v); print v*1000000}}'; }
+
+# The machine is shared and noisy: targets take turns, ROUNDS times, and
+# each figure is the median over the rounds.
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A RPS P50 P99 FP50 FP99 FP999 ERR CPU
+declare -A OWNER=([direct]=$APP_PID [nginx]=$NGINX_PID [gateway]=$GW_PID)
+TARGETS=(direct nginx gateway)
+declare -A PORT=([direct]=$APP [nginx]=$NGINX [gateway]=$GW)
+echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(uname -r)"
+echo "wrk: $CONNS connections, 2 threads, ${SECONDS_EACH}s per target and round, $ROUNDS rounds, after a 2s warm-up"
+for t in "${TARGETS[@]}"; do
+  wrk -t2 -c"$CONNS" -d2s -H "Host: $HOST" "http://127.0.0.1:${PORT[$t]}/" >/dev/null
+done
+for r in $(seq "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    t0=$(ticks "${OWNER[$t]}")
+    out=$(wrk -t2 -c"$CONNS" -d"${SECONDS_EACH}s" --latency -H "Host: $HOST" "http://127.0.0.1:${PORT[$t]}/")
+    t1=$(ticks "${OWNER[$t]}")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    # CPU µs per request of the process answering (the app for direct, the
+    # proxy otherwise): steadier than req/s on a shared machine.
+    CPU[$t]="${CPU[$t]:-} $(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')"
+    RPS[$t]="${RPS[$t]:-} $(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")"
+    P50[$t]="${P50[$t]:-} $(awk '$1=="50%" {print $2}' <<<"$out" | to_us)"
+    P99[$t]="${P99[$t]:-} $(awk '$1=="99%" {print $2}' <<<"$out" | to_us)"
+    ERR[$t]="${ERR[$t]:-}$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')"
+  done
+done
+echo "fixed rate: $RATE req/s over 16 connections, ${SECONDS_EACH}s per target and round after 1s warm-up"
+for r in $(seq "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    out=$("$BIN" rate "127.0.0.1:${PORT[$t]}" "$HOST" "$RATE" "$SECONDS_EACH" 16)
+    FP50[$t]="${FP50[$t]:-} $(sed -n 's/.* p50=\([0-9]*\).*/\1/p' <<<"$out")"
+    FP99[$t]="${FP99[$t]:-} $(sed -n 's/.* p99=\([0-9]*\).*/\1/p' <<<"$out")"
+    FP999[$t]="${FP999[$t]:-} $(sed -n 's/.* p999=\([0-9]*\).*/\1/p' <<<"$out")"
+    ERR[$t]="${ERR[$t]:-}$(sed -n 's/.*errors=\([1-9][0-9]*\).*/rate errors=\1 /p' <<<"$out")"
+  done
+done
+echo "raw per round:"
+for t in "${TARGETS[@]}"; do
+  echo "  $t: wrk req/s${RPS[$t]}; wrk p99${P99[$t]}; CPU µs/req${CPU[$t]}; $RATE/s p50${FP50[$t]}; $RATE/s p99${FP99[$t]}"
+  for v in RPS P50 P99 FP50 FP99 FP999; do
+    declare -n ref=$v
+    ref[$t]=$(median <<<"${ref[$t]}")
+    unset -n ref
+  done
+done
+sleep 1
+IDLE_AFTER=$(rss_kib "$GW_PID")
+
+echo
+echo "| target | wrk req/s | vs nginx | wrk p50 µs | wrk p99 µs | CPU µs/req | ${RATE}/s p50 µs | ${RATE}/s p99 µs | ${RATE}/s p99.9 µs | errors |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+for t in "${TARGETS[@]}"; do
+  ratio=$(awk -v a="${RPS[$t]}" -v b="${RPS[nginx]}" 'BEGIN {printf "%.2f", a/b}')
+  echo "| $t | ${RPS[$t]} | $ratio | ${P50[$t]} | ${P99[$t]} | $(median <<<"${CPU[$t]}") | ${FP50[$t]} | ${FP99[$t]} | ${FP999[$t]} | ${ERR[$t]:-0} |"
+done
+echo
+for t in nginx gateway; do
+  echo "$t adds at ${RATE}/s: p50 $((FP50[$t] - FP50[direct])) µs, p99 $((FP99[$t] - FP99[direct])) µs"
+done
+echo "gateway RSS idle: $IDLE_START KiB after start, $IDLE_AFTER KiB after the load"

@@ -6,7 +6,7 @@
 //! `in_flight × elapsed`, and a scrape credits the time since the last change,
 //! so the rate over any window is the exact average concurrency in it.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use flint_api::backend::RevisionKey;
@@ -176,6 +176,7 @@ impl GatewayMetrics {
         ];
         RevisionMetrics {
             requests: self.requests.clone(),
+            codes: (FIRST_CODE..=LAST_CODE).map(|_| OnceLock::new()).collect(),
             labels: [
                 key.namespace.clone(),
                 key.function.clone(),
@@ -241,6 +242,9 @@ impl Integral {
 pub struct RevisionMetrics {
     requests: IntCounterVec,
     labels: [String; 3],
+    /// The request counter of each status code 100..=599, resolved the
+    /// first time the code is seen (then a plain atomic add).
+    codes: Box<[OnceLock<IntCounter>]>,
     duration: Histogram,
     in_flight: IntGauge,
     concurrency: Counter,
@@ -270,16 +274,20 @@ impl RevisionMetrics {
     /// response finished (or was abandoned) at `now`.
     pub fn request_finished(&self, started: Instant, now: Instant, code: u16) {
         self.change(now, -1);
-        let mut buf = itoa_buf(code);
-        let code = code_str(&mut buf);
-        self.requests
-            .with_label_values(&[
+        let code = code.clamp(FIRST_CODE, LAST_CODE);
+        let resolve = || {
+            let mut buf = itoa_buf(code);
+            self.requests.with_label_values(&[
                 self.labels[0].as_str(),
                 self.labels[1].as_str(),
                 self.labels[2].as_str(),
-                code,
+                code_str(&mut buf),
             ])
-            .inc();
+        };
+        match self.codes.get(usize::from(code - FIRST_CODE)) {
+            Some(slot) => slot.get_or_init(resolve).inc(),
+            None => resolve().inc(),
+        }
         self.duration
             .observe(now.saturating_duration_since(started).as_secs_f64());
     }
@@ -314,6 +322,10 @@ impl RevisionMetrics {
         self.cold_start_duration.observe(waited.as_secs_f64());
     }
 }
+
+/// Lowest and highest status codes counted under their own label.
+const FIRST_CODE: u16 = 100;
+const LAST_CODE: u16 = 599;
 
 /// Three ASCII digits of an HTTP status code (100..=999), without allocating.
 fn itoa_buf(code: u16) -> [u8; 3] {

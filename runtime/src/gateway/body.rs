@@ -53,6 +53,11 @@ impl RequestGuard {
         }
     }
 
+    /// The revision the request is counted for.
+    pub fn key(&self) -> &flint_api::backend::RevisionKey {
+        &self.revision.key
+    }
+
     /// Sets the status code the request is counted under.
     pub fn set_code(&mut self, code: u16) {
         self.code = code;

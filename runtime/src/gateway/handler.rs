@@ -11,7 +11,6 @@ use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rand::Rng;
-use tracing::Instrument;
 
 use super::Shared;
 use super::body::{self, GatewayBody, InFlight, RequestGuard, Tracked};
@@ -84,10 +83,9 @@ pub(super) async fn handle(
             routed.path.map(|p| p.prefix.len()),
         )
     };
-    let span = tracing::debug_span!("request", revision = %state.key.revision, namespace = %state.key.namespace);
-    proxy_to(shared, state, settings, failure, prefix_len, req, client)
-        .instrument(span)
-        .await
+    // No span per request: the hot path stays free of tracing work; the
+    // few log lines name their revision themselves.
+    proxy_to(shared, state, settings, failure, prefix_len, req, client).await
 }
 
 async fn proxy_to(
@@ -222,7 +220,7 @@ async fn forward(
             },
             Err(err) => err.into_io(),
         };
-        tracing::debug!(endpoint = %upstream.endpoint.id, error = %failed, "replica refused; trying another");
+        tracing::debug!(revision = %state.key.revision, endpoint = %upstream.endpoint.id, error = %failed, "replica refused; trying another");
         tried.push(upstream);
         drop(slot);
         let next = (tried.len() < MAX_ATTEMPTS)
@@ -264,11 +262,14 @@ async fn tunnel(
 
 fn fail(mut guard: RequestGuard, err: &ProxyError, retry_after: u32) -> Response<GatewayBody> {
     guard.set_code(err.status().as_u16());
+    let key = guard.key();
     match err {
         ProxyError::Connect { .. } | ProxyError::Upstream { .. } => {
-            tracing::warn!(error = %err, kind = err.metric_label(), "request failed");
+            tracing::warn!(namespace = %key.namespace, function = %key.function, error = %err, kind = err.metric_label(), "request failed");
         }
-        _ => tracing::debug!(error = %err, kind = err.metric_label(), "request refused"),
+        _ => {
+            tracing::debug!(namespace = %key.namespace, function = %key.function, error = %err, kind = err.metric_label(), "request refused");
+        }
     }
     error_response(err, retry_after)
 }

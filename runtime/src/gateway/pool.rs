@@ -139,6 +139,8 @@ impl Pool {
         let addr = self.addr;
         let io = self.tcp().await?;
         let (sender, conn) = http1::Builder::new()
+            // One buffer, one write(2) per request head (see the server).
+            .writev(false)
             .handshake(io)
             .await
             .map_err(|source| ConnectError::Handshake { addr, source })?;

@@ -100,22 +100,26 @@ pub fn rewrite_request<B>(req: &mut Request<B>, fwd: Forwarding<'_>) -> Result<(
         Some(n) => (Some(full_path[..n].to_owned()), &full_path[n..]),
         None => (None, full_path),
     };
-    let path = if path.is_empty() { "/" } else { path };
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
-    };
     let h2 = fwd.protocol == Protocol::H2c;
-    let uri = if h2 {
-        Uri::builder()
-            .scheme("http")
-            .authority(fwd.host)
-            .path_and_query(path_and_query)
-            .build()?
-    } else {
-        Uri::builder().path_and_query(path_and_query).build()?
-    };
-    *req.uri_mut() = uri;
+    let origin_form = req.uri().scheme().is_none() && req.uri().authority().is_none();
+    // The common case (HTTP/1 in and out, host routing) keeps the URI as is.
+    if h2 || prefix.is_some() || !origin_form {
+        let path = if path.is_empty() { "/" } else { path };
+        let path_and_query = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        let uri = if h2 {
+            Uri::builder()
+                .scheme("http")
+                .authority(fwd.host)
+                .path_and_query(path_and_query)
+                .build()?
+        } else {
+            Uri::builder().path_and_query(path_and_query).build()?
+        };
+        *req.uri_mut() = uri;
+    }
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, fwd.upgrade, h2);
     let client_ip = fwd.client.ip().to_string();
@@ -203,6 +207,33 @@ mod tests {
         assert_eq!(h["host"], "127.0.0.1:8080");
         for gone in ["connection", "keep-alive", "x-secret"] {
             assert!(!h.contains_key(gone), "{gone}");
+        }
+    }
+
+    #[test]
+    fn host_routed_requests_keep_their_uri_and_absolute_forms_become_origin_forms() {
+        let fwd = Forwarding {
+            client: client(),
+            host: "hello.ns.localhost",
+            prefix_len: None,
+            protocol: Protocol::Http1,
+            upgrade: false,
+        };
+        let cases = [
+            ("/a/b?x=1", "/a/b?x=1"),
+            ("/", "/"),
+            ("http://hello.ns.localhost/a?y=2", "/a?y=2"),
+            ("http://hello.ns.localhost", "/"),
+        ];
+        for (given, sent) in cases {
+            let mut req = Request::builder()
+                .uri(given)
+                .header("host", "hello.ns.localhost")
+                .body(())
+                .unwrap();
+            rewrite_request(&mut req, fwd).unwrap();
+            assert_eq!(req.uri(), sent, "{given}");
+            assert_eq!(req.headers()["x-forwarded-host"], "hello.ns.localhost");
         }
     }
 

@@ -1,0 +1,97 @@
+//! A constant-rate HTTP/1.1 load generator: requests leave on a fixed
+//! schedule spread over keep-alive connections, whatever the answers do,
+//! and each latency is measured from the request's scheduled start
+//! (so a stalled server cannot hide its queueing).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Sends `rps` requests per second for `seconds` over `conns` connections
+/// (after one second of warm-up at the same rate) and returns a one-line
+/// report: count, errors and latency percentiles in microseconds.
+pub async fn run(target: SocketAddr, host: String, rps: u64, seconds: u64, conns: u64) -> String {
+    let interval = Duration::from_nanos(1_000_000_000 / rps);
+    // Each connection sends every `conns`-th request of the schedule.
+    let step = interval * u32::try_from(conns).unwrap_or(u32::MAX);
+    let warmup = rps;
+    let total = rps * (seconds + 1);
+    let start = Instant::now() + Duration::from_millis(100);
+    let tasks: Vec<_> = (0..conns)
+        .map(|c| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                let stream = TcpStream::connect(target).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                let mut latencies = Vec::new();
+                let mut errors = 0u64;
+                let mut i = c;
+                let mut at = start + interval * u32::try_from(c).unwrap_or(0);
+                while i < total {
+                    tokio::time::sleep_until(at.into()).await;
+                    let req = hyper::Request::get("/")
+                        .header("host", &host)
+                        .body(Empty::<Bytes>::new())
+                        .unwrap();
+                    let sent = Instant::now();
+                    let ok = match sender.send_request(req).await {
+                        Ok(resp) => {
+                            resp.status().is_success() && resp.into_body().collect().await.is_ok()
+                        }
+                        Err(_) => false,
+                    };
+                    // From the later of the scheduled and the actual start:
+                    // the timer's own lateness (up to 1 ms) is not the server's.
+                    let began = if sent > at + Duration::from_millis(2) {
+                        at
+                    } else {
+                        sent
+                    };
+                    if i >= warmup {
+                        if ok {
+                            latencies.push(began.elapsed());
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    i += conns;
+                    at += step;
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    all.sort();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
+        all[i].as_secs_f64() * 1e6
+    };
+    format!(
+        "count={} errors={errors} p50={:.0} p90={:.0} p99={:.0} p999={:.0} max={:.0}",
+        all.len(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(0.999),
+        pct(1.0)
+    )
+}
