@@ -20,7 +20,6 @@ use gateway_process_support::{Child, Command, QUEUE};
 use gateway_support::*;
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 const MIB: u64 = 1024 * 1024;
 /// Chunk size of the backlog's request bodies.
@@ -56,19 +55,32 @@ fn main() {
     ];
     let args: Vec<String> = std::env::args().skip(1).collect();
     let exact = args.iter().any(|a| a == "--exact");
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    // Filters are the bare arguments; the values of libtest's options that
+    // take one (`--test-threads 1`, `--skip name`) are not filters.
+    let mut filters = Vec::new();
+    let mut skips = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--skip" => skips.extend(it.next()),
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => {
+                it.next();
+            }
+            _ if a.starts_with('-') => {}
+            _ => filters.push(a),
+        }
+    }
+    let matches = |name: &str, f: &String| {
+        if exact {
+            name == f.as_str()
+        } else {
+            name.contains(f.as_str())
+        }
+    };
     let selected: Vec<&Test> = tests
         .iter()
-        .filter(|(name, _)| {
-            filters.is_empty()
-                || filters.iter().any(|f| {
-                    if exact {
-                        name == f
-                    } else {
-                        name.contains(f.as_str())
-                    }
-                })
-        })
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| matches(name, f)))
+        .filter(|(name, _)| !skips.iter().any(|f| matches(name, f)))
         .filter(|_| !args.iter().any(|a| a == "--ignored"))
         .collect();
     if args.iter().any(|a| a == "--list") {
@@ -78,6 +90,7 @@ fn main() {
         return;
     }
     println!("\nrunning {} tests", selected.len());
+    let count = selected.len();
     let mut failed = Vec::new();
     for (name, test) in selected {
         let ok = std::panic::catch_unwind(test).is_ok();
@@ -87,7 +100,7 @@ fn main() {
         }
     }
     if failed.is_empty() {
-        println!("\ntest result: ok. {} passed", tests.len());
+        println!("\ntest result: ok. {count} passed");
     } else {
         println!("\nfailures: {failed:?}\ntest result: FAILED");
         std::process::exit(101);
@@ -123,7 +136,7 @@ async fn backlog() {
         .map(|_| {
             let (written, chunk) = (Arc::clone(&written), chunk.clone());
             tokio::spawn(async move {
-                let mut s = TcpStream::connect(data).await.unwrap();
+                let mut s = connect(data).await;
                 let head = format!(
                     "POST /upload HTTP/1.1\r\nhost: bl.ns.localhost\r\ncontent-length: {MIB}\r\n\r\n"
                 );

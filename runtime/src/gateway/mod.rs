@@ -36,6 +36,7 @@ pub use config::GatewayConfig;
 pub use error::{GatewayError, ProxyError};
 pub use poke::HttpPokeSink;
 pub use revision::{Cold, RevisionState};
+pub use server::{LISTEN_BACKLOG, listener};
 pub use table::RouteTable;
 
 use crate::metrics::GatewayMetrics;

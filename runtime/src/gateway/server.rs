@@ -9,12 +9,32 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpSocket};
 
 use super::{Gateway, GatewayError, handler};
 
 /// How long a client may take to send a request head (slow clients).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections the kernel may hold for the gateway before it accepts them
+/// (capped by `net.core.somaxconn`). A burst of clients larger than the
+/// usual 1024 would otherwise overflow it, and the kernel resets some of
+/// them.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a data-plane listener on `addr` with [`LISTEN_BACKLOG`].
+pub fn listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Pause after an accept error (e.g. out of file descriptors) before retrying.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 

@@ -86,7 +86,7 @@ async fn child_gateway() {
     config.max_buffered_bytes = 16 * 1024;
     config.retry_after_seconds = 2;
     let gateway = Gateway::new(config, Arc::new(NoPoke)).unwrap();
-    let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let data = flint_runtime::gateway::listener(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!(
         "{} {}",

@@ -150,6 +150,11 @@ pub async fn hundred_megabytes() {
     assert_eq!(counted, STREAMED.to_string());
     let (after_upload, _) = gw.memory();
 
+    // The same client connection carries the download once it is free again.
+    tokio::time::timeout(BOUND, sender.ready())
+        .await
+        .unwrap()
+        .unwrap();
     let down = Request::get("/source")
         .header("host", "s.ns.localhost")
         .body(pattern_body(0))

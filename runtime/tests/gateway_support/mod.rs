@@ -209,7 +209,7 @@ pub fn config() -> GatewayConfig {
 pub async fn gateway(config: GatewayConfig) -> Running {
     let pokes = Arc::new(Pokes::default());
     let gateway = Gateway::new(config, pokes.clone()).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = flint_runtime::gateway::listener(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let g = gateway.clone();
@@ -272,12 +272,17 @@ pub fn ready(id: &str, addr: SocketAddr) -> Endpoint {
     }
 }
 
+/// Opens a TCP connection to `addr`.
+pub async fn connect(addr: SocketAddr) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(addr).await.unwrap()
+}
+
 /// A one-shot HTTP/1.1 client: its own connection per request.
 pub async fn request(
     gateway: SocketAddr,
     req: Request<Full<Bytes>>,
 ) -> (StatusCode, http::HeaderMap, String) {
-    let stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+    let stream = connect(gateway).await;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();

@@ -52,9 +52,7 @@ pub enum ClusterError {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ClusterError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ClusterError::Bind { addr, source })
+    crate::gateway::listener(addr).map_err(|source| ClusterError::Bind { addr, source })
 }
 
 /// Completes on SIGTERM (the kubelet stopping the pod) or Ctrl-C.
