@@ -60,7 +60,6 @@ fn finish(
 }
 
 #[test]
-#[ignore = "the drain stops replicas with requests in flight: the gateway drops a terminating endpoint from its state, so its in-flight count reads 0 (runtime/src/gateway/revision.rs set_endpoints and in_flight)"]
 fn scaling_down_while_every_replica_serves_a_request_fails_none() {
     // Four clients keep a 1 s request on each of four replicas; lowering
     // scale.max to 1 (not a new revision) makes the autoscaler remove three

@@ -93,6 +93,9 @@ pub struct RevisionState {
     notify: Notify,
     cold: Mutex<Cold>,
     failure: Mutex<Option<String>>,
+    /// Replicas taken out of rotation that still serve requests: a backend
+    /// draining one asks [`RevisionState::in_flight`] until it reaches zero.
+    draining: Mutex<Vec<Arc<Upstream>>>,
     /// Its metric handles.
     pub metrics: RevisionMetrics,
 }
@@ -137,6 +140,7 @@ impl RevisionState {
             notify: Notify::new(),
             cold: Mutex::new(Cold::Warm),
             failure: Mutex::new(None),
+            draining: Mutex::new(Vec::new()),
             metrics,
         }
     }
@@ -169,10 +173,17 @@ impl RevisionState {
         self.waiting.load(Ordering::Acquire)
     }
 
-    /// Requests in flight on the replica `id`, if it is in rotation.
+    /// Requests in flight on the replica `id`, in rotation or draining
+    /// (taken out of rotation with requests still running); `None` once the
+    /// gateway has nothing running on it.
     pub fn in_flight(&self, id: &str) -> Option<u32> {
         let upstreams = self.upstreams.load();
-        upstreams
+        if let Some(u) = upstreams.iter().find(|u| u.endpoint.id == id) {
+            return Some(u.load());
+        }
+        let mut draining = self.draining.lock().ok()?;
+        draining.retain(|u| u.load() > 0);
+        draining
             .iter()
             .find(|u| u.endpoint.id == id)
             .map(|u| u.load())
@@ -213,6 +224,12 @@ impl RevisionState {
             })
             .collect();
         let ready = !next.is_empty();
+        // Replicas leaving rotation with requests on them are remembered
+        // until those finish, so a draining backend can wait for them.
+        if let Ok(mut draining) = self.draining.lock() {
+            draining.retain(|u| u.load() > 0);
+            draining.extend(old.into_values().filter(|u| u.load() > 0).cloned());
+        }
         self.upstreams.store(Arc::new(next));
         if ready {
             // ## Pending => Warm: the first replica is ready; the cold start
