@@ -78,7 +78,7 @@ to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v+0} else if (v ~ /
 # The machine is shared and noisy: targets take turns, ROUNDS times, and
 # each figure is the median over the rounds.
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-declare -A RPS P50 P99 FP50 FP99 FP999 ERR CPU
+declare -A RPS P50 P99 FP50 FP99 FP999 ERR CPU LATE
 declare -A OWNER=([direct]=$APP_PID [nginx]=$NGINX_PID [gateway]=$GW_PID)
 TARGETS=(direct nginx gateway)
 declare -A PORT=([direct]=$APP [nginx]=$NGINX [gateway]=$GW)
@@ -110,11 +110,12 @@ for r in $(seq "$ROUNDS"); do
     FP99[$t]="${FP99[$t]:-} $(sed -n 's/.* p99=\([0-9]*\).*/\1/p' <<<"$out")"
     FP999[$t]="${FP999[$t]:-} $(sed -n 's/.* p999=\([0-9]*\).*/\1/p' <<<"$out")"
     ERR[$t]="${ERR[$t]:-}$(sed -n 's/.*errors=\([1-9][0-9]*\).*/rate errors=\1 /p' <<<"$out")"
+    LATE[$t]="${LATE[$t]:-} $(sed -n 's/.* late=\([0-9]*\).*/\1/p' <<<"$out")"
   done
 done
 echo "raw per round:"
 for t in "${TARGETS[@]}"; do
-  echo "  $t: wrk req/s${RPS[$t]}; wrk p99${P99[$t]}; CPU µs/req${CPU[$t]}; $RATE/s p50${FP50[$t]}; $RATE/s p99${FP99[$t]}"
+  echo "  $t: wrk req/s${RPS[$t]}; wrk p99${P99[$t]}; CPU µs/req${CPU[$t]}; $RATE/s p50${FP50[$t]}; $RATE/s p99${FP99[$t]}; sent >2 ms late${LATE[$t]}"
   for v in RPS P50 P99 FP50 FP99 FP999; do
     declare -n ref=$v
     ref[$t]=$(median <<<"${ref[$t]}")

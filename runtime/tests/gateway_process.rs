@@ -91,6 +91,7 @@ fn main() {
     }
     println!("\nrunning {} tests", selected.len());
     let count = selected.len();
+    let began = std::time::Instant::now();
     let mut failed = Vec::new();
     for (name, test) in selected {
         let ok = std::panic::catch_unwind(test).is_ok();
@@ -99,10 +100,19 @@ fn main() {
             failed.push(*name);
         }
     }
-    if failed.is_empty() {
-        println!("\ntest result: ok. {count} passed");
-    } else {
-        println!("\nfailures: {failed:?}\ntest result: FAILED");
+    // The summary line has libtest's shape, for tools that add them up.
+    let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
+    if !failed.is_empty() {
+        println!("\nfailures: {failed:?}");
+    }
+    println!(
+        "\ntest result: {verdict}. {} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s",
+        count - failed.len(),
+        failed.len(),
+        tests.len() - count,
+        began.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
         std::process::exit(101);
     }
 }
