@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
+use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -32,6 +32,16 @@ pub const DEAD_STREAM: &str = "FLINT_DEAD";
 pub const REASON_HEADER: &str = "Flint-Dead-Reason";
 /// Window within which a resubmitted invocation id is a duplicate.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
+/// Stream of settled invocation ids (`flint.settled.<hex id>`, one message
+/// per subject). A settle is recorded here (a stream write, durable once
+/// acknowledged) before the message is acknowledged, so a redelivery caused
+/// by an acknowledgement lost in a server crash is recognised and not
+/// delivered again.
+pub const SETTLED_STREAM: &str = "FLINT_SETTLED";
+/// How long settled ids are remembered: well past any lease and outage.
+const SETTLED_MEMORY: Duration = Duration::from_secs(3600);
+/// Time allowed beyond a fetch's own wait before it is given up.
+const FETCH_GRACE: Duration = Duration::from_secs(5);
 /// How long dead letters (and, as a backstop, pending invocations) are kept.
 const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -48,6 +58,7 @@ pub struct NatsQueue {
     js: jetstream::Context,
     stream: stream::Stream,
     dead: stream::Stream,
+    settled: stream::Stream,
     consumers: Mutex<HashMap<FunctionId, (PullConsumer, FetchLimits)>>,
 }
 
@@ -91,10 +102,23 @@ impl NatsQueue {
             })
             .await
             .map_err(|e| nats_err("create dead-letter stream")(e.to_string()))?;
+        let settled = js
+            .get_or_create_stream(stream::Config {
+                name: SETTLED_STREAM.into(),
+                subjects: vec!["flint.settled.>".into()],
+                retention: RetentionPolicy::Limits,
+                storage: StorageType::File,
+                max_messages_per_subject: 1,
+                max_age: SETTLED_MEMORY,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_err("create settled stream")(e.to_string()))?;
         Ok(Self {
             js,
             stream,
             dead,
+            settled,
             consumers: Mutex::new(HashMap::new()),
         })
     }
@@ -137,11 +161,54 @@ impl NatsQueue {
             .map_err(|e| QueueError::Record(e.to_string()))?;
         let invocation =
             Invocation::decode(&message.payload).map_err(|e| QueueError::Record(e.to_string()))?;
+        let id = invocation.id.clone();
         Ok(Delivery {
             invocation,
             attempt: attempt.max(1),
-            ticket: Ticket(TicketKind::Nats(Box::new(message))),
+            ticket: Ticket(TicketKind::Nats {
+                message: Box::new(message),
+                id,
+            }),
         })
+    }
+
+    /// Records `id` as settled.
+    async fn mark_settled(&self, id: &str) -> Result<(), QueueError> {
+        self.js
+            .publish(settled_key(id), bytes::Bytes::new())
+            .await
+            .map_err(|e| nats_err("record settle")(e.to_string()))?
+            .await
+            .map(|_| ())
+            .map_err(|e| nats_err("record settle")(e.to_string()))
+    }
+
+    /// Drops deliveries of invocations already settled (acknowledging them
+    /// again), keeping the rest.
+    async fn unsettled(&self, batch: Vec<Delivery>) -> Result<Vec<Delivery>, QueueError> {
+        let mut out = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let seen = match self
+                .settled
+                .get_last_raw_message_by_subject(&settled_key(&delivery.invocation.id))
+                .await
+            {
+                Ok(_) => true,
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => false,
+                Err(e) => return Err(nats_err("read settle")(e.to_string())),
+            };
+            if seen {
+                tracing::info!(invocation = %delivery.invocation.id, "redelivery of a settled invocation acknowledged without delivering");
+                let (message, _) = nats_message(delivery.ticket)?;
+                message
+                    .double_ack()
+                    .await
+                    .map_err(|e| nats_err("ack")(e.to_string()))?;
+            } else {
+                out.push(delivery);
+            }
+        }
+        Ok(out)
     }
 
     async fn take(
@@ -162,7 +229,10 @@ impl NatsQueue {
         };
         let mut batch = batch.map_err(|e| nats_err("fetch")(e.to_string()))?;
         let mut out = Vec::new();
-        while let Some(message) = batch.next().await {
+        // A pull request sent while the connection was down is never
+        // answered: bound the wait, keeping what arrived.
+        let deadline = tokio::time::Instant::now() + wait.unwrap_or_default() + FETCH_GRACE;
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, batch.next()).await {
             let message = message.map_err(|e| nats_err("fetch")(e.to_string()))?;
             match Self::to_delivery(message) {
                 Ok(delivery) => out.push(delivery),
@@ -173,13 +243,20 @@ impl NatsQueue {
     }
 }
 
-fn nats_message(ticket: Ticket) -> Result<Box<jetstream::Message>, QueueError> {
+fn nats_message(ticket: Ticket) -> Result<(Box<jetstream::Message>, String), QueueError> {
     match ticket.0 {
-        TicketKind::Nats(message) => Ok(message),
+        TicketKind::Nats { message, id } => Ok((message, id)),
         TicketKind::Embedded { .. } => Err(QueueError::Record(
             "an embedded ticket was given to the NATS queue".into(),
         )),
     }
+}
+
+/// The settled-marker subject of an invocation id (hex: ids may hold
+/// characters subjects may not).
+fn settled_key(id: &str) -> String {
+    let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("flint.settled.{hex}")
 }
 
 /// Header values cannot hold line breaks.
@@ -218,17 +295,19 @@ impl Queue for NatsQueue {
     ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
         Box::pin(async move {
             let consumer = self.consumer(target, limits).await?;
-            let found = Self::take(&consumer, limits.max, None).await?;
-            if !found.is_empty() {
-                return Ok(found);
+            let mut found = Self::take(&consumer, limits.max, None).await?;
+            if found.is_empty() {
+                found = Self::take(&consumer, 1, Some(limits.wait)).await?;
             }
-            Self::take(&consumer, 1, Some(limits.wait)).await
+            self.unsettled(found).await
         })
     }
 
     fn complete(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
-            nats_message(ticket)?
+            let (message, id) = nats_message(ticket)?;
+            self.mark_settled(&id).await?;
+            message
                 .double_ack()
                 .await
                 .map_err(|e| nats_err("ack")(e.to_string()))
@@ -238,6 +317,7 @@ impl Queue for NatsQueue {
     fn retry(&self, ticket: Ticket, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
             nats_message(ticket)?
+                .0
                 .double_ack_with(AckKind::Nak(Some(delay)))
                 .await
                 .map_err(|e| nats_err("nak")(e.to_string()))
@@ -250,7 +330,7 @@ impl Queue for NatsQueue {
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), QueueError>> {
         Box::pin(async move {
-            let message = nats_message(delivery.ticket)?;
+            let (message, id) = nats_message(delivery.ticket)?;
             let mut headers = HeaderMap::new();
             headers.insert(REASON_HEADER, header_safe(reason).as_str());
             let publish = PublishMessage::build()
@@ -263,6 +343,7 @@ impl Queue for NatsQueue {
                 .map_err(|e| nats_err("publish dead letter")(e.to_string()))?
                 .await
                 .map_err(|e| nats_err("publish dead letter")(e.to_string()))?;
+            self.mark_settled(&id).await?;
             message
                 .double_ack()
                 .await

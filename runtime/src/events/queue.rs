@@ -92,15 +92,20 @@ pub struct Ticket(pub(super) TicketKind);
 
 #[derive(Clone)]
 pub(super) enum TicketKind {
-    Embedded { due_key: String },
-    Nats(Box<async_nats::jetstream::Message>),
+    Embedded {
+        due_key: String,
+    },
+    Nats {
+        message: Box<async_nats::jetstream::Message>,
+        id: String,
+    },
 }
 
 impl std::fmt::Debug for Ticket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
             TicketKind::Embedded { due_key } => f.debug_tuple("Embedded").field(due_key).finish(),
-            TicketKind::Nats(m) => f.debug_tuple("Nats").field(&m.subject).finish(),
+            TicketKind::Nats { id, .. } => f.debug_tuple("Nats").field(id).finish(),
         }
     }
 }

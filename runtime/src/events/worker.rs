@@ -132,6 +132,7 @@ impl DeliveryWorker {
                 Some(_) = tasks.join_next() => {}
             }
         }
+        tracing::debug!(loops = loops.len(), "delivery worker stopping");
         for (_, (_, halt)) in loops.drain() {
             let _ = halt.send(true);
         }
@@ -234,7 +235,9 @@ async fn function_loop(
         }
         while deliveries.try_join_next().is_some() {}
     }
+    tracing::debug!(function = %id, in_flight = deliveries.len(), "function loop stopping");
     while deliveries.join_next().await.is_some() {}
+    tracing::debug!(function = %id, "function loop stopped");
 }
 
 async fn deliver_one(

@@ -167,11 +167,14 @@ impl EmbeddedQueue {
     ) -> Result<Vec<Delivery>, QueueError> {
         let prefix = function_prefix(target);
         let end = format!("{prefix}{:020}\u{1}", now_ms());
+        // Leases are released only after their settle committed, so taking
+        // the lease table before the snapshot means the snapshot already
+        // holds every settle whose lease is gone.
+        let mut leased = lock(&self.inner.leased);
         let txn = self.inner.db.begin_read().map_err(store_err)?;
         let due = txn.open_table(DUE).map_err(store_err)?;
         let invocations = txn.open_table(INVOCATIONS).map_err(store_err)?;
         let now = Instant::now();
-        let mut leased = lock(&self.inner.leased);
         let mut out = Vec::new();
         for entry in due
             .range(prefix.as_str()..end.as_str())
@@ -222,7 +225,7 @@ fn decode_record(record: &[u8]) -> Result<(u32, Invocation), QueueError> {
 fn embedded_key(ticket: Ticket) -> Result<String, QueueError> {
     match ticket.0 {
         TicketKind::Embedded { due_key } => Ok(due_key),
-        TicketKind::Nats(_) => Err(QueueError::Record(
+        TicketKind::Nats { .. } => Err(QueueError::Record(
             "a NATS ticket was given to the embedded queue".into(),
         )),
     }
