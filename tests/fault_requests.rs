@@ -43,7 +43,6 @@ fn a_replica_killed_under_load_fails_only_what_was_sent_to_it_with_502() {
 }
 
 #[test]
-#[ignore = "the gateway answers 502 to a request refused by the dead replica when the other replica is at its concurrency, instead of queueing it for a slot"]
 fn a_replica_killed_at_its_concurrency_limit_fails_only_what_was_sent_to_it() {
     killed_under_load(1);
 }

@@ -69,6 +69,40 @@ async fn only_refusing_replicas_give_502() {
 }
 
 #[tokio::test]
+async fn a_refused_request_waits_for_a_slot_on_a_replica_at_its_limit() {
+    let live = app("live", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    gw.gateway
+        .set_routes(vec![single("q", revision("q-00001", 1, 10))]);
+    let rev = key("q", "q-00001");
+    gw.gateway.set_endpoints(
+        &rev,
+        vec![
+            ready("dead", refused_addr().await),
+            ready("live", live.addr),
+        ],
+    );
+    let addr = gw.addr;
+    let held = tokio::spawn(async move { get(addr, "q.ns.localhost", "/hold").await });
+    eventually(|| live.stats.in_flight.load(Ordering::SeqCst) == 1).await;
+    // The live replica is at its limit of 1: the next request takes the dead
+    // replica's slot, is refused, and must wait for the live one.
+    let waiting = tokio::spawn(async move { get(addr, "q.ns.localhost", "/").await });
+    let state = gw.gateway.revision(&rev).unwrap();
+    eventually(|| state.waiting() == 1).await;
+    assert_eq!(live.stats.served.load(Ordering::SeqCst), 0);
+    live.gate.add_permits(1);
+    let (status, _, body) = held.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "live held"));
+    let (status, _, body) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.starts_with("live GET / "), "{body}");
+    assert_eq!(live.stats.max_in_flight.load(Ordering::SeqCst), 1);
+    assert_eq!(state.waiting(), 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn large_bodies_stream_both_ways() {
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;

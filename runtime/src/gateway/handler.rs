@@ -175,6 +175,20 @@ async fn forward(
     mut req: Request<Incoming>,
 ) -> Result<(Response<Incoming>, Conn, Slot), ProxyError> {
     let waiting_key = &state.key;
+    let refused = |refused: Refused| match refused {
+        Refused::Full(full) => ProxyError::QueueFull {
+            revision: state.key.revision.clone(),
+            queued: full.queued,
+        },
+        Refused::Failed(message) => ProxyError::RevisionFailed {
+            revision: state.key.revision.clone(),
+            message,
+        },
+        Refused::Exhausted => ProxyError::Connect {
+            revision: state.key.revision.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        },
+    };
     let mut slot = state
         .acquire(
             settings.concurrency,
@@ -190,16 +204,7 @@ async fn forward(
             },
         )
         .await
-        .map_err(|refused| match refused {
-            Refused::Full(full) => ProxyError::QueueFull {
-                revision: state.key.revision.clone(),
-                queued: full.queued,
-            },
-            Refused::Failed(message) => ProxyError::RevisionFailed {
-                revision: state.key.revision.clone(),
-                message,
-            },
-        })?;
+        .map_err(refused)?;
     let mut tried = Vec::new();
     loop {
         let upstream = Arc::clone(&slot.upstream);
@@ -223,17 +228,22 @@ async fn forward(
         tracing::debug!(revision = %state.key.revision, endpoint = %upstream.endpoint.id, error = %failed, "replica refused; trying another");
         tried.push(upstream);
         drop(slot);
-        let next = (tried.len() < MAX_ATTEMPTS)
-            .then(|| state.try_acquire_excluding(settings.concurrency, &tried))
-            .flatten();
-        slot = match next {
-            Some(next) => next,
-            None => {
-                return Err(ProxyError::Connect {
-                    revision: state.key.revision.clone(),
-                    source: failed,
-                });
-            }
+        let connect_failed = |source| ProxyError::Connect {
+            revision: state.key.revision.clone(),
+            source,
+        };
+        if tried.len() >= MAX_ATTEMPTS {
+            return Err(connect_failed(failed));
+        }
+        // Nothing was sent: the request waits again, in the queue and
+        // within its timeout, for a slot on a replica it has not tried.
+        slot = match state
+            .reacquire(settings.concurrency, shared.config.queue_size, &tried)
+            .await
+        {
+            Ok(next) => next,
+            Err(Refused::Exhausted) => return Err(connect_failed(failed)),
+            Err(other) => return Err(refused(other)),
         };
     }
 }
@@ -291,3 +301,4 @@ pub(super) fn error_response(err: &ProxyError, retry_after: u32) -> Response<Gat
     }
     resp
 }
+

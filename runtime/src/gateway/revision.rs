@@ -61,8 +61,16 @@ pub struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.upstream.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if self.revision.waiting.load(Ordering::Acquire) > 0 {
-            self.revision.notify.notify_one();
+        let revision = &self.revision;
+        if revision.waiting.load(Ordering::Acquire) > 0 {
+            if revision.rewaiting.load(Ordering::Acquire) > 0 {
+                // A request waiting again after a refusal cannot use every
+                // replica; waking only one could hand this slot to a waiter
+                // that must leave it, and the others would miss it.
+                revision.notify.notify_waiters();
+            } else {
+                revision.notify.notify_one();
+            }
         }
     }
 }
@@ -82,6 +90,8 @@ pub enum Refused {
     /// The revision failed while the request waited (e.g. its process exits
     /// at start): the reason, answered as 503 instead of waiting in vain.
     Failed(String),
+    /// Every replica in rotation already refused this request's connection.
+    Exhausted,
 }
 
 /// The live state of one revision.
@@ -90,6 +100,9 @@ pub struct RevisionState {
     pub key: RevisionKey,
     upstreams: ArcSwap<Vec<Arc<Upstream>>>,
     waiting: AtomicUsize,
+    /// Of the waiting requests, those waiting again after a replica refused
+    /// their connection (they wait for the other replicas only).
+    rewaiting: AtomicUsize,
     notify: Notify,
     cold: Mutex<Cold>,
     failure: Mutex<Option<String>>,
@@ -130,6 +143,15 @@ impl Drop for InLine<'_> {
     }
 }
 
+/// Removes a request from the count of those waiting again after a refusal.
+struct Rewaiting<'a>(&'a RevisionState);
+
+impl Drop for Rewaiting<'_> {
+    fn drop(&mut self) {
+        self.0.rewaiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl RevisionState {
     /// A revision with no replica yet.
     pub fn new(key: RevisionKey, metrics: RevisionMetrics) -> Self {
@@ -137,6 +159,7 @@ impl RevisionState {
             key,
             upstreams: ArcSwap::from_pointee(Vec::new()),
             waiting: AtomicUsize::new(0),
+            rewaiting: AtomicUsize::new(0),
             notify: Notify::new(),
             cold: Mutex::new(Cold::Warm),
             failure: Mutex::new(None),
@@ -286,13 +309,7 @@ impl RevisionState {
         if let Some(slot) = self.try_acquire(limit, r1, r2) {
             return Ok(slot);
         }
-        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
-        let _in_line = InLine(self);
-        if ahead >= queue_size {
-            self.metrics.queue_overflowed();
-            return Err(Refused::Full(QueueFull { queued: ahead }));
-        }
-        self.metrics.set_queue_depth(ahead + 1);
+        let (_in_line, ahead) = self.get_in_line(queue_size)?;
         if self.upstreams.load().is_empty() {
             let now = Instant::now();
             let began = match self.cold.lock() {
@@ -319,6 +336,59 @@ impl RevisionState {
                 && let Some(reason) = self.failure()
             {
                 return Err(Refused::Failed(reason));
+            }
+            notified.await;
+        }
+    }
+
+    /// Joins the queue, unless `queue_size` requests already wait there.
+    /// Returns the place in line (held until dropped) and how many wait ahead.
+    fn get_in_line(&self, queue_size: usize) -> Result<(InLine<'_>, usize), Refused> {
+        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let in_line = InLine(self);
+        if ahead >= queue_size {
+            self.metrics.queue_overflowed();
+            return Err(Refused::Full(QueueFull { queued: ahead }));
+        }
+        self.metrics.set_queue_depth(ahead + 1);
+        Ok((in_line, ahead))
+    }
+
+    /// Takes a slot on a replica other than those in `tried`, whose
+    /// connections refused this request, waiting in the revision's queue
+    /// (at most `queue_size` requests) while those replicas are all at
+    /// their limit. Gives up with [`Refused::Exhausted`] as soon as no
+    /// untried replica is in rotation.
+    pub async fn reacquire(
+        self: &Arc<Self>,
+        limit: u32,
+        queue_size: usize,
+        tried: &[Arc<Upstream>],
+    ) -> Result<Slot, Refused> {
+        let untried = |state: &Self| {
+            state
+                .upstreams
+                .load()
+                .iter()
+                .any(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
+        };
+        if let Some(slot) = self.try_acquire_excluding(limit, tried) {
+            return Ok(slot);
+        }
+        if !untried(self) {
+            return Err(Refused::Exhausted);
+        }
+        let (_in_line, _) = self.get_in_line(queue_size)?;
+        self.rewaiting.fetch_add(1, Ordering::AcqRel);
+        let _rewaiting = Rewaiting(self);
+        loop {
+            let mut notified = pin!(self.notify.notified());
+            notified.as_mut().enable();
+            if let Some(slot) = self.try_acquire_excluding(limit, tried) {
+                return Ok(slot);
+            }
+            if !untried(self) {
+                return Err(Refused::Exhausted);
             }
             notified.await;
         }
