@@ -229,6 +229,35 @@ async fn oversized_request_heads_are_refused_with_431() {
 }
 
 #[tokio::test]
+async fn oversized_uris_are_refused_with_414() {
+    let app = app("app", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    gw.gateway
+        .set_routes(vec![single("u", revision("u-00001", 0, 10))]);
+    gw.gateway
+        .set_endpoints(&key("u", "u-00001"), vec![ready("p", app.addr)]);
+    let limit = flint_runtime::gateway::MAX_URI_BYTES;
+    // At the limit it is served; one byte more, under the 16 KiB head
+    // buffer, is refused with 414 and a body that says why.
+    let at_limit = format!("/?q={}", "x".repeat(limit - 4));
+    let (status, _, body) = get(gw.addr, "u.ns.localhost", &at_limit).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let over = format!("/?q={}", "x".repeat(limit - 3));
+    let (status, headers, body) = get(gw.addr, "u.ns.localhost", &over).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG);
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        body,
+        format!(
+            "request URI of {} bytes is longer than the {limit} bytes allowed\n",
+            limit + 1
+        )
+    );
+    assert_eq!(app.stats.served.load(Ordering::SeqCst), 1);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn admin_router_exports_exact_request_counts() {
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;

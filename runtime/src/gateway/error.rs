@@ -66,6 +66,14 @@ pub enum ProxyError {
     /// The request could not be rewritten for the replica (a bad URI).
     #[error("request cannot be forwarded: {0}")]
     BadRequest(String),
+    /// The request URI is longer than the gateway accepts.
+    #[error("request URI of {length} bytes is longer than the {limit} bytes allowed")]
+    UriTooLong {
+        /// Bytes in the URI.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl ProxyError {
@@ -79,6 +87,7 @@ impl ProxyError {
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
         }
     }
 
@@ -93,6 +102,7 @@ impl ProxyError {
             Self::Connect { .. } => "connect",
             Self::Upstream { .. } => "upstream",
             Self::BadRequest(_) => "bad_request",
+            Self::UriTooLong { .. } => "uri_too_long",
         }
     }
 }
@@ -162,6 +172,13 @@ mod tests {
                 502,
             ),
             (ProxyError::BadRequest("u".into()), 400),
+            (
+                ProxyError::UriTooLong {
+                    length: 9000,
+                    limit: 8192,
+                },
+                414,
+            ),
         ];
         for (err, code) in cases {
             assert_eq!(err.status().as_u16(), code, "{err}");

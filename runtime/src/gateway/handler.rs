@@ -22,6 +22,23 @@ use super::revision::{Refused, RevisionState, Slot};
 /// Most replicas tried for one request when connections are refused.
 const MAX_ATTEMPTS: usize = 4;
 
+/// Longest request URI (path and query, or the whole absolute form) the
+/// gateway forwards; a longer one gets 414. Apps and their servers commonly
+/// stop at 8 KiB, so a longer URI is a client error to report plainly
+/// rather than a larger head to buffer (the head as a whole is capped by
+/// `max_buffered_bytes`, with 431).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Bytes in the request target as the client sent it.
+fn uri_length(uri: &http::Uri) -> usize {
+    let target = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => scheme.len() + 3 + authority.as_str().len() + target,
+        (None, Some(authority)) => authority.as_str().len() + target,
+        _ => target,
+    }
+}
+
 /// What the request path needs of a revision, copied out of the table.
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -41,6 +58,14 @@ pub(super) async fn handle(
     req: Request<Incoming>,
     client: SocketAddr,
 ) -> Response<GatewayBody> {
+    let length = uri_length(req.uri());
+    if length > MAX_URI_BYTES {
+        let err = ProxyError::UriTooLong {
+            length,
+            limit: MAX_URI_BYTES,
+        };
+        return error_response(&err, shared.config.retry_after_seconds);
+    }
     if let Some(intake) = shared.intake.get().filter(|i| i.wants(&req)) {
         return intake.accept(req).await.map(body::full);
     }
@@ -302,3 +327,22 @@ pub(super) fn error_response(err: &ProxyError, retry_after: u32) -> Response<Gat
     resp
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_length_counts_the_target_as_sent() {
+        let cases = [
+            ("/", 1),
+            ("/a/b?x=1", 8),
+            ("http://h.ns.localhost/a", 23),
+            ("http://h.ns.localhost", 22),
+            ("h.ns.localhost:80", 17),
+        ];
+        for (uri, want) in cases {
+            let uri: http::Uri = uri.parse().unwrap();
+            assert_eq!(uri_length(&uri), want, "{uri}");
+        }
+    }
+}

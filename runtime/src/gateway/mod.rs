@@ -34,6 +34,7 @@ use flint_api::backend::{Endpoint, FunctionRoute, PokeSink, RevisionKey};
 pub use body::GatewayBody;
 pub use config::GatewayConfig;
 pub use error::{GatewayError, ProxyError};
+pub use handler::MAX_URI_BYTES;
 pub use poke::HttpPokeSink;
 pub use revision::{Cold, RevisionState};
 pub use server::{LISTEN_BACKLOG, listener};
