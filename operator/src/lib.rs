@@ -8,5 +8,6 @@
 pub mod autoscaler;
 pub mod leader;
 pub mod reconcile;
+pub mod schedule;
 pub mod sim;
 pub mod telemetry;
