@@ -220,8 +220,10 @@ def main():
              f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
             stdout=prom_log, stderr=subprocess.STDOUT, start_new_session=True))
         prom = f"http://127.0.0.1:{prom_port}"
+        # Wait until Prometheus holds the function's series at zero: a counter
+        # first seen at 1 shows no increase, so the cold start must come after.
         wait_for("Prometheus to scrape flint dev", lambda: http_get(f"{prom}/-/ready")[0] == 200
-                 and query(prom, 'up{job="flint-gateway"} == 1')["data"]["result"], 60)
+                 and query(prom, f'flint_cold_starts_total{{function="{FUNCTION}"}} == 0')["data"]["result"], 60)
 
         host = f"{FUNCTION}.{NAMESPACE}.localhost"
         # One request first: the revision is at zero, so this is a cold start.
