@@ -141,6 +141,9 @@ struct GatewayArgs {
     /// Log filter (tracing EnvFilter syntax, e.g. info or flint_runtime=debug).
     #[arg(long, env = "FLINT_LOG", default_value = "info")]
     log: String,
+    /// NATS server with JetStream for asynchronous invocations (e.g. nats://nats.flint-system:4222) [default: async requests are proxied as usual].
+    #[arg(long, env = "FLINT_NATS_URL")]
+    nats_url: Option<String>,
 }
 
 fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
@@ -163,7 +166,14 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(flint_runtime::gateway::kube::run_cluster(opts))?;
+        .block_on(async move {
+            match args.nats_url {
+                Some(url) => Ok(flint_runtime::events::cluster::run_gateway(opts, &url).await?),
+                None => flint_runtime::gateway::kube::run_cluster(opts)
+                    .await
+                    .map_err(anyhow::Error::from),
+            }
+        })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -174,6 +184,9 @@ struct OperatorArgs {
     /// Address of the admin endpoints (/metrics, /healthz, /readyz).
     #[arg(long, env = "FLINT_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     admin_addr: std::net::SocketAddr,
+    /// Base URL of the gateway; cron schedules are fired through its async intake [default: schedules are not run].
+    #[arg(long, env = "FLINT_GATEWAY_URL")]
+    gateway_url: Option<String>,
     /// Domain of Function hosts: <function>.<namespace>.<domain>.
     #[arg(long, env = "FLINT_DOMAIN", default_value = flint_api::names::DEFAULT_CLUSTER_DOMAIN)]
     domain: String,
@@ -286,6 +299,7 @@ fn run_operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
             retry_period: Duration::from_secs(args.retry_period_seconds),
         },
         autoscaler,
+        schedule_gateway_url: args.gateway_url,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

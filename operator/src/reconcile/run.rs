@@ -36,6 +36,9 @@ pub struct OperatorConfig {
     pub leader: LeaderConfig,
     /// The autoscaler's signal source and poke address.
     pub autoscaler: ClusterAutoscalerConfig,
+    /// Base URL of the gateway, where cron schedules are fired as async
+    /// invocations; `None` runs no schedules.
+    pub schedule_gateway_url: Option<String>,
 }
 
 /// Why the operator stopped other than by a shutdown signal.
@@ -122,7 +125,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     let identity = config.leader.identity.clone();
     let lease_name = config.leader.lease_name.clone();
     let elector = tokio::spawn(
-        LeaderElector::new(client.clone(), config.leader).run(lead_tx, stop_rx.clone()),
+        LeaderElector::new(client.clone(), config.leader.clone()).run(lead_tx, stop_rx.clone()),
     );
 
     // Wait for leadership (or shutdown while following).
@@ -169,10 +172,23 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
                 }
             }
         };
-        let leader_tasks: Vec<BoxFuture<'static, ()>> = vec![
+        let mut leader_tasks: Vec<BoxFuture<'static, ()>> = vec![
             Box::pin(run_controller(ctx, wait_true(halt_rx.clone()))),
             Box::pin(scaler),
         ];
+        // Cron schedules: fired by the leader only, each tick claimed in a
+        // ConfigMap so a failover never fires one twice.
+        if let Some(url) = config.schedule_gateway_url.clone() {
+            let (client, registry, ns, halt) = (
+                client.clone(),
+                registry.clone(),
+                config.leader.namespace.clone(),
+                halt_rx.clone(),
+            );
+            leader_tasks.push(Box::pin(async move {
+                crate::schedule::run_cluster(client, &ns, &url, &registry, halt).await;
+            }));
+        }
         futures::future::join_all(leader_tasks).await;
     }
 
