@@ -63,7 +63,7 @@ proptest! {
             let labels = format!("namespace=\"{ns}\",function=\"{f}\",revision=\"{f}-{rev:05}\"");
             text.push_str(&format!("{}{{{labels}}} {conc}\n", names::REQUEST_CONCURRENCY_SECONDS_TOTAL));
             text.push_str(&format!("{}{{{labels},code=\"200\"}} {reqs}\n", names::REQUESTS_TOTAL));
-            let e = want.entry(RevisionKey::new(ns, f, &format!("{f}-{rev:05}"))).or_default();
+            let e = want.entry(RevisionKey::new(ns, f, format!("{f}-{rev:05}"))).or_default();
             e.0 += f64::from(*conc);
             e.1 += f64::from(*reqs);
         }
