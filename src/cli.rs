@@ -59,6 +59,9 @@ struct DevArgs {
     /// Requests that may wait per revision while it scales from zero (more get 503).
     #[arg(long, env = "FLINT_DEV_QUEUE_SIZE", default_value_t = 1000)]
     queue_size: usize,
+    /// Directory of the durable store of asynchronous invocations and schedule ticks, kept across restarts [default: DIR/.flint/events].
+    #[arg(long, env = "FLINT_DEV_EVENTS_DIR")]
+    events_dir: Option<std::path::PathBuf>,
     /// Print the status page of a running `flint dev` (functions, revisions, replicas, traffic) and exit.
     #[arg(long)]
     status: bool,
@@ -339,6 +342,9 @@ fn run_dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let opts = crate::dev::DevOptions {
+        events_dir: args
+            .events_dir
+            .unwrap_or_else(|| args.dir.join(".flint").join("events")),
         dir: args.dir,
         bind: args.bind,
         port: args.port,

@@ -2,6 +2,7 @@
 //! under a directory is served through the real gateway and autoscaler, with
 //! each replica a local process; edits to the manifests roll new revisions.
 
+mod events;
 mod loader;
 mod print;
 mod scaling;
@@ -38,6 +39,8 @@ pub struct DevOptions {
     pub admin_port: u16,
     /// Requests that may wait per revision while it scales from zero.
     pub queue_size: usize,
+    /// Where asynchronous invocations and schedule ticks are stored (kept across restarts).
+    pub events_dir: PathBuf,
 }
 
 /// Everything the event loop touches.
@@ -48,6 +51,7 @@ struct Dev {
     scaler: scaling::Scaler,
     state: Arc<Mutex<DevState>>,
     gateway_url: String,
+    events: Mutex<Option<events::DevEvents>>,
 }
 
 /// Runs `flint dev` until SIGINT or SIGTERM; on the way out every replica
@@ -80,8 +84,15 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let backend = LocalBackend::new(Arc::new(gateway.clone()));
     let scaler = scaling::Scaler::start(backend.clone(), metrics_url(admin), poke_rx)?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let async_events = events::DevEvents::start(
+        &opts.events_dir,
+        &gateway,
+        &format!("http://{listen}"),
+        &stop_rx,
+    )?;
 
     let dev = Arc::new(Dev {
+        events: Mutex::new(Some(async_events)),
         gateway_url: format!("http://{listen}"),
         opts,
         gateway: gateway.clone(),
@@ -137,6 +148,10 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         "\nflint dev: stopping (waiting for in-flight requests, then stopping every function process)"
     );
     let _ = stop_tx.send(true);
+    let async_events = dev.events.lock().ok().and_then(|mut e| e.take());
+    if let Some(async_events) = async_events {
+        async_events.finish().await;
+    }
     dev.scaler.stop();
     backend.shutdown().await;
     let _ = serve.await;
@@ -167,6 +182,11 @@ impl Dev {
             Ok(mut state) => state.apply(&scan.functions),
             Err(_) => return,
         };
+        if let Ok(Some(events)) = self.events.lock().as_deref() {
+            let functions: Vec<flint_api::Function> =
+                scan.functions.iter().map(|l| l.function.clone()).collect();
+            events.set_functions(&functions);
+        }
         self.carry_out(actions, notes).await;
         if first {
             print::urls(&scan.functions, &self.gateway_url, self.gateway.config());
