@@ -258,6 +258,21 @@ fn metrics_outage_holds_the_current_scale_and_never_reaches_zero() {
 }
 
 #[test]
+fn a_revision_at_zero_stays_at_zero_when_data_arrives_after_a_blind_start() {
+    // A new revision at zero: the source needs two scrapes before it has a
+    // rate, so the first decisions are blind. When data arrives, showing no
+    // traffic, nothing may wake up: only a request (a poke) brings it up.
+    let mut r = Run::new(ScaleSpec {
+        initial: 0,
+        ..spec()
+    });
+    r.run(10, None);
+    r.run(120, Some(0.0));
+    assert!(r.log.iter().all(|e| e.1 == 0), "{:?}", r.log);
+    assert_eq!(r.decide(Some(1)), (1, Reason::Poke));
+}
+
+#[test]
 fn stale_samples_count_as_an_outage() {
     let mut r = Run::new(spec());
     r.run(100, Some(70.0));

@@ -202,8 +202,13 @@ pub fn decide(
         .is_some_and(|s| s.at <= now && now - s.at <= cfg.stale_after);
     if !fresh {
         // 1. Blind: hold, but let a poke bring the revision up from zero.
-        state.last_active = Some(now);
-        state.last_active_observed = false;
+        // Blind time counts as traffic only while something runs (so no
+        // replica is removed blind); a revision at zero has nothing to
+        // protect, and must not wake up when the data returns.
+        if state.desired > 0 {
+            state.last_active = Some(now);
+            state.last_active_observed = false;
+        }
         let mut desired = state.desired;
         let mut reason = Reason::NoData;
         if let Some(waiting) = obs.poke {
