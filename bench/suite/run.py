@@ -72,6 +72,8 @@ def main():
     ap.add_argument("--coldstart-json", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    # Functions run in their own directories: every path must be absolute.
+    a.flint, a.bench_bin, a.rust_example = (os.path.abspath(p) for p in (a.flint, a.bench_bin, a.rust_example))
     seconds = env_int("FLINT_BENCH_SECONDS", 5)
     r = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     with open(a.gateway_out) as f:
@@ -84,7 +86,7 @@ def main():
     r["wrk_tails"] = step("wrk p99.9 at 64 connections", peers.wrk_tails, a.bench_bin, seconds)
     r["burst"] = step("burst from zero", figures.burst, a.flint)
     r["to_zero"] = step("scale to zero", figures.to_zero, a.flint)
-    r["resources"] = step("resource use", figures.resources, a.bench_bin)
+    r["resources"] = step("resource use", figures.resources, a.flint, a.bench_bin)
     r["scale"] = step("1,000 functions", figures.scale, a.flint, env_int("FLINT_BENCH_FUNCTIONS", 1000))
     r["examples"] = step("cold start per example", peers.examples, a.flint, env_int("FLINT_BENCH_COLD_REPS", 100), a.rust_example)
     os.makedirs(a.out, exist_ok=True)
@@ -109,8 +111,8 @@ def report(r):
         tail = t.get(name, {})
         errors = row.get("errors")
         errors = f"{errors:.0f}" if isinstance(errors, float) else errors
-        L.append(f"| {name} | {rps:.0f} | {rps / d:.2f} | {rps / n:.2f} | {row.get('p50_us', 0):.0f} | {row.get('p99_us', 0):.0f} | {tail.get('p999_us', 0)} | {row.get('cpu_us_per_req', '')} | {errors} |")
-    L += ["", "Medians of bench/gateway/run.sh's rounds; p99.9 from one more wrk run per target with a Lua summary (wrk's own report stops at p99).", ""]
+        L.append(f"| {name} | {rps:.0f} | {rps / d:.2f} | {rps / n:.2f} | {tail.get('p50_us', 0)} | {tail.get('p99_us', 0)} | {tail.get('p999_us', 0)} | {row.get('cpu_us_per_req', '')} | {errors} |")
+    L += ["", "req/s, ratios and CPU: medians of bench/gateway/run.sh's rounds. Latency percentiles: one more wrk run per target with a Lua summary, since wrk's own report stops at p99.", ""]
     L += ["### Added latency at fixed rates (constant-rate generator, 16 connections)", "",
           "| rate | target | p50 µs | p99 µs | p99.9 µs | p50 added µs | p99 added µs | errors |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
     sweep = r["sweep"]
