@@ -22,8 +22,28 @@ pub struct Scan {
     pub functions: Vec<Loaded>,
     /// `path: reason` for each file that could not be used.
     pub errors: Vec<String>,
-    /// Content of every manifest read, to detect changes cheaply.
-    pub fingerprint: BTreeMap<PathBuf, u64>,
+}
+
+/// Modification time and size of every YAML file under a directory: what a
+/// rescan compares before reading anything, so an idle `flint dev` with many
+/// Functions costs a few `stat` calls per second, not a re-parse.
+pub type Fingerprint = BTreeMap<PathBuf, (Option<std::time::SystemTime>, u64)>;
+
+/// The fingerprint of the YAML files under `dir`.
+pub fn fingerprint(dir: &Path) -> Fingerprint {
+    let mut files = Vec::new();
+    collect(dir, &mut files, &mut Vec::new());
+    files
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let stamp = (
+                meta.as_ref().and_then(|m| m.modified().ok()),
+                meta.map_or(0, |m| m.len()),
+            );
+            (path, stamp)
+        })
+        .collect()
 }
 
 /// Reads every `*.yaml` / `*.yml` file under `dir` that declares `kind: Function`.
@@ -45,8 +65,6 @@ pub fn scan(dir: &Path) -> Scan {
         if !text.contains("kind: Function") {
             continue;
         }
-        scan.fingerprint
-            .insert(path.clone(), fnv1a(text.as_bytes()));
         match flint_api::parse_functions(&text) {
             Ok(functions) => {
                 for mut function in functions {
@@ -107,13 +125,6 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
             _ => {}
         }
     }
-}
-
-/// FNV-1a, to notice edited files without keeping their text.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]
@@ -183,7 +194,11 @@ mod tests {
             "{}",
             scan.errors[2]
         );
-        assert_eq!(scan.fingerprint.len(), 5);
+        assert_eq!(
+            fingerprint(&dir).len(),
+            6,
+            "every YAML file outside dot-directories"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

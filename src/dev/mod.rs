@@ -162,16 +162,13 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
 
 impl Dev {
     /// Reloads the manifests if any changed, and applies the difference.
-    async fn rescan(
-        &self,
-        fingerprint: &mut Option<std::collections::BTreeMap<PathBuf, u64>>,
-        first: bool,
-    ) {
-        let scan = loader::scan(&self.opts.dir);
-        if fingerprint.as_ref() == Some(&scan.fingerprint) {
+    async fn rescan(&self, fingerprint: &mut Option<loader::Fingerprint>, first: bool) {
+        let current = loader::fingerprint(&self.opts.dir);
+        if fingerprint.as_ref() == Some(&current) {
             return;
         }
-        *fingerprint = Some(scan.fingerprint.clone());
+        *fingerprint = Some(current);
+        let scan = loader::scan(&self.opts.dir);
         if !first {
             println!("manifests changed: reloading {}", self.opts.dir.display());
         }
