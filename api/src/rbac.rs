@@ -105,6 +105,13 @@ pub const OPERATOR: &[Rule] = &[
         scope: Scope::OwnNamespace,
         why: "the direct metrics source finds the gateway pods to scrape in the gateway Service's EndpointSlices (the gateway runs in the operator's namespace)",
     },
+    Rule {
+        api_group: "",
+        resource: "configmaps",
+        verbs: &["get", "create", "update"],
+        scope: Scope::OwnNamespace,
+        why: "the cron scheduler claims each schedule tick in one ConfigMap in the operator's namespace, with optimistic concurrency, so a tick fires once across restarts and failovers",
+    },
 ];
 
 /// What `flint gateway` (cluster mode) needs.

@@ -467,12 +467,12 @@ fn a_new_call_without_a_rule_fails_the_comparison() {
     let mut scan = scan_dir("operator/src");
     scan.file(
         "added.rs",
-        "async fn f(c: Client) { let cms: Api<ConfigMap> = Api::namespaced(c, \"x\");\n cms.get(\"a\").await; }",
+        "async fn f(c: Client) { let s: Api<Secret> = Api::namespaced(c, \"x\");\n s.get(\"a\").await; }",
     );
     let (missing, unused) = scan.compare(rbac::OPERATOR);
     assert_eq!(
         missing,
-        vec![r#"get configmaps (group "") used at added.rs:2"#]
+        vec![r#"get secrets (group "") used at added.rs:2"#]
     );
     assert!(unused.is_empty());
 }
