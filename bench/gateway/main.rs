@@ -4,7 +4,8 @@
 //! - `app <listen>`: a tiny HTTP/1.1 app (17-byte body);
 //! - `gateway <listen> <app>`: the Flint gateway routing
 //!   `hello.bench.localhost` to the app (`FLINT_BENCH_GATEWAY_THREADS` sets
-//!   its worker threads; default: one per core, as `flint gateway`);
+//!   its worker threads; default: one per core, as `flint gateway`; the
+//!   listener runs on a thread of its own, as in `flint gateway`);
 //! - `rate <target> <host> <req/s> <seconds> <connections>`: a constant-rate
 //!   load generator (wrk cannot hold a fixed rate) printing latency
 //!   percentiles.
@@ -56,12 +57,10 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("app") => current_thread().block_on(app(arg(&args, 1))),
         Some("gateway") => {
-            let mut rt = tokio::runtime::Builder::new_multi_thread();
-            if let Ok(n) = std::env::var("FLINT_BENCH_GATEWAY_THREADS") {
-                rt.worker_threads(n.parse().unwrap_or_else(|_| usage()));
-            }
-            let rt = rt.enable_all().build().unwrap();
-            rt.block_on(gateway(arg(&args, 1), arg(&args, 2)));
+            let workers = std::env::var("FLINT_BENCH_GATEWAY_THREADS")
+                .map(|n| n.parse().unwrap_or_else(|_| usage()))
+                .unwrap_or_else(|_| std::thread::available_parallelism().unwrap().get());
+            current_thread().block_on(gateway(arg(&args, 1), arg(&args, 2), workers));
         }
         Some("rate") => {
             let target = arg(&args, 1);
@@ -102,7 +101,7 @@ async fn app(listen: SocketAddr) {
     }
 }
 
-async fn gateway(listen: SocketAddr, app: SocketAddr) {
+async fn gateway(listen: SocketAddr, app: SocketAddr, workers: usize) {
     let mut config = GatewayConfig::dev();
     config.listen = listen;
     let gw = Gateway::new(config, Arc::new(NoPoke)).unwrap();
@@ -134,5 +133,7 @@ async fn gateway(listen: SocketAddr, app: SocketAddr) {
         }],
     );
     let listener = TcpListener::bind(listen).await.unwrap();
-    gw.serve(listener, std::future::pending()).await.unwrap();
+    gw.serve_with_workers(listener, workers, std::future::pending())
+        .await
+        .unwrap();
 }

@@ -119,6 +119,9 @@ pub enum GatewayError {
     /// The configuration is unusable.
     #[error("invalid gateway configuration: {0}")]
     Config(&'static str),
+    /// A worker thread or its runtime could not be started.
+    #[error("starting a gateway worker: {0}")]
+    Worker(#[source] std::io::Error),
 }
 
 #[cfg(test)]

@@ -2,7 +2,13 @@
 //! shared HTTP/2 connection. Checking out happens before the request is
 //! handed over, so a refused connection leaves the request intact for a
 //! retry on another replica.
+//!
+//! Each HTTP/1 connection is driven by a task on the thread that opened it.
+//! A request takes, when it can, an idle connection its own thread opened,
+//! so that its hand-offs with that task stay on one thread (see
+//! [`super::server`]).
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
@@ -14,6 +20,31 @@ use tokio::net::TcpStream;
 
 /// Most idle HTTP/1 connections kept per replica.
 const MAX_IDLE: usize = 64;
+
+/// The worker id of threads that are not gateway workers.
+const NO_WORKER: usize = usize::MAX;
+
+thread_local! {
+    /// The gateway worker this thread is, if it is one.
+    static WORKER: Cell<usize> = const { Cell::new(NO_WORKER) };
+}
+
+/// Marks the current thread as gateway worker `id`: connections it opens
+/// are preferred by the requests it serves.
+pub(super) fn set_worker(id: usize) {
+    WORKER.with(|w| w.set(id));
+}
+
+fn worker() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// An idle HTTP/1 connection and the worker whose thread drives it.
+#[derive(Debug)]
+struct Idle {
+    worker: usize,
+    conn: http1::SendRequest<Incoming>,
+}
 
 /// Why no connection to a replica could be had.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +80,9 @@ impl ConnectError {
 /// A connection ready to carry one request.
 #[derive(Debug)]
 pub enum Conn {
-    /// An HTTP/1.1 connection (exclusive while in use).
-    Http1(http1::SendRequest<Incoming>),
+    /// An HTTP/1.1 connection (exclusive while in use) and the worker
+    /// whose thread drives it.
+    Http1(http1::SendRequest<Incoming>, usize),
     /// A handle on the replica's shared HTTP/2 connection.
     Http2(http2::SendRequest<Incoming>),
 }
@@ -59,7 +91,7 @@ pub enum Conn {
 #[derive(Debug)]
 pub struct Pool {
     addr: SocketAddr,
-    idle: Mutex<Vec<http1::SendRequest<Incoming>>>,
+    idle: Mutex<Vec<Idle>>,
     shared: Mutex<Option<http2::SendRequest<Incoming>>>,
 }
 
@@ -78,12 +110,13 @@ impl Pool {
     pub async fn checkout(&self, protocol: Protocol) -> Result<Conn, ConnectError> {
         match protocol {
             Protocol::Http1 => {
-                while let Some(mut conn) = self.pop_idle() {
+                while let Some(Idle { worker, mut conn }) = self.pop_idle() {
                     if !conn.is_closed() && conn.ready().await.is_ok() {
-                        return Ok(Conn::Http1(conn));
+                        return Ok(Conn::Http1(conn, worker));
                     }
                 }
-                self.connect_http1().await.map(Conn::Http1)
+                let conn = self.connect_http1().await?;
+                Ok(Conn::Http1(conn, worker()))
             }
             Protocol::H2c => {
                 if let Some(conn) = self.shared_http2() {
@@ -100,12 +133,12 @@ impl Pool {
 
     /// Returns a connection after its response ended, for reuse.
     pub fn checkin(&self, conn: Conn) {
-        if let Conn::Http1(conn) = conn
+        if let Conn::Http1(conn, worker) = conn
             && !conn.is_closed()
             && let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
-            idle.push(conn);
+            idle.push(Idle { worker, conn });
         }
     }
 
@@ -114,8 +147,14 @@ impl Pool {
         self.idle.lock().map_or(0, |idle| idle.len())
     }
 
-    fn pop_idle(&self) -> Option<http1::SendRequest<Incoming>> {
-        self.idle.lock().ok().and_then(|mut idle| idle.pop())
+    /// The most recently used idle connection of this thread, else of any.
+    fn pop_idle(&self) -> Option<Idle> {
+        let mut idle = self.idle.lock().ok()?;
+        let me = worker();
+        match idle.iter().rposition(|i| i.worker == me) {
+            Some(at) => Some(idle.remove(at)),
+            None => idle.pop(),
+        }
     }
 
     fn shared_http2(&self) -> Option<http2::SendRequest<Incoming>> {
