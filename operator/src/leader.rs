@@ -142,19 +142,24 @@ impl LeaderElector {
         }
     }
 
-    /// One round: reads the Lease and acquires or renews it if it may.
-    /// Returns whether this replica holds it afterwards; losing a write race
-    /// (409) is not an error, just `false`.
-    pub async fn try_acquire_or_renew(&self, now: Timestamp) -> Result<bool, LeaderError> {
+    /// The Lease as it is now, if it exists.
+    async fn read(&self) -> Result<Option<Lease>, LeaderError> {
         let name = &self.config.lease_name;
-        let current = self
-            .api
+        self.api
             .get_opt(name)
             .await
             .map_err(|source| LeaderError::Read {
                 name: name.clone(),
                 source,
-            })?;
+            })
+    }
+
+    /// One round: reads the Lease and acquires or renews it if it may.
+    /// Returns whether this replica holds it afterwards; losing a write race
+    /// (409) is not an error, just `false`.
+    pub async fn try_acquire_or_renew(&self, now: Timestamp) -> Result<bool, LeaderError> {
+        let name = &self.config.lease_name;
+        let current = self.read().await?;
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
         let write = match decide(spec, &self.config.identity, now) {
             LeaseDecision::Follow { .. } => return Ok(false),
@@ -196,14 +201,7 @@ impl LeaderElector {
     /// once instead of after `lease_duration`.
     pub async fn release(&self) -> Result<(), LeaderError> {
         let name = &self.config.lease_name;
-        let current = self
-            .api
-            .get_opt(name)
-            .await
-            .map_err(|source| LeaderError::Read {
-                name: name.clone(),
-                source,
-            })?;
+        let current = self.read().await?;
         let Some(mut lease) = current else {
             return Ok(());
         };
