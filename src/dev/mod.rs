@@ -65,8 +65,8 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     }
     let listen = SocketAddr::new(opts.bind, opts.port);
     let admin = SocketAddr::new(opts.bind, opts.admin_port);
-    let listener = TcpListener::bind(listen)
-        .await
+    // The gateway's own listener: a deep accept backlog for bursts.
+    let listener = flint_runtime::gateway::listener(listen)
         .with_context(|| format!("gateway: cannot listen on {listen}"))?;
     let admin_listener = TcpListener::bind(admin)
         .await
