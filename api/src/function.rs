@@ -298,10 +298,7 @@ pub struct Schedule {
     pub cron: String,
     /// IANA time zone the expression is read in.
     #[serde(default = "defaults::timezone")]
-    #[schemars(
-        length(min = 1, max = 64),
-        regex(pattern = "^[A-Za-z][A-Za-z0-9_+/-]*$")
-    )]
+    #[schemars(schema_with = "timezone_schema")]
     pub timezone: String,
     /// Request path sent to the function.
     #[serde(default = "defaults::schedule_path")]
@@ -314,6 +311,25 @@ pub struct Schedule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 65536))]
     pub body: Option<String>,
+}
+
+/// Every IANA time zone name the scheduler's database (chrono-tz) knows,
+/// sorted, so that the generated CRD is the same on every run.
+pub fn timezone_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Schema of `schedules[].timezone`: a string out of [`timezone_names`], so
+/// the API server refuses a well-formed but unknown zone (`Mars/Olympus`)
+/// exactly as [`crate::validate`] does.
+fn timezone_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": timezone_names(),
+    })
 }
 
 /// HTTP method of a scheduled invocation.

@@ -181,3 +181,34 @@ fn single_field_bounds_are_in_the_schema() {
             .contains(&"image".into())
     );
 }
+
+#[test]
+fn timezone_is_one_of_the_scheduler_zones_in_sorted_order() {
+    let schema = flint_api::crd::function_schema().expect("schema");
+    let timezone =
+        &schema["properties"]["spec"]["properties"]["schedules"]["items"]["properties"]["timezone"];
+    assert_eq!(timezone["type"], "string");
+    assert_eq!(timezone["default"], "UTC");
+    let listed: Vec<&str> = timezone["enum"]
+        .as_array()
+        .expect("an enum")
+        .iter()
+        .map(|v| v.as_str().expect("a string"))
+        .collect();
+    let mut known: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+    known.sort_unstable();
+    assert_eq!(listed, known);
+    assert!(
+        listed.windows(2).all(|w| w[0] < w[1]),
+        "sorted, no duplicates"
+    );
+    for name in &listed {
+        assert!(
+            flint_api::validate::parse_timezone(name).is_ok(),
+            "validate() refuses {name}, which the CRD lists"
+        );
+    }
+    for absent in ["Mars/Olympus", "europe/paris", "utc", ""] {
+        assert!(!listed.contains(&absent), "{absent}");
+    }
+}

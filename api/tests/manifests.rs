@@ -12,26 +12,43 @@ fn manifest(spec: &str) -> String {
     format!("{HEAD}spec:\n  image: registry.example/hello:1\n{spec}")
 }
 
-/// What the API server would say: `Err` when the schema bounds or a CEL rule refuse the object.
-fn cluster_verdict(function: &Function) -> Result<(), String> {
+/// A JSON pointer (`/spec/schedules/0/timezone`) as the API server's field
+/// path (`spec.schedules[0].timezone`).
+fn field_path(pointer: &str) -> String {
+    let mut path = String::new();
+    for part in pointer.split('/').filter(|p| !p.is_empty()) {
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            path.push_str(&format!("[{part}]"));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(part);
+        }
+    }
+    path
+}
+
+/// What the API server would say: `Err` with each refusal as (field path,
+/// message) when the schema bounds or a CEL rule refuse the object.
+fn cluster_verdict(function: &Function) -> Result<(), Vec<(String, String)>> {
     let schema = crd::function_schema().expect("CRD has a schema");
     let object = serde_json::to_value(function).expect("serializes");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let bounds: Vec<String> = validator
+    let bounds: Vec<(String, String)> = validator
         .iter_errors(&object)
-        .map(|e| format!("{} {}", e.instance_path, e))
+        .map(|e| (field_path(&e.instance_path.to_string()), e.to_string()))
         .collect();
     if !bounds.is_empty() {
-        return Err(bounds.join("; "));
+        return Err(bounds);
     }
     Validator::new()
         .validate(&schema, &object, None)
         .map_err(|errs| {
             errs.as_slice()
                 .iter()
-                .map(|e| format!("{}: {}", e.field_path, e.message))
-                .collect::<Vec<_>>()
-                .join("; ")
+                .map(|e| (e.field_path.clone(), e.message.clone()))
+                .collect()
         })
 }
 
@@ -170,6 +187,16 @@ const INVALID: &[(&str, &str, &str)] = &[
         "expected 5 fields",
     ),
     (
+        "  schedules:\n    - { cron: \"* * * * *\", timezone: Mars/Olympus }\n",
+        "spec.schedules[0].timezone",
+        "\"Mars/Olympus\" is not a time zone",
+    ),
+    (
+        "  schedules:\n    - { cron: \"* * * * *\", timezone: europe/paris }\n",
+        "spec.schedules[0].timezone",
+        "\"europe/paris\" is not a time zone",
+    ),
+    (
         "  schedules:\n    - { cron: \"* * * * *\", path: tick }\n",
         "spec.schedules[0].path",
         "must start with '/'",
@@ -192,6 +219,19 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("  command: []\n", "spec.command", "must name a program"),
 ];
 
+/// Where the API server reports what `validate()` reports at `path`: the same
+/// field, except for the CEL rules that check every element of a list at once
+/// and so can only name the list (or, when the rule needs the function's
+/// name, the object).
+fn crd_path(path: &str) -> &str {
+    match path {
+        "spec.traffic[1].tag" => "spec.traffic",
+        "spec.env[0].name" => "spec.env",
+        "spec.traffic[0].revision" => "",
+        same => same,
+    }
+}
+
 #[test]
 fn invalid_specs_name_the_field_and_are_refused_by_the_crd_too() {
     assert!(INVALID.len() >= 20);
@@ -211,11 +251,16 @@ fn invalid_specs_name_the_field_and_are_refused_by_the_crd_too() {
         );
         assert!(err.to_string().contains(&format!("{path}: ")), "{err}");
 
-        // The same object must be refused by the API server (schema or CEL).
+        // The same object must be refused by the API server (schema or CEL),
+        // at the same field.
         let function: Function = serde_yaml::from_str(&text).expect("parses as a Function");
+        let refusals = cluster_verdict(&function)
+            .err()
+            .unwrap_or_else(|| panic!("{spec}: the CRD would accept what validate() refuses"));
+        let at = crd_path(path);
         assert!(
-            cluster_verdict(&function).is_err(),
-            "{spec}: the CRD would accept what validate() refuses"
+            refusals.iter().any(|(p, _)| p == at),
+            "{spec}: the CRD refuses at other fields than {at}: {refusals:?}"
         );
     }
 }
@@ -381,4 +426,26 @@ fn a_full_valid_manifest_passes_everywhere() {
         cluster_verdict(&parse_functions(&manifest("")).expect("valid")[0]),
         Ok(())
     );
+}
+
+#[test]
+fn known_time_zones_pass_everywhere() {
+    for zone in [
+        "UTC",
+        "Europe/Paris",
+        "America/Argentina/Buenos_Aires",
+        "Etc/GMT+5",
+    ] {
+        let text = manifest(&format!(
+            "  schedules:\n    - {{ cron: \"0 9 * * *\", timezone: {zone} }}\n"
+        ));
+        let functions = parse_functions(&text).unwrap_or_else(|e| panic!("{zone}: {e}"));
+        assert_eq!(functions[0].spec.schedules[0].timezone, zone);
+        assert_eq!(cluster_verdict(&functions[0]), Ok(()), "{zone}");
+    }
+    // Left out, the zone defaults to UTC, which both accept.
+    let text = manifest("  schedules:\n    - { cron: \"0 9 * * *\" }\n");
+    let functions = parse_functions(&text).expect("valid");
+    assert_eq!(functions[0].spec.schedules[0].timezone, "UTC");
+    assert_eq!(cluster_verdict(&functions[0]), Ok(()));
 }
