@@ -25,6 +25,10 @@ pub const DESIRED_REPLICAS: &str = "flint_autoscaler_desired_replicas";
 pub const ACTUAL_REPLICAS: &str = "flint_autoscaler_actual_replicas";
 /// Gauge: 1 while a revision's autoscaler is in panic mode.
 pub const PANIC_MODE: &str = "flint_autoscaler_panic_mode";
+/// Gauge: pending asynchronous invocations per namespace and function, as
+/// the autoscaler last read them (the maximum over gateways): the backlog
+/// input of its decisions.
+pub const AUTOSCALER_BACKLOG: &str = "flint_autoscaler_backlog";
 /// Counter: autoscaler decisions, by reason.
 pub const DECISIONS_TOTAL: &str = "flint_autoscaler_decisions_total";
 /// Counter: failures to read the scaling signal, by source.

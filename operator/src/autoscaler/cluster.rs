@@ -1,8 +1,9 @@
 //! The autoscaler on a cluster: which revisions to scale (every revision in
 //! a Function's status, with the Function's scaling knobs), where the signal
 //! comes from (the gateway pods behind a Service, found through its
-//! EndpointSlices, or a Prometheus server), and where the gateways' pokes
-//! arrive. Runs only on the leader.
+//! EndpointSlices, or a Prometheus server), how each Function's async backlog
+//! reaches its revisions (its `async.maxInFlight` and `status.traffic`), and
+//! where the gateways' pokes arrive. Runs only on the leader.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,10 +18,11 @@ use kube::{Api, Client};
 use prometheus::Registry;
 use tokio::sync::watch;
 
+use super::backlog::BacklogRoute;
 use super::kube_actuator::KubeActuator;
 use super::source::direct::DirectSource;
 use super::source::prometheus::{PromQlConfig, PromQlSource};
-use super::source::{MetricsSource, Readings, SourceError};
+use super::source::{FunctionKey, MetricsSource, Pending, Readings, SourceError};
 use super::{Autoscaler, AutoscalerConfig, AutoscalerError, AutoscalerHandle, poke_router};
 
 /// How long one scrape of a gateway may take.
@@ -140,6 +142,10 @@ impl MetricsSource for Discovered {
         }
         self.inner.collect(revisions).await
     }
+
+    fn take_pending(&mut self) -> Option<Pending> {
+        self.inner.take_pending()
+    }
 }
 
 /// Either source, chosen by flag.
@@ -160,6 +166,13 @@ impl MetricsSource for ClusterSource {
         match self {
             Self::Direct(s) => s.collect(revisions).await,
             Self::Prometheus(s) => s.collect(revisions).await,
+        }
+    }
+
+    fn take_pending(&mut self) -> Option<Pending> {
+        match self {
+            Self::Direct(s) => s.take_pending(),
+            Self::Prometheus(s) => s.take_pending(),
         }
     }
 }
@@ -241,6 +254,7 @@ async fn follow_functions(api: Api<Function>, handle: AutoscalerHandle) {
         .touched_objects()
         .boxed();
     let mut tracked: HashMap<RevisionKey, ScaleSpec> = HashMap::new();
+    let mut routes: HashMap<FunctionKey, BacklogRoute> = HashMap::new();
     while let Some(event) = events.next().await {
         if let Err(error) = event {
             tracing::warn!(%error, "watching Functions failed; retrying");
@@ -257,6 +271,14 @@ async fn follow_functions(api: Api<Function>, handle: AutoscalerHandle) {
             }
         }
         tracked = wanted;
+        let now: HashMap<FunctionKey, BacklogRoute> = state
+            .iter()
+            .filter_map(|f| BacklogRoute::of_function(f))
+            .collect();
+        if now != routes {
+            handle.set_backlog_routes(now.clone());
+            routes = now;
+        }
     }
 }
 

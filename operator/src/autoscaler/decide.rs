@@ -18,13 +18,20 @@
 //!    windows (`adaptive`), never while traffic was seen in the panic window.
 //! 5. `scaleDownDelay`: the maximum over that trailing window; then `initial`
 //!    for the first stable window, then min/max.
+//!
+//! [`decide_with_backlog`] adds the asynchronous backlog (see
+//! [`super::backlog`]): never fewer than `ceil(share / target)` replicas, also
+//! from zero and while metrics are missing, and pending work counts as
+//! activity, so a revision with a backlog never reaches zero. [`decide`] is
+//! the same decision without a backlog.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use flint_api::ScaleSpec;
 
-use super::keepalive::{self, AdaptiveConfig, IdleHistogram, LastReplica};
+use super::backlog::Backlog;
+use super::keepalive::{self, AdaptiveConfig, LastReplica};
+pub use super::state::ScaleState;
 use super::window::Window;
 
 /// Global autoscaler tunables (not per Function).
@@ -81,6 +88,8 @@ pub enum Reason {
     ScaleToZero,
     /// A scale-down held back by `scaleDownDelay`.
     ScaleDownDelay,
+    /// Raised to what the Function's pending asynchronous invocations need.
+    Backlog,
     /// Raised to `min` or lowered to `max`.
     Bounds,
 }
@@ -98,68 +107,9 @@ impl Reason {
             Reason::PreWarm => "prewarm",
             Reason::ScaleToZero => "scale_to_zero",
             Reason::ScaleDownDelay => "scale_down_delay",
+            Reason::Backlog => "backlog",
             Reason::Bounds => "bounds",
         }
-    }
-}
-
-/// The state a revision's decisions carry from one to the next.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScaleState {
-    /// The last desired count.
-    pub desired: u32,
-    /// When the revision started being scaled.
-    pub started: Duration,
-    /// Set while in panic mode: the last time demand crossed the threshold.
-    pub panic_since: Option<Duration>,
-    /// Highest count wanted during the current panic.
-    pub max_panic: u32,
-    /// Newest sample time already looked at.
-    pub seen_until: Duration,
-    /// End of the last interval with traffic (or of a metrics outage, which
-    /// counts as traffic: idleness that was not observed is not assumed).
-    pub last_active: Option<Duration>,
-    /// Whether `last_active` was observed (so the next gap is a true idle time).
-    pub last_active_observed: bool,
-    /// The last poke.
-    pub last_poke: Option<Duration>,
-    /// Requests waiting at the last poke: their replicas are kept for a
-    /// panic window, until the requests show in the metrics.
-    pub poke_waiting: u32,
-    /// Trailing (time, desired) maxima for `scaleDownDelay`.
-    delay: VecDeque<(Duration, u32)>,
-    /// Idle-time histogram (adaptive keep-alive only).
-    pub idle: Option<Box<IdleHistogram>>,
-}
-
-impl ScaleState {
-    /// The state of a revision that starts being scaled at `now` with
-    /// `initial` replicas.
-    pub fn new(spec: &ScaleSpec, now: Duration) -> Self {
-        Self {
-            desired: spec.initial.clamp(spec.min, spec.max.max(spec.min)),
-            started: now,
-            panic_since: None,
-            max_panic: 0,
-            seen_until: now,
-            last_active: None,
-            last_active_observed: false,
-            last_poke: None,
-            poke_waiting: 0,
-            delay: VecDeque::new(),
-            idle: None,
-        }
-    }
-
-    /// Whether the revision is in panic mode.
-    pub fn panicking(&self) -> bool {
-        self.panic_since.is_some()
-    }
-
-    /// Time since the last traffic or poke (since the start if none).
-    pub fn idle_for(&self, now: Duration) -> Duration {
-        let last = self.last_active.max(self.last_poke).unwrap_or(self.started);
-        now.saturating_sub(last)
     }
 }
 
@@ -175,15 +125,33 @@ pub struct Decision {
 }
 
 /// Decides the desired replica count of one revision. Pure and deterministic.
+/// The same as [`decide_with_backlog`] with [`Backlog::NONE`].
 pub fn decide(
     spec: &ScaleSpec,
     cfg: &DecideConfig,
     window: &Window,
     obs: Observation,
     now: Duration,
+    state: ScaleState,
+) -> Decision {
+    decide_with_backlog(spec, cfg, window, obs, Backlog::NONE, now, state)
+}
+
+/// Decides the desired replica count of one revision whose Function has
+/// `backlog` pending asynchronous invocations routed to it: at least
+/// `backlog.replicas(target)`, with `target` the per-replica target of the
+/// stable and panic demand. Pure and deterministic.
+pub fn decide_with_backlog(
+    spec: &ScaleSpec,
+    cfg: &DecideConfig,
+    window: &Window,
+    obs: Observation,
+    backlog: Backlog,
+    now: Duration,
     mut state: ScaleState,
 ) -> Decision {
     let target = spec.effective_target().max(f64::MIN_POSITIVE);
+    let backlog_pods = backlog.replicas(target);
     let max = spec.max.max(spec.min);
     let grace = spec.scale_to_zero_grace_period.as_std();
     if let Some(waiting) = obs.poke {
@@ -205,9 +173,10 @@ pub fn decide(
         // Blind time counts as traffic only while something runs (so no
         // replica is removed blind); a revision at zero has nothing to
         // protect, and must not wake up when the data returns.
-        if state.desired > 0 {
+        // Pending work, read in the same scrape, is observed activity.
+        if state.desired > 0 || backlog_pods > 0 {
             state.last_active = Some(now);
-            state.last_active_observed = false;
+            state.last_active_observed = backlog_pods > 0;
         }
         let mut desired = state.desired;
         let mut reason = Reason::NoData;
@@ -218,6 +187,10 @@ pub fn decide(
                 reason = Reason::Poke;
             }
         }
+        if backlog_pods > desired {
+            desired = backlog_pods.min(max);
+            reason = Reason::Backlog;
+        }
         state.desired = desired.clamp(spec.min, max);
         return Decision {
             desired: state.desired,
@@ -226,6 +199,11 @@ pub fn decide(
         };
     }
     observe_activity(spec, cfg, window, &mut state);
+    if backlog_pods > 0 {
+        // Pending work is activity: the keep-alive clock restarts now.
+        state.last_active = state.last_active.max(Some(now));
+        state.last_active_observed = true;
+    }
 
     // 2. Stable and panic demand, rate-bounded.
     let ready = f64::from(obs.ready.max(1));
@@ -261,6 +239,11 @@ pub fn decide(
         state.max_panic = state.max_panic.max(stable_pods.max(panic_pods));
         desired = state.max_panic;
         reason = Reason::Panic;
+    }
+    // 3b. The backlog's share, before the last-replica rules it outranks.
+    if backlog_pods > desired {
+        desired = backlog_pods;
+        reason = Reason::Backlog;
     }
 
     // 4. The last replica: traffic just seen or a poke keeps (or brings) one;

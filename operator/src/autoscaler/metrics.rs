@@ -13,6 +13,8 @@ pub struct AutoscalerMetrics {
     pub actual: GaugeVec,
     /// 1 while in panic mode, per revision.
     pub panic: GaugeVec,
+    /// Pending asynchronous invocations per Function, as last read.
+    pub backlog: GaugeVec,
     /// Decisions, by reason.
     pub decisions: CounterVec,
     /// Failures to read the signal, by source and kind.
@@ -43,6 +45,13 @@ impl AutoscalerMetrics {
                 Opts::new(names::PANIC_MODE, "1 while the revision is in panic mode."),
                 &REV,
             )?,
+            backlog: GaugeVec::new(
+                Opts::new(
+                    names::AUTOSCALER_BACKLOG,
+                    "Pending asynchronous invocations per Function, the backlog input of the decisions.",
+                ),
+                &[names::LABEL_NAMESPACE, names::LABEL_FUNCTION],
+            )?,
             decisions: CounterVec::new(
                 Opts::new(names::DECISIONS_TOTAL, "Autoscaler decisions, by reason."),
                 &[names::LABEL_REASON],
@@ -65,6 +74,7 @@ impl AutoscalerMetrics {
         registry.register(Box::new(m.desired.clone()))?;
         registry.register(Box::new(m.actual.clone()))?;
         registry.register(Box::new(m.panic.clone()))?;
+        registry.register(Box::new(m.backlog.clone()))?;
         registry.register(Box::new(m.decisions.clone()))?;
         registry.register(Box::new(m.source_errors.clone()))?;
         registry.register(Box::new(m.decision_latency.clone()))?;

@@ -1,6 +1,7 @@
 //! The autoscaler: metrics sources, the pure `decide()`, keep-alive policies
 //! and the runner that ticks every revision and writes through the actuator.
 
+pub mod backlog;
 pub mod cluster;
 pub mod decide;
 pub mod keepalive;
@@ -8,8 +9,12 @@ pub mod kube_actuator;
 pub mod metrics;
 pub mod runner;
 pub mod source;
+pub mod state;
 pub mod window;
 
-pub use decide::{DecideConfig, Decision, Observation, Reason, ScaleState, decide};
+pub use backlog::{Backlog, BacklogRoute};
+pub use decide::{
+    DecideConfig, Decision, Observation, Reason, ScaleState, decide, decide_with_backlog,
+};
 pub use runner::{Autoscaler, AutoscalerConfig, AutoscalerError, AutoscalerHandle, poke_router};
 pub use window::{Sample, Window};

@@ -5,6 +5,14 @@
 //! Pokes arrive through [`AutoscalerHandle`], a [`PokeSink`] that never
 //! blocks (an unbounded channel). Several pokes for a revision already
 //! scaling from zero lead to the same decision, hence to a single write.
+//!
+//! The asynchronous backlog: each successful scrape also yields the pending
+//! invocations per Function ([`MetricsSource::take_pending`]); callers tell
+//! the loop how each Function's backlog reaches its revisions
+//! ([`AutoscalerHandle::set_backlog_routes`]: `async.maxInFlight` and the
+//! resolved traffic split), and each decision gets its revision's share
+//! while the reading is no older than the staleness limit of the samples.
+//! A Function with no route set adds no backlog demand.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,9 +24,10 @@ use flint_api::poke::ScalePoke;
 use prometheus::Registry;
 use tokio::sync::mpsc;
 
-use super::decide::{DecideConfig, Observation, ScaleState, decide};
+use super::backlog::{Backlog, BacklogBook, BacklogRoute};
+use super::decide::{DecideConfig, Observation, ScaleState, decide_with_backlog};
 use super::metrics::AutoscalerMetrics;
-use super::source::MetricsSource;
+use super::source::{FunctionKey, MetricsSource, Pending};
 use super::window::{Sample, Window};
 
 /// Settings of the loop.
@@ -64,6 +73,7 @@ enum Command {
 
 struct Shared {
     revisions: Mutex<HashMap<RevisionKey, Tracked>>,
+    backlogs: Mutex<BacklogBook>,
     epoch: Instant,
     commands: mpsc::UnboundedSender<Command>,
 }
@@ -136,6 +146,15 @@ impl AutoscalerHandle {
         let revs = self.shared.revisions.lock().ok()?;
         revs.get(key).map(|t| t.state.desired)
     }
+
+    /// Replaces how every Function's asynchronous backlog reaches its
+    /// revisions (`async.maxInFlight` and the resolved traffic split).
+    /// Functions left out add no backlog demand.
+    pub fn set_backlog_routes(&self, routes: HashMap<FunctionKey, BacklogRoute>) {
+        if let Ok(mut b) = self.shared.backlogs.lock() {
+            b.set_routes(routes);
+        }
+    }
 }
 
 impl PokeSink for AutoscalerHandle {
@@ -172,6 +191,7 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
             metrics: AutoscalerMetrics::new(registry)?,
             shared: Arc::new(Shared {
                 revisions: Mutex::new(HashMap::new()),
+                backlogs: Mutex::new(BacklogBook::default()),
                 epoch: Instant::now(),
                 commands: tx,
             }),
@@ -218,6 +238,9 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
         let at = self.shared.now();
         match result {
             Ok(readings) => {
+                if let Some(pending) = self.source.take_pending() {
+                    self.record_pending(at, pending);
+                }
                 let Ok(mut revs) = self.shared.revisions.lock() else {
                     return;
                 };
@@ -241,6 +264,21 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
         }
     }
 
+    /// Keeps the pending counts read `at` for the decisions, and exports
+    /// them (every routed Function, 0 when nothing is pending).
+    fn record_pending(&self, at: Duration, pending: Pending) {
+        let Ok(mut b) = self.shared.backlogs.lock() else {
+            return;
+        };
+        self.metrics.backlog.reset();
+        for (key, n) in b.record(at, pending) {
+            self.metrics
+                .backlog
+                .with_label_values(&[&key.namespace, &key.function])
+                .set(n as f64);
+        }
+    }
+
     async fn refresh_ready(&self, key: &RevisionKey) {
         match self.actuator.replicas(key).await {
             Ok(r) => {
@@ -260,6 +298,12 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
 
     async fn decide_one(&self, key: &RevisionKey, poke: Option<u32>) {
         let now = self.shared.now();
+        let backlog = self
+            .shared
+            .backlogs
+            .lock()
+            .map(|b| b.of(key, now, self.config.decide.stale_after))
+            .unwrap_or(Backlog::NONE);
         let write = {
             let Ok(mut revs) = self.shared.revisions.lock() else {
                 return;
@@ -273,7 +317,15 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
                 ready: t.ready,
                 poke,
             };
-            let d = decide(&t.spec, &self.config.decide, &t.window, obs, now, state);
+            let d = decide_with_backlog(
+                &t.spec,
+                &self.config.decide,
+                &t.window,
+                obs,
+                backlog,
+                now,
+                state,
+            );
             self.metrics
                 .decision_latency
                 .observe(started.elapsed().as_secs_f64());

@@ -1,6 +1,8 @@
 //! The `direct` source: scrapes every gateway's `/metrics` (Prometheus text
 //! format, parsed with `prometheus-parse`) and turns counter deltas between
-//! two scrapes into rates, summed over gateways.
+//! two scrapes into rates, summed over gateways. The asynchronous backlog
+//! gauge `flint_async_pending` is read in the same scrape and combined by
+//! maximum: every gateway replica reports the same queue-wide depth.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -9,7 +11,7 @@ use flint_api::backend::RevisionKey;
 use flint_api::metrics as names;
 
 use super::http::HttpGet;
-use super::{MetricsSource, Readings, SourceError};
+use super::{FunctionKey, MetricsSource, Pending, Readings, SourceError};
 
 /// Counter totals of one revision in one scrape.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -20,15 +22,32 @@ pub struct Totals {
     pub requests: f64,
 }
 
+/// What one gateway's `/metrics` says about scaling.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scraped {
+    /// Counter totals per revision.
+    pub totals: HashMap<RevisionKey, Totals>,
+    /// `flint_async_pending` per Function (largest value if a Function is
+    /// listed twice).
+    pub pending: Pending,
+}
+
 /// Parses a gateway's `/metrics` text into per-revision counter totals.
 pub fn parse_totals(text: &str) -> Result<HashMap<RevisionKey, Totals>, String> {
+    parse_scrape(text).map(|s| s.totals)
+}
+
+/// Parses a gateway's `/metrics` text into per-revision counter totals and
+/// per-Function pending invocations.
+pub fn parse_scrape(text: &str) -> Result<Scraped, String> {
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| e.to_string())?;
-    let mut out: HashMap<RevisionKey, Totals> = HashMap::new();
+    let mut out = Scraped::default();
     for sample in scrape.samples {
         let is_conc = sample.metric == names::REQUEST_CONCURRENCY_SECONDS_TOTAL;
         let is_req = sample.metric == names::REQUESTS_TOTAL;
-        if !is_conc && !is_req {
+        let is_pending = sample.metric == names::ASYNC_PENDING;
+        if !is_conc && !is_req && !is_pending {
             continue;
         }
         let value = match sample.value {
@@ -37,12 +56,19 @@ pub fn parse_totals(text: &str) -> Result<HashMap<RevisionKey, Totals>, String> 
             _ => continue,
         };
         let label = |k: &str| sample.labels.get(k).unwrap_or_default().to_owned();
+        if is_pending {
+            let key = FunctionKey::new(label(names::LABEL_NAMESPACE), label(names::LABEL_FUNCTION));
+            let n = count(value);
+            let slot = out.pending.entry(key).or_default();
+            *slot = (*slot).max(n);
+            continue;
+        }
         let key = RevisionKey::new(
             label(names::LABEL_NAMESPACE),
             label(names::LABEL_FUNCTION),
             label(names::LABEL_REVISION),
         );
-        let t = out.entry(key).or_default();
+        let t = out.totals.entry(key).or_default();
         if is_conc {
             t.concurrency_seconds += value;
         } else {
@@ -50,6 +76,28 @@ pub fn parse_totals(text: &str) -> Result<HashMap<RevisionKey, Totals>, String> 
         }
     }
     Ok(out)
+}
+
+/// A gauge value as a count: negative, NaN or fractional parts dropped.
+fn count(value: f64) -> u64 {
+    if value.is_nan() || value <= 0.0 {
+        0
+    } else if value >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        value as u64
+    }
+}
+
+/// Merges one gateway's pending counts into `into` by maximum. Every gateway
+/// replica reads the same shared queue and reports the same queue-wide
+/// depth, so the maximum (not the sum) is the backlog; it also tolerates a
+/// replica whose reading is a moment older than the others'.
+pub fn merge_pending(into: &mut Pending, from: Pending) {
+    for (key, n) in from {
+        let slot = into.entry(key).or_default();
+        *slot = (*slot).max(n);
+    }
 }
 
 /// Rate of a counter from `prev` to `now` over `dt` seconds; a counter that
@@ -69,6 +117,7 @@ pub struct DirectSource {
     urls: Vec<String>,
     http: HttpGet,
     previous: HashMap<String, Previous>,
+    pending: Option<Pending>,
 }
 
 impl std::fmt::Debug for DirectSource {
@@ -87,6 +136,7 @@ impl DirectSource {
             urls,
             http: HttpGet::new(timeout),
             previous: HashMap::new(),
+            pending: None,
         }
     }
 
@@ -105,14 +155,17 @@ impl MetricsSource for DirectSource {
     async fn collect(&mut self, revisions: &[RevisionKey]) -> Result<Readings, SourceError> {
         let scrapes = futures_join(&self.http, &self.urls).await;
         let mut readings: Readings = HashMap::new();
+        let mut pending = Pending::new();
         let mut all_have_previous = true;
         for (url, result) in self.urls.iter().zip(scrapes) {
             let (at, body) = result?;
             let text = String::from_utf8_lossy(&body);
-            let totals = parse_totals(&text).map_err(|reason| SourceError::Parse {
+            let scraped = parse_scrape(&text).map_err(|reason| SourceError::Parse {
                 url: url.clone(),
                 reason,
             })?;
+            let totals = scraped.totals;
+            merge_pending(&mut pending, scraped.pending);
             match self.previous.get(url) {
                 Some(prev) => {
                     let dt = at.duration_since(prev.at).as_secs_f64();
@@ -128,6 +181,8 @@ impl MetricsSource for DirectSource {
             }
             self.previous.insert(url.clone(), Previous { at, totals });
         }
+        // A gauge needs no previous scrape: the backlog is known at once.
+        self.pending = Some(pending);
         if !all_have_previous {
             // A new gateway: no rate until its second scrape.
             return Ok(HashMap::new());
@@ -137,6 +192,10 @@ impl MetricsSource for DirectSource {
             readings.entry(key.clone()).or_default();
         }
         Ok(readings)
+    }
+
+    fn take_pending(&mut self) -> Option<Pending> {
+        self.pending.take()
     }
 }
 
@@ -211,6 +270,34 @@ flint_requests_in_flight{function="hello",namespace="default",revision="hello-00
             }
         );
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn reads_pending_per_function_and_merges_gateways_by_maximum() {
+        let text = r#"# TYPE flint_async_pending gauge
+flint_async_pending{function="hello",namespace="default"} 40
+flint_async_pending{function="other",namespace="ns"} 3
+# TYPE flint_async_oldest_pending_age_seconds gauge
+flint_async_oldest_pending_age_seconds{function="hello",namespace="default"} 12
+"#;
+        let scraped = parse_scrape(text).unwrap();
+        assert!(scraped.totals.is_empty());
+        let hello = FunctionKey::new("default", "hello");
+        let other = FunctionKey::new("ns", "other");
+        assert_eq!(
+            scraped.pending,
+            Pending::from([(hello.clone(), 40), (other.clone(), 3)])
+        );
+        // A second gateway replica reports the same queue a moment later.
+        let mut all = scraped.pending;
+        merge_pending(
+            &mut all,
+            Pending::from([(hello.clone(), 38), (other.clone(), 5)]),
+        );
+        assert_eq!(all, Pending::from([(hello, 40), (other, 5)]));
+        assert_eq!(count(-1.0), 0);
+        assert_eq!(count(f64::NAN), 0);
+        assert_eq!(count(7.9), 7);
     }
 
     #[test]

@@ -6,6 +6,14 @@
 //! [`prometheus::PromQlSource`] asks a Prometheus server. Both answer for the
 //! whole fleet or fail as a whole: a partial answer would under-count load,
 //! and the autoscaler holds every revision's scale while its source fails.
+//!
+//! Both also read the asynchronous backlog per Function,
+//! `flint_async_pending`, which the runner takes with
+//! [`MetricsSource::take_pending`] after each successful collect. Unlike the
+//! request counters it is not summed over gateways: every gateway replica
+//! reports the same queue-wide depth, read from the shared queue, so the
+//! sources take the maximum over replicas (a sum would count the same
+//! invocations once per gateway).
 
 pub mod direct;
 pub mod http;
@@ -28,6 +36,35 @@ pub struct Reading {
 /// Readings of the revisions asked for. A revision missing from the map has
 /// no reading this time (not the same as zero load).
 pub type Readings = HashMap<RevisionKey, Reading>;
+
+/// A Function, by namespace and name: the labels of the per-Function
+/// asynchronous-invocation gauges.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FunctionKey {
+    /// Namespace of the Function.
+    pub namespace: String,
+    /// Name of the Function.
+    pub function: String,
+}
+
+impl FunctionKey {
+    /// The Function `namespace/function`.
+    pub fn new(namespace: impl Into<String>, function: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            function: function.into(),
+        }
+    }
+
+    /// The Function a revision belongs to.
+    pub fn of(revision: &RevisionKey) -> Self {
+        Self::new(revision.namespace.clone(), revision.function.clone())
+    }
+}
+
+/// Pending asynchronous invocations per Function, the maximum over gateway
+/// replicas. A Function missing from the map has nothing pending.
+pub type Pending = HashMap<FunctionKey, u64>;
 
 /// Why a source could not produce readings.
 #[derive(Debug, thiserror::Error)]
@@ -87,4 +124,10 @@ pub trait MetricsSource: Send + 'static {
         &mut self,
         revisions: &[RevisionKey],
     ) -> impl Future<Output = Result<Readings, SourceError>> + Send;
+    /// The pending asynchronous invocations read by the last successful
+    /// [`collect`](MetricsSource::collect), handed out once; `None` when
+    /// nothing new was read (or the source does not read the backlog).
+    fn take_pending(&mut self) -> Option<Pending> {
+        None
+    }
 }

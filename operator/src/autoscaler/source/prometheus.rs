@@ -5,6 +5,10 @@
 //! (rate(flint_request_concurrency_seconds_total[range]))`, RPS the same over
 //! `flint_requests_total`. `min(up{selector})` must be 1, or the answer may
 //! be missing a gateway and the source fails rather than under-count.
+//!
+//! The backlog is `max by (namespace, function) (flint_async_pending)`: every
+//! gateway replica reports the same queue-wide depth, so the maximum over
+//! replicas is the backlog (a sum would count it once per gateway).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,7 +18,7 @@ use flint_api::metrics as names;
 use serde::Deserialize;
 
 use super::http::HttpGet;
-use super::{MetricsSource, Reading, Readings, SourceError};
+use super::{FunctionKey, MetricsSource, Pending, Reading, Readings, SourceError};
 
 /// Settings of the PromQL source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +38,7 @@ pub struct PromQlConfig {
 pub struct PromQlSource {
     cfg: PromQlConfig,
     http: HttpGet,
+    pending: Option<Pending>,
 }
 
 #[derive(Deserialize)]
@@ -74,7 +79,23 @@ impl PromQlSource {
     /// A source for the server and settings in `cfg`.
     pub fn new(cfg: PromQlConfig) -> Self {
         let http = HttpGet::new(cfg.timeout);
-        Self { cfg, http }
+        Self {
+            cfg,
+            http,
+            pending: None,
+        }
+    }
+
+    /// The backlog query: the largest pending count any gateway reports,
+    /// per Function (they all read the same shared queue).
+    fn pending_query(&self) -> String {
+        format!(
+            "max by ({ns}, {f}) ({metric}{{{sel}}})",
+            ns = names::LABEL_NAMESPACE,
+            f = names::LABEL_FUNCTION,
+            metric = names::ASYNC_PENDING,
+            sel = self.cfg.gateway_selector,
+        )
     }
 
     fn rate_query(&self, metric: &str) -> String {
@@ -163,10 +184,22 @@ impl MetricsSource for PromQlSource {
                 }
             }
         }
+        let mut pending = Pending::new();
+        for s in self.query(&self.pending_query()).await? {
+            let label = |k: &str| s.metric.get(k).cloned().unwrap_or_default();
+            let key = FunctionKey::new(label(names::LABEL_NAMESPACE), label(names::LABEL_FUNCTION));
+            let n = Self::value(&s).max(0.0).min(u64::MAX as f64) as u64;
+            pending.insert(key, n);
+        }
         for key in revisions {
             readings.entry(key.clone()).or_default();
         }
+        self.pending = Some(pending);
         Ok(readings)
+    }
+
+    fn take_pending(&mut self) -> Option<Pending> {
+        self.pending.take()
     }
 }
 
@@ -193,6 +226,10 @@ mod tests {
         assert_eq!(
             s.rate_query(names::REQUESTS_TOTAL),
             r#"sum by (namespace, function, revision) (rate(flint_requests_total{job="flint-gateway"}[10s]))"#
+        );
+        assert_eq!(
+            s.pending_query(),
+            r#"max by (namespace, function) (flint_async_pending{job="flint-gateway"})"#
         );
     }
 }
