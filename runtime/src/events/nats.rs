@@ -184,10 +184,13 @@ impl NatsQueue {
     }
 
     /// Drops deliveries of invocations already settled (acknowledging them
-    /// again), keeping the rest.
+    /// again), keeping the rest. When the settled markers cannot be read
+    /// (the server is away), the unchecked deliveries are handed back at
+    /// once with a short delay instead of waiting out their lease.
     async fn unsettled(&self, batch: Vec<Delivery>) -> Result<Vec<Delivery>, QueueError> {
         let mut out = Vec::with_capacity(batch.len());
-        for delivery in batch {
+        let mut batch = batch.into_iter();
+        while let Some(delivery) = batch.next() {
             let seen = match self
                 .settled
                 .get_last_raw_message_by_subject(&settled_key(&delivery.invocation.id))
@@ -195,7 +198,11 @@ impl NatsQueue {
             {
                 Ok(_) => true,
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => false,
-                Err(e) => return Err(nats_err("read settle")(e.to_string())),
+                Err(e) => {
+                    let unchecked = std::iter::once(delivery).chain(batch);
+                    hand_back(unchecked.chain(out)).await;
+                    return Err(nats_err("read settle")(e.to_string()));
+                }
             };
             if seen {
                 tracing::info!(invocation = %delivery.invocation.id, "redelivery of a settled invocation acknowledged without delivering");
@@ -240,6 +247,29 @@ impl NatsQueue {
             }
         }
         Ok(out)
+    }
+}
+
+/// How soon deliveries handed back undelivered are offered again.
+const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
+
+/// Negatively acknowledges `deliveries` without waiting for the server's
+/// answer: if it is reachable they come back after [`HAND_BACK_DELAY`];
+/// if not, their lease runs out and they come back anyway.
+/// A client whose outgoing buffer is full while disconnected would make
+/// that wait long, so the whole hand-back is bounded too.
+async fn hand_back(deliveries: impl Iterator<Item = Delivery>) {
+    let naks = async {
+        for delivery in deliveries {
+            if let TicketKind::Nats { message, id } = delivery.ticket.0
+                && let Err(err) = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await
+            {
+                tracing::debug!(invocation = %id, error = %err, "handing back a delivery failed; its lease will expire");
+            }
+        }
+    };
+    if tokio::time::timeout(HAND_BACK_DELAY, naks).await.is_err() {
+        tracing::debug!("handing back deliveries timed out; their leases will expire");
     }
 }
 

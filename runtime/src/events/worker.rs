@@ -4,8 +4,8 @@
 //! or dead-lettered — then hands the result to the callbacks. It also keeps
 //! the pending-depth gauges current for the autoscaler.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -63,6 +63,11 @@ struct Shared {
     metrics: EventMetrics,
     callbacks: Callbacks,
     config: WorkerConfig,
+    /// Invocation ids this worker is delivering or settling. A queue
+    /// server that crashed may forget it handed one out and offer it again
+    /// before the first delivery's settle lands; the second copy is left
+    /// alone (unacknowledged) so the first settle decides its fate.
+    holding: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for DeliveryWorker {
@@ -93,6 +98,7 @@ impl DeliveryWorker {
                 client,
                 metrics,
                 config,
+                holding: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -215,12 +221,16 @@ async fn function_loop(
         match fetched {
             Ok(batch) => {
                 for (delivery, permit) in batch.into_iter().zip(permits) {
+                    let Some(hold) = Hold::take(&shared, &delivery.invocation.id) else {
+                        tracing::info!(invocation = %delivery.invocation.id, "offered again while its first delivery is still settling; left to that settle");
+                        continue;
+                    };
                     deliveries.spawn(deliver_one(
                         Arc::clone(&shared),
                         delivery,
                         target,
                         lease,
-                        permit,
+                        (permit, hold),
                     ));
                 }
             }
@@ -240,12 +250,41 @@ async fn function_loop(
     tracing::debug!(function = %id, "function loop stopped");
 }
 
+/// An invocation id in [`Shared::holding`], released when dropped (also
+/// when its delivery task is cancelled).
+struct Hold {
+    shared: Arc<Shared>,
+    id: String,
+}
+
+impl Hold {
+    /// Holds `id`, or `None` when this worker already holds it.
+    fn take(shared: &Arc<Shared>, id: &str) -> Option<Self> {
+        let mut holding = shared.holding.lock().unwrap_or_else(|p| p.into_inner());
+        holding.insert(id.to_owned()).then(|| Self {
+            shared: Arc::clone(shared),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut holding = self
+            .shared
+            .holding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        holding.remove(&self.id);
+    }
+}
+
 async fn deliver_one(
     shared: Arc<Shared>,
     delivery: Delivery,
     target: Target,
     lease: Duration,
-    _permit: OwnedSemaphorePermit,
+    _held: (OwnedSemaphorePermit, Hold),
 ) {
     let inv = &delivery.invocation;
     let limits = Limits {
@@ -327,3 +366,7 @@ async fn deliver_one(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;
