@@ -3,9 +3,12 @@
 autoscaler (`flint dev`, the same gateway and autoscaler code a cluster runs)
 under load; then every panel query of dashboards/flint.json, with its
 variables substituted, is run through Prometheus' HTTP API and must return
-data. The JSON is also checked for the Grafana dashboard structure (uid,
-panels, targets, the datasource variable). The chart's rules file is loaded
-too, so the recording rules must produce series from the same scrape.
+data. Asynchronous invocations (delivered, dead-lettered, retried, one left
+pending, with result callbacks to a local server) feed the async panels. The
+JSON is also checked for the Grafana dashboard structure (uid, panels,
+targets, the datasource variable) and every metric a panel queries must be
+one api/src/metrics.rs names. The chart's rules file is loaded too, so the
+recording rules must produce series from the same scrape.
 
 Usage: dashboard_test.py FLINT_BINARY   (prometheus must be on PATH)
 Everything runs on 127.0.0.1 with free ports, is bounded in time, and is
@@ -14,6 +17,7 @@ stopped at the end. Only the standard library is used.
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +33,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHART = os.path.dirname(HERE)
 DASHBOARD = os.path.join(CHART, "dashboards", "flint.json")
+METRIC_NAMES = os.path.join(os.path.dirname(os.path.dirname(CHART)), "api", "src", "metrics.rs")
 RULES = os.path.join(CHART, "rules", "flint.rules.yaml")
 NAMESPACE, FUNCTION = "default", "probe"
 RATE_INTERVAL = "5m"  # $__rate_interval: covers the whole run
@@ -69,6 +74,9 @@ spec:
   port: 8080
   concurrency: 1
   timeoutSeconds: 10
+  async:
+    maxRetries: 100
+    maxAge: 1h
   scale:
     min: 0
     max: 2
@@ -150,6 +158,24 @@ def check_structure(d):
     return problems
 
 
+def exported_metrics():
+    """The metric names the code exports: the `flint_` constants of api/src/metrics.rs."""
+    text = open(METRIC_NAMES).read()
+    return set(re.findall(r'pub const [A-Z0-9_]+: &str = "(flint_[a-z0-9_]+)";', text))
+
+
+def unknown_metrics(d, exported):
+    """Metrics a panel queries that the code does not export: returns a list of problems."""
+    problems = []
+    for p in d.get("panels", []):
+        for t in p.get("targets", []):
+            for name in re.findall(r"\bflint_[a-z0-9_]+", t.get("expr", "")):
+                base = re.sub(r"_(bucket|sum|count)$", "", name)
+                if name not in exported and base not in exported:
+                    problems.append(f"panel {p.get('title')!r} [{t.get('refId')}]: {name} is not exported")
+    return problems
+
+
 def substitute(expr):
     return (expr.replace("$namespace", NAMESPACE).replace("$function", FUNCTION)
             .replace("$__rate_interval", RATE_INTERVAL))
@@ -179,12 +205,82 @@ def load(gateway, host, stop_after_s):
     return codes
 
 
+class CallbackSink:
+    """A local HTTP server that takes result callbacks (POST) and counts them."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        sink = self
+        self.outcomes = {}
+        self.lock = threading.Lock()
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with sink.lock:
+                    o = self.headers.get("X-Flint-Outcome")
+                    sink.outcomes[o] = sink.outcomes.get(o, 0) + 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/done"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def send_async(gateway, host, path, callback=None):
+    """One asynchronous invocation (Prefer: respond-async); returns the status."""
+    headers = {"Host": host, "Prefer": "respond-async"}
+    if callback:
+        headers["X-Callback-Url"] = callback
+    req = urllib.request.Request(f"{gateway}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def drive_async(prom, gateway, host, sink):
+    """Async invocations that reach every async metric: 3 delivered and 2
+    refused by the function (404: dead-lettered as rejected), each with a
+    callback; 1 that keeps failing (500) and so stays pending, retried."""
+    sends = [("/", sink.url)] * 3 + [("/missing", sink.url)] * 2 + [("/fail", None)]
+    statuses = [send_async(gateway, host, path, cb) for path, cb in sends]
+    if statuses != [202] * len(sends):
+        raise SystemExit(f"FAIL: async invocations answered {statuses}, want 202 each")
+    sel = f'namespace="{NAMESPACE}",function="{FUNCTION}"'
+    wanted = {
+        f"sum(flint_async_accepted_total{{{sel}}})": 6,
+        f"sum(flint_async_delivered_total{{{sel}}})": 3,
+        f'sum(flint_async_dead_letters_total{{{sel},reason="rejected"}})': 2,
+        f"sum(flint_async_retries_total{{{sel}}})": 1,
+        f"max(flint_async_pending{{{sel}}})": 1,
+        f'sum(flint_async_callbacks_total{{{sel},result="delivered"}})': 5,
+    }
+    for expr, least in wanted.items():
+        def seen():
+            r = query(prom, expr)["data"]["result"]
+            return bool(r) and float(r[0]["value"][1]) >= least
+        wait_for(f"{expr} >= {least}", seen, 60)
+    print(f"async: 6 accepted, 3 delivered, 2 dead-lettered, 1 pending; callbacks {sink.outcomes}")
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
     flint = os.path.abspath(sys.argv[1])
     dashboard = json.load(open(DASHBOARD))
-    problems = check_structure(dashboard)
+    problems = check_structure(dashboard) + unknown_metrics(dashboard, exported_metrics())
     if problems:
         raise SystemExit("FAIL: dashboard structure:\n  " + "\n  ".join(problems))
 
@@ -239,6 +335,11 @@ def main():
             r = query(prom, counted)["data"]["result"]
             return bool(r) and float(r[0]["value"][1]) >= sent
         wait_for(f"Prometheus to count {sent} requests", scraped, 30)
+        sink = CallbackSink()
+        try:
+            drive_async(prom, f"http://127.0.0.1:{gw_port}", host, sink)
+        finally:
+            sink.close()
         # Two more rule evaluations, so recording rules see the last samples.
         time.sleep(2.5)
 
