@@ -3,7 +3,8 @@
 //! delivered through the gateway to a function that starts at zero and
 //! fails 20% of its attempts — across a restart of the store and worker, and
 //! a crash of nats-server. Every accepted invocation must be handled exactly
-//! once or dead-lettered after its last retry.
+//! once or dead-lettered after its last retry. A crash of the gateway (its
+//! delivery worker dies holding leases) loses none either.
 
 mod events_support;
 
@@ -236,6 +237,89 @@ async fn nats_every_invocation_settles_once_across_a_server_crash() {
     assert!(function.seen.max_in_flight.load(Ordering::SeqCst) <= CONCURRENCY as usize);
     eprintln!(
         "nats run: {refusals} submissions refused while nats-server was down, {want_dead} dead letters"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nats_no_invocation_is_lost_across_a_gateway_crash() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("FLINT_LOG").unwrap_or_default())
+        .try_init();
+    if !nats_available() {
+        panic!("nats-server is not installed (apt-get install -y nats-server)");
+    }
+    let dir = TempDir::new("events-nats-gw");
+    let nats = NatsServer::start(&dir.0);
+    let function = function().await;
+    let ids = ids("gw");
+    // A short lease, so what the crashed worker held comes back soon.
+    let config = WorkerConfig {
+        lease_margin: Duration::from_secs(5),
+        ..fast()
+    };
+
+    let gw = gateway(function.addr).await;
+    let cluster = events::nats(&nats.url(), &gw.url(), "localhost", config)
+        .await
+        .unwrap();
+    set_target(&cluster.targets, MAX_RETRIES, MAX_IN_FLIGHT);
+    attach(&gw.gateway, cluster.intake);
+    let (_stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(cluster.worker.run(stopped));
+    let refusals = submit_all(gw.url(), ids.clone(), 32, Duration::ZERO).await;
+    assert_eq!(refusals, 0);
+
+    // The gateway crashes mid-run: its worker dies at once, holding
+    // leases on invocations in flight; the data plane goes with it.
+    let seen = Arc::clone(&function.seen);
+    assert!(wait_until(RUN_BOUND, || seen.handled_count() >= N / 5).await);
+    worker.abort();
+    assert!(worker.await.unwrap_err().is_cancelled());
+    gw.shutdown().await;
+    let handled_at_crash = function.seen.handled_count();
+    assert!(handled_at_crash < N, "the crash must happen mid-run");
+
+    // A new gateway on the same queue takes over.
+    let gw = gateway(function.addr).await;
+    let cluster = events::nats(&nats.url(), &gw.url(), "localhost", config)
+        .await
+        .unwrap();
+    set_target(&cluster.targets, MAX_RETRIES, MAX_IN_FLIGHT);
+    attach(&gw.gateway, cluster.intake);
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(cluster.worker.run(stopped));
+    let queue = flint_runtime::events::NatsQueue::connect(&nats.url())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + RUN_BOUND;
+    let dead = loop {
+        let dead = dead_ids(&queue).await;
+        let settled = {
+            let handled = function.seen.handled.lock().unwrap();
+            ids.iter()
+                .filter(|id| handled.contains_key(*id) || dead.contains(id))
+                .count()
+        };
+        if settled == N {
+            break dead;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{settled} of {N} settled after the crash"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    stop.send(true).unwrap();
+    tokio::time::timeout(RUN_BOUND, worker)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_none_lost(&function.seen, &ids, &dead, MAX_IN_FLIGHT as usize);
+    assert!(function.seen.max_in_flight.load(Ordering::SeqCst) <= CONCURRENCY as usize);
+    eprintln!(
+        "gateway crash: {handled_at_crash} handled before it, {} dead letters",
+        dead.len()
     );
     gw.shutdown().await;
 }

@@ -424,6 +424,33 @@ pub fn assert_each_settled_once(seen: &Seen, ids: &[String], dead: &[String]) {
     assert_eq!(handled.len() + dead.len(), ids.len());
 }
 
+/// The check after a crash of the worker: every accepted invocation was
+/// handled or dead-lettered (none lost); only those in flight at the crash,
+/// at most `in_flight`, may have been handled twice or handled and then
+/// dead-lettered on a later attempt (their first outcome died with the
+/// worker).
+pub fn assert_none_lost(seen: &Seen, ids: &[String], dead: &[String], in_flight: usize) {
+    let handled = seen.handled.lock().unwrap();
+    let dead: std::collections::HashSet<&String> = dead.iter().collect();
+    let mut repeated = Vec::new();
+    for id in ids {
+        let times = handled.get(id).copied().unwrap_or(0);
+        let gave_up = dead.contains(id);
+        assert!(
+            times > 0 || gave_up,
+            "{id} was lost: never handled, not dead-lettered"
+        );
+        if times > 1 || (times > 0 && gave_up) {
+            repeated.push((id, times, gave_up));
+        }
+    }
+    assert!(
+        repeated.len() <= in_flight,
+        "{} invocations repeated, more than the {in_flight} in flight at the crash: {repeated:?}",
+        repeated.len()
+    );
+}
+
 /// The intake type is what the gateway hands requests to.
 pub fn attach(gateway: &Gateway, intake: AsyncIntake) {
     gateway.set_async_intake(intake);
