@@ -184,6 +184,8 @@ impl Dev {
                 scan.functions.iter().map(|l| l.function.clone()).collect();
             events.set_functions(&functions);
         }
+        self.scaler
+            .set_functions(scan.functions.iter().map(|l| &l.function));
         self.carry_out(actions, notes).await;
         if first {
             print::urls(&scan.functions, &self.gateway_url, self.gateway.config());
@@ -228,6 +230,7 @@ impl Dev {
             Err(_) => return,
         };
         let functions = routes.len();
+        self.scaler.set_routes(&routes);
         self.gateway.set_routes(routes);
         // The benchmark reads this line (`--log flint=debug`) for the swap time.
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

@@ -1,15 +1,22 @@
 //! The autoscaler inside `flint dev`: the operator's autoscaler, unchanged,
 //! writing replica counts through the local backend and reading the signal
-//! from the in-process gateway's `/metrics` (the direct source).
+//! from the in-process gateway's `/metrics` (the direct source), including
+//! the pending asynchronous invocations of the embedded queue, which it
+//! shares over each Function's traffic split.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use flint_api::ScaleSpec;
-use flint_api::backend::{PokeSink, RevisionKey};
+use flint_api::backend::{FunctionRoute, PokeSink, RevisionKey};
 use flint_api::poke::ScalePoke;
+use flint_api::{AsyncSpec, Function, ScaleSpec};
+use flint_operator::autoscaler::source::FunctionKey;
 use flint_operator::autoscaler::source::direct::DirectSource;
-use flint_operator::autoscaler::{Autoscaler, AutoscalerConfig, AutoscalerHandle, poke_router};
+use flint_operator::autoscaler::{
+    Autoscaler, AutoscalerConfig, AutoscalerHandle, BacklogRoute, poke_router,
+};
 use flint_runtime::local::LocalBackend;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::sync::{mpsc, watch};
@@ -39,6 +46,8 @@ pub struct Scaler {
     handle: AutoscalerHandle,
     registry: Registry,
     stop: watch::Sender<bool>,
+    /// Each Function's `async.maxInFlight`, for the backlog routes.
+    max_in_flight: Mutex<HashMap<FunctionKey, u32>>,
 }
 
 impl Scaler {
@@ -67,7 +76,50 @@ impl Scaler {
             handle,
             registry,
             stop,
+            max_in_flight: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The manifests changed: remembers each Function's `async.maxInFlight`
+    /// for the next [`Scaler::set_routes`].
+    pub fn set_functions<'a>(&self, functions: impl IntoIterator<Item = &'a Function>) {
+        let limits = functions
+            .into_iter()
+            .filter_map(|f| {
+                let ns = f.metadata.namespace.clone()?;
+                let name = f.metadata.name.clone()?;
+                Some((FunctionKey::new(ns, name), f.spec.async_.max_in_flight))
+            })
+            .collect();
+        if let Ok(mut m) = self.max_in_flight.lock() {
+            *m = limits;
+        }
+    }
+
+    /// The gateway's routing table changed: each Function's async backlog
+    /// is shared over its resolved traffic split, as the gateway will route
+    /// the deliveries. Before any revision was ready (no split yet) it goes
+    /// to the newest revision (listed last), as on a cluster.
+    pub fn set_routes(&self, routes: &[FunctionRoute]) {
+        let Ok(limits) = self.max_in_flight.lock() else {
+            return;
+        };
+        let default = AsyncSpec::default().max_in_flight;
+        let backlog = routes
+            .iter()
+            .map(|r| {
+                let key = FunctionKey::new(r.namespace.clone(), r.name.clone());
+                let limit = limits.get(&key).copied().unwrap_or(default);
+                let mut route = BacklogRoute::from_traffic(limit, &r.traffic);
+                if route.traffic.is_empty()
+                    && let Some(newest) = r.revisions.last()
+                {
+                    route.traffic.push((newest.name.clone(), 100));
+                }
+                (key, route)
+            })
+            .collect();
+        self.handle.set_backlog_routes(backlog);
     }
 
     /// Starts scaling a new revision, which starts at `initial` replicas.

@@ -1,0 +1,379 @@
+//! The asynchronous backlog end to end, over real sockets on 127.0.0.1: fake
+//! gateways serve `flint_async_pending` in the gateway's exact format, the
+//! direct source scrapes them, the autoscaler loop decides and writes through
+//! an in-memory actuator; and a real Prometheus server (skipped, with a
+//! message, when `prometheus` is absent) feeds the PromQL source.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flint_api::ScaleSpec;
+use flint_api::backend::{Replicas, RevisionKey, ScaleActuator, ScaleError};
+use flint_api::metrics as names;
+use flint_operator::autoscaler::source::direct::DirectSource;
+use flint_operator::autoscaler::source::prometheus::{PromQlConfig, PromQlSource};
+use flint_operator::autoscaler::source::{FunctionKey, MetricsSource, Pending};
+use flint_operator::autoscaler::{Autoscaler, AutoscalerConfig, AutoscalerHandle, BacklogRoute};
+use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+
+#[derive(Clone, Default)]
+struct Memory {
+    writes: Arc<Mutex<Vec<(RevisionKey, u32)>>>,
+    replicas: Arc<Mutex<HashMap<RevisionKey, u32>>>,
+}
+
+impl Memory {
+    fn replicas_of(&self, key: &RevisionKey) -> u32 {
+        self.replicas.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    fn writes_of(&self, key: &RevisionKey) -> Vec<u32> {
+        let writes = self.writes.lock().unwrap();
+        writes
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|&(_, n)| n)
+            .collect()
+    }
+}
+
+impl ScaleActuator for Memory {
+    async fn scale(&self, revision: &RevisionKey, replicas: u32) -> Result<(), ScaleError> {
+        self.writes
+            .lock()
+            .unwrap()
+            .push((revision.clone(), replicas));
+        self.replicas
+            .lock()
+            .unwrap()
+            .insert(revision.clone(), replicas);
+        Ok(())
+    }
+    async fn replicas(&self, revision: &RevisionKey) -> Result<Replicas, ScaleError> {
+        let n = self.replicas_of(revision);
+        Ok(Replicas {
+            desired: n,
+            ready: n,
+        })
+    }
+}
+
+/// Serves `/metrics` like a gateway with an async intake: the pending gauge
+/// of `default/hello` (set through the returned handle) and of `default/other`
+/// (fixed at 2).
+async fn gateway(pending: i64) -> (SocketAddr, Arc<AtomicI64>) {
+    let registry = Registry::new();
+    let gauge = IntGaugeVec::new(
+        Opts::new(
+            names::ASYNC_PENDING,
+            "Invocations accepted and not settled.",
+        ),
+        &[names::LABEL_NAMESPACE, names::LABEL_FUNCTION],
+    )
+    .unwrap();
+    registry.register(Box::new(gauge.clone())).unwrap();
+    let value = Arc::new(AtomicI64::new(pending));
+    let shared = Arc::clone(&value);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            let gauge = gauge.clone();
+            let shared = Arc::clone(&shared);
+            async move {
+                // Like the gateway: functions with nothing pending are absent.
+                gauge.reset();
+                let n = shared.load(Ordering::SeqCst);
+                if n > 0 {
+                    gauge.with_label_values(&["default", "hello"]).set(n);
+                }
+                gauge.with_label_values(&["default", "other"]).set(2);
+                let mut buf = Vec::new();
+                TextEncoder::new()
+                    .encode(&registry.gather(), &mut buf)
+                    .unwrap();
+                String::from_utf8(buf).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, value)
+}
+
+fn rev(name: &str) -> RevisionKey {
+    RevisionKey::new("default", "hello", name)
+}
+
+fn hello() -> FunctionKey {
+    FunctionKey::new("default", "hello")
+}
+
+/// Target 10 per replica at 100%, from zero, short windows so that a test
+/// sees the way back to zero within seconds.
+fn spec() -> ScaleSpec {
+    ScaleSpec {
+        initial: 0,
+        max: 100,
+        target: 10,
+        target_utilization: 100,
+        stable_window: flint_api::Duration::from_secs(6),
+        scale_to_zero_grace_period: flint_api::Duration::from_secs(1),
+        ..ScaleSpec::default()
+    }
+}
+
+fn config() -> AutoscalerConfig {
+    AutoscalerConfig {
+        scrape_interval: Duration::from_millis(100),
+        decide_interval: Duration::from_millis(200),
+        ..AutoscalerConfig::default()
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within 10 s");
+}
+
+/// Starts the loop over `gateways`, with `traffic` as the route of `hello`
+/// (max 64 in flight); returns what the test needs, and a stop switch.
+fn start(
+    gateways: &[SocketAddr],
+    traffic: &[(&str, u32)],
+) -> (
+    Memory,
+    AutoscalerHandle,
+    Registry,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let actuator = Memory::default();
+    let source = DirectSource::new(
+        gateways
+            .iter()
+            .map(|a| format!("http://{a}/metrics"))
+            .collect(),
+        Duration::from_secs(2),
+    );
+    let registry = Registry::new();
+    let scaler = Autoscaler::new(actuator.clone(), source, config(), &registry).unwrap();
+    let handle = scaler.handle();
+    for &(name, _) in traffic {
+        handle.upsert(rev(name), spec());
+    }
+    handle.set_backlog_routes(HashMap::from([(
+        hello(),
+        BacklogRoute {
+            max_in_flight: 64,
+            traffic: traffic.iter().map(|&(n, p)| (n.to_owned(), p)).collect(),
+        },
+    )]));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(scaler.run(async {
+        let _ = stopped.await;
+    }));
+    (actuator, handle, registry, stop, task)
+}
+
+fn exported(registry: &Registry) -> String {
+    prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_scraped_pending_gauge_scales_from_zero_and_back_after_the_grace_period() {
+    // Two gateway replicas, both reporting the shared queue's 1000.
+    let ((a, pending_a), (b, pending_b)) = (gateway(1000).await, gateway(1000).await);
+    let (actuator, handle, registry, stop, task) = start(&[a, b], &[("hello-00001", 100)]);
+    let key = rev("hello-00001");
+    // ceil(min(1000, 64) / 10) = 7.
+    wait_for("scaled to 7", || actuator.replicas_of(&key) == 7).await;
+    let text = exported(&registry);
+    assert!(
+        text.contains(r#"flint_autoscaler_backlog{function="hello",namespace="default"} 1000"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"flint_autoscaler_decisions_total{reason="backlog"}"#),
+        "{text}"
+    );
+    // Held while the backlog lasts (well past the 1 s grace period).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(handle.desired(&key), Some(7));
+    // The queue drains: the gauge disappears from both gateways.
+    pending_a.store(0, Ordering::SeqCst);
+    pending_b.store(0, Ordering::SeqCst);
+    wait_for("back to zero", || actuator.replicas_of(&key) == 0).await;
+    let text = exported(&registry);
+    assert!(
+        text.contains(r#"flint_autoscaler_backlog{function="hello",namespace="default"} 0"#),
+        "{text}"
+    );
+    // Straight to 7 (never above), then down; a leading 0 is the loop's
+    // first decision if it ran before the first scrape.
+    let writes = actuator.writes_of(&key);
+    let from = writes.iter().position(|&n| n > 0).unwrap();
+    assert_eq!(writes[from], 7, "{writes:?}");
+    assert_eq!(writes.iter().max(), Some(&7), "{writes:?}");
+    assert_eq!(writes.last(), Some(&0), "{writes:?}");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn gateway_replicas_reporting_one_queue_count_it_once() {
+    // 30 pending, seen by three gateways: 3 replicas (a sum would give 9).
+    let gateways = [
+        gateway(30).await.0,
+        gateway(30).await.0,
+        gateway(30).await.0,
+    ];
+    let (actuator, _handle, registry, stop, task) = start(&gateways, &[("hello-00001", 100)]);
+    let key = rev("hello-00001");
+    wait_for("scaled to 3", || actuator.replicas_of(&key) == 3).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(actuator.writes_of(&key).iter().max(), Some(&3));
+    let text = exported(&registry);
+    assert!(
+        text.contains(r#"flint_autoscaler_backlog{function="hello",namespace="default"} 30"#),
+        "{text}"
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_50_50_split_scales_both_revisions_for_their_share() {
+    let (a, _) = gateway(1000).await;
+    let (actuator, _handle, _registry, stop, task) =
+        start(&[a], &[("hello-00002", 50), ("hello-00001", 50)]);
+    // 64 in flight, 32 on each revision: 4 replicas each.
+    for name in ["hello-00002", "hello-00001"] {
+        let key = rev(name);
+        wait_for(name, || actuator.replicas_of(&key) == 4).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for name in ["hello-00002", "hello-00001"] {
+        assert_eq!(actuator.writes_of(&rev(name)).iter().max(), Some(&4));
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_function_without_a_route_adds_no_backlog_demand() {
+    let (a, _) = gateway(1000).await;
+    let (actuator, handle, _registry, stop, task) = start(&[a], &[("hello-00001", 100)]);
+    handle.set_backlog_routes(HashMap::new());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(actuator.replicas_of(&rev("hello-00001")), 0);
+    assert!(
+        actuator
+            .writes_of(&rev("hello-00001"))
+            .iter()
+            .all(|&n| n == 0),
+        "{:?}",
+        actuator.writes_of(&rev("hello-00001"))
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_prometheus(targets: &[SocketAddr]) -> Option<(Prometheus, u16)> {
+    let bin = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())?;
+    let dir = std::env::temp_dir().join(format!(
+        "flint-prom-backlog-{}-{}",
+        std::process::id(),
+        targets[0].port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: flint-gateway\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Some((Prometheus { child, dir }, port))
+}
+
+#[tokio::test]
+async fn promql_source_reads_the_backlog_as_the_max_over_gateways() {
+    // One gateway a moment behind the other: 30 and 25 for the same queue.
+    let (a, _) = gateway(30).await;
+    let (b, _) = gateway(25).await;
+    let Some((_prom, port)) = start_prometheus(&[a, b]) else {
+        println!("SKIPPED: the prometheus binary is not installed (apt-get install prometheus)");
+        return;
+    };
+    let mut promql = PromQlSource::new(PromQlConfig {
+        url: format!("http://127.0.0.1:{port}"),
+        range: Duration::from_secs(5),
+        gateway_selector: r#"job="flint-gateway""#.into(),
+        timeout: Duration::from_secs(2),
+    });
+    let keys = [rev("hello-00001")];
+    let want = Pending::from([(hello(), 30), (FunctionKey::new("default", "other"), 2)]);
+    // Wait (bounded) until Prometheus has scraped both gateways.
+    let mut got = None;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if promql.collect(&keys).await.is_ok() {
+            got = promql.take_pending();
+            if got.as_ref() == Some(&want) {
+                break;
+            }
+        }
+    }
+    assert_eq!(got, Some(want));
+    // Handed out once per collect.
+    assert_eq!(promql.take_pending(), None);
+}
