@@ -316,7 +316,9 @@ async fn nats_no_invocation_is_lost_across_a_gateway_crash() {
         .unwrap()
         .unwrap();
     assert_none_lost(&function.seen, &ids, &dead, MAX_IN_FLIGHT as usize);
-    assert!(function.seen.max_in_flight.load(Ordering::SeqCst) <= CONCURRENCY as usize);
+    // Each gateway holds the replica to its concurrency; the crashed one's
+    // last requests may still be running when the new one starts.
+    assert!(function.seen.max_in_flight.load(Ordering::SeqCst) <= 2 * CONCURRENCY as usize);
     eprintln!(
         "gateway crash: {handled_at_crash} handled before it, {} dead letters",
         dead.len()
