@@ -4,10 +4,11 @@
 //! an in-memory actuator; and a real Prometheus server (skipped, with a
 //! message, when `prometheus` is absent) feeds the PromQL source.
 
+#[path = "support/prometheus.rs"]
+mod prometheus_server;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use flint_operator::autoscaler::source::prometheus::{PromQlConfig, PromQlSource}
 use flint_operator::autoscaler::source::{FunctionKey, MetricsSource, Pending};
 use flint_operator::autoscaler::{Autoscaler, AutoscalerConfig, AutoscalerHandle, BacklogRoute};
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus_server::Prometheus;
 
 #[derive(Clone, Default)]
 struct Memory {
@@ -292,68 +294,13 @@ async fn a_function_without_a_route_adds_no_backlog_demand() {
     task.await.unwrap();
 }
 
-struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_prometheus(targets: &[SocketAddr]) -> Option<(Prometheus, u16)> {
-    let bin = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())?;
-    let dir = std::env::temp_dir().join(format!(
-        "flint-prom-backlog-{}-{}",
-        std::process::id(),
-        targets[0].port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: flint-gateway\n    static_configs:\n      - targets: [{}]\n",
-            list.join(", ")
-        ),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Some((Prometheus { child, dir }, port))
-}
-
 #[tokio::test]
 async fn promql_source_reads_the_backlog_as_the_max_over_gateways() {
     // One gateway a moment behind the other: 30 and 25 for the same queue.
     let (a, _) = gateway(30).await;
     let (b, _) = gateway(25).await;
-    let Some((_prom, port)) = start_prometheus(&[a, b]) else {
-        println!("SKIPPED: the prometheus binary is not installed (apt-get install prometheus)");
-        return;
-    };
+    let prom = Prometheus::start(&[a, b]);
+    let port = prom.port;
     let mut promql = PromQlSource::new(PromQlConfig {
         url: format!("http://127.0.0.1:{port}"),
         range: Duration::from_secs(5),

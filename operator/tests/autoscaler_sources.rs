@@ -3,9 +3,10 @@
 //! format under a steady synthetic load, scraped directly and through a real
 //! Prometheus server (skipped, with a message, when `prometheus` is absent).
 
+#[path = "support/prometheus.rs"]
+mod prometheus_server;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use flint_api::backend::RevisionKey;
@@ -14,6 +15,7 @@ use flint_operator::autoscaler::source::MetricsSource;
 use flint_operator::autoscaler::source::direct::DirectSource;
 use flint_operator::autoscaler::source::prometheus::{PromQlConfig, PromQlSource};
 use prometheus::{CounterVec, Encoder, Opts, Registry, TextEncoder};
+use prometheus_server::{Prometheus, free_port};
 
 /// Concurrency and RPS the exporter's load generator produces.
 const CONCURRENCY: f64 = 5.0;
@@ -137,68 +139,11 @@ async fn direct_source_fails_as_a_whole_when_one_gateway_is_down() {
     assert!(err.to_string().contains(&dead_addr.to_string()), "{err}");
 }
 
-struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_prometheus(target: SocketAddr) -> Option<(Prometheus, u16)> {
-    let bin = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())?;
-    let dir = std::env::temp_dir().join(format!(
-        "flint-prom-{}-{}",
-        std::process::id(),
-        target.port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: flint-gateway\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Some((Prometheus { child, dir }, port))
-}
-
 #[tokio::test]
 async fn promql_source_agrees_with_the_direct_source_within_ten_percent() {
     let addr = exporter().await;
-    let Some((_prom, port)) = start_prometheus(addr) else {
-        println!("SKIPPED: the prometheus binary is not installed (apt-get install prometheus)");
-        return;
-    };
+    let prom = Prometheus::start(&[addr]);
+    let port = prom.port;
     let mut promql = PromQlSource::new(PromQlConfig {
         url: format!("http://127.0.0.1:{port}"),
         range: Duration::from_secs(5),
