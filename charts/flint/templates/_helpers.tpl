@@ -19,6 +19,7 @@
 
 {{- define "flint.operatorName" -}}{{ include "flint.fullname" . }}-operator{{- end -}}
 {{- define "flint.gatewayName" -}}{{ include "flint.fullname" . }}-gateway{{- end -}}
+{{- define "flint.natsName" -}}{{ include "flint.fullname" . }}-nats{{- end -}}
 
 {{/* Labels on every object. */}}
 {{- define "flint.labels" -}}
@@ -80,6 +81,18 @@ podAntiAffinity:
 {{- end -}}
 {{- end -}}
 
+{{/*
+URL of the NATS server the gateway queues asynchronous invocations on: the
+deployed one's Service, the given events.nats.url, or empty (no queue).
+*/}}
+{{- define "flint.natsUrl" -}}
+{{- if .Values.events.nats.deploy -}}
+nats://{{ include "flint.natsName" . }}.{{ .Release.Namespace }}.svc:4222
+{{- else -}}
+{{- .Values.events.nats.url -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Whether to render the monitoring.coreos.com objects. */}}
 {{- define "flint.monitoring" -}}
 {{- $mode := .Values.monitoring.create -}}
@@ -108,6 +121,9 @@ the values and says what to change.
 {{- $fewest := ternary $as.minReplicas .Values.gateway.replicas $as.enabled -}}
 {{- if and $pdb.enabled (ge (int $pdb.minAvailable) (int $fewest)) -}}
 {{- fail (printf "gateway.podDisruptionBudget.minAvailable (%d) must be less than the gateway's replicas (%d), or no node could ever be drained" (int $pdb.minAvailable) (int $fewest)) -}}
+{{- end -}}
+{{- if and .Values.events.nats.deploy .Values.events.nats.url -}}
+{{- fail (printf "events.nats.url (%s) and events.nats.deploy=true are both set; set url to use an existing NATS server, or deploy=true to run one in the release, not both" .Values.events.nats.url) -}}
 {{- end -}}
 {{- if eq (int .Values.gateway.port) (int .Values.gateway.adminPort) -}}
 {{- fail (printf "gateway.port and gateway.adminPort are both %d; the data plane and the admin endpoints need different ports" (int .Values.gateway.port)) -}}
