@@ -133,7 +133,14 @@ impl Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let mut polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_pending()
+            && let Some(Conn::Http1(conn)) = self.held.as_mut().and_then(|h| h.conn.as_mut())
+        {
+            // The body's bytes come from the connection this body drives.
+            conn.poll_progress(cx);
+            polled = Pin::new(&mut self.inner).poll_frame(cx);
+        }
         match &polled {
             Poll::Ready(None) => self.finish(),
             // A broken connection does not go back to the pool.

@@ -173,6 +173,9 @@ async fn proxy_to(
         && let Some(client_upgrade) = client_upgrade
     {
         let replica_upgrade = hyper::upgrade::on(&mut resp);
+        if let Conn::Http1(conn) = conn {
+            conn.detach();
+        }
         let held = InFlight {
             conn: None,
             slot,

@@ -3,14 +3,19 @@
 //! handed over, so a refused connection leaves the request intact for a
 //! retry on another replica.
 //!
-//! Each HTTP/1 connection is driven by a task on the thread that opened it.
-//! A request takes, when it can, an idle connection its own thread opened,
-//! so that its hand-offs with that task stay on one thread (see
-//! [`super::server`]).
+//! An HTTP/1 connection has no task of its own: the request using it
+//! drives it (while waiting for the response head, then from the response
+//! body as the client reads it), so a request costs no hand-off between
+//! tasks — the way an event-loop proxy works. A request takes an idle
+//! connection its own thread opened (its socket is registered with that
+//! thread's reactor, see [`super::server`]), else opens one.
 
 use std::cell::Cell;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 
 use flint_api::Protocol;
 use hyper::body::Incoming;
@@ -39,11 +44,90 @@ fn worker() -> usize {
     WORKER.with(Cell::get)
 }
 
-/// An idle HTTP/1 connection and the worker whose thread drives it.
-#[derive(Debug)]
-struct Idle {
+/// The I/O half of an HTTP/1 connection to a replica (with protocol
+/// switches; hyper's type for it cannot be named, hence the box — one per
+/// connection, not per request).
+type Http1Io = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// An HTTP/1 connection to a replica, driven by whoever holds it.
+pub struct Http1 {
+    sender: http1::SendRequest<Incoming>,
+    /// `None` once the connection ended.
+    io: Option<Http1Io>,
+    /// The worker whose thread opened it.
     worker: usize,
-    conn: http1::SendRequest<Incoming>,
+}
+
+impl std::fmt::Debug for Http1 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http1")
+            .field("worker", &self.worker)
+            .field("open", &self.io.is_some())
+            .finish()
+    }
+}
+
+/// Advances the connection's I/O; forgets it once it ended.
+fn poll_io(io: &mut Option<Http1Io>, cx: &mut Context<'_>) {
+    if let Some(conn) = io.as_mut()
+        && let Poll::Ready(ended) = conn.as_mut().poll(cx)
+    {
+        if let Err(err) = ended {
+            tracing::debug!(error = %err, "replica connection ended");
+        }
+        *io = None;
+    }
+}
+
+/// Runs `fut` to completion while driving `io`.
+async fn drive<F: Future>(io: &mut Option<Http1Io>, fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        poll_io(io, cx);
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
+impl Http1 {
+    /// Whether it can carry another request: open and idle.
+    async fn ready(&mut self) -> bool {
+        self.io.is_some() && drive(&mut self.io, self.sender.ready()).await.is_ok()
+    }
+
+    /// Sends `req`, driving the connection until the response head is in.
+    pub async fn send(
+        &mut self,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<Incoming>, hyper::client::conn::TrySendError<http::Request<Incoming>>>
+    {
+        drive(&mut self.io, self.sender.try_send_request(req)).await
+    }
+
+    /// Drives the connection from a response body's poll: reads what the
+    /// replica sent so the body can hand it on.
+    pub fn poll_progress(&mut self, cx: &mut Context<'_>) {
+        poll_io(&mut self.io, cx);
+    }
+
+    /// Hands the connection to a task of its own, to finish a protocol
+    /// switch (the upgraded I/O is released only by driving it).
+    pub fn detach(mut self) {
+        if let Some(io) = self.io.take() {
+            tokio::spawn(async move {
+                if let Err(err) = io.await {
+                    tracing::debug!(error = %err, "replica connection ended");
+                }
+            });
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.io.is_some() && !self.sender.is_closed()
+    }
 }
 
 /// Why no connection to a replica could be had.
@@ -80,9 +164,8 @@ impl ConnectError {
 /// A connection ready to carry one request.
 #[derive(Debug)]
 pub enum Conn {
-    /// An HTTP/1.1 connection (exclusive while in use) and the worker
-    /// whose thread drives it.
-    Http1(http1::SendRequest<Incoming>, usize),
+    /// An HTTP/1.1 connection, exclusive while in use.
+    Http1(Http1),
     /// A handle on the replica's shared HTTP/2 connection.
     Http2(http2::SendRequest<Incoming>),
 }
@@ -91,7 +174,7 @@ pub enum Conn {
 #[derive(Debug)]
 pub struct Pool {
     addr: SocketAddr,
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<Vec<Http1>>,
     shared: Mutex<Option<http2::SendRequest<Incoming>>>,
 }
 
@@ -110,13 +193,12 @@ impl Pool {
     pub async fn checkout(&self, protocol: Protocol) -> Result<Conn, ConnectError> {
         match protocol {
             Protocol::Http1 => {
-                while let Some(Idle { worker, mut conn }) = self.pop_idle() {
-                    if !conn.is_closed() && conn.ready().await.is_ok() {
-                        return Ok(Conn::Http1(conn, worker));
+                while let Some(mut conn) = self.pop_idle() {
+                    if conn.ready().await {
+                        return Ok(Conn::Http1(conn));
                     }
                 }
-                let conn = self.connect_http1().await?;
-                Ok(Conn::Http1(conn, worker()))
+                Ok(Conn::Http1(self.connect_http1().await?))
             }
             Protocol::H2c => {
                 if let Some(conn) = self.shared_http2() {
@@ -133,12 +215,12 @@ impl Pool {
 
     /// Returns a connection after its response ended, for reuse.
     pub fn checkin(&self, conn: Conn) {
-        if let Conn::Http1(conn, worker) = conn
-            && !conn.is_closed()
+        if let Conn::Http1(conn) = conn
+            && conn.is_open()
             && let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
-            idle.push(Idle { worker, conn });
+            idle.push(conn);
         }
     }
 
@@ -147,14 +229,12 @@ impl Pool {
         self.idle.lock().map_or(0, |idle| idle.len())
     }
 
-    /// The most recently used idle connection of this thread, else of any.
-    fn pop_idle(&self) -> Option<Idle> {
+    /// The most recently used idle connection this thread opened.
+    fn pop_idle(&self) -> Option<Http1> {
         let mut idle = self.idle.lock().ok()?;
         let me = worker();
-        match idle.iter().rposition(|i| i.worker == me) {
-            Some(at) => Some(idle.remove(at)),
-            None => idle.pop(),
-        }
+        let at = idle.iter().rposition(|c| c.worker == me)?;
+        Some(idle.remove(at))
     }
 
     fn shared_http2(&self) -> Option<http2::SendRequest<Incoming>> {
@@ -174,7 +254,7 @@ impl Pool {
         Ok(TokioIo::new(stream))
     }
 
-    async fn connect_http1(&self) -> Result<http1::SendRequest<Incoming>, ConnectError> {
+    async fn connect_http1(&self) -> Result<Http1, ConnectError> {
         let addr = self.addr;
         let io = self.tcp().await?;
         let (sender, conn) = http1::Builder::new()
@@ -183,12 +263,11 @@ impl Pool {
             .handshake(io)
             .await
             .map_err(|source| ConnectError::Handshake { addr, source })?;
-        tokio::spawn(async move {
-            if let Err(err) = conn.with_upgrades().await {
-                tracing::debug!(%addr, error = %err, "replica connection ended");
-            }
-        });
-        Ok(sender)
+        Ok(Http1 {
+            sender,
+            io: Some(Box::pin(conn.with_upgrades())),
+            worker: worker(),
+        })
     }
 
     async fn connect_http2(&self) -> Result<http2::SendRequest<Incoming>, ConnectError> {

@@ -162,7 +162,7 @@ pub async fn send(
     req: Request<Incoming>,
 ) -> Result<Response<Incoming>, (hyper::Error, Option<Request<Incoming>>)> {
     let sent = match conn {
-        Conn::Http1(c, _) => c.try_send_request(req).await,
+        Conn::Http1(c) => c.send(req).await,
         Conn::Http2(c) => c.try_send_request(req).await,
     };
     sent.map_err(|mut err| {

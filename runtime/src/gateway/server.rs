@@ -4,9 +4,9 @@
 //! Thread per core: the listener hands each accepted connection to one of
 //! several worker threads, each with a single-threaded runtime. A client
 //! connection, its requests and the replica connections they use (see
-//! [`super::pool`]) then stay on one thread: the hand-offs between hyper's
-//! tasks for every request are queue pushes on that thread, not wake-ups of
-//! another one, and no task migrates between cores.
+//! [`super::pool`]) then stay on one thread: a request's replica connection
+//! is driven by the request itself, so no wake-up crosses threads and no
+//! task migrates between cores.
 
 use std::future::Future;
 use std::net::SocketAddr;
