@@ -62,6 +62,25 @@ fn expected_dead(ids: &[String]) -> usize {
         .count()
 }
 
+/// A gateway whose delivery worker takes from the NATS queue at `nats_url`.
+struct NatsGateway {
+    gw: RunningGateway,
+    stop: watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+async fn nats_gateway(function: &Function, nats_url: &str, config: WorkerConfig) -> NatsGateway {
+    let gw = gateway(function.addr).await;
+    let cluster = events::nats(nats_url, &gw.url(), "localhost", config)
+        .await
+        .unwrap();
+    set_target(&cluster.targets, MAX_RETRIES, MAX_IN_FLIGHT);
+    attach(&gw.gateway, cluster.intake);
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(cluster.worker.run(stopped));
+    NatsGateway { gw, stop, worker }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_every_invocation_settles_once_across_a_restart() {
     let _ = tracing_subscriber::fmt()
@@ -177,17 +196,10 @@ async fn nats_every_invocation_settles_once_across_a_server_crash() {
     let mut nats = NatsServer::start(&dir.0);
     let function = function().await;
     let ids = ids("nats");
-    let gw = gateway(function.addr).await;
-    let cluster = events::nats(&nats.url(), &gw.url(), "localhost", fast())
-        .await
-        .unwrap();
-    set_target(&cluster.targets, MAX_RETRIES, MAX_IN_FLIGHT);
-    attach(&gw.gateway, cluster.intake);
+    let NatsGateway { gw, stop, worker } = nats_gateway(&function, &nats.url(), fast()).await;
     let queue = flint_runtime::events::NatsQueue::connect(&nats.url())
         .await
         .unwrap();
-    let (stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(cluster.worker.run(stopped));
     let submitter = tokio::spawn(submit_all(
         gw.url(),
         ids.clone(),
@@ -259,14 +271,11 @@ async fn nats_no_invocation_is_lost_across_a_gateway_crash() {
         ..fast()
     };
 
-    let gw = gateway(function.addr).await;
-    let cluster = events::nats(&nats.url(), &gw.url(), "localhost", config)
-        .await
-        .unwrap();
-    set_target(&cluster.targets, MAX_RETRIES, MAX_IN_FLIGHT);
-    attach(&gw.gateway, cluster.intake);
-    let (_stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(cluster.worker.run(stopped));
+    let NatsGateway {
+        gw,
+        stop: _stop,
+        worker,
+    } = nats_gateway(&function, &nats.url(), config).await;
     let refusals = submit_all(gw.url(), ids.clone(), 32, Duration::ZERO).await;
     assert_eq!(refusals, 0);
 
@@ -281,14 +290,7 @@ async fn nats_no_invocation_is_lost_across_a_gateway_crash() {
     assert!(handled_at_crash < N, "the crash must happen mid-run");
 
     // A new gateway on the same queue takes over.
-    let gw = gateway(function.addr).await;
-    let cluster = events::nats(&nats.url(), &gw.url(), "localhost", config)
-        .await
-        .unwrap();
-    set_target(&cluster.targets, MAX_RETRIES, MAX_IN_FLIGHT);
-    attach(&gw.gateway, cluster.intake);
-    let (stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(cluster.worker.run(stopped));
+    let NatsGateway { gw, stop, worker } = nats_gateway(&function, &nats.url(), config).await;
     let queue = flint_runtime::events::NatsQueue::connect(&nats.url())
         .await
         .unwrap();
