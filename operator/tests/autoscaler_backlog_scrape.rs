@@ -1,68 +1,42 @@
 //! The asynchronous backlog end to end, over real sockets on 127.0.0.1: fake
 //! gateways serve `flint_async_pending` in the gateway's exact format, the
 //! direct source scrapes them, the autoscaler loop decides and writes through
-//! an in-memory actuator; and a real Prometheus server (skipped, with a
-//! message, when `prometheus` is absent) feeds the PromQL source.
+//! an in-memory actuator; and a real Prometheus server (the test fails when
+//! `prometheus` is absent) feeds the PromQL source.
 
+#[path = "support/actuator.rs"]
+mod actuator;
+#[path = "support/exporter.rs"]
+mod exporter;
 #[path = "support/prometheus.rs"]
 mod prometheus_server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actuator::Memory;
+use exporter::serve_metrics;
 use flint_api::ScaleSpec;
-use flint_api::backend::{Replicas, RevisionKey, ScaleActuator, ScaleError};
+use flint_api::backend::RevisionKey;
 use flint_api::metrics as names;
 use flint_operator::autoscaler::source::direct::DirectSource;
 use flint_operator::autoscaler::source::prometheus::{PromQlConfig, PromQlSource};
 use flint_operator::autoscaler::source::{FunctionKey, MetricsSource, Pending};
 use flint_operator::autoscaler::{Autoscaler, AutoscalerConfig, AutoscalerHandle, BacklogRoute};
-use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntGaugeVec, Opts, Registry};
 use prometheus_server::Prometheus;
 
-#[derive(Clone, Default)]
-struct Memory {
-    writes: Arc<Mutex<Vec<(RevisionKey, u32)>>>,
-    replicas: Arc<Mutex<HashMap<RevisionKey, u32>>>,
-}
-
-impl Memory {
-    fn replicas_of(&self, key: &RevisionKey) -> u32 {
-        self.replicas.lock().unwrap().get(key).copied().unwrap_or(0)
-    }
-
-    fn writes_of(&self, key: &RevisionKey) -> Vec<u32> {
-        let writes = self.writes.lock().unwrap();
-        writes
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|&(_, n)| n)
-            .collect()
-    }
-}
-
-impl ScaleActuator for Memory {
-    async fn scale(&self, revision: &RevisionKey, replicas: u32) -> Result<(), ScaleError> {
-        self.writes
-            .lock()
-            .unwrap()
-            .push((revision.clone(), replicas));
-        self.replicas
-            .lock()
-            .unwrap()
-            .insert(revision.clone(), replicas);
-        Ok(())
-    }
-    async fn replicas(&self, revision: &RevisionKey) -> Result<Replicas, ScaleError> {
-        let n = self.replicas_of(revision);
-        Ok(Replicas {
-            desired: n,
-            ready: n,
-        })
-    }
+/// The replica counts written for `key`, in order.
+fn writes_of(actuator: &Memory, key: &RevisionKey) -> Vec<u32> {
+    actuator
+        .writes()
+        .into_iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, n)| n)
+        .collect()
 }
 
 /// Serves `/metrics` like a gateway with an async intake: the pending gauge
@@ -81,32 +55,16 @@ async fn gateway(pending: i64) -> (SocketAddr, Arc<AtomicI64>) {
     registry.register(Box::new(gauge.clone())).unwrap();
     let value = Arc::new(AtomicI64::new(pending));
     let shared = Arc::clone(&value);
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let registry = registry.clone();
-            let gauge = gauge.clone();
-            let shared = Arc::clone(&shared);
-            async move {
-                // Like the gateway: functions with nothing pending are absent.
-                gauge.reset();
-                let n = shared.load(Ordering::SeqCst);
-                if n > 0 {
-                    gauge.with_label_values(&["default", "hello"]).set(n);
-                }
-                gauge.with_label_values(&["default", "other"]).set(2);
-                let mut buf = Vec::new();
-                TextEncoder::new()
-                    .encode(&registry.gather(), &mut buf)
-                    .unwrap();
-                String::from_utf8(buf).unwrap()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, value)
+    let refresh = move || {
+        // Like the gateway: functions with nothing pending are absent.
+        gauge.reset();
+        let n = shared.load(Ordering::SeqCst);
+        if n > 0 {
+            gauge.with_label_values(&["default", "hello"]).set(n);
+        }
+        gauge.with_label_values(&["default", "other"]).set(2);
+    };
+    (serve_metrics(registry, refresh).await, value)
 }
 
 fn rev(name: &str) -> RevisionKey {
@@ -226,7 +184,7 @@ async fn a_scraped_pending_gauge_scales_from_zero_and_back_after_the_grace_perio
     );
     // Straight to 7 (never above), then down; a leading 0 is the loop's
     // first decision if it ran before the first scrape.
-    let writes = actuator.writes_of(&key);
+    let writes = writes_of(&actuator, &key);
     let from = writes.iter().position(|&n| n > 0).unwrap();
     assert_eq!(writes[from], 7, "{writes:?}");
     assert_eq!(writes.iter().max(), Some(&7), "{writes:?}");
@@ -247,7 +205,7 @@ async fn gateway_replicas_reporting_one_queue_count_it_once() {
     let key = rev("hello-00001");
     wait_for("scaled to 3", || actuator.replicas_of(&key) == 3).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(actuator.writes_of(&key).iter().max(), Some(&3));
+    assert_eq!(writes_of(&actuator, &key).iter().max(), Some(&3));
     let text = exported(&registry);
     assert!(
         text.contains(r#"flint_autoscaler_backlog{function="hello",namespace="default"} 30"#),
@@ -269,7 +227,7 @@ async fn a_50_50_split_scales_both_revisions_for_their_share() {
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
     for name in ["hello-00002", "hello-00001"] {
-        assert_eq!(actuator.writes_of(&rev(name)).iter().max(), Some(&4));
+        assert_eq!(writes_of(&actuator, &rev(name)).iter().max(), Some(&4));
     }
     stop.send(()).unwrap();
     task.await.unwrap();
@@ -283,12 +241,11 @@ async fn a_function_without_a_route_adds_no_backlog_demand() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(actuator.replicas_of(&rev("hello-00001")), 0);
     assert!(
-        actuator
-            .writes_of(&rev("hello-00001"))
+        writes_of(&actuator, &rev("hello-00001"))
             .iter()
             .all(|&n| n == 0),
         "{:?}",
-        actuator.writes_of(&rev("hello-00001"))
+        writes_of(&actuator, &rev("hello-00001"))
     );
     stop.send(()).unwrap();
     task.await.unwrap();

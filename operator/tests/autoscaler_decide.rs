@@ -2,83 +2,14 @@
 //! sample per second and decides every 2 s, with the actuator assumed instant
 //! (ready = the previous decision).
 
+#[path = "support/scenario.rs"]
+mod scenario;
+
 use std::time::Duration;
 
 use flint_api::{KeepAlive, ScaleSpec};
-use flint_operator::autoscaler::{
-    DecideConfig, Observation, Reason, Sample, ScaleState, Window, decide,
-};
-
-struct Run {
-    spec: ScaleSpec,
-    cfg: DecideConfig,
-    window: Window,
-    state: ScaleState,
-    now: u64,
-    /// (time, desired, reason, panicking) of every decision.
-    log: Vec<(u64, u32, Reason, bool)>,
-}
-
-impl Run {
-    fn new(spec: ScaleSpec) -> Self {
-        let window = Window::new(spec.stable_window.as_std());
-        let state = ScaleState::new(&spec, Duration::ZERO);
-        Self {
-            spec,
-            cfg: DecideConfig::default(),
-            window,
-            state,
-            now: 0,
-            log: Vec::new(),
-        }
-    }
-
-    /// `secs` seconds of concurrency `load` (None: the metrics source is down).
-    fn run(&mut self, secs: u64, load: Option<f64>) -> &mut Self {
-        for _ in 0..secs {
-            self.now += 1;
-            if let Some(c) = load {
-                self.window.push(Sample {
-                    at: Duration::from_secs(self.now),
-                    concurrency: c,
-                    rps: c,
-                });
-            }
-            if self.now.is_multiple_of(2) {
-                self.decide(None);
-            }
-        }
-        self
-    }
-
-    fn decide(&mut self, poke: Option<u32>) -> (u32, Reason) {
-        let obs = Observation {
-            ready: self.state.desired,
-            poke,
-        };
-        let d = decide(
-            &self.spec,
-            &self.cfg,
-            &self.window,
-            obs,
-            Duration::from_secs(self.now),
-            self.state.clone(),
-        );
-        self.state = d.state;
-        self.log
-            .push((self.now, d.desired, d.reason, self.state.panicking()));
-        (d.desired, d.reason)
-    }
-
-    fn last(&self) -> (u32, Reason) {
-        let &(_, d, r, _) = self.log.last().unwrap();
-        (d, r)
-    }
-
-    fn since(&self, t: u64) -> impl Iterator<Item = &(u64, u32, Reason, bool)> {
-        self.log.iter().filter(move |e| e.0 > t)
-    }
-}
+use flint_operator::autoscaler::Reason;
+use scenario::Scenario;
 
 fn spec() -> ScaleSpec {
     ScaleSpec::default()
@@ -98,7 +29,7 @@ fn steady_load_scales_to_ceil_of_concurrency_over_target() {
         (6999.0, 100),
         (10_000.0, 100),
     ] {
-        let mut r = Run::new(spec());
+        let mut r = Scenario::new(spec());
         r.run(300, Some(load));
         let (desired, reason) = r.last();
         assert_eq!(desired, want, "load {load}");
@@ -114,7 +45,7 @@ fn steady_load_scales_to_ceil_of_concurrency_over_target() {
 
 #[test]
 fn rps_metric_uses_the_rps_signal() {
-    let mut r = Run::new(ScaleSpec {
+    let mut r = Scenario::new(ScaleSpec {
         metric: flint_api::ScaleMetric::Rps,
         target: 10,
         target_utilization: 100,
@@ -126,7 +57,7 @@ fn rps_metric_uses_the_rps_signal() {
 
 #[test]
 fn triple_spike_panics_within_the_panic_window_and_scales_up_at_once() {
-    let mut r = Run::new(spec());
+    let mut r = Scenario::new(spec());
     r.run(300, Some(350.0));
     assert_eq!(r.last(), (5, Reason::Stable));
     let spike = r.now;
@@ -146,7 +77,7 @@ fn triple_spike_panics_within_the_panic_window_and_scales_up_at_once() {
 
 #[test]
 fn panic_never_scales_down_and_exits_after_a_stable_window() {
-    let mut r = Run::new(spec());
+    let mut r = Scenario::new(spec());
     r.run(300, Some(350.0));
     let spike = r.now;
     r.run(10, Some(1050.0));
@@ -182,7 +113,7 @@ fn panic_never_scales_down_and_exits_after_a_stable_window() {
 #[test]
 fn traffic_stop_reaches_zero_only_after_the_grace_period() {
     for grace in [30u64, 90, 600] {
-        let mut r = Run::new(ScaleSpec {
+        let mut r = Scenario::new(ScaleSpec {
             scale_to_zero_grace_period: flint_api::Duration::from_secs(grace),
             ..spec()
         });
@@ -201,7 +132,7 @@ fn traffic_stop_reaches_zero_only_after_the_grace_period() {
 
 #[test]
 fn scale_down_is_rate_limited_to_half_per_decision() {
-    let mut r = Run::new(ScaleSpec {
+    let mut r = Scenario::new(ScaleSpec {
         stable_window: flint_api::Duration::from_secs(6),
         ..spec()
     });
@@ -220,7 +151,7 @@ fn scale_down_is_rate_limited_to_half_per_decision() {
 
 #[test]
 fn min_and_max_are_respected() {
-    let mut r = Run::new(ScaleSpec {
+    let mut r = Scenario::new(ScaleSpec {
         max: 3,
         initial: 1,
         ..spec()
@@ -228,7 +159,7 @@ fn min_and_max_are_respected() {
     r.run(120, Some(700.0));
     assert_eq!(r.last(), (3, Reason::Bounds));
 
-    let mut r = Run::new(ScaleSpec {
+    let mut r = Scenario::new(ScaleSpec {
         min: 2,
         initial: 2,
         ..spec()
@@ -240,7 +171,7 @@ fn min_and_max_are_respected() {
 
 #[test]
 fn metrics_outage_holds_the_current_scale_and_never_reaches_zero() {
-    let mut r = Run::new(spec());
+    let mut r = Scenario::new(spec());
     r.run(120, Some(350.0));
     assert_eq!(r.last().0, 5);
     let outage = r.now;
@@ -262,7 +193,7 @@ fn a_revision_at_zero_stays_at_zero_when_data_arrives_after_a_blind_start() {
     // A new revision at zero: the source needs two scrapes before it has a
     // rate, so the first decisions are blind. When data arrives, showing no
     // traffic, nothing may wake up: only a request (a poke) brings it up.
-    let mut r = Run::new(ScaleSpec {
+    let mut r = Scenario::new(ScaleSpec {
         initial: 0,
         ..spec()
     });
@@ -274,7 +205,7 @@ fn a_revision_at_zero_stays_at_zero_when_data_arrives_after_a_blind_start() {
 
 #[test]
 fn stale_samples_count_as_an_outage() {
-    let mut r = Run::new(spec());
+    let mut r = Scenario::new(spec());
     r.run(100, Some(70.0));
     // The window still holds samples, but the newest is older than 5 s.
     r.now += 7;
@@ -284,7 +215,7 @@ fn stale_samples_count_as_an_outage() {
 #[test]
 fn poke_scales_from_zero_at_once_sized_by_waiting_requests() {
     for (waiting, want) in [(1, 1), (70, 1), (71, 2), (300, 5)] {
-        let mut r = Run::new(ScaleSpec {
+        let mut r = Scenario::new(ScaleSpec {
             initial: 0,
             ..spec()
         });
@@ -306,7 +237,7 @@ fn poke_scales_from_zero_at_once_sized_by_waiting_requests() {
 
 #[test]
 fn poke_during_a_metrics_outage_still_scales_from_zero() {
-    let mut r = Run::new(ScaleSpec {
+    let mut r = Scenario::new(ScaleSpec {
         initial: 0,
         ..spec()
     });
@@ -319,7 +250,7 @@ fn poke_during_a_metrics_outage_still_scales_from_zero() {
 
 #[test]
 fn scale_down_delay_holds_the_trailing_maximum() {
-    let mut r = Run::new(ScaleSpec {
+    let mut r = Scenario::new(ScaleSpec {
         stable_window: flint_api::Duration::from_secs(6),
         scale_down_delay: flint_api::Duration::from_secs(30),
         ..spec()
@@ -338,7 +269,7 @@ fn scale_down_delay_holds_the_trailing_maximum() {
 
 #[test]
 fn initial_scale_is_held_for_the_first_stable_window() {
-    let mut r = Run::new(ScaleSpec {
+    let mut r = Scenario::new(ScaleSpec {
         initial: 3,
         ..spec()
     });
@@ -350,7 +281,7 @@ fn initial_scale_is_held_for_the_first_stable_window() {
 
 #[test]
 fn adaptive_keep_alive_prewarms_a_periodic_function() {
-    let mut r = Run::new(ScaleSpec {
+    let mut r = Scenario::new(ScaleSpec {
         initial: 0,
         keep_alive: KeepAlive::Adaptive,
         scale_to_zero_grace_period: flint_api::Duration::from_secs(600),
@@ -377,8 +308,8 @@ fn adaptive_keep_alive_prewarms_a_periodic_function() {
 
 #[test]
 fn same_inputs_give_the_same_decision() {
-    let mut a = Run::new(spec());
-    let mut b = Run::new(spec());
+    let mut a = Scenario::new(spec());
+    let mut b = Scenario::new(spec());
     for load in [10.0, 500.0, 3000.0, 0.0, 80.0] {
         a.run(37, Some(load));
         b.run(37, Some(load));

@@ -2,49 +2,19 @@
 //! controls: pokes scale from zero with one write, a failing source holds
 //! the scale and is counted, and the HTTP poke route reaches the loop.
 
-use std::collections::HashMap;
+#[path = "support/actuator.rs"]
+mod actuator;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actuator::Memory;
 use flint_api::ScaleSpec;
-use flint_api::backend::{PokeSink, Replicas, RevisionKey, ScaleActuator, ScaleError};
+use flint_api::backend::{PokeSink, RevisionKey};
 use flint_api::poke::ScalePoke;
 use flint_operator::autoscaler::source::{MetricsSource, Reading, Readings, SourceError};
 use flint_operator::autoscaler::{Autoscaler, AutoscalerConfig, poke_router};
 use prometheus::Registry;
-
-#[derive(Clone, Default)]
-struct Memory {
-    writes: Arc<Mutex<Vec<(RevisionKey, u32)>>>,
-    replicas: Arc<Mutex<HashMap<RevisionKey, u32>>>,
-}
-
-impl ScaleActuator for Memory {
-    async fn scale(&self, revision: &RevisionKey, replicas: u32) -> Result<(), ScaleError> {
-        self.writes
-            .lock()
-            .unwrap()
-            .push((revision.clone(), replicas));
-        self.replicas
-            .lock()
-            .unwrap()
-            .insert(revision.clone(), replicas);
-        Ok(())
-    }
-    async fn replicas(&self, revision: &RevisionKey) -> Result<Replicas, ScaleError> {
-        let n = self
-            .replicas
-            .lock()
-            .unwrap()
-            .get(revision)
-            .copied()
-            .unwrap_or(0);
-        Ok(Replicas {
-            desired: n,
-            ready: n,
-        })
-    }
-}
 
 /// Reports a fixed load, or fails while `down` is set.
 #[derive(Clone, Default)]
@@ -120,13 +90,13 @@ async fn repeated_pokes_during_one_cold_start_write_once() {
     }));
     // Let it settle at zero (initial 0: no write needed, but a first write of 0 is allowed).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = actuator.writes.lock().unwrap().len();
+    let before = actuator.writes().len();
     for _ in 0..5 {
         handle.poke(poke(1));
     }
     wait_for(|| handle.desired(&key()) == Some(1)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let writes = actuator.writes.lock().unwrap().clone();
+    let writes = actuator.writes();
     assert_eq!(&writes[before..], &[(key(), 1)], "{writes:?}");
     let text = prometheus::TextEncoder::new()
         .encode_to_string(&registry.gather())
@@ -167,7 +137,7 @@ async fn a_failing_source_holds_the_scale_and_is_counted() {
     // Well past the staleness limit (5 s) and the grace period (1 s).
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(handle.desired(&key()), Some(5));
-    assert_eq!(actuator.replicas.lock().unwrap()[&key()], 5);
+    assert_eq!(actuator.replicas_of(&key()), 5);
     let text = prometheus::TextEncoder::new()
         .encode_to_string(&registry.gather())
         .unwrap();
@@ -213,7 +183,7 @@ async fn the_http_poke_route_reaches_the_loop() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
-    wait_for(|| actuator.replicas.lock().unwrap().get(&key()) == Some(&1)).await;
+    wait_for(|| actuator.replicas_of(&key()) == 1).await;
     stop.send(()).unwrap();
     task.await.unwrap();
 }

@@ -1,20 +1,23 @@
 //! The metrics sources against real HTTP servers on 127.0.0.1: a test
 //! exporter that serves the gateway's two counters in the gateway's exact
 //! format under a steady synthetic load, scraped directly and through a real
-//! Prometheus server (skipped, with a message, when `prometheus` is absent).
+//! Prometheus server (the test fails when `prometheus` is absent).
 
+#[path = "support/exporter.rs"]
+mod exporter;
 #[path = "support/prometheus.rs"]
 mod prometheus_server;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use exporter::serve_metrics;
 use flint_api::backend::RevisionKey;
 use flint_api::metrics as names;
 use flint_operator::autoscaler::source::MetricsSource;
 use flint_operator::autoscaler::source::direct::DirectSource;
 use flint_operator::autoscaler::source::prometheus::{PromQlConfig, PromQlSource};
-use prometheus::{CounterVec, Encoder, Opts, Registry, TextEncoder};
+use prometheus::{CounterVec, Opts, Registry};
 use prometheus_server::{Prometheus, free_port};
 
 /// Concurrency and RPS the exporter's load generator produces.
@@ -75,23 +78,7 @@ async fn exporter() -> SocketAddr {
             }
         }
     });
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let registry = registry.clone();
-            async move {
-                let mut buf = Vec::new();
-                TextEncoder::new()
-                    .encode(&registry.gather(), &mut buf)
-                    .unwrap();
-                String::from_utf8(buf).unwrap()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    serve_metrics(registry, || {}).await
 }
 
 fn within(a: f64, b: f64, pct: f64) -> bool {

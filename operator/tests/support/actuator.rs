@@ -1,0 +1,49 @@
+//! An in-memory `ScaleActuator`: records every write in order and answers
+//! `replicas()` with the last replica count written (ready at once), so that
+//! tests of the autoscaler loop see exactly what it asked for.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use flint_api::backend::{Replicas, RevisionKey, ScaleActuator, ScaleError};
+
+/// The actuator; clones share the same record.
+#[derive(Clone, Default)]
+pub struct Memory {
+    writes: Arc<Mutex<Vec<(RevisionKey, u32)>>>,
+    replicas: Arc<Mutex<HashMap<RevisionKey, u32>>>,
+}
+
+impl Memory {
+    /// Every write so far, in order.
+    pub fn writes(&self) -> Vec<(RevisionKey, u32)> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    /// The replica count last written for `key`; 0 if never written.
+    pub fn replicas_of(&self, key: &RevisionKey) -> u32 {
+        self.replicas.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+}
+
+impl ScaleActuator for Memory {
+    async fn scale(&self, revision: &RevisionKey, replicas: u32) -> Result<(), ScaleError> {
+        self.writes
+            .lock()
+            .unwrap()
+            .push((revision.clone(), replicas));
+        self.replicas
+            .lock()
+            .unwrap()
+            .insert(revision.clone(), replicas);
+        Ok(())
+    }
+
+    async fn replicas(&self, revision: &RevisionKey) -> Result<Replicas, ScaleError> {
+        let n = self.replicas_of(revision);
+        Ok(Replicas {
+            desired: n,
+            ready: n,
+        })
+    }
+}
