@@ -6,6 +6,8 @@
 
 #[path = "support/actuator.rs"]
 mod actuator;
+#[path = "support/autoscaler_loop.rs"]
+mod autoscaler_loop;
 #[path = "support/exporter.rs"]
 mod exporter;
 #[path = "support/prometheus.rs"]
@@ -18,14 +20,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use actuator::Memory;
+use autoscaler_loop::{Running, config};
 use exporter::serve_metrics;
 use flint_api::ScaleSpec;
 use flint_api::backend::RevisionKey;
 use flint_api::metrics as names;
 use flint_operator::autoscaler::source::direct::DirectSource;
-use flint_operator::autoscaler::source::prometheus::{PromQlConfig, PromQlSource};
 use flint_operator::autoscaler::source::{FunctionKey, MetricsSource, Pending};
-use flint_operator::autoscaler::{Autoscaler, AutoscalerConfig, AutoscalerHandle, BacklogRoute};
+use flint_operator::autoscaler::{Autoscaler, AutoscalerHandle, BacklogRoute};
 use prometheus::{IntGaugeVec, Opts, Registry};
 use prometheus_server::Prometheus;
 
@@ -89,14 +91,6 @@ fn spec() -> ScaleSpec {
     }
 }
 
-fn config() -> AutoscalerConfig {
-    AutoscalerConfig {
-        scrape_interval: Duration::from_millis(100),
-        decide_interval: Duration::from_millis(200),
-        ..AutoscalerConfig::default()
-    }
-}
-
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..200 {
         if cond() {
@@ -108,17 +102,11 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// Starts the loop over `gateways`, with `traffic` as the route of `hello`
-/// (max 64 in flight); returns what the test needs, and a stop switch.
+/// (max 64 in flight); returns what the test needs, and the running loop.
 fn start(
     gateways: &[SocketAddr],
     traffic: &[(&str, u32)],
-) -> (
-    Memory,
-    AutoscalerHandle,
-    Registry,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
+) -> (Memory, AutoscalerHandle, Registry, Running) {
     let actuator = Memory::default();
     let source = DirectSource::new(
         gateways
@@ -140,11 +128,7 @@ fn start(
             traffic: traffic.iter().map(|&(n, p)| (n.to_owned(), p)).collect(),
         },
     )]));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(scaler.run(async {
-        let _ = stopped.await;
-    }));
-    (actuator, handle, registry, stop, task)
+    (actuator, handle, registry, Running::spawn(scaler))
 }
 
 fn exported(registry: &Registry) -> String {
@@ -157,7 +141,7 @@ fn exported(registry: &Registry) -> String {
 async fn a_scraped_pending_gauge_scales_from_zero_and_back_after_the_grace_period() {
     // Two gateway replicas, both reporting the shared queue's 1000.
     let ((a, pending_a), (b, pending_b)) = (gateway(1000).await, gateway(1000).await);
-    let (actuator, handle, registry, stop, task) = start(&[a, b], &[("hello-00001", 100)]);
+    let (actuator, handle, registry, running) = start(&[a, b], &[("hello-00001", 100)]);
     let key = rev("hello-00001");
     // ceil(min(1000, 64) / 10) = 7.
     wait_for("scaled to 7", || actuator.replicas_of(&key) == 7).await;
@@ -189,8 +173,7 @@ async fn a_scraped_pending_gauge_scales_from_zero_and_back_after_the_grace_perio
     assert_eq!(writes[from], 7, "{writes:?}");
     assert_eq!(writes.iter().max(), Some(&7), "{writes:?}");
     assert_eq!(writes.last(), Some(&0), "{writes:?}");
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -201,7 +184,7 @@ async fn gateway_replicas_reporting_one_queue_count_it_once() {
         gateway(30).await.0,
         gateway(30).await.0,
     ];
-    let (actuator, _handle, registry, stop, task) = start(&gateways, &[("hello-00001", 100)]);
+    let (actuator, _handle, registry, running) = start(&gateways, &[("hello-00001", 100)]);
     let key = rev("hello-00001");
     wait_for("scaled to 3", || actuator.replicas_of(&key) == 3).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -211,14 +194,13 @@ async fn gateway_replicas_reporting_one_queue_count_it_once() {
         text.contains(r#"flint_autoscaler_backlog{function="hello",namespace="default"} 30"#),
         "{text}"
     );
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
 async fn a_50_50_split_scales_both_revisions_for_their_share() {
     let (a, _) = gateway(1000).await;
-    let (actuator, _handle, _registry, stop, task) =
+    let (actuator, _handle, _registry, running) =
         start(&[a], &[("hello-00002", 50), ("hello-00001", 50)]);
     // 64 in flight, 32 on each revision: 4 replicas each.
     for name in ["hello-00002", "hello-00001"] {
@@ -229,14 +211,13 @@ async fn a_50_50_split_scales_both_revisions_for_their_share() {
     for name in ["hello-00002", "hello-00001"] {
         assert_eq!(writes_of(&actuator, &rev(name)).iter().max(), Some(&4));
     }
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
 async fn a_function_without_a_route_adds_no_backlog_demand() {
     let (a, _) = gateway(1000).await;
-    let (actuator, handle, _registry, stop, task) = start(&[a], &[("hello-00001", 100)]);
+    let (actuator, handle, _registry, running) = start(&[a], &[("hello-00001", 100)]);
     handle.set_backlog_routes(HashMap::new());
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(actuator.replicas_of(&rev("hello-00001")), 0);
@@ -247,8 +228,7 @@ async fn a_function_without_a_route_adds_no_backlog_demand() {
         "{:?}",
         writes_of(&actuator, &rev("hello-00001"))
     );
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -257,13 +237,7 @@ async fn promql_source_reads_the_backlog_as_the_max_over_gateways() {
     let (a, _) = gateway(30).await;
     let (b, _) = gateway(25).await;
     let prom = Prometheus::start(&[a, b]);
-    let port = prom.port;
-    let mut promql = PromQlSource::new(PromQlConfig {
-        url: format!("http://127.0.0.1:{port}"),
-        range: Duration::from_secs(5),
-        gateway_selector: r#"job="flint-gateway""#.into(),
-        timeout: Duration::from_secs(2),
-    });
+    let mut promql = prom.source();
     let keys = [rev("hello-00001")];
     let want = Pending::from([(hello(), 30), (FunctionKey::new("default", "other"), 2)]);
     // Wait (bounded) until Prometheus has scraped both gateways.

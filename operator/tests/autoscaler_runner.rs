@@ -4,16 +4,19 @@
 
 #[path = "support/actuator.rs"]
 mod actuator;
+#[path = "support/autoscaler_loop.rs"]
+mod autoscaler_loop;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actuator::Memory;
+use autoscaler_loop::{Running, config};
 use flint_api::ScaleSpec;
 use flint_api::backend::{PokeSink, RevisionKey};
 use flint_api::poke::ScalePoke;
 use flint_operator::autoscaler::source::{MetricsSource, Reading, Readings, SourceError};
-use flint_operator::autoscaler::{Autoscaler, AutoscalerConfig, poke_router};
+use flint_operator::autoscaler::{Autoscaler, poke_router};
 use prometheus::Registry;
 
 /// Reports a fixed load, or fails while `down` is set.
@@ -48,14 +51,6 @@ fn spec() -> ScaleSpec {
     }
 }
 
-fn config() -> AutoscalerConfig {
-    AutoscalerConfig {
-        scrape_interval: Duration::from_millis(100),
-        decide_interval: Duration::from_millis(200),
-        ..AutoscalerConfig::default()
-    }
-}
-
 async fn wait_for(mut cond: impl FnMut() -> bool) {
     for _ in 0..100 {
         if cond() {
@@ -84,10 +79,7 @@ async fn repeated_pokes_during_one_cold_start_write_once() {
     let scaler = Autoscaler::new(actuator.clone(), source, config(), &registry).unwrap();
     let handle = scaler.handle();
     handle.upsert(key(), spec());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(scaler.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::spawn(scaler);
     // Let it settle at zero (initial 0: no write needed, but a first write of 0 is allowed).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = actuator.writes().len();
@@ -106,8 +98,7 @@ async fn repeated_pokes_during_one_cold_start_write_once() {
         "{text}"
     );
     assert!(text.contains("flint_autoscaler_desired_replicas{function=\"hello\",namespace=\"default\",revision=\"hello-00001\"} 1"), "{text}");
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -128,10 +119,7 @@ async fn a_failing_source_holds_the_scale_and_is_counted() {
             ..spec()
         },
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(scaler.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::spawn(scaler);
     wait_for(|| handle.desired(&key()) == Some(5)).await;
     *source.load.lock().unwrap() = None;
     // Well past the staleness limit (5 s) and the grace period (1 s).
@@ -151,8 +139,7 @@ async fn a_failing_source_holds_the_scale_and_is_counted() {
         text.contains("flint_autoscaler_decisions_total{reason=\"no_data\"}"),
         "{text}"
     );
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -166,10 +153,7 @@ async fn the_http_poke_route_reaches_the_loop() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, poke_router(handle)).await.unwrap() });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(scaler.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::spawn(scaler);
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = serde_json::to_string(&poke(3)).unwrap();
     let req = format!(
@@ -184,6 +168,5 @@ async fn the_http_poke_route_reaches_the_loop() {
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
     wait_for(|| actuator.replicas_of(&key()) == 1).await;
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    running.stop().await;
 }

@@ -16,9 +16,8 @@ use flint_api::backend::RevisionKey;
 use flint_api::metrics as names;
 use flint_operator::autoscaler::source::MetricsSource;
 use flint_operator::autoscaler::source::direct::DirectSource;
-use flint_operator::autoscaler::source::prometheus::{PromQlConfig, PromQlSource};
 use prometheus::{CounterVec, Opts, Registry};
-use prometheus_server::{Prometheus, free_port};
+use prometheus_server::{Prometheus, free_port, promql_source};
 
 /// Concurrency and RPS the exporter's load generator produces.
 const CONCURRENCY: f64 = 5.0;
@@ -130,13 +129,7 @@ async fn direct_source_fails_as_a_whole_when_one_gateway_is_down() {
 async fn promql_source_agrees_with_the_direct_source_within_ten_percent() {
     let addr = exporter().await;
     let prom = Prometheus::start(&[addr]);
-    let port = prom.port;
-    let mut promql = PromQlSource::new(PromQlConfig {
-        url: format!("http://127.0.0.1:{port}"),
-        range: Duration::from_secs(5),
-        gateway_selector: r#"job="flint-gateway""#.into(),
-        timeout: Duration::from_secs(2),
-    });
+    let mut promql = prom.source();
     let keys = [key()];
     // Wait (bounded) until Prometheus has enough samples for a rate.
     let mut reading = None;
@@ -172,12 +165,7 @@ async fn promql_source_agrees_with_the_direct_source_within_ten_percent() {
 #[tokio::test]
 async fn promql_source_fails_when_prometheus_is_unreachable() {
     let port = free_port();
-    let mut promql = PromQlSource::new(PromQlConfig {
-        url: format!("http://127.0.0.1:{port}"),
-        range: Duration::from_secs(5),
-        gateway_selector: r#"job="flint-gateway""#.into(),
-        timeout: Duration::from_secs(1),
-    });
+    let mut promql = promql_source(port, Duration::from_secs(1));
     assert_eq!(
         promql.collect(&[key()]).await.unwrap_err().metric_label(),
         "http"

@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use flint_operator::autoscaler::source::prometheus::{PromQlConfig, PromQlSource};
 
 /// The running server; killed and its data removed on drop.
 pub struct Prometheus {
@@ -56,6 +59,22 @@ impl Prometheus {
             .unwrap();
         Self { child, dir, port }
     }
+
+    /// The PromQL source reading this server, with a 2 s timeout.
+    pub fn source(&self) -> PromQlSource {
+        promql_source(self.port, Duration::from_secs(2))
+    }
+}
+
+/// A PromQL source for a Prometheus server on loopback `port`: the gateways
+/// are the job `flint-gateway`, rates are taken over 5 s.
+pub fn promql_source(port: u16, timeout: Duration) -> PromQlSource {
+    PromQlSource::new(PromQlConfig {
+        url: format!("http://127.0.0.1:{port}"),
+        range: Duration::from_secs(5),
+        gateway_selector: r#"job="flint-gateway""#.into(),
+        timeout,
+    })
 }
 
 /// A loopback port nothing listens on (at the time of asking).
