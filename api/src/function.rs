@@ -419,6 +419,21 @@ pub struct RevisionStatus {
     /// A sentence a person can act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The `concurrency` the revision was created with; the gateway limits
+    /// its replicas to this, whatever the spec says now. Empty for a
+    /// revision created before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// The `timeoutSeconds` the revision was created with; the gateway times
+    /// its requests out by this. Empty for a revision created before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    /// The `protocol` the revision was created with; the gateway speaks it to
+    /// the revision's replicas. Empty for a revision created before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
 }
 
 impl Default for ScaleSpec {

@@ -24,6 +24,15 @@ pub const MANAGED_BY: &str = "flint";
 /// Annotation holding the hash of the pod-shaping spec a revision was cut from;
 /// it makes reconciling idempotent across operator restarts.
 pub const ANNOTATION_SPEC_HASH: &str = "flint.dev/spec-hash";
+/// Annotation on a revision's Deployment: the `concurrency` it was created
+/// with. Serving settings are recorded per revision because its pods were
+/// built for them; a later spec change makes a new revision, not a new limit.
+pub const ANNOTATION_CONCURRENCY: &str = "flint.dev/concurrency";
+/// Annotation on a revision's Deployment: the `timeoutSeconds` it was created with.
+pub const ANNOTATION_TIMEOUT_SECONDS: &str = "flint.dev/timeout-seconds";
+/// Annotation on a revision's Deployment: the `protocol` it was created with
+/// (`http1` or `h2c`, spelled as in the Function spec).
+pub const ANNOTATION_PROTOCOL: &str = "flint.dev/protocol";
 /// Annotation the autoscaler sets so the least busy pods are removed first.
 pub const ANNOTATION_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 /// Field manager used for every server-side apply by the operator.

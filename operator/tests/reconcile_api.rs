@@ -303,7 +303,9 @@ async fn create_cuts_the_first_revision_and_reports_it_deploying() {
         apply_deployment(
             "hello-00001",
             json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                   "metadata": {"name": "hello-00001", "annotations": {"flint.dev/spec-hash": spec_hash(&f.spec)}},
+                   "metadata": {"name": "hello-00001", "annotations": {
+                       "flint.dev/spec-hash": spec_hash(&f.spec), "flint.dev/concurrency": "0",
+                       "flint.dev/timeout-seconds": "300", "flint.dev/protocol": "http1"}},
                    "spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "reg/hello:1"}]}}}}),
         ),
         apply_service("hello-00001"),
@@ -316,7 +318,8 @@ async fn create_cuts_the_first_revision_and_reports_it_deploying() {
                 condition("ConfigurationsReady", "Unknown", "RevisionDeploying"),
                 condition("RoutesReady", "Unknown", "RevisionDeploying"),
             ],
-            "revisions": [{"name": "hello-00001", "ready": false, "reason": "RevisionDeploying"}],
+            "revisions": [{"name": "hello-00001", "ready": false, "reason": "RevisionDeploying",
+                           "concurrency": 0, "timeoutSeconds": 300, "protocol": "http1"}],
             "replicas": 0,
         })),
         event("RevisionCreated", "Normal"),
@@ -381,6 +384,14 @@ async fn update_cuts_a_new_revision_while_the_old_keeps_traffic() {
                 condition("RoutesReady", "True", "TrafficResolved"),
             ],
             "traffic": [{"revisionName": "hello-00001", "percent": 100, "latestRevision": true}],
+            // hello-00001's Deployment records no serving settings (an older
+            // operator created it): they stay absent, and the gateway falls
+            // back to the spec for it.
+            "revisions": [
+                {"name": "hello-00002", "concurrency": 0, "timeoutSeconds": 300, "protocol": "http1"},
+                {"name": "hello-00001", "ready": true,
+                 "concurrency": null, "timeoutSeconds": null, "protocol": null},
+            ],
         })),
         event("RevisionCreated", "Normal"),
     ];

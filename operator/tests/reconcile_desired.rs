@@ -59,7 +59,8 @@ fn first_revision_gets_a_deployment_and_a_service() {
     );
     assert_eq!(
         deployment["metadata"]["annotations"],
-        json!({"flint.dev/spec-hash": d.latest.spec_hash})
+        json!({"flint.dev/spec-hash": d.latest.spec_hash, "flint.dev/concurrency": "0",
+               "flint.dev/timeout-seconds": "300", "flint.dev/protocol": "http1"})
     );
     assert_eq!(
         deployment["metadata"]["ownerReferences"],
@@ -373,5 +374,34 @@ fn functions_not_read_from_the_api_server_are_refused() {
     assert_eq!(
         desired_objects(&f, &[]),
         Err(DesiredError::MissingUid("hello".into()))
+    );
+}
+
+#[test]
+fn a_new_revision_records_its_serving_settings() {
+    // Revision 1 was cut at concurrency 1; raising it to 10 cuts revision 2,
+    // whose Deployment carries the new settings. Revision 1's Deployment is
+    // not re-applied, so its annotations keep concurrency 1.
+    let f = function(
+        "hello",
+        json!({"image": "reg/hello:1", "concurrency": 10, "timeoutSeconds": 42, "protocol": "h2c"}),
+    );
+    let old = revision(
+        &f,
+        1,
+        Some(json!({"image": "reg/hello:1", "concurrency": 1})),
+    );
+    let d = desired_objects(&f, &[old]).unwrap();
+    assert_eq!(d.latest.name, "hello-00002");
+    let deployment = to_json(d.deployment.as_ref().unwrap());
+    assert_eq!(
+        deployment["metadata"]["annotations"],
+        json!({"flint.dev/spec-hash": d.latest.spec_hash, "flint.dev/concurrency": "10",
+               "flint.dev/timeout-seconds": "42", "flint.dev/protocol": "h2c"})
+    );
+    // The pod template carries only the hash: changing it would roll pods.
+    assert_eq!(
+        deployment["spec"]["template"]["metadata"]["annotations"],
+        json!({"flint.dev/spec-hash": d.latest.spec_hash})
     );
 }

@@ -1,11 +1,14 @@
 //! Status and Events computed from a desired state: conditions with
 //! actionable reasons, stable transition times, URLs and transitions.
 
-use flint_api::{Function, FunctionStatus};
+use flint_api::names::ANNOTATION_SPEC_HASH;
+use flint_api::{Function, FunctionStatus, Protocol};
 use flint_operator::reconcile::hash::spec_hash;
 use flint_operator::reconcile::notices::transitions;
 use flint_operator::reconcile::status::{StatusInput, compute_status};
-use flint_operator::reconcile::{ExistingRevision, RevisionHealth, desired_objects};
+use flint_operator::reconcile::{
+    ExistingRevision, RevisionHealth, desired_objects, observe_revisions,
+};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -197,5 +200,76 @@ fn events_for_created_ready_failed_deleted_and_scaled_to_zero() {
     assert_eq!(
         reasons(transitions(Some(&s2), &s3, &d3)),
         [("RevisionFailed", true), ("NoReadyRevision", true)]
+    );
+}
+
+/// (name, concurrency, timeoutSeconds, protocol) of a `status.revisions[]` entry.
+type Serving = (String, Option<u32>, Option<u32>, Option<Protocol>);
+
+/// The serving settings of each `status.revisions[]` entry.
+fn serving(s: &FunctionStatus) -> Vec<Serving> {
+    s.revisions
+        .iter()
+        .map(|r| (r.name.clone(), r.concurrency, r.timeout_seconds, r.protocol))
+        .collect()
+}
+
+#[test]
+fn revisions_report_the_serving_settings_of_their_deployments() {
+    // hello-00001 was created at concurrency 1; the spec now asks for 10
+    // and a 42 s timeout, which cuts hello-00002.
+    let first = function(json!({"image": "a:1", "concurrency": 1}), None);
+    let mut deployment = desired_objects(&first, &[]).unwrap().deployment.unwrap();
+    deployment.status = Some(serde_json::from_value(json!({"availableReplicas": 1})).unwrap());
+    let now = function(
+        json!({"image": "a:1", "concurrency": 10, "timeoutSeconds": 42}),
+        None,
+    );
+    let revisions = observe_revisions("hello", &[deployment.clone()], &[], None);
+    let s = status(&now, &revisions, at(1000));
+    assert_eq!(
+        serving(&s),
+        [
+            // Just created: the settings of the Deployment being created.
+            (
+                "hello-00002".into(),
+                Some(10),
+                Some(42),
+                Some(Protocol::Http1)
+            ),
+            // Its own settings, not the spec's.
+            (
+                "hello-00001".into(),
+                Some(1),
+                Some(300),
+                Some(Protocol::Http1)
+            ),
+        ]
+    );
+
+    // A Deployment created before the settings were recorded: left empty,
+    // and absent from the written status.
+    let hash = deployment.metadata.annotations.as_ref().unwrap()[ANNOTATION_SPEC_HASH].clone();
+    deployment.metadata.annotations = Some([(ANNOTATION_SPEC_HASH.to_owned(), hash)].into());
+    let revisions = observe_revisions("hello", &[deployment], &[], None);
+    let s = status(&now, &revisions, at(1000));
+    assert_eq!(s.revisions[1].name, "hello-00001");
+    assert_eq!(serving(&s)[1], ("hello-00001".into(), None, None, None));
+    assert_eq!(
+        serde_json::to_value(&s.revisions[1]).unwrap(),
+        json!({"name": "hello-00001", "ready": true, "replicas": 0})
+    );
+}
+
+#[test]
+fn a_status_written_without_serving_settings_still_parses() {
+    let f = function(
+        json!({"image": "a:1"}),
+        Some(json!({"revisions": [{"name": "hello-00001", "ready": true, "replicas": 2}]})),
+    );
+    let old = &f.status.unwrap().revisions[0];
+    assert_eq!(
+        (old.concurrency, old.timeout_seconds, old.protocol),
+        (None, None, None)
     );
 }

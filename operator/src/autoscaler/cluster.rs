@@ -332,6 +332,9 @@ mod tests {
                     replicas: 0,
                     reason: None,
                     message: None,
+                    concurrency: None,
+                    timeout_seconds: None,
+                    protocol: None,
                 })
                 .collect(),
             latest_created_revision: latest.map(Into::into),

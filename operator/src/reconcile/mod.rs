@@ -25,4 +25,4 @@ pub mod traffic;
 pub use controller::{Context, reconcile, run_controller};
 pub use desired::{DesiredError, DesiredState, LatestRevision, desired_objects};
 pub use error::Error;
-pub use revision::{ExistingRevision, RevisionHealth, observe_revisions};
+pub use revision::{ExistingRevision, RevisionHealth, ServingSettings, observe_revisions};

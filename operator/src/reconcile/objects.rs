@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use flint_api::FunctionSpec;
 use flint_api::names::{
-    ANNOTATION_SPEC_HASH, API_VERSION, KIND, LABEL_FUNCTION, LABEL_GENERATION, LABEL_MANAGED_BY,
-    LABEL_REVISION, MANAGED_BY,
+    ANNOTATION_CONCURRENCY, ANNOTATION_PROTOCOL, ANNOTATION_SPEC_HASH, ANNOTATION_TIMEOUT_SECONDS,
+    API_VERSION, KIND, LABEL_FUNCTION, LABEL_GENERATION, LABEL_MANAGED_BY, LABEL_REVISION,
+    MANAGED_BY,
 };
+use flint_api::{FunctionSpec, Protocol};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Probe,
@@ -78,8 +79,39 @@ fn selector(revision: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(LABEL_REVISION.to_owned(), revision.to_owned())])
 }
 
+/// How a protocol is spelled in an annotation: as in the Function spec.
+pub fn protocol_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Http1 => "http1",
+        Protocol::H2c => "h2c",
+    }
+}
+
+/// The serving settings a revision is created with, as annotations of its
+/// Deployment. A revision's pods are built for them, so they stay with the
+/// revision (Deployments are never re-applied) and the gateway routes to it
+/// with them, even after the spec moves on to a newer revision.
+pub fn serving_annotations(spec: &FunctionSpec) -> [(String, String); 3] {
+    [
+        (
+            ANNOTATION_CONCURRENCY.to_owned(),
+            spec.concurrency.to_string(),
+        ),
+        (
+            ANNOTATION_TIMEOUT_SECONDS.to_owned(),
+            spec.timeout_seconds.to_string(),
+        ),
+        (
+            ANNOTATION_PROTOCOL.to_owned(),
+            protocol_name(spec.protocol).to_owned(),
+        ),
+    ]
+}
+
 /// The Deployment of a new revision. `replicas` is `scale.initial`: the only
-/// time the reconciler sets it; afterwards the autoscaler owns it.
+/// time the reconciler sets it; afterwards the autoscaler owns it. Its
+/// annotations carry the spec hash and the serving settings
+/// ([`serving_annotations`]).
 pub fn deployment(
     owner: Owner<'_>,
     revision: &str,
@@ -87,10 +119,9 @@ pub fn deployment(
     spec: &FunctionSpec,
 ) -> Deployment {
     let mut metadata = owner.metadata(revision);
-    metadata.annotations = Some(BTreeMap::from([(
-        ANNOTATION_SPEC_HASH.to_owned(),
-        spec_hash.to_owned(),
-    )]));
+    let mut annotations = BTreeMap::from([(ANNOTATION_SPEC_HASH.to_owned(), spec_hash.to_owned())]);
+    annotations.extend(serving_annotations(spec));
+    metadata.annotations = Some(annotations);
     Deployment {
         metadata,
         spec: Some(DeploymentSpec {

@@ -2,10 +2,17 @@
 //! counts and health, read from its Deployment and pods. Pure: the caller
 //! lists the objects, this module only interprets them.
 
-use flint_api::FunctionStatus;
-use flint_api::names::{ANNOTATION_SPEC_HASH, LABEL_GENERATION, LABEL_REVISION, revision_number};
+use std::collections::BTreeMap;
+
+use flint_api::names::{
+    ANNOTATION_CONCURRENCY, ANNOTATION_PROTOCOL, ANNOTATION_SPEC_HASH, ANNOTATION_TIMEOUT_SECONDS,
+    LABEL_GENERATION, LABEL_REVISION, revision_number,
+};
+use flint_api::{FunctionStatus, Protocol};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
 
 /// One revision that exists on the cluster (its Deployment exists).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +31,40 @@ pub struct ExistingRevision {
     pub ready_replicas: i32,
     /// Whether it can take traffic.
     pub health: RevisionHealth,
+    /// The serving settings it was created with (its Deployment's annotations).
+    pub serving: ServingSettings,
+}
+
+/// The serving settings a revision was created with, read back from its
+/// Deployment's annotations (see [`super::objects::serving_annotations`]).
+/// Each is `None` when its annotation is missing or unreadable, e.g. on a
+/// Deployment created before they were recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServingSettings {
+    /// `concurrency` at creation.
+    pub concurrency: Option<u32>,
+    /// `timeoutSeconds` at creation.
+    pub timeout_seconds: Option<u32>,
+    /// `protocol` at creation.
+    pub protocol: Option<Protocol>,
+}
+
+impl ServingSettings {
+    /// Reads the settings from a Deployment's annotations.
+    pub fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -> Self {
+        let get = |key: &str| annotations.and_then(|a| a.get(key)).map(String::as_str);
+        Self {
+            concurrency: get(ANNOTATION_CONCURRENCY).and_then(|v| v.parse().ok()),
+            timeout_seconds: get(ANNOTATION_TIMEOUT_SECONDS).and_then(|v| v.parse().ok()),
+            protocol: get(ANNOTATION_PROTOCOL).and_then(parse_protocol),
+        }
+    }
+}
+
+/// A protocol spelled as in the Function spec (the same serde names).
+fn parse_protocol(value: &str) -> Option<Protocol> {
+    Protocol::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(value))
+        .ok()
 }
 
 /// Whether a revision can take traffic, and if not, why.
@@ -56,6 +97,7 @@ impl ExistingRevision {
             desired_replicas: 0,
             ready_replicas: 0,
             health: RevisionHealth::Ready,
+            serving: ServingSettings::default(),
         }
     }
 
@@ -120,6 +162,9 @@ pub fn observe_revisions(
                     .unwrap_or(1),
                 ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
                 health: health(deployment, &own_pods, was_ready),
+                serving: ServingSettings::from_annotations(
+                    deployment.metadata.annotations.as_ref(),
+                ),
             })
         })
         .collect();

@@ -180,6 +180,9 @@ fn readiness_is_proven_once_and_kept_at_zero() {
             replicas: 0,
             reason: None,
             message: None,
+            concurrency: None,
+            timeout_seconds: None,
+            protocol: None,
         }],
         ..FunctionStatus::default()
     };
@@ -201,4 +204,53 @@ fn readiness_is_proven_once_and_kept_at_zero() {
         None,
     );
     assert_eq!(serving.health, RevisionHealth::Ready);
+}
+
+#[test]
+fn reads_serving_settings_from_annotations() {
+    let with = |annotations: serde_json::Value| {
+        let mut d = deployment("f-00001", 1, json!({}));
+        let mut all: BTreeMap<String, String> = serde_json::from_value(annotations).unwrap();
+        all.insert(ANNOTATION_SPEC_HASH.to_owned(), "abc".to_owned());
+        d.metadata.annotations = Some(all);
+        one(d, &[], None).serving
+    };
+    let table = [
+        (
+            json!({"flint.dev/concurrency": "1", "flint.dev/timeout-seconds": "30",
+                   "flint.dev/protocol": "h2c"}),
+            ServingSettings {
+                concurrency: Some(1),
+                timeout_seconds: Some(30),
+                protocol: Some(Protocol::H2c),
+            },
+        ),
+        (
+            json!({"flint.dev/concurrency": "0", "flint.dev/timeout-seconds": "3600",
+                   "flint.dev/protocol": "http1"}),
+            ServingSettings {
+                concurrency: Some(0),
+                timeout_seconds: Some(3600),
+                protocol: Some(Protocol::Http1),
+            },
+        ),
+        // Created by an operator that did not record them.
+        (json!({}), ServingSettings::default()),
+        // Unreadable values are left empty, one by one.
+        (
+            json!({"flint.dev/concurrency": "-1", "flint.dev/timeout-seconds": "ten",
+                   "flint.dev/protocol": "H2C"}),
+            ServingSettings::default(),
+        ),
+        (
+            json!({"flint.dev/timeout-seconds": "5"}),
+            ServingSettings {
+                timeout_seconds: Some(5),
+                ..ServingSettings::default()
+            },
+        ),
+    ];
+    for (annotations, want) in table {
+        assert_eq!(with(annotations.clone()), want, "{annotations}");
+    }
 }

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::desired::DesiredState;
-use super::revision::{ExistingRevision, RevisionHealth};
+use super::revision::{ExistingRevision, RevisionHealth, ServingSettings};
 use super::traffic::TrafficError;
 
 /// Condition type: the Function serves its latest configuration on its routes.
@@ -60,12 +60,23 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
         .map(revision_status)
         .collect();
     if latest.created {
+        // The settings come from the Deployment being created, as they will
+        // on every later reconcile.
+        let serving = ServingSettings::from_annotations(
+            desired
+                .deployment
+                .as_ref()
+                .and_then(|d| d.metadata.annotations.as_ref()),
+        );
         statuses.push(RevisionStatus {
             name: latest.name.clone(),
             ready: false,
             replicas: 0,
             reason: Some("RevisionDeploying".to_owned()),
             message: Some("the revision was just created".to_owned()),
+            concurrency: serving.concurrency,
+            timeout_seconds: serving.timeout_seconds,
+            protocol: serving.protocol,
         });
     }
     statuses.sort_by(|a, b| b.name.cmp(&a.name));
@@ -127,6 +138,9 @@ fn revision_status(r: &ExistingRevision) -> RevisionStatus {
         replicas: r.ready_replicas,
         reason,
         message,
+        concurrency: r.serving.concurrency,
+        timeout_seconds: r.serving.timeout_seconds,
+        protocol: r.serving.protocol,
     }
 }
 

@@ -12,10 +12,15 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 /// Name of the app's port on a revision's Service and EndpointSlices.
 pub const PORT_NAME: &str = "http";
 
-/// The route of a Function, from its resolved `status.traffic` and the
-/// spec's concurrency, timeout and protocol. A revision whose status says it
-/// is not ready with a reason carries that reason as its failure. `None`
-/// when the Function has no namespace or name.
+/// The route of a Function, from its resolved `status.traffic`. Each
+/// revision is routed with the concurrency, timeout and protocol it was
+/// created with, as its `status.revisions[]` entry reports them: its pods
+/// were built for those, and a spec change makes a new revision rather than
+/// changing an old one. A setting the entry lacks (a status written before
+/// they were recorded, or no entry yet) falls back to the Function's current
+/// spec. A revision whose status says it is not ready with a reason carries
+/// that reason as its failure. `None` when the Function has no namespace or
+/// name.
 pub fn function_route(function: &Function) -> Option<FunctionRoute> {
     let namespace = function.metadata.namespace.clone()?;
     let name = function.metadata.name.clone()?;
@@ -27,8 +32,8 @@ pub fn function_route(function: &Function) -> Option<FunctionRoute> {
         if revisions.iter().any(|r| r.name == target.revision_name) {
             continue;
         }
-        let failure = status
-            .and_then(|s| s.revisions.iter().find(|r| r.name == target.revision_name))
+        let own = status.and_then(|s| s.revisions.iter().find(|r| r.name == target.revision_name));
+        let failure = own
             .filter(|r| !r.ready)
             .and_then(|r| match (&r.reason, &r.message) {
                 (Some(reason), Some(message)) => Some(format!("{reason}: {message}")),
@@ -38,9 +43,11 @@ pub fn function_route(function: &Function) -> Option<FunctionRoute> {
             });
         revisions.push(RevisionRoute {
             name: target.revision_name.clone(),
-            concurrency: spec.concurrency,
-            timeout_seconds: spec.timeout_seconds,
-            protocol: spec.protocol,
+            concurrency: own.and_then(|r| r.concurrency).unwrap_or(spec.concurrency),
+            timeout_seconds: own
+                .and_then(|r| r.timeout_seconds)
+                .unwrap_or(spec.timeout_seconds),
+            protocol: own.and_then(|r| r.protocol).unwrap_or(spec.protocol),
             failure,
         });
     }
@@ -142,7 +149,86 @@ mod tests {
             replicas: 0,
             reason: reason.map(Into::into),
             message: message.map(Into::into),
+            concurrency: None,
+            timeout_seconds: None,
+            protocol: None,
         }
+    }
+
+    fn settings(route: &FunctionRoute) -> Vec<(&str, u32, u32, Protocol)> {
+        route
+            .revisions
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.concurrency,
+                    r.timeout_seconds,
+                    r.protocol,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_revision_keeps_the_settings_it_was_created_with() {
+        // The spec moved on to concurrency 10 (revision 2); revision 1 was
+        // created with concurrency 1, timeout 5 and http1, and still has a
+        // share of the traffic.
+        let mut f = function();
+        f.spec.concurrency = 10;
+        let mut old = rev_status("hello-00001", true, None, None);
+        old.concurrency = Some(1);
+        old.timeout_seconds = Some(5);
+        old.protocol = Some(Protocol::Http1);
+        let mut new = rev_status("hello-00002", true, None, None);
+        new.concurrency = Some(10);
+        new.timeout_seconds = Some(20);
+        new.protocol = Some(Protocol::H2c);
+        f.status = Some(FunctionStatus {
+            traffic: vec![
+                traffic("hello-00002", 50, None),
+                traffic("hello-00001", 50, Some("previous")),
+            ],
+            revisions: vec![new, old],
+            ..FunctionStatus::default()
+        });
+        let route = function_route(&f).unwrap();
+        assert_eq!(
+            settings(&route),
+            [
+                ("hello-00002", 10, 20, Protocol::H2c),
+                ("hello-00001", 1, 5, Protocol::Http1),
+            ]
+        );
+    }
+
+    #[test]
+    fn settings_missing_from_the_status_fall_back_to_the_spec() {
+        // hello-00001: an entry written before settings were recorded;
+        // hello-00002: only its timeout recorded; hello-00003: no entry.
+        let mut f = function();
+        f.spec.concurrency = 10;
+        let mut partial = rev_status("hello-00002", true, None, None);
+        partial.timeout_seconds = Some(7);
+        f.status = Some(FunctionStatus {
+            traffic: vec![
+                traffic("hello-00001", 50, None),
+                traffic("hello-00002", 25, Some("b")),
+                traffic("hello-00003", 25, Some("c")),
+            ],
+            revisions: vec![rev_status("hello-00001", true, None, None), partial],
+            ..FunctionStatus::default()
+        });
+        let route = function_route(&f).unwrap();
+        assert_eq!(
+            settings(&route),
+            [
+                ("hello-00001", 10, 20, Protocol::H2c),
+                ("hello-00002", 10, 7, Protocol::H2c),
+                ("hello-00003", 10, 20, Protocol::H2c),
+            ]
+        );
     }
 
     #[test]
