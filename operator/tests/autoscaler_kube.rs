@@ -50,6 +50,24 @@ async fn expect(handle: &mut Handle, method: Method, path: &str, reply: Value) -
     sent
 }
 
+/// An actuator whose API server is the returned handle.
+fn mock() -> (KubeActuator, Handle) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (KubeActuator::new(kube::Client::new(svc, "default")), handle)
+}
+
+/// Answers the next request, which must read the revision's Deployment, with
+/// `replicas` desired and `ready` ready.
+async fn expect_deployment(handle: &mut Handle, replicas: i32, ready: i32) {
+    expect(
+        handle,
+        Method::GET,
+        "/apis/apps/v1/namespaces/default/deployments/hello-00001",
+        deployment(replicas, ready),
+    )
+    .await;
+}
+
 fn scale_reply(replicas: i32) -> Value {
     json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
            "metadata": {"name": "hello-00001", "namespace": "default"},
@@ -58,16 +76,9 @@ fn scale_reply(replicas: i32) -> Value {
 
 #[tokio::test]
 async fn scale_up_patches_the_scale_subresource() {
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let actuator = KubeActuator::new(kube::Client::new(svc, "default"));
+    let (actuator, mut handle) = mock();
     let server = tokio::spawn(async move {
-        expect(
-            &mut handle,
-            Method::GET,
-            "/apis/apps/v1/namespaces/default/deployments/hello-00001",
-            deployment(1, 1),
-        )
-        .await;
+        expect_deployment(&mut handle, 1, 1).await;
         let sent = expect(
             &mut handle,
             Method::PATCH,
@@ -83,16 +94,9 @@ async fn scale_up_patches_the_scale_subresource() {
 
 #[tokio::test]
 async fn scale_down_marks_not_ready_then_youngest_pods_first() {
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let actuator = KubeActuator::new(kube::Client::new(svc, "default"));
+    let (actuator, mut handle) = mock();
     let server = tokio::spawn(async move {
-        expect(
-            &mut handle,
-            Method::GET,
-            "/apis/apps/v1/namespaces/default/deployments/hello-00001",
-            deployment(4, 3),
-        )
-        .await;
+        expect_deployment(&mut handle, 4, 3).await;
         expect(
             &mut handle,
             Method::GET,
@@ -133,16 +137,9 @@ async fn scale_down_marks_not_ready_then_youngest_pods_first() {
 
 #[tokio::test]
 async fn replicas_reads_desired_and_ready() {
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let actuator = KubeActuator::new(kube::Client::new(svc, "default"));
+    let (actuator, mut handle) = mock();
     let server = tokio::spawn(async move {
-        expect(
-            &mut handle,
-            Method::GET,
-            "/apis/apps/v1/namespaces/default/deployments/hello-00001",
-            deployment(5, 2),
-        )
-        .await;
+        expect_deployment(&mut handle, 5, 2).await;
     });
     let r = actuator.replicas(&key()).await.unwrap();
     assert_eq!((r.desired, r.ready), (5, 2));

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use flint_operator::autoscaler::DecideConfig;
-use flint_operator::sim::{self, FunctionTrace, Policy, SimConfig, simulate};
+use flint_operator::sim::{self, FunctionTrace, Policy, PolicyReport, SimConfig, simulate};
 use indicatif::ProgressBar;
 
 fn trace(minutes: &[(u32, u32)]) -> FunctionTrace {
@@ -15,6 +15,17 @@ fn trace(minutes: &[(u32, u32)]) -> FunctionTrace {
 }
 
 const MIN: Duration = Duration::from_secs(60);
+
+/// `flint sim` with the default decision and simulation settings, silently.
+fn replay(traces: &[FunctionTrace], policies: &[Policy]) -> Vec<PolicyReport> {
+    sim::replay(
+        traces,
+        policies,
+        &DecideConfig::default(),
+        &SimConfig::default(),
+        &ProgressBar::hidden(),
+    )
+}
 
 #[test]
 fn fixed_keep_alive_counts_one_cold_start_per_gap_longer_than_the_keep_alive() {
@@ -90,13 +101,7 @@ fn adaptive_prewarms_a_periodic_function_that_fixed_misses() {
 fn reports_compare_policies_to_fixed_ten_minutes() {
     let traces = vec![trace(&[(1, 1), (100, 1)]), trace(&[(1, 2), (2, 2), (3, 2)])];
     let policies = sim::policies(sim::PolicyChoice::All, MIN * 10);
-    let reports = sim::replay(
-        &traces,
-        &policies,
-        &DecideConfig::default(),
-        &SimConfig::default(),
-        &ProgressBar::hidden(),
-    );
+    let reports = replay(&traces, &policies);
     let names: Vec<&str> = reports.iter().map(|r| r.policy.as_str()).collect();
     assert_eq!(names, ["fixed-10m", "kpa", "adaptive-10m"]);
     assert_eq!(reports[0].idle_vs_fixed_10m, 1.0);
@@ -127,13 +132,7 @@ fn dev_trace_adaptive_beats_fixed_ten_minutes_at_no_more_idle() {
     let traces = sim::trace::read(std::io::BufReader::new(file)).unwrap();
     assert_eq!(traces.len(), 200);
     let policies = [Policy::fixed(MIN * 10), Policy::adaptive(MIN * 10)];
-    let reports = sim::replay(
-        &traces,
-        &policies,
-        &DecideConfig::default(),
-        &SimConfig::default(),
-        &ProgressBar::hidden(),
-    );
+    let reports = replay(&traces, &policies);
     println!("{}", sim::report::table(&reports));
     let (fixed, adaptive) = (&reports[0], &reports[1]);
     assert!(adaptive.cold_start_p75_pct < fixed.cold_start_p75_pct);
