@@ -74,19 +74,25 @@ fn scale_reply(replicas: i32) -> Value {
            "spec": {"replicas": replicas}, "status": {"replicas": replicas}})
 }
 
+/// Answers the next request, which must patch the revision's scale
+/// subresource to exactly `replicas`.
+async fn expect_scale(handle: &mut Handle, replicas: i32) {
+    let sent = expect(
+        handle,
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/default/deployments/hello-00001/scale?",
+        scale_reply(replicas),
+    )
+    .await;
+    assert_eq!(sent, json!({"spec": {"replicas": replicas}}));
+}
+
 #[tokio::test]
 async fn scale_up_patches_the_scale_subresource() {
     let (actuator, mut handle) = mock();
     let server = tokio::spawn(async move {
         expect_deployment(&mut handle, 1, 1).await;
-        let sent = expect(
-            &mut handle,
-            Method::PATCH,
-            "/apis/apps/v1/namespaces/default/deployments/hello-00001/scale?",
-            scale_reply(4),
-        )
-        .await;
-        assert_eq!(sent, json!({"spec": {"replicas": 4}}));
+        expect_scale(&mut handle, 4).await;
     });
     actuator.scale(&key(), 4).await.unwrap();
     server.await.unwrap();
@@ -122,14 +128,7 @@ async fn scale_down_marks_not_ready_then_youngest_pods_first() {
                 json!({"metadata": {"annotations": {"controller.kubernetes.io/pod-deletion-cost": "-1000"}}})
             );
         }
-        let sent = expect(
-            &mut handle,
-            Method::PATCH,
-            "/apis/apps/v1/namespaces/default/deployments/hello-00001/scale?",
-            scale_reply(2),
-        )
-        .await;
-        assert_eq!(sent, json!({"spec": {"replicas": 2}}));
+        expect_scale(&mut handle, 2).await;
     });
     actuator.scale(&key(), 2).await.unwrap();
     server.await.unwrap();
