@@ -16,14 +16,9 @@ use http::StatusCode;
 async fn request_at_zero_waits_pokes_once_and_is_released_by_a_ready_replica() {
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("cold", revision("cold-00001", 0, 30))]);
-    let k = key("cold", "cold-00001");
+    let k = gw.route_single("cold", revision("cold-00001", 0, 30));
 
-    let addr = gw.addr;
-    let waiting: Vec<_> = (0..3)
-        .map(|_| tokio::spawn(async move { get(addr, "cold.ns.localhost", "/").await }))
-        .collect();
+    let waiting = gw.spawn_gets(3, "cold.ns.localhost", "/");
     let state = gw.gateway.revision(&k).unwrap();
     eventually(|| state.waiting() == 3).await;
     assert!(matches!(state.cold(), Cold::Pending { .. }));
@@ -71,13 +66,8 @@ async fn request_at_zero_waits_pokes_once_and_is_released_by_a_ready_replica() {
 async fn replicas_get_no_more_than_their_concurrency_when_a_backlog_is_released() {
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("one", revision("one-00001", 2, 30))]);
-    let k = key("one", "one-00001");
-    let addr = gw.addr;
-    let waiting: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(async move { get(addr, "one.ns.localhost", "/hold").await }))
-        .collect();
+    let k = gw.route_single("one", revision("one-00001", 2, 30));
+    let waiting = gw.spawn_gets(8, "one.ns.localhost", "/hold");
     let state = gw.gateway.revision(&k).unwrap();
     eventually(|| state.waiting() == 8).await;
     gw.gateway.set_endpoints(&k, vec![ready("p", app.addr)]);
@@ -98,13 +88,8 @@ async fn full_queue_is_503_with_retry_after() {
     let mut cfg = config();
     cfg.queue_size = 2;
     let gw = gateway(cfg).await;
-    gw.gateway
-        .set_routes(vec![single("busy", revision("busy-00001", 0, 30))]);
-    let k = key("busy", "busy-00001");
-    let addr = gw.addr;
-    let waiting: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(async move { get(addr, "busy.ns.localhost", "/").await }))
-        .collect();
+    let k = gw.route_single("busy", revision("busy-00001", 0, 30));
+    let waiting = gw.spawn_gets(2, "busy.ns.localhost", "/");
     let state = gw.gateway.revision(&k).unwrap();
     eventually(|| state.waiting() == 2).await;
     let (status, headers, body) = get(gw.addr, "busy.ns.localhost", "/").await;
@@ -127,12 +112,11 @@ async fn full_queue_is_503_with_retry_after() {
 #[tokio::test]
 async fn waiting_past_the_timeout_is_504_and_the_queue_empties() {
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("slow", revision("slow-00001", 0, 1))]);
+    let k = gw.route_single("slow", revision("slow-00001", 0, 1));
     let (status, _, body) = get(gw.addr, "slow.ns.localhost", "/").await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(body, "revision slow-00001 did not answer within 1s\n");
-    let state = gw.gateway.revision(&key("slow", "slow-00001")).unwrap();
+    let state = gw.gateway.revision(&k).unwrap();
     assert_eq!(state.waiting(), 0);
     // Everyone gave up: the next request is a new cold start with a new poke.
     assert_eq!(state.cold(), Cold::Warm);
@@ -147,11 +131,11 @@ async fn a_replica_turning_not_ready_leaves_rotation_at_once() {
     let a = app("a", Protocol::Http1).await;
     let b = app("b", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("f", revision("f-00001", 0, 30))]);
-    let k = key("f", "f-00001");
-    gw.gateway
-        .set_endpoints(&k, vec![ready("a", a.addr), ready("b", b.addr)]);
+    let k = gw.serve_single(
+        "f",
+        revision("f-00001", 0, 30),
+        vec![ready("a", a.addr), ready("b", b.addr)],
+    );
     let leaving = Endpoint {
         terminating: true,
         ..ready("b", b.addr)
@@ -174,13 +158,8 @@ async fn a_burst_of_1000_at_zero_completes_and_the_first_replica_never_exceeds_i
     let mut cfg = config();
     cfg.queue_size = BURST;
     let gw = gateway(cfg).await;
-    gw.gateway
-        .set_routes(vec![single("burst", revision("burst-00001", 10, 60))]);
-    let k = key("burst", "burst-00001");
-    let addr = gw.addr;
-    let requests: Vec<_> = (0..BURST)
-        .map(|_| tokio::spawn(async move { get(addr, "burst.ns.localhost", "/slow").await }))
-        .collect();
+    let k = gw.route_single("burst", revision("burst-00001", 10, 60));
+    let requests = gw.spawn_gets(BURST, "burst.ns.localhost", "/slow");
     let state = gw.gateway.revision(&k).unwrap();
     eventually(|| state.waiting() == BURST).await;
     assert_eq!(gw.pokes.taken().len(), 1);

@@ -228,16 +228,13 @@ async fn replica_killed() {
     let a_addr = a.addrs[0];
     let b = app("b", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("k", revision("k-00001", 0, 30))]);
-    let k = key("k", "k-00001");
-    gw.gateway
-        .set_endpoints(&k, vec![ready("a", a_addr), ready("b", b.addr)]);
+    let k = gw.serve_single(
+        "k",
+        revision("k-00001", 0, 30),
+        vec![ready("a", a_addr), ready("b", b.addr)],
+    );
     let state = gw.gateway.revision(&k).unwrap();
-    let addr = gw.addr;
-    let mut requests: Vec<_> = (0..HELD)
-        .map(|_| tokio::spawn(async move { get(addr, "k.ns.localhost", "/hold").await }))
-        .collect();
+    let mut requests = gw.spawn_gets(HELD, "k.ns.localhost", "/hold");
     // Every held request reached its replica.
     let held_by_a = tokio::time::timeout(BOUND, async {
         loop {
@@ -254,9 +251,7 @@ async fn replica_killed() {
     assert!(held_by_a > 0 && held_by_a < HELD, "a holds {held_by_a}");
 
     a.process.kill().await.unwrap();
-    requests.extend(
-        (0..AFTER).map(|_| tokio::spawn(async move { get(addr, "k.ns.localhost", "/").await })),
-    );
+    requests.extend(gw.spawn_gets(AFTER, "k.ns.localhost", "/"));
     b.gate.add_permits(HELD);
     let mut ok = 0;
     let mut bad_gateway = 0;

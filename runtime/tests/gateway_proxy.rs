@@ -31,10 +31,9 @@ async fn refused_connections_are_retried_on_another_replica() {
     let live = app("live", Protocol::Http1).await;
     let dead = refused_addr().await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("r", revision("r-00001", 0, 10))]);
-    gw.gateway.set_endpoints(
-        &key("r", "r-00001"),
+    gw.serve_single(
+        "r",
+        revision("r-00001", 0, 10),
         vec![ready("dead", dead), ready("live", live.addr)],
     );
     for _ in 0..30 {
@@ -53,10 +52,9 @@ async fn refused_connections_are_retried_on_another_replica() {
 #[tokio::test]
 async fn only_refusing_replicas_give_502() {
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("d", revision("d-00001", 0, 10))]);
-    gw.gateway.set_endpoints(
-        &key("d", "d-00001"),
+    gw.serve_single(
+        "d",
+        revision("d-00001", 0, 10),
         vec![ready("dead", refused_addr().await)],
     );
     let (status, _, body) = get(gw.addr, "d.ns.localhost", "/").await;
@@ -72,11 +70,9 @@ async fn only_refusing_replicas_give_502() {
 async fn a_refused_request_waits_for_a_slot_on_a_replica_at_its_limit() {
     let live = app("live", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("q", revision("q-00001", 1, 10))]);
-    let rev = key("q", "q-00001");
-    gw.gateway.set_endpoints(
-        &rev,
+    let rev = gw.serve_single(
+        "q",
+        revision("q-00001", 1, 10),
         vec![
             ready("dead", refused_addr().await),
             ready("live", live.addr),
@@ -106,10 +102,11 @@ async fn a_refused_request_waits_for_a_slot_on_a_replica_at_its_limit() {
 async fn large_bodies_stream_both_ways() {
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("big", revision("big-00001", 0, 30))]);
-    gw.gateway
-        .set_endpoints(&key("big", "big-00001"), vec![ready("p", app.addr)]);
+    gw.serve_single(
+        "big",
+        revision("big-00001", 0, 30),
+        vec![ready("p", app.addr)],
+    );
     // Far larger than the gateway's 16 KiB per-connection buffer.
     let payload: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     let req = Request::post("/echo")
@@ -137,25 +134,17 @@ async fn large_bodies_stream_both_ways() {
 async fn upgrades_are_tunnelled() {
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("ws", revision("ws-00001", 0, 30))]);
-    gw.gateway
-        .set_endpoints(&key("ws", "ws-00001"), vec![ready("p", app.addr)]);
+    let k = gw.serve_single(
+        "ws",
+        revision("ws-00001", 0, 30),
+        vec![ready("p", app.addr)],
+    );
     let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     stream
         .write_all(b"GET /ws HTTP/1.1\r\nhost: ws.ns.localhost\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
         .await
         .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(BOUND, stream.read_exact(&mut byte))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    let head = read_head(&mut stream).await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: echo"), "{head}");
     stream.write_all(b"ping over the tunnel").await.unwrap();
@@ -165,7 +154,7 @@ async fn upgrades_are_tunnelled() {
         .unwrap()
         .unwrap();
     assert_eq!(&echoed, b"ping over the tunnel");
-    let state = gw.gateway.revision(&key("ws", "ws-00001")).unwrap();
+    let state = gw.gateway.revision(&k).unwrap();
     assert_eq!(state.in_flight("p"), Some(1), "the tunnel holds its slot");
     drop(stream);
     eventually(|| state.in_flight("p") == Some(0)).await;
@@ -178,9 +167,7 @@ async fn h2c_apps_get_http2_from_http1_and_http2_clients() {
     let gw = gateway(config()).await;
     let mut rev = revision("g-00001", 0, 30);
     rev.protocol = Protocol::H2c;
-    gw.gateway.set_routes(vec![single("g", rev)]);
-    gw.gateway
-        .set_endpoints(&key("g", "g-00001"), vec![ready("p", app.addr)]);
+    gw.serve_single("g", rev, vec![ready("p", app.addr)]);
     let (status, _, body) = get(gw.addr, "g.ns.localhost", "/pkg.Svc/Call").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.starts_with("grpc GET /pkg.Svc/Call "), "{body}");
@@ -209,10 +196,7 @@ async fn h2c_apps_get_http2_from_http1_and_http2_clients() {
 async fn oversized_request_heads_are_refused_with_431() {
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("h", revision("h-00001", 0, 10))]);
-    gw.gateway
-        .set_endpoints(&key("h", "h-00001"), vec![ready("p", app.addr)]);
+    gw.serve_single("h", revision("h-00001", 0, 10), vec![ready("p", app.addr)]);
     let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let big = "x".repeat(64 * 1024);
     let req = format!("GET / HTTP/1.1\r\nhost: h.ns.localhost\r\nx-big: {big}\r\n\r\n");
@@ -232,10 +216,7 @@ async fn oversized_request_heads_are_refused_with_431() {
 async fn oversized_uris_are_refused_with_414() {
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("u", revision("u-00001", 0, 10))]);
-    gw.gateway
-        .set_endpoints(&key("u", "u-00001"), vec![ready("p", app.addr)]);
+    gw.serve_single("u", revision("u-00001", 0, 10), vec![ready("p", app.addr)]);
     let limit = flint_runtime::gateway::MAX_URI_BYTES;
     // At the limit it is served; one byte more, under the 16 KiB head
     // buffer, is refused with 414 and a body that says why.
@@ -261,10 +242,7 @@ async fn oversized_uris_are_refused_with_414() {
 async fn admin_router_exports_exact_request_counts() {
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("m", revision("m-00001", 0, 10))]);
-    gw.gateway
-        .set_endpoints(&key("m", "m-00001"), vec![ready("p", app.addr)]);
+    gw.serve_single("m", revision("m-00001", 0, 10), vec![ready("p", app.addr)]);
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = admin.local_addr().unwrap();
     let router = gw.gateway.admin_router();

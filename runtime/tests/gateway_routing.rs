@@ -3,32 +3,40 @@
 
 mod gateway_support;
 
-use flint_api::Protocol;
+use std::net::SocketAddr;
+
 use flint_api::backend::FunctionRoute;
+use flint_api::{Protocol, TrafficStatus};
 use gateway_support::*;
 use http::StatusCode;
+
+/// Routes Function `ns/<name>` to its revisions `<name>-00001` (replica
+/// `p1` at `one`) and `<name>-00002` (replica `p2` at `two`), its traffic
+/// split as `split`.
+fn serve_two(gw: &Running, name: &str, split: Vec<TrafficStatus>, [one, two]: [SocketAddr; 2]) {
+    let (first, second) = (format!("{name}-00001"), format!("{name}-00002"));
+    gw.gateway.set_routes(vec![FunctionRoute {
+        namespace: "ns".into(),
+        name: name.into(),
+        revisions: vec![revision(&first, 0, 10), revision(&second, 0, 10)],
+        traffic: split,
+    }]);
+    gw.gateway
+        .set_endpoints(&key(name, &first), vec![ready("p1", one)]);
+    gw.gateway
+        .set_endpoints(&key(name, &second), vec![ready("p2", two)]);
+}
 
 #[tokio::test]
 async fn routes_by_host_tag_and_path_form() {
     let one = app("one", Protocol::Http1).await;
     let two = app("two", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway.set_routes(vec![FunctionRoute {
-        namespace: "ns".into(),
-        name: "hello".into(),
-        revisions: vec![
-            revision("hello-00001", 0, 10),
-            revision("hello-00002", 0, 10),
-        ],
-        traffic: vec![
-            traffic("hello-00002", 100, None),
-            traffic("hello-00001", 0, Some("previous")),
-        ],
-    }]);
-    gw.gateway
-        .set_endpoints(&key("hello", "hello-00001"), vec![ready("p1", one.addr)]);
-    gw.gateway
-        .set_endpoints(&key("hello", "hello-00002"), vec![ready("p2", two.addr)]);
+    let split = vec![
+        traffic("hello-00002", 100, None),
+        traffic("hello-00001", 0, Some("previous")),
+    ];
+    serve_two(&gw, "hello", split, [one.addr, two.addr]);
 
     let (status, _, body) = get(gw.addr, "hello.ns.localhost:8080", "/a?b=1").await;
     assert_eq!(status, StatusCode::OK);
@@ -110,22 +118,11 @@ async fn traffic_split_sends_each_revision_its_share() {
     let one = app("one", Protocol::Http1).await;
     let two = app("two", Protocol::Http1).await;
     let gw = gateway(config()).await;
-    gw.gateway.set_routes(vec![FunctionRoute {
-        namespace: "ns".into(),
-        name: "split".into(),
-        revisions: vec![
-            revision("split-00001", 0, 10),
-            revision("split-00002", 0, 10),
-        ],
-        traffic: vec![
-            traffic("split-00001", 50, None),
-            traffic("split-00002", 50, None),
-        ],
-    }]);
-    gw.gateway
-        .set_endpoints(&key("split", "split-00001"), vec![ready("p1", one.addr)]);
-    gw.gateway
-        .set_endpoints(&key("split", "split-00002"), vec![ready("p2", two.addr)]);
+    let split = vec![
+        traffic("split-00001", 50, None),
+        traffic("split-00002", 50, None),
+    ];
+    serve_two(&gw, "split", split, [one.addr, two.addr]);
     for _ in 0..200 {
         let (status, _, _) = get(gw.addr, "split.ns.localhost", "/").await;
         assert_eq!(status, StatusCode::OK);
@@ -144,10 +141,7 @@ async fn routes_are_replaced_whole() {
     let one = app("one", Protocol::Http1).await;
     let gw = gateway(config()).await;
     assert!(!gw.gateway.is_ready());
-    gw.gateway
-        .set_routes(vec![single("a", revision("a-00001", 0, 10))]);
-    gw.gateway
-        .set_endpoints(&key("a", "a-00001"), vec![ready("p", one.addr)]);
+    let a = gw.serve_single("a", revision("a-00001", 0, 10), vec![ready("p", one.addr)]);
     assert!(gw.gateway.is_ready());
     assert_eq!(get(gw.addr, "a.ns.localhost", "/").await.0, StatusCode::OK);
     gw.gateway
@@ -157,6 +151,6 @@ async fn routes_are_replaced_whole() {
         StatusCode::NOT_FOUND
     );
     // Revision a-00001 still has a replica, so its state is kept.
-    assert!(gw.gateway.revision(&key("a", "a-00001")).is_some());
+    assert!(gw.gateway.revision(&a).is_some());
     gw.shutdown().await;
 }

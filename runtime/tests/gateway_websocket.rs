@@ -184,10 +184,7 @@ fn sha1_and_accept_key_match_rfc_6455() {
 async fn a_websocket_echo_works_through_the_gateway() {
     let app = websocket_app().await;
     let gw = gateway(config()).await;
-    gw.gateway
-        .set_routes(vec![single("ws", revision("ws-00001", 0, 30))]);
-    gw.gateway
-        .set_endpoints(&key("ws", "ws-00001"), vec![ready("p", app)]);
+    gw.serve_single("ws", revision("ws-00001", 0, 30), vec![ready("p", app)]);
     let mut stream = TcpStream::connect(gw.addr).await.unwrap();
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     let handshake = format!(
@@ -195,16 +192,7 @@ async fn a_websocket_echo_works_through_the_gateway() {
          sec-websocket-version: 13\r\nsec-websocket-key: {key}\r\n\r\n"
     );
     stream.write_all(handshake.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(BOUND, stream.read_exact(&mut byte))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    let head = read_head(&mut stream).await;
     assert!(head.starts_with("http/1.1 101 "), "{head}");
     assert!(head.contains("upgrade: websocket\r\n"), "{head}");
     assert!(

@@ -28,6 +28,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+#[path = "../support_common/serving.rs"]
+mod serving;
+use serving::{Serving, serve};
+
 pub const NS: &str = "default";
 pub const FUNCTION: &str = "work";
 pub const REVISION: &str = "work-00001";
@@ -153,8 +157,7 @@ pub struct RunningGateway {
     pub gateway: Gateway,
     pub addr: SocketAddr,
     pub pokes: Arc<AtomicUsize>,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<()>>,
+    serving: Serving,
 }
 
 impl RunningGateway {
@@ -162,16 +165,8 @@ impl RunningGateway {
         format!("http://{}", self.addr)
     }
 
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            tokio::time::timeout(Duration::from_secs(30), done)
-                .await
-                .unwrap()
-                .unwrap();
-        }
+    pub async fn shutdown(self) {
+        self.serving.stop(Duration::from_secs(30)).await;
     }
 }
 
@@ -222,23 +217,12 @@ pub async fn gateway(function_addr: SocketAddr) -> RunningGateway {
             );
         }
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let g = gateway.clone();
-    let done = tokio::spawn(async move {
-        g.serve(listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
+    let serving = serve(&gateway);
     RunningGateway {
         gateway,
-        addr,
+        addr: serving.addr,
         pokes,
-        stop: Some(stop),
-        done: Some(done),
+        serving,
     }
 }
 

@@ -19,8 +19,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+
+#[path = "../support_common/serving.rs"]
+mod serving;
+use serving::{Serving, serve};
 
 /// Upper bound on any single wait in a test, so a bug fails instead of hanging.
 pub const BOUND: Duration = Duration::from_secs(10);
@@ -180,19 +186,45 @@ pub struct Running {
     pub gateway: Gateway,
     pub addr: SocketAddr,
     pub pokes: Arc<Pokes>,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<()>>,
+    serving: Serving,
 }
 
 impl Running {
     /// Stops accepting and waits (bounded) for the server to drain.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            tokio::time::timeout(BOUND, done).await.unwrap().unwrap();
-        }
+    pub async fn shutdown(self) {
+        self.serving.stop(BOUND).await;
+    }
+
+    /// Routes all of Function `ns/<function>` to `rev`, which has no
+    /// replicas yet; returns the revision's key.
+    pub fn route_single(&self, function: &str, rev: RevisionRoute) -> RevisionKey {
+        let key = key(function, &rev.name);
+        self.gateway.set_routes(vec![single(function, rev)]);
+        key
+    }
+
+    /// Routes all of Function `ns/<function>` to `rev` and gives it
+    /// `replicas`; returns the revision's key.
+    pub fn serve_single(
+        &self,
+        function: &str,
+        rev: RevisionRoute,
+        replicas: Vec<Endpoint>,
+    ) -> RevisionKey {
+        let key = self.route_single(function, rev);
+        self.gateway.set_endpoints(&key, replicas);
+        key
+    }
+
+    /// Sends `n` concurrent GETs of `path` at `host`, each on its own
+    /// connection; the handles give their answers.
+    pub fn spawn_gets(&self, n: usize, host: &str, path: &str) -> Vec<JoinHandle<Answer>> {
+        (0..n)
+            .map(|_| {
+                let (addr, host, path) = (self.addr, host.to_owned(), path.to_owned());
+                tokio::spawn(async move { get(addr, &host, &path).await })
+            })
+            .collect()
     }
 }
 
@@ -209,23 +241,12 @@ pub fn config() -> GatewayConfig {
 pub async fn gateway(config: GatewayConfig) -> Running {
     let pokes = Arc::new(Pokes::default());
     let gateway = Gateway::new(config, pokes.clone()).unwrap();
-    let listener = flint_runtime::gateway::listener(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let g = gateway.clone();
-    let done = tokio::spawn(async move {
-        g.serve(listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
+    let serving = serve(&gateway);
     Running {
         gateway,
-        addr,
+        addr: serving.addr,
         pokes,
-        stop: Some(stop),
-        done: Some(done),
+        serving,
     }
 }
 
@@ -277,11 +298,11 @@ pub async fn connect(addr: SocketAddr) -> tokio::net::TcpStream {
     tokio::net::TcpStream::connect(addr).await.unwrap()
 }
 
+/// A response's status, headers and body text.
+pub type Answer = (StatusCode, http::HeaderMap, String);
+
 /// A one-shot HTTP/1.1 client: its own connection per request.
-pub async fn request(
-    gateway: SocketAddr,
-    req: Request<Full<Bytes>>,
-) -> (StatusCode, http::HeaderMap, String) {
+pub async fn request(gateway: SocketAddr, req: Request<Full<Bytes>>) -> Answer {
     let stream = connect(gateway).await;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -305,17 +326,28 @@ pub async fn request(
 }
 
 /// GET `path` at `host` through the gateway.
-pub async fn get(
-    gateway: SocketAddr,
-    host: &str,
-    path: &str,
-) -> (StatusCode, http::HeaderMap, String) {
+pub async fn get(gateway: SocketAddr, host: &str, path: &str) -> Answer {
     let req = Request::builder()
         .uri(path)
         .header("host", host)
         .body(Full::new(Bytes::new()))
         .unwrap();
     request(gateway, req).await
+}
+
+/// Reads a response head from `io` one byte at a time, so that nothing after
+/// it (an upgraded stream's first bytes) is consumed; returns it lowercased.
+pub async fn read_head(io: &mut (impl AsyncRead + Unpin)) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(BOUND, io.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap().to_ascii_lowercase()
 }
 
 /// Waits (bounded) until `cond` holds.
