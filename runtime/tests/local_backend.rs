@@ -86,6 +86,22 @@ fn key(rev: &str) -> RevisionKey {
     RevisionKey::new("default", "fn", rev)
 }
 
+/// Adds revision `rev` of `default/fn` running `spec` (drained for at most
+/// `drain`) and scales it to `replicas`; returns its key.
+async fn start(
+    backend: &LocalBackend,
+    rev: &str,
+    spec: ProcessSpec,
+    drain: Duration,
+    replicas: u32,
+) -> RevisionKey {
+    let k = key(rev);
+    backend.add_revision(k.clone(), spec, drain);
+    backend.scale(&k, replicas).await.unwrap();
+    k
+}
+
+/// Waits (bounded) for the next event that `want` accepts.
 async fn next_event(
     rx: &mut broadcast::Receiver<BackendEvent>,
     want: impl Fn(&BackendEvent) -> bool,
@@ -102,6 +118,33 @@ async fn next_event(
     .expect("event within 30 s")
 }
 
+/// Waits for the next replica to become ready; returns its id.
+async fn next_ready(rx: &mut broadcast::Receiver<BackendEvent>) -> u64 {
+    match next_event(rx, |e| matches!(e, BackendEvent::ReplicaReady { .. })).await {
+        BackendEvent::ReplicaReady { replica, .. } => replica,
+        _ => unreachable!(),
+    }
+}
+
+/// Waits for the next replica process to end; returns whether it crashed
+/// and why it ended.
+async fn next_exit(rx: &mut broadcast::Receiver<BackendEvent>) -> (bool, String) {
+    match next_event(rx, |e| matches!(e, BackendEvent::ReplicaExited { .. })).await {
+        BackendEvent::ReplicaExited {
+            crashed, reason, ..
+        } => (crashed, reason),
+        _ => unreachable!(),
+    }
+}
+
+/// Waits for the revision to be reported failed; returns the message.
+async fn next_failure(rx: &mut broadcast::Receiver<BackendEvent>) -> String {
+    match next_event(rx, |e| matches!(e, BackendEvent::RevisionFailed { .. })).await {
+        BackendEvent::RevisionFailed { message, .. } => message,
+        _ => unreachable!(),
+    }
+}
+
 async fn get(addr: SocketAddr) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
@@ -114,19 +157,10 @@ async fn get(addr: SocketAddr) -> std::io::Result<String> {
 #[tokio::test]
 async fn scale_up_serves_and_scale_to_zero_leaves_no_process() {
     let (sink, backend, mut events) = harness();
-    let k = key("fn-00001");
-    backend.add_revision(
-        k.clone(),
-        spec(&[("REPLY", "hello from replica")]),
-        Duration::from_secs(5),
-    );
-
-    backend.scale(&k, 2).await.unwrap();
+    let reply = spec(&[("REPLY", "hello from replica")]);
+    let k = start(&backend, "fn-00001", reply, Duration::from_secs(5), 2).await;
     for _ in 0..2 {
-        next_event(&mut events, |e| {
-            matches!(e, BackendEvent::ReplicaReady { .. })
-        })
-        .await;
+        next_ready(&mut events).await;
     }
     let addrs = sink.serving(&k);
     assert_eq!(addrs.len(), 2);
@@ -139,14 +173,8 @@ async fn scale_up_serves_and_scale_to_zero_leaves_no_process() {
 
     backend.scale(&k, 0).await.unwrap();
     for _ in 0..2 {
-        let ev = next_event(&mut events, |e| {
-            matches!(e, BackendEvent::ReplicaExited { .. })
-        })
-        .await;
-        assert!(
-            matches!(ev, BackendEvent::ReplicaExited { crashed: false, .. }),
-            "{ev:?}"
-        );
+        let (crashed, reason) = next_exit(&mut events).await;
+        assert!(!crashed, "{reason}");
     }
     assert!(sink.serving(&k).is_empty());
     for addr in addrs {
@@ -158,22 +186,14 @@ async fn scale_up_serves_and_scale_to_zero_leaves_no_process() {
 #[tokio::test]
 async fn a_command_that_exits_at_start_marks_the_revision_failed_with_its_output() {
     let (sink, backend, mut events) = harness();
-    let k = key("fn-00002");
     let mut bad = spec(&[]);
     bad.argv = vec![
         "sh".into(),
         "-c".into(),
         "echo 'config file missing' >&2; exit 3".into(),
     ];
-    backend.add_revision(k.clone(), bad, Duration::from_secs(1));
-    backend.scale(&k, 1).await.unwrap();
-    let ev = next_event(&mut events, |e| {
-        matches!(e, BackendEvent::RevisionFailed { .. })
-    })
-    .await;
-    let BackendEvent::RevisionFailed { message, .. } = ev else {
-        unreachable!()
-    };
+    let k = start(&backend, "fn-00002", bad, Duration::from_secs(1), 1).await;
+    let message = next_failure(&mut events).await;
     assert!(message.contains("exit status: 3"), "{message}");
     assert!(message.contains("config file missing"), "{message}");
     assert!(sink.serving(&k).is_empty());
@@ -183,18 +203,10 @@ async fn a_command_that_exits_at_start_marks_the_revision_failed_with_its_output
 #[tokio::test]
 async fn a_missing_program_is_reported_not_panicked() {
     let (_sink, backend, mut events) = harness();
-    let k = key("fn-00003");
     let mut bad = spec(&[]);
     bad.argv = vec!["/nonexistent/flint-app".into()];
-    backend.add_revision(k.clone(), bad, Duration::from_secs(1));
-    backend.scale(&k, 1).await.unwrap();
-    let ev = next_event(&mut events, |e| {
-        matches!(e, BackendEvent::RevisionFailed { .. })
-    })
-    .await;
-    let BackendEvent::RevisionFailed { message, .. } = ev else {
-        unreachable!()
-    };
+    start(&backend, "fn-00003", bad, Duration::from_secs(1), 1).await;
+    let message = next_failure(&mut events).await;
     assert!(
         message.contains("cannot start \"/nonexistent/flint-app\""),
         "{message}"
@@ -205,35 +217,15 @@ async fn a_missing_program_is_reported_not_panicked() {
 #[tokio::test]
 async fn a_replica_that_crashes_after_serving_is_restarted() {
     let (sink, backend, mut events) = harness();
-    let k = key("fn-00004");
-    backend.add_revision(
-        k.clone(),
-        spec(&[("EXIT_AFTER_ONE", "1")]),
-        Duration::from_secs(1),
-    );
-    backend.scale(&k, 1).await.unwrap();
-    next_event(&mut events, |e| {
-        matches!(e, BackendEvent::ReplicaReady { replica: 1, .. })
-    })
-    .await;
+    let once = spec(&[("EXIT_AFTER_ONE", "1")]);
+    let k = start(&backend, "fn-00004", once, Duration::from_secs(1), 1).await;
+    assert_eq!(next_ready(&mut events).await, 1);
     let addr = sink.serving(&k)[0];
     let _ = get(addr).await; // the app exits after answering
-    let ev = next_event(&mut events, |e| {
-        matches!(e, BackendEvent::ReplicaExited { .. })
-    })
-    .await;
-    let BackendEvent::ReplicaExited {
-        crashed, reason, ..
-    } = ev
-    else {
-        unreachable!()
-    };
+    let (crashed, reason) = next_exit(&mut events).await;
     assert!(crashed);
     assert!(reason.contains("exit status: 7"), "{reason}");
-    next_event(&mut events, |e| {
-        matches!(e, BackendEvent::ReplicaReady { replica: 2, .. })
-    })
-    .await;
+    assert_eq!(next_ready(&mut events).await, 2);
     assert_eq!(sink.serving(&k).len(), 1);
     backend.shutdown().await;
 }
@@ -241,13 +233,8 @@ async fn a_replica_that_crashes_after_serving_is_restarted() {
 #[tokio::test]
 async fn draining_waits_for_in_flight_requests_and_takes_the_replica_out_of_rotation_first() {
     let (sink, backend, mut events) = harness();
-    let k = key("fn-00005");
-    backend.add_revision(k.clone(), spec(&[]), Duration::from_secs(30));
-    backend.scale(&k, 1).await.unwrap();
-    next_event(&mut events, |e| {
-        matches!(e, BackendEvent::ReplicaReady { .. })
-    })
-    .await;
+    let k = start(&backend, "fn-00005", spec(&[]), Duration::from_secs(30), 1).await;
+    next_ready(&mut events).await;
     let addr = sink.serving(&k)[0];
 
     sink.in_flight.store(1, Ordering::SeqCst);
@@ -267,10 +254,8 @@ async fn draining_waits_for_in_flight_requests_and_takes_the_replica_out_of_rota
     );
 
     sink.in_flight.store(0, Ordering::SeqCst);
-    next_event(&mut events, |e| {
-        matches!(e, BackendEvent::ReplicaExited { crashed: false, .. })
-    })
-    .await;
+    let (crashed, reason) = next_exit(&mut events).await;
+    assert!(!crashed, "{reason}");
     assert!(get(addr).await.is_err());
     backend.shutdown().await;
 }
@@ -278,16 +263,10 @@ async fn draining_waits_for_in_flight_requests_and_takes_the_replica_out_of_rota
 #[tokio::test]
 async fn shutdown_stops_every_process() {
     let (sink, backend, mut events) = harness();
-    let (a, b) = (key("fn-00006"), key("fn-00007"));
-    backend.add_revision(a.clone(), spec(&[]), Duration::from_secs(1));
-    backend.add_revision(b.clone(), spec(&[]), Duration::from_secs(1));
-    backend.scale(&a, 2).await.unwrap();
-    backend.scale(&b, 1).await.unwrap();
+    let a = start(&backend, "fn-00006", spec(&[]), Duration::from_secs(1), 2).await;
+    let b = start(&backend, "fn-00007", spec(&[]), Duration::from_secs(1), 1).await;
     for _ in 0..3 {
-        next_event(&mut events, |e| {
-            matches!(e, BackendEvent::ReplicaReady { .. })
-        })
-        .await;
+        next_ready(&mut events).await;
     }
     let addrs: Vec<_> = sink
         .serving(&a)
