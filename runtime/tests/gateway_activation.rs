@@ -18,9 +18,7 @@ async fn request_at_zero_waits_pokes_once_and_is_released_by_a_ready_replica() {
     let gw = gateway(config()).await;
     let k = gw.route_single("cold", revision("cold-00001", 0, 30));
 
-    let waiting = gw.spawn_gets(3, "cold.ns.localhost", "/");
-    let state = gw.gateway.revision(&k).unwrap();
-    eventually(|| state.waiting() == 3).await;
+    let (waiting, state) = gw.queue_gets(&k, 3, "cold.ns.localhost", "/").await;
     assert!(matches!(state.cold(), Cold::Pending { .. }));
     let pokes = gw.pokes.taken();
     assert_eq!(pokes.len(), 1, "one poke per cold start: {pokes:?}");
@@ -67,9 +65,7 @@ async fn replicas_get_no_more_than_their_concurrency_when_a_backlog_is_released(
     let app = app("app", Protocol::Http1).await;
     let gw = gateway(config()).await;
     let k = gw.route_single("one", revision("one-00001", 2, 30));
-    let waiting = gw.spawn_gets(8, "one.ns.localhost", "/hold");
-    let state = gw.gateway.revision(&k).unwrap();
-    eventually(|| state.waiting() == 8).await;
+    let (waiting, state) = gw.queue_gets(&k, 8, "one.ns.localhost", "/hold").await;
     gw.gateway.set_endpoints(&k, vec![ready("p", app.addr)]);
     eventually(|| app.stats.in_flight.load(Ordering::SeqCst) == 2).await;
     assert_eq!(state.waiting(), 6);
@@ -89,9 +85,7 @@ async fn full_queue_is_503_with_retry_after() {
     cfg.queue_size = 2;
     let gw = gateway(cfg).await;
     let k = gw.route_single("busy", revision("busy-00001", 0, 30));
-    let waiting = gw.spawn_gets(2, "busy.ns.localhost", "/");
-    let state = gw.gateway.revision(&k).unwrap();
-    eventually(|| state.waiting() == 2).await;
+    let (waiting, _) = gw.queue_gets(&k, 2, "busy.ns.localhost", "/").await;
     let (status, headers, body) = get(gw.addr, "busy.ns.localhost", "/").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "2");
@@ -159,14 +153,14 @@ async fn a_burst_of_1000_at_zero_completes_and_the_first_replica_never_exceeds_i
     cfg.queue_size = BURST;
     let gw = gateway(cfg).await;
     let k = gw.route_single("burst", revision("burst-00001", 10, 60));
-    let requests = gw.spawn_gets(BURST, "burst.ns.localhost", "/slow");
-    let state = gw.gateway.revision(&k).unwrap();
-    eventually(|| state.waiting() == BURST).await;
+    let (requests, state) = gw
+        .queue_gets(&k, BURST, "burst.ns.localhost", "/slow")
+        .await;
     assert_eq!(gw.pokes.taken().len(), 1);
     gw.gateway
         .set_endpoints(&k, vec![ready("first", first.addr)]);
     for r in requests {
-        let (status, _, body) = tokio::time::timeout(BOUND, r).await.unwrap().unwrap();
+        let (status, _, body) = within(BOUND, r).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert!(body.starts_with("first GET /slow "), "{body}");
     }

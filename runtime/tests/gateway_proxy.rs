@@ -120,11 +120,7 @@ async fn large_bodies_stream_both_ways() {
     tokio::spawn(conn);
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let body = tokio::time::timeout(BOUND, resp.into_body().collect())
-        .await
-        .unwrap()
-        .unwrap()
-        .to_bytes();
+    let body = within(BOUND, resp.into_body().collect()).await.to_bytes();
     assert_eq!(body.len(), payload.len());
     assert!(body == payload);
     gw.shutdown().await;
@@ -149,10 +145,7 @@ async fn upgrades_are_tunnelled() {
     assert!(head.contains("upgrade: echo"), "{head}");
     stream.write_all(b"ping over the tunnel").await.unwrap();
     let mut echoed = [0u8; 20];
-    tokio::time::timeout(BOUND, stream.read_exact(&mut echoed))
-        .await
-        .unwrap()
-        .unwrap();
+    within(BOUND, stream.read_exact(&mut echoed)).await;
     assert_eq!(&echoed, b"ping over the tunnel");
     let state = gw.gateway.revision(&k).unwrap();
     assert_eq!(state.in_flight("p"), Some(1), "the tunnel holds its slot");
@@ -182,10 +175,7 @@ async fn h2c_apps_get_http2_from_http1_and_http2_clients() {
     let req = Request::get("http://g.ns.localhost/h2")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let resp = tokio::time::timeout(BOUND, sender.send_request(req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = within(BOUND, sender.send_request(req)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(body.starts_with(b"grpc GET /h2 "), "{body:?}");

@@ -24,6 +24,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpListener;
 use tokio::process::{ChildStdin, ChildStdout};
 
+use crate::gateway_support::{BOUND, within};
+
 /// Environment variable naming the role of a child process.
 pub const ROLE: &str = "FLINT_TEST_CHILD";
 /// Environment variable with the child gateway's queue size.
@@ -166,11 +168,7 @@ impl Child {
         let mut process = cmd.spawn().unwrap();
         let stdin = process.stdin.take();
         let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(crate::gateway_support::BOUND, lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let first = within(BOUND, lines.next_line()).await.unwrap();
         let addrs = first.split(' ').map(|a| a.parse().unwrap()).collect();
         Self {
             process,
@@ -187,10 +185,7 @@ impl Child {
         let stdin = self.stdin.as_mut().unwrap();
         stdin.write_all(line.as_bytes()).await.unwrap();
         stdin.flush().await.unwrap();
-        let ack = tokio::time::timeout(crate::gateway_support::BOUND, self.lines.next_line())
-            .await
-            .unwrap()
-            .unwrap();
+        let ack = within(BOUND, self.lines.next_line()).await;
         assert_eq!(ack.as_deref(), Some("ok"));
     }
 

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{Child, Command};
-use crate::gateway_support::{BOUND, ready, revision, single};
+use crate::gateway_support::{BOUND, ready, revision, single, within};
 
 const MIB: u64 = 1024 * 1024;
 /// Size of each streamed body.
@@ -137,32 +137,19 @@ pub async fn hundred_megabytes() {
         .header("host", "s.ns.localhost")
         .body(pattern_body(STREAMED))
         .unwrap();
-    let resp = tokio::time::timeout(limit, sender.send_request(up))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = within(limit, sender.send_request(up)).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let counted = tokio::time::timeout(BOUND, resp.into_body().collect())
-        .await
-        .unwrap()
-        .unwrap()
-        .to_bytes();
+    let counted = within(BOUND, resp.into_body().collect()).await.to_bytes();
     assert_eq!(counted, STREAMED.to_string());
     let (after_upload, _) = gw.memory();
 
     // The same client connection carries the download once it is free again.
-    tokio::time::timeout(BOUND, sender.ready())
-        .await
-        .unwrap()
-        .unwrap();
+    within(BOUND, sender.ready()).await;
     let down = Request::get("/source")
         .header("host", "s.ns.localhost")
         .body(pattern_body(0))
         .unwrap();
-    let resp = tokio::time::timeout(BOUND, sender.send_request(down))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = within(BOUND, sender.send_request(down)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let got = tokio::time::timeout(limit, check_pattern(resp.into_body()))
         .await

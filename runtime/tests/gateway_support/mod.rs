@@ -13,7 +13,7 @@ use bytes::Bytes;
 use flint_api::backend::{Endpoint, FunctionRoute, PokeSink, RevisionKey, RevisionRoute};
 use flint_api::poke::ScalePoke;
 use flint_api::{Protocol, TrafficStatus};
-use flint_runtime::gateway::{Gateway, GatewayConfig};
+use flint_runtime::gateway::{Gateway, GatewayConfig, RevisionState};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -226,6 +226,22 @@ impl Running {
             })
             .collect()
     }
+
+    /// Sends `n` concurrent GETs of `path` at `host` to revision `key`, which
+    /// has no free replica, and waits (bounded) until all `n` wait in its
+    /// queue; returns their handles and the revision's state.
+    pub async fn queue_gets(
+        &self,
+        key: &RevisionKey,
+        n: usize,
+        host: &str,
+        path: &str,
+    ) -> (Vec<JoinHandle<Answer>>, Arc<RevisionState>) {
+        let requests = self.spawn_gets(n, host, path);
+        let state = self.gateway.revision(key).unwrap();
+        eventually(|| state.waiting() == n).await;
+        (requests, state)
+    }
 }
 
 pub fn config() -> GatewayConfig {
@@ -308,16 +324,9 @@ pub async fn request(gateway: SocketAddr, req: Request<Full<Bytes>>) -> Answer {
         .await
         .unwrap();
     tokio::spawn(conn);
-    let resp = tokio::time::timeout(BOUND, sender.send_request(req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = within(BOUND, sender.send_request(req)).await;
     let (parts, body) = resp.into_parts();
-    let body = tokio::time::timeout(BOUND, body.collect())
-        .await
-        .unwrap()
-        .unwrap()
-        .to_bytes();
+    let body = within(BOUND, body.collect()).await.to_bytes();
     (
         parts.status,
         parts.headers,
@@ -341,13 +350,19 @@ pub async fn read_head(io: &mut (impl AsyncRead + Unpin)) -> String {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
-        tokio::time::timeout(BOUND, io.read_exact(&mut byte))
-            .await
-            .unwrap()
-            .unwrap();
+        within(BOUND, io.read_exact(&mut byte)).await;
         head.push(byte[0]);
     }
     String::from_utf8(head).unwrap().to_ascii_lowercase()
+}
+
+/// Awaits `fut`, failing the test if it takes longer than `limit` or
+/// ends in an error.
+pub async fn within<T, E: std::fmt::Debug>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, E>>,
+) -> T {
+    tokio::time::timeout(limit, fut).await.unwrap().unwrap()
 }
 
 /// Waits (bounded) until `cond` holds.
