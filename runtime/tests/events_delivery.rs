@@ -16,6 +16,7 @@ use events_support::*;
 use flint_runtime::events::policy::Backoff;
 use flint_runtime::events::{self, Queue, WorkerConfig};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Invocations per run. The acceptance target is 10,000; each test uses it
 /// in full.
@@ -66,7 +67,7 @@ fn expected_dead(ids: &[String]) -> usize {
 struct NatsGateway {
     gw: RunningGateway,
     stop: watch::Sender<bool>,
-    worker: tokio::task::JoinHandle<()>,
+    worker: JoinHandle<()>,
 }
 
 async fn nats_gateway(function: &Function, nats_url: &str, config: WorkerConfig) -> NatsGateway {
@@ -81,11 +82,32 @@ async fn nats_gateway(function: &Function, nats_url: &str, config: WorkerConfig)
     NatsGateway { gw, stop, worker }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn embedded_every_invocation_settles_once_across_a_restart() {
+/// Logs as `FLINT_LOG` asks.
+fn start_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("FLINT_LOG").unwrap_or_default())
         .try_init();
+}
+
+/// Fails the test at once, saying what to install, without a nats-server.
+fn require_nats() {
+    if !nats_available() {
+        panic!("nats-server is not installed (apt-get install -y nats-server)");
+    }
+}
+
+/// Tells the worker to stop and waits (bounded) for it to end.
+async fn stop_worker(stop: &watch::Sender<bool>, worker: JoinHandle<()>) {
+    stop.send(true).unwrap();
+    tokio::time::timeout(RUN_BOUND, worker)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_every_invocation_settles_once_across_a_restart() {
+    start_logging();
     let dir = TempDir::new("events-embedded");
     let function = function().await;
     let ids = ids("emb");
@@ -106,11 +128,7 @@ async fn embedded_every_invocation_settles_once_across_a_restart() {
         gw.pokes.load(Ordering::SeqCst) >= 1,
         "woken from zero by a poke"
     );
-    stop.send(true).unwrap();
-    tokio::time::timeout(RUN_BOUND, worker)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_worker(&stop, worker).await;
     let text = metrics(&gw.gateway);
     assert_eq!(
         sample(
@@ -169,11 +187,7 @@ async fn embedded_every_invocation_settles_once_across_a_restart() {
     })
     .await;
     assert!(drained);
-    stop.send(true).unwrap();
-    tokio::time::timeout(RUN_BOUND, worker)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_worker(&stop, worker).await;
     let dead = dead_ids(&store).await;
     assert_eq!(dead.len(), want_dead);
     assert_each_settled_once(&function.seen, &ids, &dead);
@@ -186,12 +200,8 @@ async fn embedded_every_invocation_settles_once_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nats_every_invocation_settles_once_across_a_server_crash() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("FLINT_LOG").unwrap_or_default())
-        .try_init();
-    if !nats_available() {
-        panic!("nats-server is not installed (apt-get install -y nats-server)");
-    }
+    start_logging();
+    require_nats();
     let dir = TempDir::new("events-nats");
     let mut nats = NatsServer::start(&dir.0);
     let function = function().await;
@@ -234,11 +244,7 @@ async fn nats_every_invocation_settles_once_across_a_server_crash() {
     })
     .await;
     assert!(settled);
-    stop.send(true).unwrap();
-    tokio::time::timeout(RUN_BOUND, worker)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_worker(&stop, worker).await;
     let dead = dead_ids(&queue).await;
     assert_eq!(dead.len(), want_dead);
     assert_each_settled_once(&function.seen, &ids, &dead);
@@ -255,12 +261,8 @@ async fn nats_every_invocation_settles_once_across_a_server_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nats_no_invocation_is_lost_across_a_gateway_crash() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("FLINT_LOG").unwrap_or_default())
-        .try_init();
-    if !nats_available() {
-        panic!("nats-server is not installed (apt-get install -y nats-server)");
-    }
+    start_logging();
+    require_nats();
     let dir = TempDir::new("events-nats-gw");
     let nats = NatsServer::start(&dir.0);
     let function = function().await;
@@ -312,11 +314,7 @@ async fn nats_no_invocation_is_lost_across_a_gateway_crash() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    stop.send(true).unwrap();
-    tokio::time::timeout(RUN_BOUND, worker)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_worker(&stop, worker).await;
     assert_none_lost(&function.seen, &ids, &dead, MAX_IN_FLIGHT as usize);
     // Each gateway holds the replica to its concurrency; the crashed one's
     // last requests may still be running when the new one starts.
