@@ -2,135 +2,44 @@
 //! `ApiServerVerifier` pattern): each scenario lists the exact requests the
 //! reconciler must make, in order, with the replies the server gives.
 
+#[path = "support/api_server.rs"]
+mod api_server;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use api_server::{Exchange, exchange, failing, mocked_client};
 use flint_api::Function;
 use flint_operator::reconcile::controller::{REQUEUE_PENDING, REQUEUE_SETTLED, error_policy};
 use flint_operator::reconcile::hash::spec_hash;
 use flint_operator::reconcile::metrics::ReconcileMetrics;
 use flint_operator::reconcile::{Context, Error, reconcile};
 use futures::FutureExt;
-use http::{Method, Request, Response, StatusCode};
-use kube::Client;
-use kube::client::Body;
+use http::Method;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
-
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
 const NS: &str = "/namespaces/ns";
 const FN_URL: &str = "/apis/flint.dev/v1alpha1/namespaces/ns/functions/hello";
 const SSA: &str = "?&force=true&fieldManager=flint-operator";
 const BY_FN: &str = "?&labelSelector=flint.dev%2Ffunction%3Dhello";
 
-/// One request the reconciler must make and the server's reply.
-struct Exchange {
-    method: Method,
-    uri: String,
-    /// Checks on the request body (a JSON subset that must match).
-    body: Option<Value>,
-    status: StatusCode,
-    reply: Value,
-}
-
-fn exchange(method: Method, uri: impl Into<String>, body: Option<Value>, reply: Value) -> Exchange {
-    Exchange {
-        method,
-        uri: uri.into(),
-        body,
-        status: StatusCode::OK,
-        reply,
-    }
-}
-
-fn failing(method: Method, uri: impl Into<String>, code: u16) -> Exchange {
-    let status = StatusCode::from_u16(code).unwrap();
-    Exchange {
-        method,
-        uri: uri.into(),
-        body: None,
-        status,
-        reply: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                      "message": "injected", "reason": status.canonical_reason(), "code": code}),
-    }
-}
-
-/// `expected` is contained in `actual`: objects by key, arrays element-wise.
-fn assert_subset(actual: &Value, expected: &Value, path: &str) {
-    match (actual, expected) {
-        (Value::Object(a), Value::Object(e)) => {
-            for (k, v) in e {
-                let got = a.get(k).unwrap_or(&Value::Null);
-                assert_subset(got, v, &format!("{path}.{k}"));
-            }
-        }
-        (Value::Array(a), Value::Array(e)) => {
-            assert_eq!(a.len(), e.len(), "length of {path}: {actual}");
-            for (i, (x, y)) in a.iter().zip(e).enumerate() {
-                assert_subset(x, y, &format!("{path}[{i}]"));
-            }
-        }
-        _ => assert_eq!(actual, expected, "at {path}"),
-    }
-}
-
-struct ApiServerVerifier(Handle);
-
-impl ApiServerVerifier {
-    /// Answers `script` in order, checking every request, then makes sure
-    /// no further request arrives before the reconcile is over.
-    async fn run(mut self, script: Vec<Exchange>) -> Handle {
-        for (i, step) in script.into_iter().enumerate() {
-            let (request, send) =
-                self.0.next_request().await.unwrap_or_else(|| {
-                    panic!("request {i} ({} {}) never came", step.method, step.uri)
-                });
-            assert_eq!(
-                (request.method(), request.uri().to_string()),
-                (&step.method, step.uri.clone()),
-                "request {i}"
-            );
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            if let Some(expected) = &step.body {
-                let actual: Value = serde_json::from_slice(&bytes).unwrap();
-                assert_subset(&actual, expected, &format!("request {i} body"));
-            }
-            let reply = if step.reply.is_null() {
-                // Echo: apply and event requests answer with what was sent.
-                bytes.to_vec()
-            } else {
-                serde_json::to_vec(&step.reply).unwrap()
-            };
-            send.send_response(
-                Response::builder()
-                    .status(step.status)
-                    .body(Body::from(reply))
-                    .unwrap(),
-            );
-        }
-        self.0
-    }
-}
-
-fn context() -> (Arc<Context>, ApiServerVerifier) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
-    let registry = prometheus::Registry::new();
+/// Runs one reconcile of `function` against `script`; returns its result
+/// after checking every scripted request was made and no other.
+async fn run(function: Function, script: Vec<Exchange>) -> (Result<Action, Error>, Arc<Context>) {
+    let (client, verifier) = mocked_client();
     let reporter = Reporter {
         controller: "flint-operator".into(),
         instance: Some("test".into()),
     };
-    let metrics = ReconcileMetrics::register(&registry).unwrap();
-    let ctx = Context::new(client, reporter, metrics, "example.com".into());
-    (Arc::new(ctx), ApiServerVerifier(handle))
-}
-
-/// Runs one reconcile of `function` against `script`; returns its result
-/// after checking every scripted request was made and no other.
-async fn run(function: Function, script: Vec<Exchange>) -> (Result<Action, Error>, Arc<Context>) {
-    let (ctx, verifier) = context();
+    let metrics = ReconcileMetrics::register(&prometheus::Registry::new()).unwrap();
+    let ctx = Arc::new(Context::new(
+        client,
+        reporter,
+        metrics,
+        "example.com".into(),
+    ));
     let server = tokio::spawn(verifier.run(script));
     let result = tokio::time::timeout(
         Duration::from_secs(10),
@@ -147,6 +56,13 @@ async fn run(function: Function, script: Vec<Exchange>) -> (Result<Action, Error
         "an unexpected extra request"
     );
     (result, ctx)
+}
+
+/// Runs one reconcile of `function` against `script` and checks that it
+/// succeeds with `action`.
+async fn expect_action(function: Function, script: Vec<Exchange>, action: Action) {
+    let (result, _) = run(function, script).await;
+    assert_eq!(result.unwrap(), action);
 }
 
 // ---- fixtures -------------------------------------------------------------
@@ -186,8 +102,27 @@ impl Fixture {
     }
 }
 
+/// A Function running reg/hello:1 that holds the finalizer and has no status yet.
+fn finalized_function() -> Function {
+    Fixture::function(spec("reg/hello:1")).finalized().build()
+}
+
+/// The Function moved to reg/hello:2 (generation 2) with `status` from before.
+fn second_generation(status: Value) -> Function {
+    Fixture::function(spec("reg/hello:2"))
+        .finalized()
+        .generation(2)
+        .status(status)
+        .build()
+}
+
 fn ready_revision(name: &str) -> Value {
     json!({"name": name, "ready": true, "replicas": 1})
+}
+
+/// `status.traffic` sending everything to `name` as the latest revision.
+fn all_traffic_to(name: &str) -> Value {
+    json!([{"revisionName": name, "percent": 100, "latestRevision": true}])
 }
 
 /// A revision Deployment as the API server returns it.
@@ -223,19 +158,40 @@ fn list_deployments(items: Vec<Value>) -> Exchange {
     )
 }
 
-fn list_pods(items: Vec<Value>) -> Exchange {
-    exchange(
-        Method::GET,
-        format!("/api/v1{NS}/pods{BY_FN}"),
-        None,
-        list("PodList", "v1", items),
-    )
+/// The reconciler's first reads, the Function's Deployments then its pods,
+/// followed by the `rest` of the script.
+fn after_listing(
+    deployments: Vec<Value>,
+    pods: Vec<Value>,
+    rest: impl IntoIterator<Item = Exchange>,
+) -> Vec<Exchange> {
+    let mut script = vec![
+        list_deployments(deployments),
+        exchange(
+            Method::GET,
+            format!("/api/v1{NS}/pods{BY_FN}"),
+            None,
+            list("PodList", "v1", pods),
+        ),
+    ];
+    script.extend(rest);
+    script
+}
+
+/// Where the server-side apply of the Deployment `name` goes.
+fn deployment_apply_uri(name: &str) -> String {
+    format!("/apis/apps/v1{NS}/deployments/{name}{SSA}")
+}
+
+/// Where the server-side apply of the Service `name` goes.
+fn service_apply_uri(name: &str) -> String {
+    format!("/api/v1{NS}/services/{name}{SSA}")
 }
 
 fn apply_deployment(name: &str, body: Value) -> Exchange {
     exchange(
         Method::PATCH,
-        format!("/apis/apps/v1{NS}/deployments/{name}{SSA}"),
+        deployment_apply_uri(name),
         Some(body),
         Value::Null,
     )
@@ -244,7 +200,7 @@ fn apply_deployment(name: &str, body: Value) -> Exchange {
 fn apply_service(name: &str) -> Exchange {
     exchange(
         Method::PATCH,
-        format!("/api/v1{NS}/services/{name}{SSA}"),
+        service_apply_uri(name),
         Some(
             json!({"kind": "Service", "metadata": {"name": name}, "spec": {"selector": {"flint.dev/revision": name}}}),
         ),
@@ -261,6 +217,22 @@ fn apply_status(status: Value) -> Exchange {
     )
 }
 
+/// A JSON patch of the Function's finalizers: `ops` must be sent, `reply`
+/// is the Function the server returns.
+fn patch_finalizers(ops: Value, reply: Fixture) -> Exchange {
+    exchange(Method::PATCH, format!("{FN_URL}?"), Some(ops), reply.0)
+}
+
+/// A background-propagated delete of the object at `path`.
+fn delete(path: String) -> Exchange {
+    exchange(
+        Method::DELETE,
+        format!("{path}?"),
+        Some(json!({"propagationPolicy": "Background"})),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+    )
+}
+
 fn event(reason: &str, kind: &str) -> Exchange {
     exchange(
         Method::POST,
@@ -272,60 +244,64 @@ fn event(reason: &str, kind: &str) -> Exchange {
     )
 }
 
-fn condition(type_: &str, status: &str, reason: &str) -> Value {
-    json!({"type": type_, "status": status, "reason": reason})
+/// `status.conditions`: the (status, reason) of Ready, ConfigurationsReady
+/// and RoutesReady, in that order.
+fn conditions(ready: [&str; 2], configurations: [&str; 2], routes: [&str; 2]) -> Value {
+    let condition = |type_: &str, [status, reason]: [&str; 2]| json!({"type": type_, "status": status, "reason": reason});
+    json!([
+        condition("Ready", ready),
+        condition("ConfigurationsReady", configurations),
+        condition("RoutesReady", routes),
+    ])
 }
+
+const DEPLOYING: [&str; 2] = ["Unknown", "RevisionDeploying"];
 
 // ---- scenarios --------------------------------------------------------------
 
 #[tokio::test]
 async fn a_new_function_first_gets_the_finalizer() {
     let f = Fixture::function(spec("reg/hello:1")).build();
-    let script = vec![exchange(
-        Method::PATCH,
-        format!("{FN_URL}?"),
-        Some(json!([
+    let script = vec![patch_finalizers(
+        json!([
             {"op": "test", "path": "/metadata/finalizers", "value": null},
             {"op": "add", "path": "/metadata/finalizers", "value": ["functions.flint.dev/finalizer"]}
-        ])),
-        Fixture::function(spec("reg/hello:1")).finalized().0,
+        ]),
+        Fixture::function(spec("reg/hello:1")).finalized(),
     )];
-    let (result, _) = run(f, script).await;
-    assert_eq!(result.unwrap(), Action::await_change());
+    expect_action(f, script, Action::await_change()).await;
 }
 
 #[tokio::test]
 async fn create_cuts_the_first_revision_and_reports_it_deploying() {
-    let f = Fixture::function(spec("reg/hello:1")).finalized().build();
-    let script = vec![
-        list_deployments(vec![]),
-        list_pods(vec![]),
-        apply_deployment(
-            "hello-00001",
-            json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                   "metadata": {"name": "hello-00001", "annotations": {
-                       "flint.dev/spec-hash": spec_hash(&f.spec), "flint.dev/concurrency": "0",
-                       "flint.dev/timeout-seconds": "300", "flint.dev/protocol": "http1"}},
-                   "spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "reg/hello:1"}]}}}}),
-        ),
-        apply_service("hello-00001"),
-        apply_status(json!({
-            "observedGeneration": 1,
-            "url": "http://hello.ns.example.com",
-            "latestCreatedRevision": "hello-00001",
-            "conditions": [
-                condition("Ready", "Unknown", "RevisionDeploying"),
-                condition("ConfigurationsReady", "Unknown", "RevisionDeploying"),
-                condition("RoutesReady", "Unknown", "RevisionDeploying"),
-            ],
-            "revisions": [{"name": "hello-00001", "ready": false, "reason": "RevisionDeploying",
-                           "concurrency": 0, "timeoutSeconds": 300, "protocol": "http1"}],
-            "replicas": 0,
-        })),
-        event("RevisionCreated", "Normal"),
-    ];
-    let (result, _) = run(f, script).await;
-    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_PENDING));
+    let f = finalized_function();
+    let hash = spec_hash(&f.spec);
+    let script = after_listing(
+        vec![],
+        vec![],
+        [
+            apply_deployment(
+                "hello-00001",
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "hello-00001", "annotations": {
+                           "flint.dev/spec-hash": hash, "flint.dev/concurrency": "0",
+                           "flint.dev/timeout-seconds": "300", "flint.dev/protocol": "http1"}},
+                       "spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "reg/hello:1"}]}}}}),
+            ),
+            apply_service("hello-00001"),
+            apply_status(json!({
+                "observedGeneration": 1,
+                "url": "http://hello.ns.example.com",
+                "latestCreatedRevision": "hello-00001",
+                "conditions": conditions(DEPLOYING, DEPLOYING, DEPLOYING),
+                "revisions": [{"name": "hello-00001", "ready": false, "reason": "RevisionDeploying",
+                               "concurrency": 0, "timeoutSeconds": 300, "protocol": "http1"}],
+                "replicas": 0,
+            })),
+            event("RevisionCreated", "Normal"),
+        ],
+    );
+    expect_action(f, script, Action::requeue(REQUEUE_PENDING)).await;
 }
 
 #[tokio::test]
@@ -334,138 +310,134 @@ async fn a_ready_revision_takes_all_traffic() {
         .finalized()
         .status(json!({"revisions": [{"name": "hello-00001", "ready": false, "reason": "RevisionDeploying"}]}))
         .build();
-    let script = vec![
-        list_deployments(vec![deployment("hello-00001", "reg/hello:1", available())]),
-        list_pods(vec![]),
-        apply_service("hello-00001"),
-        apply_status(json!({
-            "latestCreatedRevision": "hello-00001",
-            "latestReadyRevision": "hello-00001",
-            "conditions": [
-                condition("Ready", "True", "Ready"),
-                condition("ConfigurationsReady", "True", "RevisionReady"),
-                condition("RoutesReady", "True", "TrafficResolved"),
-            ],
-            "traffic": [{"revisionName": "hello-00001", "percent": 100, "latestRevision": true}],
-            "replicas": 1,
-            "desiredReplicas": 1,
-        })),
-        event("RevisionReady", "Normal"),
-    ];
-    let (result, _) = run(f, script).await;
-    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_SETTLED));
+    let script = after_listing(
+        vec![deployment("hello-00001", "reg/hello:1", available())],
+        vec![],
+        [
+            apply_service("hello-00001"),
+            apply_status(json!({
+                "latestCreatedRevision": "hello-00001",
+                "latestReadyRevision": "hello-00001",
+                "conditions": conditions(
+                    ["True", "Ready"],
+                    ["True", "RevisionReady"],
+                    ["True", "TrafficResolved"],
+                ),
+                "traffic": all_traffic_to("hello-00001"),
+                "replicas": 1,
+                "desiredReplicas": 1,
+            })),
+            event("RevisionReady", "Normal"),
+        ],
+    );
+    expect_action(f, script, Action::requeue(REQUEUE_SETTLED)).await;
 }
 
 #[tokio::test]
 async fn update_cuts_a_new_revision_while_the_old_keeps_traffic() {
-    let f = Fixture::function(spec("reg/hello:2"))
-        .finalized()
-        .generation(2)
-        .status(json!({"revisions": [ready_revision("hello-00001")],
-                       "traffic": [{"revisionName": "hello-00001", "percent": 100, "latestRevision": true}]}))
-        .build();
-    let script = vec![
-        list_deployments(vec![deployment("hello-00001", "reg/hello:1", available())]),
-        list_pods(vec![]),
-        apply_deployment(
-            "hello-00002",
-            json!({"metadata": {"name": "hello-00002", "labels": {"flint.dev/generation": "2"}},
-                   "spec": {"template": {"spec": {"containers": [{"image": "reg/hello:2"}]}}}}),
-        ),
-        apply_service("hello-00001"),
-        apply_service("hello-00002"),
-        apply_status(json!({
-            "observedGeneration": 2,
-            "latestCreatedRevision": "hello-00002",
-            "latestReadyRevision": "hello-00001",
-            "conditions": [
-                condition("Ready", "Unknown", "RevisionDeploying"),
-                condition("ConfigurationsReady", "Unknown", "RevisionDeploying"),
-                condition("RoutesReady", "True", "TrafficResolved"),
-            ],
-            "traffic": [{"revisionName": "hello-00001", "percent": 100, "latestRevision": true}],
-            // hello-00001's Deployment records no serving settings (an older
-            // operator created it): they stay absent, and the gateway falls
-            // back to the spec for it.
-            "revisions": [
-                {"name": "hello-00002", "concurrency": 0, "timeoutSeconds": 300, "protocol": "http1"},
-                {"name": "hello-00001", "ready": true,
-                 "concurrency": null, "timeoutSeconds": null, "protocol": null},
-            ],
-        })),
-        event("RevisionCreated", "Normal"),
-    ];
-    let (result, _) = run(f, script).await;
-    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_PENDING));
+    let f = second_generation(json!({
+        "revisions": [ready_revision("hello-00001")],
+        "traffic": all_traffic_to("hello-00001"),
+    }));
+    let script = after_listing(
+        vec![deployment("hello-00001", "reg/hello:1", available())],
+        vec![],
+        [
+            apply_deployment(
+                "hello-00002",
+                json!({"metadata": {"name": "hello-00002", "labels": {"flint.dev/generation": "2"}},
+                       "spec": {"template": {"spec": {"containers": [{"image": "reg/hello:2"}]}}}}),
+            ),
+            apply_service("hello-00001"),
+            apply_service("hello-00002"),
+            apply_status(json!({
+                "observedGeneration": 2,
+                "latestCreatedRevision": "hello-00002",
+                "latestReadyRevision": "hello-00001",
+                "conditions": conditions(DEPLOYING, DEPLOYING, ["True", "TrafficResolved"]),
+                "traffic": all_traffic_to("hello-00001"),
+                // hello-00001's Deployment records no serving settings (an older
+                // operator created it): they stay absent, and the gateway falls
+                // back to the spec for it.
+                "revisions": [
+                    {"name": "hello-00002", "concurrency": 0, "timeoutSeconds": 300, "protocol": "http1"},
+                    {"name": "hello-00001", "ready": true,
+                     "concurrency": null, "timeoutSeconds": null, "protocol": null},
+                ],
+            })),
+            event("RevisionCreated", "Normal"),
+        ],
+    );
+    expect_action(f, script, Action::requeue(REQUEUE_PENDING)).await;
 }
 
 #[tokio::test]
 async fn a_failing_revision_never_receives_traffic() {
-    let f = Fixture::function(spec("reg/hello:2"))
-        .finalized()
-        .generation(2)
-        .status(json!({"revisions": [
-            {"name": "hello-00002", "ready": false, "reason": "RevisionDeploying"},
-            ready_revision("hello-00001")
-        ]}))
-        .build();
+    let f = second_generation(json!({"revisions": [
+        {"name": "hello-00002", "ready": false, "reason": "RevisionDeploying"},
+        ready_revision("hello-00001")
+    ]}));
     let pull_failure = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "hello-00002-abc", "labels": {"flint.dev/revision": "hello-00002"}},
         "status": {"containerStatuses": [{"name": "app", "image": "reg/hello:2", "imageID": "", "ready": false,
             "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}]}
     });
-    let script = vec![
-        list_deployments(vec![
+    let script = after_listing(
+        vec![
             deployment("hello-00001", "reg/hello:1", available()),
             deployment("hello-00002", "reg/hello:2", json!({})),
-        ]),
-        list_pods(vec![pull_failure]),
-        apply_service("hello-00001"),
-        apply_service("hello-00002"),
-        apply_status(json!({
-            "latestCreatedRevision": "hello-00002",
-            "latestReadyRevision": "hello-00001",
-            "conditions": [
-                condition("Ready", "False", "ImagePullBackOff"),
-                condition("ConfigurationsReady", "False", "ImagePullBackOff"),
-                condition("RoutesReady", "True", "TrafficResolved"),
-            ],
-            "traffic": [{"revisionName": "hello-00001", "percent": 100, "latestRevision": true}],
-            "revisions": [
-                {"name": "hello-00002", "ready": false, "reason": "ImagePullBackOff"},
-                {"name": "hello-00001", "ready": true},
-            ],
-        })),
-        event("RevisionFailed", "Warning"),
-    ];
-    let (result, _) = run(f, script).await;
-    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_PENDING));
+        ],
+        vec![pull_failure],
+        [
+            apply_service("hello-00001"),
+            apply_service("hello-00002"),
+            apply_status(json!({
+                "latestCreatedRevision": "hello-00002",
+                "latestReadyRevision": "hello-00001",
+                "conditions": conditions(
+                    ["False", "ImagePullBackOff"],
+                    ["False", "ImagePullBackOff"],
+                    ["True", "TrafficResolved"],
+                ),
+                "traffic": all_traffic_to("hello-00001"),
+                "revisions": [
+                    {"name": "hello-00002", "ready": false, "reason": "ImagePullBackOff"},
+                    {"name": "hello-00001", "ready": true},
+                ],
+            })),
+            event("RevisionFailed", "Warning"),
+        ],
+    );
+    expect_action(f, script, Action::requeue(REQUEUE_PENDING)).await;
 }
 
 #[tokio::test]
 async fn a_missing_traffic_target_is_reported_and_old_traffic_kept() {
-    let f = Fixture::function(json!({"image": "reg/hello:1", "traffic": [{"revision": "hello-00007", "percent": 100}]}))
-        .finalized()
-        .status(json!({"revisions": [ready_revision("hello-00001")],
-                       "traffic": [{"revisionName": "hello-00001", "percent": 100, "latestRevision": true}]}))
-        .build();
-    let script = vec![
-        list_deployments(vec![deployment("hello-00001", "reg/hello:1", available())]),
-        list_pods(vec![]),
-        apply_service("hello-00001"),
-        apply_status(json!({
-            "conditions": [
-                condition("Ready", "False", "TrafficTargetNotFound"),
-                condition("ConfigurationsReady", "True", "RevisionReady"),
-                condition("RoutesReady", "False", "TrafficTargetNotFound"),
-            ],
-            "traffic": [{"revisionName": "hello-00001", "percent": 100, "latestRevision": true}],
-        })),
-        event("TrafficTargetNotFound", "Warning"),
-    ];
-    let (result, _) = run(f, script).await;
-    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_PENDING));
+    let f = Fixture::function(
+        json!({"image": "reg/hello:1", "traffic": [{"revision": "hello-00007", "percent": 100}]}),
+    )
+    .finalized()
+    .status(json!({"revisions": [ready_revision("hello-00001")],
+                       "traffic": all_traffic_to("hello-00001")}))
+    .build();
+    let script = after_listing(
+        vec![deployment("hello-00001", "reg/hello:1", available())],
+        vec![],
+        [
+            apply_service("hello-00001"),
+            apply_status(json!({
+                "conditions": conditions(
+                    ["False", "TrafficTargetNotFound"],
+                    ["True", "RevisionReady"],
+                    ["False", "TrafficTargetNotFound"],
+                ),
+                "traffic": all_traffic_to("hello-00001"),
+            })),
+            event("TrafficTargetNotFound", "Warning"),
+        ],
+    );
+    expect_action(f, script, Action::requeue(REQUEUE_PENDING)).await;
 }
 
 #[tokio::test]
@@ -475,62 +447,46 @@ async fn deletion_releases_everything_then_the_finalizer() {
         .deleting()
         .build();
     let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello-00001", "namespace": "ns"}});
-    let status_ok =
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
     let script = vec![
         list_deployments(vec![deployment("hello-00001", "reg/hello:1", available())]),
-        exchange(
-            Method::DELETE,
-            format!("/apis/apps/v1{NS}/deployments/hello-00001?"),
-            Some(json!({"propagationPolicy": "Background"})),
-            status_ok.clone(),
-        ),
+        delete(format!("/apis/apps/v1{NS}/deployments/hello-00001")),
         exchange(
             Method::GET,
             format!("/api/v1{NS}/services{BY_FN}"),
             None,
             list("ServiceList", "v1", vec![service]),
         ),
-        exchange(
-            Method::DELETE,
-            format!("/api/v1{NS}/services/hello-00001?"),
-            Some(json!({"propagationPolicy": "Background"})),
-            status_ok,
-        ),
-        exchange(
-            Method::PATCH,
-            format!("{FN_URL}?"),
-            Some(json!([
+        delete(format!("/api/v1{NS}/services/hello-00001")),
+        patch_finalizers(
+            json!([
                 {"op": "test", "path": "/metadata/finalizers/0", "value": "functions.flint.dev/finalizer"},
                 {"op": "remove", "path": "/metadata/finalizers/0"}
-            ])),
-            Fixture::function(spec("reg/hello:1")).deleting().0,
+            ]),
+            Fixture::function(spec("reg/hello:1")).deleting(),
         ),
     ];
-    let (result, _) = run(f, script).await;
-    assert_eq!(result.unwrap(), Action::await_change());
+    expect_action(f, script, Action::await_change()).await;
 }
 
 #[tokio::test]
 async fn a_conflict_on_the_deployment_stops_before_anything_else_and_requeues() {
-    let f = Fixture::function(spec("reg/hello:1")).finalized().build();
-    let script = vec![
-        list_deployments(vec![]),
-        list_pods(vec![]),
-        failing(
+    let script = after_listing(
+        vec![],
+        vec![],
+        [failing(
             Method::PATCH,
-            format!("/apis/apps/v1{NS}/deployments/hello-00001{SSA}"),
+            deployment_apply_uri("hello-00001"),
             409,
-        ),
-    ];
-    let (result, ctx) = run(f.clone(), script).await;
+        )],
+    );
+    let (result, ctx) = run(finalized_function(), script).await;
     let error = result.unwrap_err();
     assert!(
         matches!(&error, Error::Apply { kind: "Deployment", name, .. } if name == "hello-00001"),
         "{error}"
     );
     // No Service, no status written: the next attempt starts from scratch.
-    let f = Arc::new(f);
+    let f = Arc::new(finalized_function());
     assert_eq!(
         error_policy(f.clone(), &error, ctx.clone()),
         Action::requeue(Duration::from_secs(1))
@@ -544,18 +500,15 @@ async fn a_conflict_on_the_deployment_stops_before_anything_else_and_requeues() 
 
 #[tokio::test]
 async fn a_server_error_on_a_service_leaves_the_status_alone() {
-    let f = Fixture::function(spec("reg/hello:1")).finalized().build();
-    let script = vec![
-        list_deployments(vec![]),
-        list_pods(vec![]),
-        apply_deployment("hello-00001", json!({"metadata": {"name": "hello-00001"}})),
-        failing(
-            Method::PATCH,
-            format!("/api/v1{NS}/services/hello-00001{SSA}"),
-            500,
-        ),
-    ];
-    let (result, _) = run(f, script).await;
+    let script = after_listing(
+        vec![],
+        vec![],
+        [
+            apply_deployment("hello-00001", json!({"metadata": {"name": "hello-00001"}})),
+            failing(Method::PATCH, service_apply_uri("hello-00001"), 500),
+        ],
+    );
+    let (result, _) = run(finalized_function(), script).await;
     assert!(
         matches!(
             result,
@@ -572,26 +525,30 @@ async fn a_server_error_on_a_service_leaves_the_status_alone() {
 async fn after_a_failed_attempt_the_retry_reuses_the_revision() {
     // The Deployment of hello-00001 was created before a failure: the retry
     // finds it by its spec hash and creates no second revision.
-    let f = Fixture::function(spec("reg/hello:1")).finalized().build();
-    let script = vec![
-        list_deployments(vec![deployment("hello-00001", "reg/hello:1", json!({}))]),
-        list_pods(vec![]),
-        apply_service("hello-00001"),
-        apply_status(json!({"latestCreatedRevision": "hello-00001"})),
-    ];
-    let (result, _) = run(f, script).await;
-    assert_eq!(result.unwrap(), Action::requeue(REQUEUE_PENDING));
+    let script = after_listing(
+        vec![deployment("hello-00001", "reg/hello:1", json!({}))],
+        vec![],
+        [
+            apply_service("hello-00001"),
+            apply_status(json!({"latestCreatedRevision": "hello-00001"})),
+        ],
+    );
+    expect_action(
+        finalized_function(),
+        script,
+        Action::requeue(REQUEUE_PENDING),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_server_error_listing_requeues_without_writing() {
-    let f = Fixture::function(spec("reg/hello:1")).finalized().build();
     let script = vec![failing(
         Method::GET,
         format!("/apis/apps/v1{NS}/deployments{BY_FN}"),
         500,
     )];
-    let (result, _) = run(f, script).await;
+    let (result, _) = run(finalized_function(), script).await;
     assert!(
         matches!(
             result,

@@ -47,15 +47,27 @@ fn status(f: &Function, revisions: &[ExistingRevision], now: Timestamp) -> Funct
     })
 }
 
-fn conditions(s: &FunctionStatus) -> Vec<(String, String, String)> {
-    s.conditions
+/// `s` has exactly the conditions Ready, ConfigurationsReady and
+/// RoutesReady, in that order, with these [status, reason] each.
+#[track_caller]
+fn assert_conditions(
+    s: &FunctionStatus,
+    ready: [&str; 2],
+    configurations: [&str; 2],
+    routes: [&str; 2],
+) {
+    let got: Vec<[&str; 3]> = s
+        .conditions
         .iter()
-        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
-        .collect()
-}
-
-fn c(t: &str, s: &str, r: &str) -> (String, String, String) {
-    (t.into(), s.into(), r.into())
+        .map(|c| [c.type_.as_str(), c.status.as_str(), c.reason.as_str()])
+        .collect();
+    let [ready, configurations, routes] = [
+        ("Ready", ready),
+        ("ConfigurationsReady", configurations),
+        ("RoutesReady", routes),
+    ]
+    .map(|(type_, [status, reason])| [type_, status, reason]);
+    assert_eq!(got, [ready, configurations, routes]);
 }
 
 #[test]
@@ -66,13 +78,11 @@ fn ready_function_with_tagged_traffic() {
     );
     let revisions = [rev(&f, 1, RevisionHealth::Ready, 2)];
     let s = status(&f, &revisions, at(1000));
-    assert_eq!(
-        conditions(&s),
-        [
-            c("Ready", "True", "Ready"),
-            c("ConfigurationsReady", "True", "RevisionReady"),
-            c("RoutesReady", "True", "TrafficResolved"),
-        ]
+    assert_conditions(
+        &s,
+        ["True", "Ready"],
+        ["True", "RevisionReady"],
+        ["True", "TrafficResolved"],
     );
     assert!(
         s.conditions
@@ -98,13 +108,11 @@ fn crash_loop_makes_configurations_and_ready_false_with_the_exit_code() {
         message: "container \"app\" exited with code 1 (Error) and keeps restarting".into(),
     };
     let s = status(&f, &[rev(&f, 1, failed, 0)], at(1000));
-    assert_eq!(
-        conditions(&s),
-        [
-            c("Ready", "False", "RevisionFailed"),
-            c("ConfigurationsReady", "False", "RevisionFailed"),
-            c("RoutesReady", "False", "NoReadyRevision"),
-        ]
+    assert_conditions(
+        &s,
+        ["False", "RevisionFailed"],
+        ["False", "RevisionFailed"],
+        ["False", "NoReadyRevision"],
     );
     assert_eq!(
         s.conditions[1].message,

@@ -315,7 +315,7 @@ async fn follow_gateways(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flint_api::{FunctionSpec, FunctionStatus, RevisionStatus};
+    use flint_api::{FunctionSpec, FunctionStatus};
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
 
     fn function(ns: &str, name: &str, revisions: &[&str], latest: Option<&str>) -> Function {
@@ -326,15 +326,11 @@ mod tests {
         f.status = Some(FunctionStatus {
             revisions: revisions
                 .iter()
-                .map(|r| RevisionStatus {
-                    name: (*r).into(),
-                    ready: true,
-                    replicas: 0,
-                    reason: None,
-                    message: None,
-                    concurrency: None,
-                    timeout_seconds: None,
-                    protocol: None,
+                .map(|r| {
+                    serde_json::from_value(
+                        serde_json::json!({"name": r, "ready": true, "replicas": 0}),
+                    )
+                    .unwrap()
                 })
                 .collect(),
             latest_created_revision: latest.map(Into::into),

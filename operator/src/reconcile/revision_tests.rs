@@ -1,7 +1,6 @@
 //! Tables for reading revision health from Deployments and pods.
 
 use super::*;
-use flint_api::RevisionStatus;
 use serde_json::json;
 
 fn deployment(name: &str, replicas: i32, status: serde_json::Value) -> Deployment {
@@ -46,6 +45,27 @@ fn failed(r: &ExistingRevision) -> (String, String) {
     }
 }
 
+/// Revision f-00001 (one replica wanted, none available) next to one pod
+/// of `pod_revision` whose container is waiting for `reason`.
+fn with_waiting_pod(
+    pod_revision: &str,
+    reason: &str,
+    previous: Option<&FunctionStatus>,
+) -> ExistingRevision {
+    one(
+        deployment("f-00001", 1, json!({})),
+        &[pod(pod_revision, waiting(reason))],
+        previous,
+    )
+}
+
+/// `r` failed for `reason`, with a message that starts with `message`.
+fn assert_failed(r: &ExistingRevision, reason: &str, message: &str) {
+    let (why, said) = failed(r);
+    assert_eq!(why, reason);
+    assert!(said.starts_with(message), "{said}");
+}
+
 #[test]
 fn reads_number_hash_generation_and_replicas() {
     let r = one(
@@ -85,42 +105,26 @@ fn skips_deployments_that_are_not_revisions() {
 #[test]
 fn image_pull_failure_names_the_image() {
     for reason in ["ImagePullBackOff", "ErrImagePull", "InvalidImageName"] {
-        let r = one(
-            deployment("f-00001", 1, json!({})),
-            &[pod("f-00001", waiting(reason))],
-            None,
-        );
-        let (why, message) = failed(&r);
-        assert_eq!(why, "ImagePullBackOff");
-        assert!(
-            message.starts_with("image \"reg/img:1\" cannot be pulled"),
-            "{message}"
+        assert_failed(
+            &with_waiting_pod("f-00001", reason, None),
+            "ImagePullBackOff",
+            "image \"reg/img:1\" cannot be pulled",
         );
     }
 }
 
 #[test]
 fn crash_loop_reports_the_exit_code() {
-    let r = one(
-        deployment("f-00001", 1, json!({})),
-        &[pod("f-00001", waiting("CrashLoopBackOff"))],
-        None,
-    );
-    let (why, message) = failed(&r);
-    assert_eq!(why, "RevisionFailed");
-    assert!(
-        message.starts_with("container \"app\" exited with code 3 (Error)"),
-        "{message}"
+    assert_failed(
+        &with_waiting_pod("f-00001", "CrashLoopBackOff", None),
+        "RevisionFailed",
+        "container \"app\" exited with code 3 (Error)",
     );
 }
 
 #[test]
 fn other_revisions_pods_do_not_count() {
-    let r = one(
-        deployment("f-00001", 1, json!({})),
-        &[pod("f-00002", waiting("CrashLoopBackOff"))],
-        None,
-    );
+    let r = with_waiting_pod("f-00002", "CrashLoopBackOff", None);
     assert_eq!(r.health, RevisionHealth::Deploying);
 }
 
@@ -173,29 +177,16 @@ fn readiness_is_proven_once_and_kept_at_zero() {
         one(waking.clone(), &[], None).health,
         RevisionHealth::Deploying
     );
-    let previous = FunctionStatus {
-        revisions: vec![RevisionStatus {
-            name: "f-00001".into(),
-            ready: true,
-            replicas: 0,
-            reason: None,
-            message: None,
-            concurrency: None,
-            timeout_seconds: None,
-            protocol: None,
-        }],
-        ..FunctionStatus::default()
-    };
+    let previous: FunctionStatus = serde_json::from_value(
+        json!({"revisions": [{"name": "f-00001", "ready": true, "replicas": 0}]}),
+    )
+    .unwrap();
     assert_eq!(
         one(waking, &[], Some(&previous)).health,
         RevisionHealth::Ready
     );
     // A failure now outweighs readiness proven before...
-    let crashing = one(
-        deployment("f-00001", 1, json!({})),
-        &[pod("f-00001", waiting("CrashLoopBackOff"))],
-        Some(&previous),
-    );
+    let crashing = with_waiting_pod("f-00001", "CrashLoopBackOff", Some(&previous));
     assert_eq!(failed(&crashing).0, "RevisionFailed");
     // ...but a serving replica outweighs a crashing one.
     let serving = one(

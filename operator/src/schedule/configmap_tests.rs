@@ -47,39 +47,41 @@ fn status(code: u16, reason: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason, "reason": reason, "code": code})
 }
 
+/// Ticks kept in flint-system, whose requests go to the returned handle.
+fn mocked_ticks() -> (ConfigMapTicks, Handle) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ticks = ConfigMapTicks::new(kube::Client::new(svc, "default"), "flint-system");
+    (ticks, handle)
+}
+
+/// The path of the ticks ConfigMap itself.
+fn named() -> String {
+    format!("{PATH}/{TICKS_CONFIGMAP}")
+}
+
+/// Answers the next request, which must read the ticks ConfigMap, with the
+/// ConfigMap at version `rv` holding `data`.
+async fn serve_read(handle: &mut Handle, rv: &str, data: Value) {
+    answer(handle, Method::GET, &named(), StatusCode::OK, cm(rv, data)).await;
+}
+
 #[tokio::test]
 async fn losing_a_race_rereads_and_does_not_fire() {
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ticks = ConfigMapTicks::new(kube::Client::new(svc, "default"), "flint-system");
+    let (ticks, mut handle) = mocked_ticks();
     let server = tokio::spawn(async move {
-        let named = format!("{PATH}/{TICKS_CONFIGMAP}");
-        answer(
-            &mut handle,
-            Method::GET,
-            &named,
-            StatusCode::OK,
-            cm("1", json!({"default.tick.0": "100"})),
-        )
-        .await;
+        serve_read(&mut handle, "1", json!({"default.tick.0": "100"})).await;
         // Another replica wrote first: our write, made at version 1, conflicts.
         let sent = answer(
             &mut handle,
             Method::PUT,
-            &named,
+            &named(),
             StatusCode::CONFLICT,
             status(409, "Conflict"),
         )
         .await;
         assert_eq!(sent["metadata"]["resourceVersion"], "1");
         assert_eq!(sent["data"]["default.tick.0"], "160");
-        answer(
-            &mut handle,
-            Method::GET,
-            &named,
-            StatusCode::OK,
-            cm("2", json!({"default.tick.0": "160"})),
-        )
-        .await;
+        serve_read(&mut handle, "2", json!({"default.tick.0": "160"})).await;
     });
     assert!(!ticks.claim("default.tick.0", 160).await.unwrap());
     server.await.unwrap();
@@ -87,14 +89,12 @@ async fn losing_a_race_rereads_and_does_not_fire() {
 
 #[tokio::test]
 async fn first_claim_creates_the_configmap_and_later_ticks_update_it() {
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ticks = ConfigMapTicks::new(kube::Client::new(svc, "default"), "flint-system");
+    let (ticks, mut handle) = mocked_ticks();
     let server = tokio::spawn(async move {
-        let named = format!("{PATH}/{TICKS_CONFIGMAP}");
         answer(
             &mut handle,
             Method::GET,
-            &named,
+            &named(),
             StatusCode::NOT_FOUND,
             status(404, "NotFound"),
         )
@@ -108,18 +108,12 @@ async fn first_claim_creates_the_configmap_and_later_ticks_update_it() {
         )
         .await;
         assert_eq!(sent["data"], json!({"default.tick.0": "100"}));
-        answer(
-            &mut handle,
-            Method::GET,
-            &named,
-            StatusCode::OK,
-            cm("1", json!({"default.tick.0": "100"})),
-        )
-        .await;
+        serve_read(&mut handle, "1", json!({"default.tick.0": "100"})).await;
+        let both = json!({"default.tick.0": "100", "default.tick.1": "160"});
         let sent = answer(
             &mut handle,
             Method::PUT,
-            &named,
+            &named(),
             StatusCode::OK,
             cm(
                 "2",
@@ -127,21 +121,8 @@ async fn first_claim_creates_the_configmap_and_later_ticks_update_it() {
             ),
         )
         .await;
-        assert_eq!(
-            sent["data"],
-            json!({"default.tick.0": "100", "default.tick.1": "160"})
-        );
-        answer(
-            &mut handle,
-            Method::GET,
-            &named,
-            StatusCode::OK,
-            cm(
-                "2",
-                json!({"default.tick.0": "100", "default.tick.1": "160"}),
-            ),
-        )
-        .await;
+        assert_eq!(sent["data"], both);
+        serve_read(&mut handle, "2", both).await;
     });
     assert!(ticks.claim("default.tick.0", 100).await.unwrap());
     assert!(ticks.claim("default.tick.1", 160).await.unwrap());
