@@ -40,7 +40,10 @@ pub fn parse_totals(text: &str) -> Result<HashMap<RevisionKey, Totals>, String> 
 /// Parses a gateway's `/metrics` text into per-revision counter totals and
 /// per-Function pending invocations.
 pub fn parse_scrape(text: &str) -> Result<Scraped, String> {
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let lines = text
+        .lines()
+        .filter(|l| read_here(l))
+        .map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| e.to_string())?;
     let mut out = Scraped::default();
     for sample in scrape.samples {
@@ -76,6 +79,26 @@ pub fn parse_scrape(text: &str) -> Result<Scraped, String> {
         }
     }
     Ok(out)
+}
+
+/// The metrics this source reads.
+const READ: [&str; 3] = [
+    names::REQUEST_CONCURRENCY_SECONDS_TOTAL,
+    names::REQUESTS_TOTAL,
+    names::ASYNC_PENDING,
+];
+
+/// Whether a line of exposition text is a sample or the `# TYPE` line of a
+/// metric in [`READ`]. Everything else — most of a gateway's `/metrics`,
+/// histogram buckets above all — is dropped before the (regex-based) parse:
+/// with a thousand revisions that parse was most of an idle `flint dev`'s
+/// CPU.
+fn read_here(line: &str) -> bool {
+    let name = line.strip_prefix("# TYPE ").unwrap_or(line);
+    READ.iter().any(|metric| {
+        name.strip_prefix(metric)
+            .is_some_and(|rest| rest.starts_with(['{', ' ']))
+    })
 }
 
 /// A gauge value as a count: negative, NaN or fractional parts dropped.
@@ -298,6 +321,35 @@ flint_async_oldest_pending_age_seconds{function="hello",namespace="default"} 12
         assert_eq!(count(-1.0), 0);
         assert_eq!(count(f64::NAN), 0);
         assert_eq!(count(7.9), 7);
+    }
+
+    #[test]
+    fn only_the_metrics_read_reach_the_parser() {
+        for (line, read) in [
+            ("# TYPE flint_requests_total counter", true),
+            ("flint_requests_total{code=\"200\"} 1", true),
+            ("flint_requests_total 1", true),
+            (
+                "flint_request_concurrency_seconds_total{revision=\"a\"} 2",
+                true,
+            ),
+            ("flint_async_pending{function=\"f\"} 3", true),
+            ("# HELP flint_requests_total Requests answered.", false),
+            ("flint_requests_totals{code=\"200\"} 1", false),
+            ("flint_requests_total_bucket{le=\"0.1\"} 1", false),
+            ("flint_request_duration_seconds_bucket{le=\"0.1\"} 1", false),
+            ("# TYPE flint_async_pending_x gauge", false),
+            ("", false),
+        ] {
+            assert_eq!(read_here(line), read, "{line}");
+        }
+        // Lines dropped before the parse change nothing in what is read.
+        let noisy = format!(
+            "{TEXT}# TYPE flint_request_duration_seconds histogram\n\
+             flint_request_duration_seconds_bucket{{function=\"hello\",namespace=\"default\",revision=\"hello-00001\",le=\"0.1\"}} 9\n\
+             flint_requests_totals{{function=\"hello\",namespace=\"default\",revision=\"hello-00001\"}} 99\n"
+        );
+        assert_eq!(parse_totals(&noisy).unwrap(), parse_totals(TEXT).unwrap());
     }
 
     #[test]
