@@ -158,13 +158,15 @@ impl EmbeddedQueue {
         }
     }
 
-    /// Reads up to `max` due, unleased invocations of `target` and leases them.
+    /// Reads up to `max` due, unleased invocations of `target` and leases
+    /// them; with none due, also tells whether `target` has anything stored
+    /// at all (waiting for a retry, or leased).
     fn due_now(
         &self,
         target: &FunctionId,
         max: usize,
         lease: Duration,
-    ) -> Result<Vec<Delivery>, QueueError> {
+    ) -> Result<(Vec<Delivery>, bool), QueueError> {
         let prefix = function_prefix(target);
         let end = format!("{prefix}{:020}\u{1}", now_ms());
         // Leases are released only after their settle committed, so taking
@@ -203,7 +205,12 @@ impl EmbeddedQueue {
                 ticket: Ticket(TicketKind::Embedded { due_key: key }),
             });
         }
-        Ok(out)
+        let stored = !out.is_empty()
+            || match due.range(prefix.as_str()..).map_err(store_err)?.next() {
+                Some(entry) => entry.map_err(store_err)?.0.value().starts_with(&prefix),
+                None => false,
+            };
+        Ok((out, stored))
     }
 
     fn settled(&self, id: &str) {
@@ -272,12 +279,21 @@ impl Queue for EmbeddedQueue {
             let deadline = tokio::time::Instant::now() + limits.wait;
             loop {
                 let woken = self.inner.wake.notified();
-                let found = self.due_now(target, limits.max, limits.lease)?;
+                let (found, stored) = self.due_now(target, limits.max, limits.lease)?;
                 let now = tokio::time::Instant::now();
                 if !found.is_empty() || now >= deadline {
                     return Ok(found);
                 }
-                let nap = POLL.min(deadline - now);
+                // Work that falls due by time (a retry's delay, an expired
+                // lease) is looked for every POLL; with nothing stored only
+                // an enqueue can bring work, and it wakes the fetch. A
+                // thousand idle Functions then cost a read a second each,
+                // not twenty.
+                let nap = if stored {
+                    POLL.min(deadline - now)
+                } else {
+                    deadline - now
+                };
                 let _ = tokio::time::timeout(nap, woken).await;
             }
         })

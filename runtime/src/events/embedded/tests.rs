@@ -112,3 +112,31 @@ async fn retries_wait_for_their_delay() {
     drop(q);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[tokio::test]
+async fn a_fetch_waiting_on_an_empty_queue_is_woken_by_an_enqueue() {
+    let d = dir("wake");
+    let q = std::sync::Arc::new(EmbeddedQueue::open(&d).unwrap());
+    let f = FunctionId::new("default", "hello");
+    // Nothing stored: the fetch sleeps until its wait ends or work arrives.
+    let long = FetchLimits {
+        wait: Duration::from_secs(60),
+        ..limits(10)
+    };
+    let waiting = tokio::spawn({
+        let (q, f) = (std::sync::Arc::clone(&q), f.clone());
+        async move { q.fetch(&f, long).await }
+    });
+    tokio::task::yield_now().await;
+    q.enqueue(invocation("late")).await.unwrap();
+    // Far below the 60 s wait: only the enqueue's wake-up can end it here.
+    let batch = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the fetch was not woken by the enqueue")
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].invocation.id, "late");
+    drop(q);
+    let _ = std::fs::remove_dir_all(&d);
+}
