@@ -4,13 +4,14 @@
 //! clock; the loop around it reads and writes the Lease with optimistic
 //! concurrency (a stale write gets 409 and loses).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// Settings of the election.
@@ -226,6 +227,10 @@ impl LeaderElector {
     /// Campaigns until `shutdown` turns true, publishing the leadership on
     /// `leadership`. A leader that cannot renew for `renew_deadline` steps
     /// down. On shutdown a leader releases the Lease.
+    ///
+    /// The renew deadline and retry period are measured on tokio's clock
+    /// (the same monotonic clock outside tests), so tests can drive the loop
+    /// with a paused clock; the Lease times written are wall-clock times.
     pub async fn run(
         self,
         leadership: watch::Sender<Leadership>,
