@@ -51,6 +51,14 @@ pub enum LeaderError {
         /// The API error.
         source: kube::Error,
     },
+    /// The API server did not answer a round (or a release) in time.
+    #[error("lease {name:?}: no answer from the API server within {after:?}")]
+    Timeout {
+        /// Lease name.
+        name: String,
+        /// How long the round was given.
+        after: Duration,
+    },
 }
 
 /// What to do with the Lease as it stands.
@@ -198,6 +206,29 @@ impl LeaderElector {
         }
     }
 
+    /// `work`, or a timeout error if it takes longer than `budget`; with no
+    /// budget left, `work` is not started (no request is made).
+    async fn bounded<T>(
+        &self,
+        budget: Duration,
+        work: impl Future<Output = Result<T, LeaderError>>,
+    ) -> Result<T, LeaderError> {
+        if budget.is_zero() {
+            return Err(LeaderError::Timeout {
+                name: self.config.lease_name.clone(),
+                after: budget,
+            });
+        }
+        tokio::time::timeout(budget, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(LeaderError::Timeout {
+                    name: self.config.lease_name.clone(),
+                    after: budget,
+                })
+            })
+    }
+
     /// Gives the Lease up (on shutdown), so another replica takes over at
     /// once instead of after `lease_duration`.
     pub async fn release(&self) -> Result<(), LeaderError> {
@@ -226,7 +257,9 @@ impl LeaderElector {
 
     /// Campaigns until `shutdown` turns true, publishing the leadership on
     /// `leadership`. A leader that cannot renew for `renew_deadline` steps
-    /// down. On shutdown a leader releases the Lease.
+    /// down, also when the API server does not answer: each round gets what
+    /// is left of the deadline. On shutdown a leader releases the Lease,
+    /// giving that at most `renew_deadline`.
     ///
     /// The renew deadline and retry period are measured on tokio's clock
     /// (the same monotonic clock outside tests), so tests can drive the loop
@@ -238,7 +271,14 @@ impl LeaderElector {
     ) {
         let mut last_renewal: Option<Instant> = None;
         loop {
-            let leading = match self.try_acquire_or_renew(Timestamp::now()).await {
+            // A round may take at most what is left of the renew deadline: a
+            // request the API server never answers must not keep a leader
+            // acting after another replica may have taken the Lease.
+            let budget = last_renewal.map_or(self.config.renew_deadline, |t| {
+                self.config.renew_deadline.saturating_sub(t.elapsed())
+            });
+            let round = self.bounded(budget, self.try_acquire_or_renew(Timestamp::now()));
+            let leading = match round.await {
                 Ok(true) => {
                     last_renewal = Some(Instant::now());
                     true
@@ -271,7 +311,11 @@ impl LeaderElector {
             }
         }
         let leading = *leadership.borrow() == Leadership::Leading;
-        if leading && let Err(error) = self.release().await {
+        if leading
+            && let Err(error) = self
+                .bounded(self.config.renew_deadline, self.release())
+                .await
+        {
             warn!(error = %error, "releasing the lease failed");
         }
     }
