@@ -2,6 +2,10 @@
 //! lists the exact requests a client must make, in order, with the replies
 //! the server gives; every request is checked against its step.
 
+use std::future::Future;
+use std::time::Duration;
+
+use futures::FutureExt;
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
@@ -80,9 +84,15 @@ pub fn mocked_client() -> (Client, ApiServerVerifier) {
 }
 
 impl ApiServerVerifier {
+    /// Runs `client` while answering `script` in order, checking every
+    /// request, and makes sure no further request arrives.
+    pub async fn check<T>(self, script: Vec<Exchange>, client: impl Future<Output = T>) -> T {
+        serve_while(self.0, |handle| Self(handle).run(script), client).await
+    }
+
     /// Answers `script` in order, checking every request; returns the
     /// handle so the caller can make sure no further request arrives.
-    pub async fn run(mut self, script: Vec<Exchange>) -> Handle {
+    async fn run(mut self, script: Vec<Exchange>) -> Handle {
         for (i, step) in script.into_iter().enumerate() {
             let (request, send) =
                 self.0.next_request().await.unwrap_or_else(|| {
@@ -112,4 +122,30 @@ impl ApiServerVerifier {
         }
         self.0
     }
+}
+
+/// Runs `client` while `server` answers the requests arriving on `handle`
+/// and hands it back: both must finish within 10 s, and no request may
+/// follow the server's last answer. Returns what `client` returned.
+pub async fn serve_while<T, S>(
+    handle: Handle,
+    server: impl FnOnce(Handle) -> S,
+    client: impl Future<Output = T>,
+) -> T
+where
+    S: Future<Output = Handle> + Send + 'static,
+{
+    let server = tokio::spawn(server(handle));
+    let result = tokio::time::timeout(Duration::from_secs(10), client)
+        .await
+        .expect("the client hung: it made a request the scenario does not expect");
+    let mut handle = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("scenario incomplete")
+        .unwrap();
+    assert!(
+        handle.next_request().now_or_never().is_none(),
+        "an unexpected extra request"
+    );
+    result
 }
