@@ -128,15 +128,19 @@ fn ok(reply: Value) -> (StatusCode, Value) {
     (StatusCode::OK, reply)
 }
 
-/// Runs one `try_acquire_or_renew` at `NOW` against `script` (which answers
-/// the requests and returns the handle); then checks no other request came.
-async fn round<F>(script: impl FnOnce(Handle) -> F) -> Result<bool, LeaderError>
+/// Runs `call` on an elector whose API server answers `script` (which
+/// returns the handle); then checks no other request came.
+async fn scenario<F, C, T>(
+    script: impl FnOnce(Handle) -> F,
+    call: impl FnOnce(LeaderElector) -> C,
+) -> T
 where
     F: Future<Output = Handle> + Send + 'static,
+    C: Future<Output = T>,
 {
     let (elector, handle) = mock();
     let server = tokio::spawn(script(handle));
-    let result = tokio::time::timeout(Duration::from_secs(10), elector.try_acquire_or_renew(now()))
+    let result = tokio::time::timeout(Duration::from_secs(10), call(elector))
         .await
         .expect("the elector hung: it made a request the scenario does not expect");
     let mut handle = tokio::time::timeout(Duration::from_secs(10), server)
@@ -148,6 +152,17 @@ where
         "an unexpected extra request"
     );
     result
+}
+
+/// Runs one `try_acquire_or_renew` at `NOW` against `script`.
+async fn round<F>(script: impl FnOnce(Handle) -> F) -> Result<bool, LeaderError>
+where
+    F: Future<Output = Handle> + Send + 'static,
+{
+    scenario(script, |elector| async move {
+        elector.try_acquire_or_renew(now()).await
+    })
+    .await
 }
 
 /// The body every write of a Lease held by op-a since `acquired` carries.
@@ -202,59 +217,43 @@ async fn follows_a_fresh_lease_held_by_another_without_writing() {
     assert!(!leading.unwrap());
 }
 
+/// One round against the Lease `read` (at resourceVersion `version`):
+/// the elector must write it back, held by op-a, with exactly `written`.
+async fn writes_back(version: &'static str, spec: Value, written: Value) -> bool {
+    round(|mut h| async move {
+        expect(&mut h, Method::GET, LEASE, ok(lease(version, spec))).await;
+        let sent = expect(&mut h, Method::PUT, LEASE_WRITE, ok(lease("99", json!({})))).await;
+        assert_eq!(sent, written);
+        h
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn takes_over_an_expired_lease_with_the_resource_version_it_read() {
     // Renewed 20 s ago with a 15 s duration: expired 5 s ago.
-    let leading = round(|mut h| async move {
-        let expired = lease(
-            "41",
-            json!({"holderIdentity": "op-b", "leaseDurationSeconds": 15,
-                   "acquireTime": "2026-01-01T00:00:00.000000Z",
-                   "renewTime": "2026-01-01T00:00:40.000000Z", "leaseTransitions": 3}),
-        );
-        expect(&mut h, Method::GET, LEASE, ok(expired)).await;
-        let sent = expect(&mut h, Method::PUT, LEASE_WRITE, ok(lease("42", json!({})))).await;
-        assert_eq!(sent, held(Some("41"), NOW_MICRO, 4));
-        h
-    })
-    .await;
-    assert!(leading.unwrap());
+    let expired = json!({"holderIdentity": "op-b", "leaseDurationSeconds": 15,
+                         "acquireTime": "2026-01-01T00:00:00.000000Z",
+                         "renewTime": "2026-01-01T00:00:40.000000Z", "leaseTransitions": 3});
+    assert!(writes_back("41", expired, held(Some("41"), NOW_MICRO, 4)).await);
 }
 
 #[tokio::test]
 async fn takes_over_a_released_lease_at_once() {
     // Released a second ago (no holder): taken over although not expired.
-    let leading = round(|mut h| async move {
-        let released = lease(
-            "50",
-            json!({"leaseDurationSeconds": 1, "acquireTime": "2026-01-01T00:00:00.000000Z",
-                   "renewTime": "2026-01-01T00:00:59.000000Z", "leaseTransitions": 1}),
-        );
-        expect(&mut h, Method::GET, LEASE, ok(released)).await;
-        let sent = expect(&mut h, Method::PUT, LEASE_WRITE, ok(lease("51", json!({})))).await;
-        assert_eq!(sent, held(Some("50"), NOW_MICRO, 2));
-        h
-    })
-    .await;
-    assert!(leading.unwrap());
+    let released = json!({"leaseDurationSeconds": 1, "acquireTime": "2026-01-01T00:00:00.000000Z",
+                          "renewTime": "2026-01-01T00:00:59.000000Z", "leaseTransitions": 1});
+    assert!(writes_back("50", released, held(Some("50"), NOW_MICRO, 2)).await);
 }
 
 #[tokio::test]
 async fn renews_its_own_lease_changing_only_the_renew_time() {
-    let leading = round(|mut h| async move {
-        let own = lease(
-            "77",
-            json!({"holderIdentity": "op-a", "leaseDurationSeconds": 15,
-                   "acquireTime": "2026-01-01T00:00:00.000000Z",
-                   "renewTime": "2026-01-01T00:00:58.000000Z", "leaseTransitions": 2}),
-        );
-        expect(&mut h, Method::GET, LEASE, ok(own)).await;
-        let sent = expect(&mut h, Method::PUT, LEASE_WRITE, ok(lease("78", json!({})))).await;
-        assert_eq!(sent, held(Some("77"), "2026-01-01T00:00:00.000000Z", 2));
-        h
-    })
-    .await;
-    assert!(leading.unwrap());
+    let own = json!({"holderIdentity": "op-a", "leaseDurationSeconds": 15,
+                     "acquireTime": "2026-01-01T00:00:00.000000Z",
+                     "renewTime": "2026-01-01T00:00:58.000000Z", "leaseTransitions": 2});
+    let renewed = held(Some("77"), "2026-01-01T00:00:00.000000Z", 2);
+    assert!(writes_back("77", own, renewed).await);
 }
 
 #[tokio::test]
@@ -312,25 +311,12 @@ async fn other_failures_are_errors_naming_the_step() {
 
 // ---- release ------------------------------------------------------------------
 
-/// Runs one `release` against `script`; then checks no other request came.
+/// Runs one `release` against `script`.
 async fn release<F>(script: impl FnOnce(Handle) -> F) -> Result<(), LeaderError>
 where
     F: Future<Output = Handle> + Send + 'static,
 {
-    let (elector, handle) = mock();
-    let server = tokio::spawn(script(handle));
-    let result = tokio::time::timeout(Duration::from_secs(10), elector.release())
-        .await
-        .expect("the elector hung: it made a request the scenario does not expect");
-    let mut handle = tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("scenario incomplete")
-        .unwrap();
-    assert!(
-        handle.next_request().now_or_never().is_none(),
-        "an unexpected extra request"
-    );
-    result
+    scenario(script, |elector| async move { elector.release().await }).await
 }
 
 #[tokio::test]
