@@ -110,13 +110,11 @@ impl Scaler {
             .map(|r| {
                 let key = FunctionKey::new(r.namespace.clone(), r.name.clone());
                 let limit = limits.get(&key).copied().unwrap_or(default);
-                let mut route = BacklogRoute::from_traffic(limit, &r.traffic);
-                if route.traffic.is_empty()
-                    && let Some(newest) = r.revisions.last()
-                {
-                    route.traffic.push((newest.name.clone(), 100));
-                }
-                (key, route)
+                let newest = r.revisions.last().map(|rev| &rev.name);
+                (
+                    key,
+                    BacklogRoute::from_traffic(limit, &r.traffic).or_all_to(newest),
+                )
             })
             .collect();
         self.handle.set_backlog_routes(backlog);

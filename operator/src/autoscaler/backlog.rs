@@ -97,6 +97,17 @@ impl BacklogRoute {
         }
     }
 
+    /// While no traffic split is resolved, the whole backlog goes to
+    /// `revision` (the one the split will route to once it is ready).
+    pub fn or_all_to(mut self, revision: Option<&String>) -> Self {
+        if self.traffic.is_empty()
+            && let Some(revision) = revision
+        {
+            self.traffic.push((revision.clone(), 100));
+        }
+        self
+    }
+
     /// The route of a Function on a cluster: `spec.async.maxInFlight` and
     /// `status.traffic`. While no traffic is resolved yet (no revision was
     /// ever ready) the whole backlog goes to the latest ready revision, or
@@ -108,15 +119,11 @@ impl BacklogRoute {
         let function = f.metadata.name.clone()?;
         let status = f.status.as_ref()?;
         let max_in_flight = f.spec.async_.max_in_flight;
-        let mut route = Self::from_traffic(max_in_flight, &status.traffic);
-        if route.traffic.is_empty()
-            && let Some(rev) = status
-                .latest_ready_revision
-                .as_ref()
-                .or(status.latest_created_revision.as_ref())
-        {
-            route.traffic.push((rev.clone(), 100));
-        }
+        let newest = status
+            .latest_ready_revision
+            .as_ref()
+            .or(status.latest_created_revision.as_ref());
+        let route = Self::from_traffic(max_in_flight, &status.traffic).or_all_to(newest);
         Some((
             FunctionKey {
                 namespace,
