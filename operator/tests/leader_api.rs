@@ -4,21 +4,23 @@
 //! renew within the renew deadline (on tokio's paused clock, so no real
 //! seconds pass).
 
+#[path = "support/mock_serve.rs"]
+mod mock_serve;
+
 use std::time::Duration;
 
 use flint_operator::leader::{
     LeaderConfig, LeaderElector, LeaderError, Leadership, LeaseDecision, decide,
 };
-use futures::FutureExt;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
+use mock_serve::{Handle, serve_while};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 type Responder = tower_test::mock::SendResponse<Response<Body>>;
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/flint-system/leases";
@@ -139,19 +141,7 @@ where
     C: Future<Output = T>,
 {
     let (elector, handle) = mock();
-    let server = tokio::spawn(script(handle));
-    let result = tokio::time::timeout(Duration::from_secs(10), call(elector))
-        .await
-        .expect("the elector hung: it made a request the scenario does not expect");
-    let mut handle = tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("scenario incomplete")
-        .unwrap();
-    assert!(
-        handle.next_request().now_or_never().is_none(),
-        "an unexpected extra request"
-    );
-    result
+    serve_while(handle, script, call(elector)).await
 }
 
 /// Runs one `try_acquire_or_renew` at `NOW` against `script`.

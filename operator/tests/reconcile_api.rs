@@ -4,6 +4,8 @@
 
 #[path = "support/api_server.rs"]
 mod api_server;
+#[path = "support/mock_serve.rs"]
+mod mock_serve;
 
 use std::sync::Arc;
 use std::time::Duration;
