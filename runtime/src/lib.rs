@@ -12,3 +12,4 @@ pub mod events;
 pub mod gateway;
 pub mod local;
 pub mod metrics;
+pub mod shard;

@@ -6,15 +6,18 @@
 //! `in_flight × elapsed`, and a scrape credits the time since the last change,
 //! so the rate over any window is the exact average concurrency in it.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use flint_api::backend::RevisionKey;
 use flint_api::metrics as names;
+use prometheus::local::LocalHistogram;
 use prometheus::{
     Counter, CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry,
 };
+
+use crate::shard::Sharded;
 
 /// Why the metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +177,7 @@ impl GatewayMetrics {
             key.function.as_str(),
             key.revision.as_str(),
         ];
+        let duration = self.durations.with_label_values(&labels);
         RevisionMetrics {
             requests: self.requests.clone(),
             codes: (FIRST_CODE..=LAST_CODE).map(|_| OnceLock::new()).collect(),
@@ -182,10 +186,15 @@ impl GatewayMetrics {
                 key.function.clone(),
                 key.revision.clone(),
             ],
-            duration: self.durations.with_label_values(&labels),
+            shares: Sharded::new(|| {
+                Mutex::new(Share {
+                    integral: Integral::new(Instant::now()),
+                    accrued: 0.0,
+                    durations: duration.local(),
+                })
+            }),
             in_flight: self.in_flight.with_label_values(&labels),
             concurrency: self.concurrency.with_label_values(&labels),
-            integral: Mutex::new(Integral::new(Instant::now())),
             queue_depth: self.queue_depth.with_label_values(&labels),
             overflow: self.overflow.with_label_values(&labels),
             cold_starts: self.cold_starts.with_label_values(&labels),
@@ -238,6 +247,27 @@ impl Integral {
     }
 }
 
+/// One worker thread's share of a revision's request accounting: its
+/// in-flight count and their time integral, and its request durations.
+/// Kept per thread and published at each scrape ([`RevisionMetrics::flush`]),
+/// so the request path writes no cache line another core writes too. The
+/// integral of the total in-flight count is the sum of the shares'.
+struct Share {
+    integral: Integral,
+    /// Concurrency-seconds accrued since the last flush.
+    accrued: f64,
+    durations: LocalHistogram,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Which share a request was counted in: it finishes in the same one, so
+/// each share's in-flight count goes up and down by the same requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Counted(usize);
+
 /// The metric handles of one revision, resolved once.
 pub struct RevisionMetrics {
     requests: IntCounterVec,
@@ -245,10 +275,9 @@ pub struct RevisionMetrics {
     /// The request counter of each status code 100..=599, resolved the
     /// first time the code is seen (then a plain atomic add).
     codes: Box<[OnceLock<IntCounter>]>,
-    duration: Histogram,
+    shares: Sharded<Mutex<Share>>,
     in_flight: IntGauge,
     concurrency: Counter,
-    integral: Mutex<Integral>,
     queue_depth: IntGauge,
     overflow: IntCounter,
     cold_starts: IntCounter,
@@ -256,24 +285,24 @@ pub struct RevisionMetrics {
 }
 
 impl RevisionMetrics {
-    fn change(&self, now: Instant, delta: i64) {
-        let accrued = match self.integral.lock() {
-            Ok(mut integral) => integral.change(now, delta),
-            Err(poisoned) => poisoned.into_inner().change(now, delta),
-        };
-        self.concurrency.inc_by(accrued);
-        self.in_flight.add(delta);
-    }
-
     /// A request for this revision entered the gateway at `now`.
-    pub fn request_started(&self, now: Instant) {
-        self.change(now, 1);
+    pub fn request_started(&self, now: Instant) -> Counted {
+        let index = self.shares.index();
+        let mut share = lock(self.shares.at(index));
+        share.accrued += share.integral.change(now, 1);
+        Counted(index)
     }
 
     /// A request that started at `started` was answered with `code`, and its
     /// response finished (or was abandoned) at `now`.
-    pub fn request_finished(&self, started: Instant, now: Instant, code: u16) {
-        self.change(now, -1);
+    pub fn request_finished(&self, counted: Counted, started: Instant, now: Instant, code: u16) {
+        {
+            let mut share = lock(self.shares.at(counted.0));
+            share.accrued += share.integral.change(now, -1);
+            share
+                .durations
+                .observe(now.saturating_duration_since(started).as_secs_f64());
+        }
         let code = code.clamp(FIRST_CODE, LAST_CODE);
         let resolve = || {
             let mut buf = itoa_buf(code);
@@ -288,17 +317,23 @@ impl RevisionMetrics {
             Some(slot) => slot.get_or_init(resolve).inc(),
             None => resolve().inc(),
         }
-        self.duration
-            .observe(now.saturating_duration_since(started).as_secs_f64());
     }
 
-    /// Credits the concurrency integral up to `now` (called before a scrape).
+    /// Publishes the shares as of `now` (called before a scrape): the
+    /// concurrency integral credited up to `now`, the in-flight count, the
+    /// request durations.
     pub fn flush(&self, now: Instant) {
-        let accrued = match self.integral.lock() {
-            Ok(mut integral) => integral.advance(now),
-            Err(poisoned) => poisoned.into_inner().advance(now),
-        };
+        let mut accrued = 0.0;
+        let mut in_flight = 0u64;
+        for share in self.shares.iter() {
+            let mut share = lock(share);
+            accrued += std::mem::take(&mut share.accrued) + share.integral.advance(now);
+            in_flight += share.integral.in_flight();
+            share.durations.flush();
+        }
         self.concurrency.inc_by(accrued);
+        self.in_flight
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
     }
 
     /// Requests now waiting in the revision's queue.
@@ -401,13 +436,66 @@ mod tests {
         }
     }
 
+    fn sample(text: &str, family: &str) -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(family) && l.contains("revision=\"hello-00001\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    #[test]
+    fn shares_of_several_threads_add_up_and_requests_finish_where_they_started() {
+        let metrics = GatewayMetrics::new().unwrap();
+        let rev =
+            std::sync::Arc::new(metrics.revision(&RevisionKey::new("ns", "hello", "hello-00001")));
+        let t0 = Instant::now();
+        // Workers 0 and 1 start a request each at t0; worker 1's ends at
+        // 1 s on its own thread, worker 0's at 3 s on another thread.
+        let on_worker = |id: usize| {
+            let rev = std::sync::Arc::clone(&rev);
+            std::thread::spawn(move || {
+                crate::shard::set_worker(id);
+                let counted = rev.request_started(t0);
+                if id == 1 {
+                    rev.request_finished(counted, t0, at(t0, 1000), 200);
+                }
+                counted
+            })
+            .join()
+            .unwrap()
+        };
+        let first = on_worker(0);
+        on_worker(1);
+        rev.flush(at(t0, 2000));
+        let text = metrics.encode().unwrap();
+        assert_eq!(sample(&text, "flint_requests_in_flight"), 1.0);
+        assert_eq!(
+            sample(&text, "flint_request_concurrency_seconds_total"),
+            3.0
+        );
+        assert_eq!(sample(&text, "flint_request_duration_seconds_count"), 1.0);
+
+        rev.request_finished(first, t0, at(t0, 3000), 200);
+        rev.flush(at(t0, 4000));
+        let text = metrics.encode().unwrap();
+        assert_eq!(sample(&text, "flint_requests_in_flight"), 0.0);
+        assert_eq!(
+            sample(&text, "flint_request_concurrency_seconds_total"),
+            4.0
+        );
+        assert_eq!(sample(&text, "flint_request_duration_seconds_count"), 2.0);
+        assert_eq!(sample(&text, "flint_request_duration_seconds_sum"), 4.0);
+    }
+
     #[test]
     fn families_use_the_shared_names() {
         let metrics = GatewayMetrics::new().unwrap();
         let rev = metrics.revision(&RevisionKey::new("ns", "hello", "hello-00001"));
         let t0 = Instant::now();
-        rev.request_started(t0);
-        rev.request_finished(t0, at(t0, 2000), 200);
+        let counted = rev.request_started(t0);
+        rev.request_finished(counted, t0, at(t0, 2000), 200);
+        rev.flush(at(t0, 2000));
         let text = metrics.encode().unwrap();
         assert!(text.contains(
             "flint_requests_total{code=\"200\",function=\"hello\",namespace=\"ns\",revision=\"hello-00001\"} 1"

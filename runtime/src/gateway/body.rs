@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 
 use super::pool::Conn;
 use super::revision::{RevisionState, Slot};
+use crate::metrics::Counted;
 
 /// Error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -37,6 +38,7 @@ pub fn empty() -> GatewayBody {
 #[derive(Debug)]
 pub struct RequestGuard {
     revision: Arc<RevisionState>,
+    counted: Counted,
     started: Instant,
     code: u16,
 }
@@ -45,9 +47,10 @@ impl RequestGuard {
     /// Starts counting a request of `revision`.
     pub fn start(revision: Arc<RevisionState>) -> Self {
         let started = Instant::now();
-        revision.metrics.request_started(started);
+        let counted = revision.metrics.request_started(started);
         Self {
             revision,
+            counted,
             started,
             code: 500,
         }
@@ -66,9 +69,12 @@ impl RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.revision
-            .metrics
-            .request_finished(self.started, Instant::now(), self.code);
+        self.revision.metrics.request_finished(
+            self.counted,
+            self.started,
+            Instant::now(),
+            self.code,
+        );
     }
 }
 

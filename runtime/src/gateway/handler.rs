@@ -1,7 +1,6 @@
 //! The request path: route, pick a revision, wait for a replica slot if
 //! needed (the activator), forward with safe retries, stream the answer.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +55,7 @@ fn draw() -> (usize, usize) {
 pub(super) async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    client: SocketAddr,
+    client_ip: HeaderValue,
 ) -> Response<GatewayBody> {
     let length = uri_length(req.uri());
     if length > MAX_URI_BYTES {
@@ -110,7 +109,7 @@ pub(super) async fn handle(
     };
     // No span per request: the hot path stays free of tracing work; the
     // few log lines name their revision themselves.
-    proxy_to(shared, state, settings, failure, prefix_len, req, client).await
+    proxy_to(shared, state, settings, failure, prefix_len, req, client_ip).await
 }
 
 async fn proxy_to(
@@ -120,7 +119,7 @@ async fn proxy_to(
     failure: Option<String>,
     prefix_len: Option<usize>,
     mut req: Request<Incoming>,
-    client: SocketAddr,
+    client_ip: HeaderValue,
 ) -> Response<GatewayBody> {
     let mut guard = RequestGuard::start(Arc::clone(&state));
     let retry_after = shared.config.retry_after_seconds;
@@ -132,15 +131,16 @@ async fn proxy_to(
         return fail(guard, &err, retry_after);
     }
     let upgrade = proxy::is_upgrade(&req);
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("")
-        .to_owned();
+    let host = match req.headers().get(header::HOST) {
+        Some(host) => host.clone(),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .unwrap_or_else(|| HeaderValue::from_static("")),
+    };
     let fwd = Forwarding {
-        client,
+        client_ip: &client_ip,
         host: &host,
         prefix_len,
         protocol: settings.protocol,

@@ -10,7 +10,6 @@
 //! connection its own thread opened (its socket is registered with that
 //! thread's reactor, see [`super::server`]), else opens one.
 
-use std::cell::Cell;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
@@ -23,26 +22,10 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-/// Most idle HTTP/1 connections kept per replica.
+use crate::shard::{Sharded, worker};
+
+/// Most idle HTTP/1 connections kept per replica and worker thread.
 const MAX_IDLE: usize = 64;
-
-/// The worker id of threads that are not gateway workers.
-const NO_WORKER: usize = usize::MAX;
-
-thread_local! {
-    /// The gateway worker this thread is, if it is one.
-    static WORKER: Cell<usize> = const { Cell::new(NO_WORKER) };
-}
-
-/// Marks the current thread as gateway worker `id`: connections it opens
-/// are preferred by the requests it serves.
-pub(super) fn set_worker(id: usize) {
-    WORKER.with(|w| w.set(id));
-}
-
-fn worker() -> usize {
-    WORKER.with(Cell::get)
-}
 
 /// The I/O half of an HTTP/1 connection to a replica (with protocol
 /// switches; hyper's type for it cannot be named, hence the box — one per
@@ -54,8 +37,8 @@ pub struct Http1 {
     sender: http1::SendRequest<Incoming>,
     /// `None` once the connection ended.
     io: Option<Http1Io>,
-    /// The worker whose thread opened it.
-    worker: usize,
+    /// The worker whose thread opened it (`None`: not a worker thread).
+    worker: Option<usize>,
 }
 
 impl std::fmt::Debug for Http1 {
@@ -174,7 +157,8 @@ pub enum Conn {
 #[derive(Debug)]
 pub struct Pool {
     addr: SocketAddr,
-    idle: Mutex<Vec<Http1>>,
+    /// Idle connections, by the worker thread that opened them.
+    idle: Sharded<Mutex<Vec<Http1>>>,
     shared: Mutex<Option<http2::SendRequest<Incoming>>>,
 }
 
@@ -183,7 +167,7 @@ impl Pool {
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
-            idle: Mutex::new(Vec::new()),
+            idle: Sharded::new(|| Mutex::new(Vec::new())),
             shared: Mutex::new(None),
         }
     }
@@ -217,7 +201,7 @@ impl Pool {
     pub fn checkin(&self, conn: Conn) {
         if let Conn::Http1(conn) = conn
             && conn.is_open()
-            && let Ok(mut idle) = self.idle.lock()
+            && let Ok(mut idle) = self.idle.at(conn.worker.unwrap_or(0)).lock()
             && idle.len() < MAX_IDLE
         {
             idle.push(conn);
@@ -226,12 +210,15 @@ impl Pool {
 
     /// Idle HTTP/1 connections held.
     pub fn idle(&self) -> usize {
-        self.idle.lock().map_or(0, |idle| idle.len())
+        self.idle
+            .iter()
+            .map(|idle| idle.lock().map_or(0, |idle| idle.len()))
+            .sum()
     }
 
     /// The most recently used idle connection this thread opened.
     fn pop_idle(&self) -> Option<Http1> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.idle.local().lock().ok()?;
         let me = worker();
         let at = idle.iter().rposition(|c| c.worker == me)?;
         Some(idle.remove(at))

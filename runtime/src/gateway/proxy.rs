@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use flint_api::Protocol;
 use flint_api::names::HEADER_FORWARDED_PREFIX;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -22,6 +23,19 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static(HEADER_FORWARDED_PREFIX);
+
+/// The client's address as an `X-Forwarded-For` entry, made once per client
+/// connection rather than once per request.
+pub fn client_ip(client: SocketAddr) -> HeaderValue {
+    let ip = Bytes::from(client.ip().to_string());
+    // An IP address in text is always a valid header value.
+    HeaderValue::from_maybe_shared(ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
 
 /// Whether the request asks to switch protocols (e.g. WebSocket).
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
@@ -44,6 +58,17 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// the replica (or client) sees the protocol switch. `te: trailers` is
 /// kept when `keep_te_trailers` (gRPC needs it over HTTP/2).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, keep_te_trailers: bool) {
+    // Most messages carry none: one pass over the names is cheaper than a
+    // lookup of each.
+    if !headers
+        .keys()
+        .any(|n| *n == header::UPGRADE || HOP_BY_HOP.contains(n))
+    {
+        if upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -79,10 +104,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, keep_te_trailers
 /// What the rewrite needs to know about the request's origin and target.
 #[derive(Debug, Clone, Copy)]
 pub struct Forwarding<'a> {
-    /// The client's address.
-    pub client: SocketAddr,
+    /// The client's address, as [`client_ip`] made it.
+    pub client_ip: &'a HeaderValue,
     /// The host the client asked for (Host header or authority).
-    pub host: &'a str,
+    pub host: &'a HeaderValue,
     /// Set for the path form: the length of the `/function/<ns>/<fn>`
     /// prefix to strip.
     pub prefix_len: Option<usize>,
@@ -112,7 +137,7 @@ pub fn rewrite_request<B>(req: &mut Request<B>, fwd: Forwarding<'_>) -> Result<(
         let uri = if h2 {
             Uri::builder()
                 .scheme("http")
-                .authority(fwd.host)
+                .authority(fwd.host.as_bytes())
                 .path_and_query(path_and_query)
                 .build()?
         } else {
@@ -122,27 +147,32 @@ pub fn rewrite_request<B>(req: &mut Request<B>, fwd: Forwarding<'_>) -> Result<(
     }
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, fwd.upgrade, h2);
-    let client_ip = fwd.client.ip().to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {client_ip}"),
-        None => client_ip,
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+        Some(prior) => {
+            let mut list = Vec::with_capacity(prior.len() + 2 + fwd.client_ip.len());
+            list.extend_from_slice(prior.as_bytes());
+            list.extend_from_slice(b", ");
+            list.extend_from_slice(fwd.client_ip.as_bytes());
+            HeaderValue::from_maybe_shared(Bytes::from(list))?
+        }
+        None => fwd.client_ip.clone(),
     };
-    headers.insert("x-forwarded-for", HeaderValue::try_from(forwarded_for)?);
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if !headers.contains_key("x-forwarded-host") {
-        headers.insert("x-forwarded-host", HeaderValue::try_from(fwd.host)?);
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        headers.insert(X_FORWARDED_HOST, fwd.host.clone());
     }
     if let Some(prefix) = prefix {
-        headers.insert(HEADER_FORWARDED_PREFIX, HeaderValue::try_from(prefix)?);
+        headers.insert(X_FORWARDED_PREFIX, HeaderValue::try_from(prefix)?);
     }
     if h2 {
         headers.remove(header::HOST);
         *req.version_mut() = Version::HTTP_2;
     } else {
         if !headers.contains_key(header::HOST) {
-            headers.insert(header::HOST, HeaderValue::try_from(fwd.host)?);
+            headers.insert(header::HOST, fwd.host.clone());
         }
         *req.version_mut() = Version::HTTP_11;
     }
@@ -191,9 +221,11 @@ mod tests {
             .header("x-forwarded-for", "1.2.3.4")
             .body(())
             .unwrap();
+        let ip = client_ip(client());
+        let host = HeaderValue::from_static("127.0.0.1:8080");
         let fwd = Forwarding {
-            client: client(),
-            host: "127.0.0.1:8080",
+            client_ip: &ip,
+            host: &host,
             prefix_len: function_path("/function/ns/hello/a/b").map(|p| p.prefix.len()),
             protocol: Protocol::Http1,
             upgrade: false,
@@ -212,9 +244,11 @@ mod tests {
 
     #[test]
     fn host_routed_requests_keep_their_uri_and_absolute_forms_become_origin_forms() {
+        let ip = client_ip(client());
+        let host = HeaderValue::from_static("hello.ns.localhost");
         let fwd = Forwarding {
-            client: client(),
-            host: "hello.ns.localhost",
+            client_ip: &ip,
+            host: &host,
             prefix_len: None,
             protocol: Protocol::Http1,
             upgrade: false,
@@ -247,9 +281,11 @@ mod tests {
             .body(())
             .unwrap();
         assert!(is_upgrade(&req));
+        let ip = client_ip(client());
+        let host = HeaderValue::from_static("hello.ns.localhost");
         let fwd = Forwarding {
-            client: client(),
-            host: "hello.ns.localhost",
+            client_ip: &ip,
+            host: &host,
             prefix_len: None,
             protocol: Protocol::Http1,
             upgrade: true,

@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::{Gateway, GatewayError, Shared, handler, pool};
+use super::{Gateway, GatewayError, Shared, handler, proxy};
 
 /// How long a client may take to send a request head (slow clients).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,7 +90,7 @@ impl Gateway {
             std::thread::Builder::new()
                 .name(format!("flint-gateway-{id}"))
                 .spawn(move || {
-                    pool::set_worker(id);
+                    crate::shard::set_worker(id);
                     runtime.block_on(worker(shared, rx));
                     drop(done_tx);
                 })
@@ -190,9 +190,13 @@ async fn worker(shared: Arc<Shared>, mut accepted: mpsc::UnboundedReceiver<Accep
             tracing::debug!(%client, error = %err, "setting TCP_NODELAY failed");
         }
         let shared = Arc::clone(&shared);
+        let client_ip = proxy::client_ip(client);
         let service = service_fn(move |req| {
             let shared = Arc::clone(&shared);
-            async move { Ok::<_, std::convert::Infallible>(handler::handle(shared, req, client).await) }
+            let client_ip = client_ip.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(handler::handle(shared, req, client_ip).await)
+            }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
