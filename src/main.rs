@@ -6,12 +6,6 @@ mod dev;
 
 use clap::Parser;
 
-/// mimalloc instead of the system allocator: the gateway allocates and
-/// frees small buffers on every request from several threads, where
-/// glibc's malloc costs measurably more CPU per request.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match cli::run(cli) {

@@ -16,11 +16,6 @@
 
 mod rate;
 
-/// The allocator `flint` itself uses, so the gateway measured here is the
-/// one that ships.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
