@@ -61,6 +61,17 @@ impl RequestGuard {
         &self.revision.key
     }
 
+    /// When the request entered the gateway (its timeout counts from here).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The revision's live state (the request's one reference to it, so the
+    /// request path does not clone another).
+    pub fn revision(&self) -> &Arc<RevisionState> {
+        &self.revision
+    }
+
     /// Sets the status code the request is counted under.
     pub fn set_code(&mut self, code: u16) {
         self.code = code;

@@ -51,9 +51,13 @@ fn draw() -> (usize, usize) {
     (rng.random::<u64>() as usize, rng.random::<u64>() as usize)
 }
 
+/// A worker thread's reference to the gateway's shared state (see
+/// [`super::server`]).
+pub(super) type WorkerShared = Arc<Arc<Shared>>;
+
 /// Answers one client request.
 pub(super) async fn handle(
-    shared: Arc<Shared>,
+    shared: WorkerShared,
     req: Request<Incoming>,
     client_ip: HeaderValue,
 ) -> Response<GatewayBody> {
@@ -109,11 +113,14 @@ pub(super) async fn handle(
     };
     // No span per request: the hot path stays free of tracing work; the
     // few log lines name their revision themselves.
-    proxy_to(shared, state, settings, failure, prefix_len, req, client_ip).await
+    proxy_to(
+        &shared, state, settings, failure, prefix_len, req, client_ip,
+    )
+    .await
 }
 
 async fn proxy_to(
-    shared: Arc<Shared>,
+    shared: &Shared,
     state: Arc<RevisionState>,
     settings: Settings,
     failure: Option<String>,
@@ -121,7 +128,8 @@ async fn proxy_to(
     mut req: Request<Incoming>,
     client_ip: HeaderValue,
 ) -> Response<GatewayBody> {
-    let mut guard = RequestGuard::start(Arc::clone(&state));
+    let mut guard = RequestGuard::start(state);
+    let state = guard.revision();
     let retry_after = shared.config.retry_after_seconds;
     if let Some(message) = failure.filter(|_| state.replicas() == 0) {
         let err = ProxyError::RevisionFailed {
@@ -150,12 +158,13 @@ async fn proxy_to(
     if let Err(err) = proxy::rewrite_request(&mut req, fwd) {
         return fail(guard, &ProxyError::BadRequest(err.to_string()), retry_after);
     }
-    let forwarded = forward(&shared, &state, settings, req);
+    let forwarded = forward(shared, state, settings, req);
     let outcome = if settings.timeout_seconds == 0 {
         forwarded.await
     } else {
         let limit = Duration::from_secs(u64::from(settings.timeout_seconds));
-        match tokio::time::timeout(limit, forwarded).await {
+        let deadline = tokio::time::Instant::from_std(guard.started()) + limit;
+        match tokio::time::timeout_at(deadline, forwarded).await {
             Ok(outcome) => outcome,
             Err(_) => Err(ProxyError::Timeout {
                 revision: state.key.revision.clone(),
@@ -235,14 +244,13 @@ async fn forward(
         .map_err(refused)?;
     let mut tried = Vec::new();
     loop {
-        let upstream = Arc::clone(&slot.upstream);
-        let failed = match upstream.pool.checkout(settings.protocol).await {
+        let failed = match slot.upstream.pool.checkout(settings.protocol).await {
             Ok(mut conn) => match proxy::send(&mut conn, req).await {
                 Ok(resp) => return Ok((resp, conn, slot)),
                 Err((source, None)) => {
                     return Err(ProxyError::Upstream {
                         revision: state.key.revision.clone(),
-                        endpoint: upstream.endpoint.id.clone(),
+                        endpoint: slot.upstream.endpoint.id.clone(),
                         source,
                     });
                 }
@@ -253,8 +261,8 @@ async fn forward(
             },
             Err(err) => err.into_io(),
         };
-        tracing::debug!(revision = %state.key.revision, endpoint = %upstream.endpoint.id, error = %failed, "replica refused; trying another");
-        tried.push(upstream);
+        tracing::debug!(revision = %state.key.revision, endpoint = %slot.upstream.endpoint.id, error = %failed, "replica refused; trying another");
+        tried.push(Arc::clone(&slot.upstream));
         drop(slot);
         let connect_failed = |source| ProxyError::Connect {
             revision: state.key.revision.clone(),

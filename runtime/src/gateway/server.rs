@@ -166,6 +166,9 @@ fn connection_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
 /// listener stops, then until they have all ended.
 async fn worker(shared: Arc<Shared>, mut accepted: mpsc::UnboundedReceiver<Accepted>) {
     let builder = connection_builder(&shared);
+    // Requests clone this worker's own reference, whose count only this
+    // thread writes, rather than the gateway-wide one every worker shares.
+    let shared: handler::WorkerShared = Arc::new(shared);
     let mut conns = JoinSet::new();
     loop {
         let Accepted {
