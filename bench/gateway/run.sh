@@ -6,7 +6,7 @@
 #  2. A fixed 1,000 req/s (the `rate` role of the bench binary): p50/p99,
 #     and the latency each proxy adds over the direct call.
 #  3. The gateway's resident memory idle after start and idle after load.
-# Settings: FLINT_BENCH_SECONDS (default 5), FLINT_BENCH_ROUNDS (3),
+# Settings: FLINT_BENCH_SECONDS (default 5), FLINT_BENCH_ROUNDS (5),
 # FLINT_BENCH_CONNECTIONS (64), FLINT_BENCH_RATE (1000), FLINT_BENCH_GATEWAY_THREADS (default: one per core).
 # Results go to docs/benchmarks.md by hand.
 set -euo pipefail
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_EACH=${FLINT_BENCH_SECONDS:-5}
 CONNS=${FLINT_BENCH_CONNECTIONS:-64}
 RATE=${FLINT_BENCH_RATE:-1000}
-ROUNDS=${FLINT_BENCH_ROUNDS:-3}
+ROUNDS=${FLINT_BENCH_ROUNDS:-5}
 HOST=hello.bench.localhost
 export PATH="$PATH:/usr/sbin"
 
@@ -113,6 +113,11 @@ for r in $(seq "$ROUNDS"); do
     LATE[$t]="${LATE[$t]:-} $(sed -n 's/.* late=\([0-9]*\).*/\1/p' <<<"$out")"
   done
 done
+# The gateway's requests/s over nginx's within each round: the two ran
+# back to back, so this ratio drifts less with the machine's load than the
+# ratio of the medians.
+ROUND_RATIOS=$(paste -d' ' <(tr ' ' '\n' <<<"${RPS[gateway]}" | grep -v '^$') <(tr ' ' '\n' <<<"${RPS[nginx]}" | grep -v '^$') |
+  awk '{printf "%.2f ", $1 / $2}')
 echo "raw per round:"
 for t in "${TARGETS[@]}"; do
   echo "  $t: wrk req/s${RPS[$t]}; wrk p99${P99[$t]}; CPU µs/req${CPU[$t]}; $RATE/s p50${FP50[$t]}; $RATE/s p99${FP99[$t]}; sent >2 ms late${LATE[$t]}"
@@ -133,6 +138,7 @@ for t in "${TARGETS[@]}"; do
   echo "| $t | ${RPS[$t]} | $ratio | ${P50[$t]} | ${P99[$t]} | $(median <<<"${CPU[$t]}") | ${FP50[$t]} | ${FP99[$t]} | ${FP999[$t]} | ${ERR[$t]:-0} |"
 done
 echo
+echo "gateway/nginx requests/s per round: $ROUND_RATIOS(median $(median <<<"$ROUND_RATIOS"))"
 for t in nginx gateway; do
   echo "$t adds at ${RATE}/s: p50 $((FP50[$t] - FP50[direct])) µs, p99 $((FP99[$t] - FP99[direct])) µs"
 done
