@@ -6,6 +6,8 @@
 //!   `hello.bench.localhost` to the app (`FLINT_BENCH_GATEWAY_THREADS` sets
 //!   its worker threads; default: one per core, as `flint gateway`; the
 //!   listener runs on a thread of its own, as in `flint gateway`);
+//! - `floor <listen> <app>`: the least a tokio HTTP/1.1 proxy does per
+//!   request (see `floor.rs`), for the cost of the runtime alone;
 //! - `rate <target> <host> <req/s> <seconds> <connections>`: a constant-rate
 //!   load generator (wrk cannot hold a fixed rate) printing latency
 //!   percentiles.
@@ -14,6 +16,7 @@
 //! and drives them with wrk and the `rate` role. Run that script, not this
 //! binary directly.
 
+mod floor;
 mod rate;
 
 use std::convert::Infallible;
@@ -37,7 +40,7 @@ impl PokeSink for NoPoke {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: gateway-bench app <listen> | gateway <listen> <app> | rate <target> <host> <req/s> <seconds> <connections>"
+        "usage: gateway-bench app <listen> | gateway <listen> <app> | floor <listen> <app> | rate <target> <host> <req/s> <seconds> <connections>"
     );
     std::process::exit(2)
 }
@@ -61,6 +64,13 @@ fn main() {
                 .map(|n| n.parse().unwrap_or_else(|_| usage()))
                 .unwrap_or_else(|_| std::thread::available_parallelism().unwrap().get());
             current_thread().block_on(gateway(arg(&args, 1), arg(&args, 2), workers));
+        }
+        Some("floor") => {
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if let Err(err) = floor::run(arg(&args, 1), arg(&args, 2), workers) {
+                eprintln!("floor: {err}");
+                std::process::exit(1);
+            }
         }
         Some("rate") => {
             let target = arg(&args, 1);

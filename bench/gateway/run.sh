@@ -7,7 +7,8 @@
 #     and the latency each proxy adds over the direct call.
 #  3. The gateway's resident memory idle after start and idle after load.
 # Settings: FLINT_BENCH_SECONDS (default 5), FLINT_BENCH_ROUNDS (5),
-# FLINT_BENCH_CONNECTIONS (64), FLINT_BENCH_RATE (1000), FLINT_BENCH_GATEWAY_THREADS (default: one per core).
+# FLINT_BENCH_CONNECTIONS (64), FLINT_BENCH_RATE (1000), FLINT_BENCH_GATEWAY_THREADS (default: one per core),
+# FLINT_BENCH_FLOOR (1 adds the floor role, see below).
 # Results go to docs/benchmarks.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -82,6 +83,14 @@ declare -A RPS P50 P99 FP50 FP99 FP999 ERR CPU LATE
 declare -A OWNER=([direct]=$APP_PID [nginx]=$NGINX_PID [gateway]=$GW_PID)
 TARGETS=(direct nginx gateway)
 declare -A PORT=([direct]=$APP [nginx]=$NGINX [gateway]=$GW)
+# FLINT_BENCH_FLOOR=1 adds the `floor` role: the least a tokio HTTP/1.1
+# proxy does per request (bench/gateway/floor.rs), not a product.
+if [ "${FLINT_BENCH_FLOOR:-0}" = 1 ]; then
+  FLOOR=$(free_port)
+  "$BIN" floor "127.0.0.1:$FLOOR" "127.0.0.1:$APP" & FLOOR_PID=$!; PIDS+=($FLOOR_PID)
+  wait_port "$FLOOR"
+  TARGETS+=(floor); PORT[floor]=$FLOOR; OWNER[floor]=$FLOOR_PID
+fi
 echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(uname -r)"
 echo "wrk: $CONNS connections, 2 threads, ${SECONDS_EACH}s per target and round, $ROUNDS rounds, after a 2s warm-up"
 for t in "${TARGETS[@]}"; do
