@@ -210,6 +210,17 @@ mod tests {
         SocketAddr::from(([10, 0, 0, 7], 5555))
     }
 
+    /// Forwarding over HTTP/1 for the client at 10.0.0.7 asking for `host`.
+    fn forwarding(host: &'static str) -> Forwarding<'static> {
+        Forwarding {
+            client_ip: Box::leak(Box::new(client_ip(client()))),
+            host: Box::leak(Box::new(HeaderValue::from_static(host))),
+            prefix_len: None,
+            protocol: Protocol::Http1,
+            upgrade: false,
+        }
+    }
+
     #[test]
     fn path_form_is_stripped_and_prefix_forwarded() {
         let mut req = Request::builder()
@@ -221,14 +232,9 @@ mod tests {
             .header("x-forwarded-for", "1.2.3.4")
             .body(())
             .unwrap();
-        let ip = client_ip(client());
-        let host = HeaderValue::from_static("127.0.0.1:8080");
         let fwd = Forwarding {
-            client_ip: &ip,
-            host: &host,
             prefix_len: function_path("/function/ns/hello/a/b").map(|p| p.prefix.len()),
-            protocol: Protocol::Http1,
-            upgrade: false,
+            ..forwarding("127.0.0.1:8080")
         };
         rewrite_request(&mut req, fwd).unwrap();
         assert_eq!(req.uri(), "/a/b?x=1");
@@ -243,16 +249,36 @@ mod tests {
     }
 
     #[test]
+    fn messages_without_hop_by_hop_headers_keep_every_header() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [("host", "a"), ("accept", "*/*"), ("x-trace", "7")] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let before = headers.clone();
+        strip_hop_by_hop(&mut headers, false, false);
+        assert_eq!(headers, before);
+        // An upgrade still tells the next hop it is one.
+        strip_hop_by_hop(&mut headers, true, false);
+        assert_eq!(headers["connection"], "upgrade");
+        assert_eq!(headers.len(), before.len() + 1);
+    }
+
+    #[test]
+    fn the_client_is_added_to_the_forwarded_for_list() {
+        let mut first = Request::builder().uri("/").body(()).unwrap();
+        rewrite_request(&mut first, forwarding("h.ns.localhost")).unwrap();
+        assert_eq!(first.headers()["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(first.headers()["host"], "h.ns.localhost");
+        let v6 = client_ip(SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 80)));
+        assert_eq!(v6, "::1");
+    }
+
+    #[test]
     fn host_routed_requests_keep_their_uri_and_absolute_forms_become_origin_forms() {
-        let ip = client_ip(client());
-        let host = HeaderValue::from_static("hello.ns.localhost");
-        let fwd = Forwarding {
-            client_ip: &ip,
-            host: &host,
-            prefix_len: None,
-            protocol: Protocol::Http1,
-            upgrade: false,
-        };
+        let fwd = forwarding("hello.ns.localhost");
         let cases = [
             ("/a/b?x=1", "/a/b?x=1"),
             ("/", "/"),
@@ -281,14 +307,9 @@ mod tests {
             .body(())
             .unwrap();
         assert!(is_upgrade(&req));
-        let ip = client_ip(client());
-        let host = HeaderValue::from_static("hello.ns.localhost");
         let fwd = Forwarding {
-            client_ip: &ip,
-            host: &host,
-            prefix_len: None,
-            protocol: Protocol::Http1,
             upgrade: true,
+            ..forwarding("hello.ns.localhost")
         };
         rewrite_request(&mut req, fwd).unwrap();
         assert_eq!(req.headers()["upgrade"], "websocket");
