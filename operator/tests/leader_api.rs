@@ -372,6 +372,21 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl Running {
+    /// Waits until the elector reports `state`.
+    async fn until(&mut self, state: Leadership) {
+        self.leadership.wait_for(|l| *l == state).await.unwrap();
+    }
+
+    /// Shuts the elector down, waits for it to end, and checks it sent the
+    /// API server nothing more (`after`: what it did last, for the message).
+    async fn stop_quietly(self, h: &mut Handle, after: &str) {
+        self.shutdown.send(true).unwrap();
+        self.task.await.unwrap();
+        assert!(h.next_request().await.is_none(), "a request after {after}");
+    }
+}
+
 fn start() -> (Running, Handle) {
     let (elector, handle) = mock();
     let (lead_tx, leadership) = watch::channel(Leadership::Unknown);
@@ -447,11 +462,7 @@ async fn run_acquires_renews_and_steps_down_after_the_renew_deadline() {
         }
         (h, times)
     });
-    running
-        .leadership
-        .wait_for(|l| *l == Leadership::Leading)
-        .await
-        .unwrap();
+    running.until(Leadership::Leading).await;
     assert_eq!(at(t0), 0);
     running
         .leadership
@@ -465,12 +476,7 @@ async fn run_acquires_renews_and_steps_down_after_the_renew_deadline() {
     let (mut h, times) = server.await.unwrap();
     assert_eq!(times, [0, 2, 4, 6, 8, 10]);
     // Shut down while following: no release, no further request.
-    running.shutdown.send(true).unwrap();
-    running.task.await.unwrap();
-    assert!(
-        h.next_request().await.is_none(),
-        "a request after stepping down"
-    );
+    running.stop_quietly(&mut h, "stepping down").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -484,11 +490,7 @@ async fn run_steps_down_when_a_renewal_hangs_past_the_renew_deadline() {
         assert_eq!(at(t0), 2);
         (h, hung)
     });
-    running
-        .leadership
-        .wait_for(|l| *l == Leadership::Leading)
-        .await
-        .unwrap();
+    running.until(Leadership::Leading).await;
     let stepped_down = tokio::time::timeout(
         Duration::from_secs(60),
         running.leadership.wait_for(|l| *l != Leadership::Leading),
@@ -504,23 +506,14 @@ async fn run_steps_down_when_a_renewal_hangs_past_the_renew_deadline() {
     // The last renewal was at 0 s.
     assert_eq!(at(t0), 10);
     let (mut h, _hung) = server.await.unwrap();
-    running.shutdown.send(true).unwrap();
-    running.task.await.unwrap();
-    assert!(
-        h.next_request().await.is_none(),
-        "a request after stepping down"
-    );
+    running.stop_quietly(&mut h, "stepping down").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn run_releases_the_lease_on_shutdown_while_leading() {
     let (mut running, mut h) = start();
     let created = serve_create(&mut h).await;
-    running
-        .leadership
-        .wait_for(|l| *l == Leadership::Leading)
-        .await
-        .unwrap();
+    running.until(Leadership::Leading).await;
     running.shutdown.send(true).unwrap();
     expect(&mut h, Method::GET, LEASE, ok(created.clone())).await;
     let sent = expect(&mut h, Method::PUT, LEASE_WRITE, ok(created.clone())).await;
@@ -543,11 +536,7 @@ async fn run_gives_up_a_hanging_release_after_the_renew_deadline() {
     let t0 = Instant::now();
     let (mut running, mut h) = start();
     serve_create(&mut h).await;
-    running
-        .leadership
-        .wait_for(|l| *l == Leadership::Leading)
-        .await
-        .unwrap();
+    running.until(Leadership::Leading).await;
     running.shutdown.send(true).unwrap();
     // The release's read never gets an answer.
     let (_, _hung) = take(&mut h, Method::GET, LEASE).await;
