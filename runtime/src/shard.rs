@@ -27,11 +27,22 @@ pub fn worker() -> Option<usize> {
     Some(WORKER.with(Cell::get)).filter(|&id| id != NO_WORKER)
 }
 
+/// Most shards per sharded value. Each revision keeps its accounting in
+/// shards, so on a large machine more shards would cost memory per
+/// revision (a gateway may route thousands); beyond this, workers share
+/// shards two or more to one, which stays correct and only brings back
+/// some sharing of cache lines.
+const MAX_SHARDS: usize = 8;
+
 /// Shards per sharded value: one per core (what the gateway runs workers
-/// for), at least one.
+/// for), at least one and at most [`MAX_SHARDS`].
 fn shard_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
-    *COUNT.get_or_init(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, NonZeroUsize::get)
+            .min(MAX_SHARDS)
+    })
 }
 
 /// A value on a cache line of its own.
