@@ -148,9 +148,9 @@ fn a_command_that_fails_at_start_gets_503_with_the_reason_and_a_fix_recovers() {
     let dev = Dev::start(&dir);
     let (status, body) = dev.call("broken", "/").unwrap();
     assert_eq!(status, 503, "{body}");
-    assert!(
-        body.contains("exit status: 4") && body.contains("cannot load model.bin"),
-        "{body}"
+    assert_eq!(
+        body.trim_end(),
+        "revision broken-00001 failed: process exit status: 4; last output: cannot load model.bin"
     );
     std::fs::write(dir.join("broken/app.py"), support::APP).unwrap();
     let manifest = dir.join("broken/function.yaml");

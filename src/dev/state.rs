@@ -284,10 +284,10 @@ impl DevState {
                         concurrency: r.spec.concurrency,
                         timeout_seconds: r.spec.timeout_seconds,
                         protocol: r.spec.protocol,
+                        // The reason alone: the gateway's answer names the
+                        // revision itself.
                         failure: match &r.existing.health {
-                            RevisionHealth::Failed { message, .. } => {
-                                Some(format!("revision {} failed: {message}", r.existing.name))
-                            }
+                            RevisionHealth::Failed { message, .. } => Some(message.clone()),
                             _ => None,
                         },
                     })

@@ -20,6 +20,11 @@ use tokio::sync::{mpsc, oneshot};
 const PROBE_INTERVAL: Duration = Duration::from_millis(1);
 /// Lines of output kept to explain a crash.
 const KEPT_LINES: usize = 8;
+/// How long an exit waits for the rest of the process's output, so its
+/// reason includes the last line written just before it (e.g. the error
+/// an app prints as it gives up). Bounded: a leftover child of the app may
+/// hold the pipes open.
+const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 
 /// What to run for every replica of a revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,11 +132,16 @@ pub fn spawn(
     })?;
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(KEPT_LINES)));
     let prefix = format!("{}#{id}", spec.log_prefix);
+    let mut readers = Vec::with_capacity(2);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_output(out, prefix.clone(), Arc::clone(&tail)));
+        readers.push(tokio::spawn(forward_output(
+            out,
+            prefix.clone(),
+            Arc::clone(&tail),
+        )));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_output(err, prefix, Arc::clone(&tail)));
+        readers.push(tokio::spawn(forward_output(err, prefix, Arc::clone(&tail))));
     }
     let (stop_tx, stop_rx) = oneshot::channel();
     let run = Run {
@@ -141,6 +151,7 @@ pub fn spawn(
         startup_timeout: spec.startup_timeout,
         grace: spec.stop_grace,
         tail,
+        readers,
     };
     tokio::spawn(run.supervise(child, stop_rx, events));
     Ok(ReplicaHandle {
@@ -156,11 +167,13 @@ struct Run {
     startup_timeout: Duration,
     grace: Duration,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// The tasks forwarding its stdout and stderr.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Run {
     async fn supervise(
-        self,
+        mut self,
         mut child: Child,
         mut stop: oneshot::Receiver<()>,
         events: mpsc::UnboundedSender<ReplicaEvent>,
@@ -171,7 +184,7 @@ impl Run {
                 true => None,
                 false => Some((false, format!("not ready after {:?} (no listener on port {})", self.startup_timeout, self.addr.port()))),
             },
-            status = child.wait() => Some((false, self.describe(status))),
+            status = child.wait() => Some((false, self.describe(status).await)),
             _ = &mut stop => { terminate(&mut child, self.grace).await; Some((true, "stopped".to_owned())) }
         };
         if let Some((requested, reason)) = outcome {
@@ -193,7 +206,7 @@ impl Run {
         });
         // Serving: until it exits or is asked to stop.
         let (requested, reason) = tokio::select! {
-            status = child.wait() => (false, self.describe(status)),
+            status = child.wait() => (false, self.describe(status).await),
             _ = &mut stop => { terminate(&mut child, self.grace).await; (true, "stopped".to_owned()) }
         };
         let _ = events.send(ReplicaEvent::Exited {
@@ -204,7 +217,11 @@ impl Run {
         });
     }
 
-    fn describe(&self, status: std::io::Result<ExitStatus>) -> String {
+    /// Why the process ended: its exit status and its last output line,
+    /// once the output it wrote before exiting has been read.
+    async fn describe(&mut self, status: std::io::Result<ExitStatus>) -> String {
+        let readers = std::mem::take(&mut self.readers);
+        let _ = tokio::time::timeout(OUTPUT_DRAIN, futures::future::join_all(readers)).await;
         let status = match status {
             Ok(s) => s.to_string(),
             Err(e) => format!("wait failed: {e}"),
@@ -266,5 +283,57 @@ async fn forward_output(
             }
             t.push_back(line);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    fn run(readers: Vec<tokio::task::JoinHandle<()>>, tail: Arc<Mutex<VecDeque<String>>>) -> Run {
+        Run {
+            id: 1,
+            addr: SocketAddr::from(([127, 0, 0, 1], 9)),
+            started: Instant::now(),
+            startup_timeout: Duration::from_secs(1),
+            grace: Duration::from_secs(1),
+            tail,
+            readers,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exit_is_described_with_output_still_being_read() {
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        // The process's last line reaches the reader only after its exit
+        // was seen.
+        let late = {
+            let tail = Arc::clone(&tail);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                tail.lock()
+                    .unwrap()
+                    .push_back("cannot load model.bin".to_owned());
+            })
+        };
+        let mut run = run(vec![late], tail);
+        let reason = run.describe(Ok(ExitStatus::from_raw(4 << 8))).await;
+        assert_eq!(
+            reason,
+            "process exit status: 4; last output: cannot load model.bin"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn output_held_open_does_not_hold_up_the_exit_for_long() {
+        let tail = Arc::new(Mutex::new(VecDeque::from(["last words".to_owned()])));
+        let stuck = tokio::spawn(std::future::pending::<()>());
+        let mut run = run(vec![stuck], tail);
+        let start = tokio::time::Instant::now();
+        let reason = run.describe(Ok(ExitStatus::from_raw(1 << 8))).await;
+        assert_eq!(reason, "process exit status: 1; last output: last words");
+        assert_eq!(start.elapsed(), OUTPUT_DRAIN);
     }
 }
