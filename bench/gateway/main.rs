@@ -51,33 +51,39 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
         .unwrap_or_else(|| usage())
 }
 
+/// Why a role could not run: reported on stderr, exit status 1.
+type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
 fn main() {
+    if let Err(err) = run_role() {
+        eprintln!("gateway-bench: {err}");
+        std::process::exit(1);
+    }
+}
+
+fn run_role() -> Result<(), BenchError> {
     // `cargo bench` passes `--bench`; the roles take positional arguments.
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
     match args.first().map(String::as_str) {
-        Some("app") => current_thread().block_on(app(arg(&args, 1))),
+        Some("app") => current_thread()?.block_on(app(arg(&args, 1))),
         Some("gateway") => {
             let workers = std::env::var("FLINT_BENCH_GATEWAY_THREADS")
                 .map(|n| n.parse().unwrap_or_else(|_| usage()))
-                .unwrap_or_else(|_| std::thread::available_parallelism().unwrap().get());
-            current_thread().block_on(gateway(arg(&args, 1), arg(&args, 2), workers));
+                .unwrap_or_else(|_| cores());
+            current_thread()?.block_on(gateway(arg(&args, 1), arg(&args, 2), workers))
         }
-        Some("floor") => {
-            let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if let Err(err) = floor::run(arg(&args, 1), arg(&args, 2), workers) {
-                eprintln!("floor: {err}");
-                std::process::exit(1);
-            }
-        }
+        Some("floor") => Ok(floor::run(arg(&args, 1), arg(&args, 2), cores())?),
         Some("rate") => {
             let target = arg(&args, 1);
             let host: String = arg(&args, 2);
             let (rps, seconds, conns) = (arg(&args, 3), arg(&args, 4), arg(&args, 5));
-            let report = current_thread().block_on(rate::run(target, host, rps, seconds, conns));
+            let report =
+                current_thread()?.block_on(rate::run(target, host, rps, seconds, conns))?;
             println!("{report}");
+            Ok(())
         }
         _ => {
             eprintln!("gateway-bench: this binary is driven by bench/gateway/run.sh");
@@ -86,18 +92,22 @@ fn main() {
     }
 }
 
-fn current_thread() -> tokio::runtime::Runtime {
+/// Worker threads by default: one per core, as `flint gateway`.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap()
 }
 
-async fn app(listen: SocketAddr) {
-    let listener = TcpListener::bind(listen).await.unwrap();
+async fn app(listen: SocketAddr) -> Result<(), BenchError> {
+    let listener = TcpListener::bind(listen).await?;
     loop {
-        let (stream, _) = listener.accept().await.unwrap();
-        stream.set_nodelay(true).unwrap();
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
         tokio::spawn(async move {
             let svc = service_fn(|_req| async {
                 Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
@@ -111,10 +121,10 @@ async fn app(listen: SocketAddr) {
     }
 }
 
-async fn gateway(listen: SocketAddr, app: SocketAddr, workers: usize) {
+async fn gateway(listen: SocketAddr, app: SocketAddr, workers: usize) -> Result<(), BenchError> {
     let mut config = GatewayConfig::dev();
     config.listen = listen;
-    let gw = Gateway::new(config, Arc::new(NoPoke)).unwrap();
+    let gw = Gateway::new(config, Arc::new(NoPoke))?;
     gw.set_routes(vec![FunctionRoute {
         namespace: "bench".into(),
         name: "hello".into(),
@@ -142,8 +152,8 @@ async fn gateway(listen: SocketAddr, app: SocketAddr, workers: usize) {
             terminating: false,
         }],
     );
-    let listener = TcpListener::bind(listen).await.unwrap();
+    let listener = TcpListener::bind(listen).await?;
     gw.serve_with_workers(listener, workers, std::future::pending())
-        .await
-        .unwrap();
+        .await?;
+    Ok(())
 }

@@ -14,11 +14,19 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::BenchError;
+
 /// Sends `rps` requests per second for `seconds` over `conns` connections
 /// (after one second of warm-up at the same rate) and returns a one-line
 /// report: count, errors, requests sent more than 2 ms late, and latency
 /// percentiles in microseconds.
-pub async fn run(target: SocketAddr, host: String, rps: u64, seconds: u64, conns: u64) -> String {
+pub async fn run(
+    target: SocketAddr,
+    host: String,
+    rps: u64,
+    seconds: u64,
+    conns: u64,
+) -> Result<String, BenchError> {
     let interval = Duration::from_nanos(1_000_000_000 / rps);
     // Each connection sends every `conns`-th request of the schedule.
     let step = interval * u32::try_from(conns).unwrap_or(u32::MAX);
@@ -29,12 +37,10 @@ pub async fn run(target: SocketAddr, host: String, rps: u64, seconds: u64, conns
         .map(|c| {
             let host = host.clone();
             tokio::spawn(async move {
-                let stream = TcpStream::connect(target).await.unwrap();
-                stream.set_nodelay(true).unwrap();
+                let stream = TcpStream::connect(target).await?;
+                stream.set_nodelay(true)?;
                 let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                        .await
-                        .unwrap();
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
                 tokio::spawn(conn);
                 let mut latencies = Vec::new();
                 let mut errors = 0u64;
@@ -45,8 +51,7 @@ pub async fn run(target: SocketAddr, host: String, rps: u64, seconds: u64, conns
                     tokio::time::sleep_until(at.into()).await;
                     let req = hyper::Request::get("/")
                         .header("host", &host)
-                        .body(Empty::<Bytes>::new())
-                        .unwrap();
+                        .body(Empty::<Bytes>::new())?;
                     let sent = Instant::now();
                     let ok = match sender.send_request(req).await {
                         Ok(resp) => {
@@ -68,7 +73,7 @@ pub async fn run(target: SocketAddr, host: String, rps: u64, seconds: u64, conns
                     i += conns;
                     at += step;
                 }
-                (latencies, errors, late)
+                Ok::<_, BenchError>((latencies, errors, late))
             })
         })
         .collect();
@@ -76,7 +81,7 @@ pub async fn run(target: SocketAddr, host: String, rps: u64, seconds: u64, conns
     let mut errors = 0;
     let mut late = 0;
     for t in tasks {
-        let (l, e, n) = t.await.unwrap();
+        let (l, e, n) = t.await??;
         all.extend(l);
         errors += e;
         late += n;
@@ -89,7 +94,7 @@ pub async fn run(target: SocketAddr, host: String, rps: u64, seconds: u64, conns
         let i = ((all.len() as f64 - 1.0) * p).round() as usize;
         all[i].as_secs_f64() * 1e6
     };
-    format!(
+    Ok(format!(
         "count={} errors={errors} late={late} p50={:.0} p90={:.0} p99={:.0} p999={:.0} max={:.0}",
         all.len(),
         pct(0.5),
@@ -97,5 +102,5 @@ pub async fn run(target: SocketAddr, host: String, rps: u64, seconds: u64, conns
         pct(0.99),
         pct(0.999),
         pct(1.0)
-    )
+    ))
 }
