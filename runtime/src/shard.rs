@@ -5,7 +5,6 @@
 
 use std::cell::Cell;
 use std::num::NonZeroUsize;
-use std::ops::Deref;
 use std::sync::OnceLock;
 
 /// The worker id of threads that are not gateway workers.
@@ -46,16 +45,9 @@ fn shard_count() -> usize {
 }
 
 /// A value on a cache line of its own.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(128))]
-pub struct Padded<T>(pub T);
-
-impl<T> Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
+struct Padded<T>(T);
 
 /// One `T` per core. Threads that are not gateway workers share the first.
 #[derive(Debug)]
