@@ -26,6 +26,7 @@ use flint_api::{Function, TrafficStatus};
 
 use flint_api::backend::RevisionKey;
 
+use super::decide::wanted_for_waiting;
 use super::source::{FunctionKey, Pending};
 
 /// One revision's view of its Function's asynchronous backlog: the input
@@ -59,18 +60,9 @@ impl Backlog {
 
     /// Replicas this share needs at `target` per replica: `ceil(in_flight / target)`.
     pub fn replicas(&self, target: f64) -> u32 {
-        let work = self.in_flight();
-        if work == 0 {
-            return 0;
-        }
-        // A count below 2^53 converts to f64 exactly; `in_flight` is bounded
-        // by `maxInFlight`, a u32.
-        let wanted = (work as f64 / target.max(f64::MIN_POSITIVE)).ceil();
-        if wanted >= f64::from(u32::MAX) {
-            u32::MAX
-        } else {
-            (wanted as u32).max(1)
-        }
+        // `in_flight` is bounded by `maxInFlight`, a u32.
+        let work = u32::try_from(self.in_flight()).unwrap_or(u32::MAX);
+        wanted_for_waiting(work, target.max(f64::MIN_POSITIVE))
     }
 }
 

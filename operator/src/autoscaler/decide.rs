@@ -327,8 +327,9 @@ pub fn decide_with_backlog(
     }
 }
 
-/// Replicas needed for `waiting` queued requests at `target` each.
-fn wanted_for_waiting(waiting: u32, target: f64) -> u32 {
+/// Replicas needed for `waiting` queued requests (or pending deliveries)
+/// at `target` each.
+pub(super) fn wanted_for_waiting(waiting: u32, target: f64) -> u32 {
     to_count((f64::from(waiting) / target).ceil())
 }
 

@@ -11,7 +11,9 @@ use flint_api::backend::RevisionKey;
 use flint_api::metrics as names;
 
 use super::http::HttpGet;
-use super::{FunctionKey, MetricsSource, Pending, Readings, SourceError};
+use super::{
+    FunctionKey, MetricsSource, Pending, Readings, SourceError, pending_count, raise_pending,
+};
 
 /// Counter totals of one revision in one scrape.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -61,9 +63,7 @@ pub fn parse_scrape(text: &str) -> Result<Scraped, String> {
         let label = |k: &str| sample.labels.get(k).unwrap_or_default().to_owned();
         if is_pending {
             let key = FunctionKey::new(label(names::LABEL_NAMESPACE), label(names::LABEL_FUNCTION));
-            let n = count(value);
-            let slot = out.pending.entry(key).or_default();
-            *slot = (*slot).max(n);
+            raise_pending(&mut out.pending, key, pending_count(value));
             continue;
         }
         let key = RevisionKey::new(
@@ -101,25 +101,13 @@ fn read_here(line: &str) -> bool {
     })
 }
 
-/// A gauge value as a count: negative, NaN or fractional parts dropped.
-fn count(value: f64) -> u64 {
-    if value.is_nan() || value <= 0.0 {
-        0
-    } else if value >= u64::MAX as f64 {
-        u64::MAX
-    } else {
-        value as u64
-    }
-}
-
 /// Merges one gateway's pending counts into `into` by maximum. Every gateway
 /// replica reads the same shared queue and reports the same queue-wide
 /// depth, so the maximum (not the sum) is the backlog; it also tolerates a
 /// replica whose reading is a moment older than the others'.
 pub fn merge_pending(into: &mut Pending, from: Pending) {
     for (key, n) in from {
-        let slot = into.entry(key).or_default();
-        *slot = (*slot).max(n);
+        raise_pending(into, key, n);
     }
 }
 
@@ -318,9 +306,9 @@ flint_async_oldest_pending_age_seconds{function="hello",namespace="default"} 12
             Pending::from([(hello.clone(), 38), (other.clone(), 5)]),
         );
         assert_eq!(all, Pending::from([(hello, 40), (other, 5)]));
-        assert_eq!(count(-1.0), 0);
-        assert_eq!(count(f64::NAN), 0);
-        assert_eq!(count(7.9), 7);
+        assert_eq!(pending_count(-1.0), 0);
+        assert_eq!(pending_count(f64::NAN), 0);
+        assert_eq!(pending_count(7.9), 7);
     }
 
     #[test]

@@ -66,6 +66,26 @@ impl FunctionKey {
 /// replicas. A Function missing from the map has nothing pending.
 pub type Pending = HashMap<FunctionKey, u64>;
 
+/// A gauge value of pending invocations as a count: negative, NaN or
+/// fractional parts dropped.
+pub(super) fn pending_count(value: f64) -> u64 {
+    if value.is_nan() || value <= 0.0 {
+        0
+    } else if value >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        value as u64
+    }
+}
+
+/// Records `n` pending invocations for `key`, keeping the larger reading
+/// when the Function was already read (every gateway reports the same
+/// queue-wide depth, so the maximum, not the sum, is the backlog).
+pub(super) fn raise_pending(pending: &mut Pending, key: FunctionKey, n: u64) {
+    let slot = pending.entry(key).or_default();
+    *slot = (*slot).max(n);
+}
+
 /// Why a source could not produce readings.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

@@ -18,7 +18,7 @@ use flint_api::metrics as names;
 use serde::Deserialize;
 
 use super::http::HttpGet;
-use super::{FunctionKey, MetricsSource, Pending, Reading, Readings, SourceError};
+use super::{FunctionKey, MetricsSource, Pending, Reading, Readings, SourceError, pending_count};
 
 /// Settings of the PromQL source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,8 +188,7 @@ impl MetricsSource for PromQlSource {
         for s in self.query(&self.pending_query()).await? {
             let label = |k: &str| s.metric.get(k).cloned().unwrap_or_default();
             let key = FunctionKey::new(label(names::LABEL_NAMESPACE), label(names::LABEL_FUNCTION));
-            let n = Self::value(&s).max(0.0).min(u64::MAX as f64) as u64;
-            pending.insert(key, n);
+            pending.insert(key, pending_count(Self::value(&s)));
         }
         for key in revisions {
             readings.entry(key.clone()).or_default();
