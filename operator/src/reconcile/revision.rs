@@ -8,7 +8,7 @@ use flint_api::names::{
     ANNOTATION_CONCURRENCY, ANNOTATION_PROTOCOL, ANNOTATION_SPEC_HASH, ANNOTATION_TIMEOUT_SECONDS,
     LABEL_GENERATION, LABEL_REVISION, revision_number,
 };
-use flint_api::{FunctionStatus, Protocol};
+use flint_api::{FunctionSpec, FunctionStatus, Protocol};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
@@ -50,6 +50,15 @@ pub struct ServingSettings {
 }
 
 impl ServingSettings {
+    /// The settings a revision created now from `spec` gets.
+    pub fn of(spec: &FunctionSpec) -> Self {
+        Self {
+            concurrency: Some(spec.concurrency),
+            timeout_seconds: Some(spec.timeout_seconds),
+            protocol: Some(spec.protocol),
+        }
+    }
+
     /// Reads the settings from a Deployment's annotations.
     pub fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -> Self {
         let get = |key: &str| annotations.and_then(|a| a.get(key)).map(String::as_str);

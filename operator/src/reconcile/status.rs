@@ -60,14 +60,9 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
         .map(revision_status)
         .collect();
     if latest.created {
-        // The settings come from the Deployment being created, as they will
-        // on every later reconcile.
-        let serving = ServingSettings::from_annotations(
-            desired
-                .deployment
-                .as_ref()
-                .and_then(|d| d.metadata.annotations.as_ref()),
-        );
+        // The spec the Deployment being created is built from; later
+        // reconciles read the same values back from its annotations.
+        let serving = ServingSettings::of(&function.spec);
         statuses.push(RevisionStatus {
             name: latest.name.clone(),
             ready: false,
