@@ -205,11 +205,9 @@ impl EmbeddedQueue {
                 ticket: Ticket(TicketKind::Embedded { due_key: key }),
             });
         }
-        let stored = !out.is_empty()
-            || match due.range(prefix.as_str()..).map_err(store_err)?.next() {
-                Some(entry) => entry.map_err(store_err)?.0.value().starts_with(&prefix),
-                None => false,
-            };
+        // The in-memory index of unsettled invocations answers "anything
+        // stored?" without a second read of the store.
+        let stored = !out.is_empty() || lock(&self.inner.pending).by_function.contains_key(target);
         Ok((out, stored))
     }
 
