@@ -147,6 +147,9 @@ struct GatewayArgs {
     /// NATS server with JetStream for asynchronous invocations (e.g. nats://nats.flint-system:4222) [default: async requests are proxied as usual].
     #[arg(long, env = "FLINT_NATS_URL")]
     nats_url: Option<String>,
+    /// Token the operator presents to drain replicas before removing them (from a Secret; never on the command line) [default: drains are refused].
+    #[arg(long, env = flint_api::drain::CONTROL_TOKEN_ENV, hide_env_values = true)]
+    control_token: Option<String>,
 }
 
 fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
@@ -164,6 +167,7 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         admin_addr: args.admin_addr,
         autoscaler_url: args.autoscaler_url,
         namespace: args.namespace,
+        control_token: args.control_token.and_then(flint_api::drain::ControlToken::new),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -214,6 +218,9 @@ struct OperatorArgs {
     /// Where the autoscaler reads the scaling signal: `direct` scrapes every gateway pod, `prometheus` queries --prometheus-url.
     #[arg(long, env = "FLINT_METRICS_SOURCE", default_value = "direct", value_parser = ["direct", "prometheus"])]
     metrics_source: String,
+    /// Token presented to the gateways to drain replicas before a scale-down (from a Secret; never on the command line) [default: scale-downs do not drain].
+    #[arg(long, env = flint_api::drain::CONTROL_TOKEN_ENV, hide_env_values = true)]
+    control_token: Option<String>,
     /// Namespace of the gateway Service (direct source).
     #[arg(long, env = "FLINT_GATEWAY_NAMESPACE", default_value = "flint-system")]
     gateway_namespace: String,
@@ -261,14 +268,19 @@ fn autoscaler_config(
                 timeout: std::time::Duration::from_secs(2),
             },
         ),
-        _ => SignalConfig::Direct {
+        _ => SignalConfig::Direct,
+    };
+    flint_operator::autoscaler::cluster::ClusterAutoscalerConfig {
+        signal,
+        gateways: flint_operator::autoscaler::cluster::GatewayDiscovery {
             namespace: args.gateway_namespace.clone(),
             service: args.gateway_service.clone(),
             port: args.gateway_metrics_port,
         },
-    };
-    flint_operator::autoscaler::cluster::ClusterAutoscalerConfig {
-        signal,
+        control_token: args
+            .control_token
+            .clone()
+            .and_then(flint_api::drain::ControlToken::new),
         poke_addr: args.poke_addr,
     }
 }

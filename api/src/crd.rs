@@ -1,7 +1,9 @@
 //! The generated CustomResourceDefinition: what `flint crd` prints and what
 //! `crds/functions.flint.dev.yaml` holds.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaPropsOrArray,
+};
 use kube::CustomResourceExt;
 
 use crate::function::Function;
@@ -9,9 +11,32 @@ use crate::function::Function;
 /// Path of the checked-in CRD, relative to the repository root.
 pub const CRD_FILE: &str = "crds/functions.flint.dev.yaml";
 
+/// Longest environment variable name the CRD accepts. Kubernetes sets none,
+/// but the API server prices a CEL rule by the longest value a field may
+/// hold: without a bound, the rule over `spec.env` names exceeds its budget
+/// and the CRD is refused.
+pub const ENV_NAME_MAX_LENGTH: u64 = 1024;
+
 /// The Function CRD object.
 pub fn function_crd() -> CustomResourceDefinition {
-    Function::crd()
+    let mut crd = Function::crd();
+    for version in &mut crd.spec.versions {
+        let env_name = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|root| root.properties.as_mut()?.get_mut("spec"))
+            .and_then(|spec| spec.properties.as_mut()?.get_mut("env"))
+            .and_then(|env| env.items.as_mut())
+            .and_then(|items| match items {
+                JSONSchemaPropsOrArray::Schema(item) => item.properties.as_mut()?.get_mut("name"),
+                JSONSchemaPropsOrArray::Schemas(_) => None,
+            });
+        if let Some(name) = env_name {
+            name.max_length = Some(ENV_NAME_MAX_LENGTH as i64);
+        }
+    }
+    crd
 }
 
 /// The Function CRD as YAML, exactly as checked in under `crds/`.

@@ -40,7 +40,10 @@ use crate::duration::Duration;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 57").message("metadata.name: must be at most 57 characters, so that revision names (<name>-00001) stay valid DNS labels"),
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name: must be a DNS label: lowercase letters, digits and '-', starting with a letter"),
-    validation = Rule::new("!has(self.spec.traffic) || self.spec.traffic.all(t, !has(t.revision) || t.revision.startsWith(self.metadata.name + '-'))").message("spec.traffic: a revision must be one of this function's (<name>-NNNNN)"),
+    // Compared by length and substring rather than startsWith(name + '-'): the API server
+    // bounds CEL's cost by the longest value a field may hold, and metadata.name has no
+    // maxLength in the schema, so a per-target startsWith exceeds the budget.
+    validation = Rule::new("!has(self.spec.traffic) || self.spec.traffic.all(t, !has(t.revision) || (size(t.revision) > size(self.metadata.name) && t.revision.substring(0, size(self.metadata.name)) == self.metadata.name && t.revision.charAt(size(self.metadata.name)) == '-'))").message("spec.traffic: a revision must be one of this function's (<name>-NNNNN)"),
     validation = Rule::new("!has(self.spec.traffic) || self.spec.traffic.all(t, !has(t.tag) || size(t.tag) + size(self.metadata.name) <= 62)").message("spec.traffic: tag plus function name must be at most 62 characters, so that the tagged host <tag>-<name> stays a valid DNS label"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -63,8 +66,9 @@ pub struct FunctionSpec {
     #[schemars(length(max = 256))]
     pub args: Option<Vec<String>>,
 
-    /// Environment variables for the function's container.
+    /// Environment variables for the function's container (at most 256; names at most 1024 characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
     pub env: Vec<EnvVar>,
 
     /// Sources (Secrets, ConfigMaps) whose keys become environment variables.

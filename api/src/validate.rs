@@ -90,7 +90,18 @@ pub fn validate(function: &Function) -> Result<(), ValidationErrors> {
                 format!("spec.env[{i}].name"),
                 "must be a non-empty name without '='",
             );
+        } else if env.name.len() as u64 > crate::crd::ENV_NAME_MAX_LENGTH {
+            errs.push(
+                format!("spec.env[{i}].name"),
+                format!(
+                    "must be at most {} characters",
+                    crate::crd::ENV_NAME_MAX_LENGTH
+                ),
+            );
         }
+    }
+    if spec.env.len() > 256 {
+        errs.push("spec.env", "must have at most 256 entries");
     }
     in_range(
         &mut errs,

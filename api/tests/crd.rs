@@ -139,7 +139,7 @@ fn every_cross_field_rule_is_a_cel_rule() {
         ),
         (
             "traffic revisions belong to the function",
-            "t.revision.startsWith(self.metadata.name + '-')",
+            "t.revision.substring(0, size(self.metadata.name)) == self.metadata.name",
         ),
         ("volume source", "has(self.secret) != has(self.configMap)"),
     ];
@@ -166,6 +166,12 @@ fn single_field_bounds_are_in_the_schema() {
     assert_eq!(
         scale["stableWindow"]["pattern"],
         flint_api::duration::DURATION_PATTERN
+    );
+    // Bounds that keep the CEL rules within the API server's cost budget.
+    assert_eq!(spec["env"]["maxItems"], 256);
+    assert_eq!(
+        spec["env"]["items"]["properties"]["name"]["maxLength"],
+        flint_api::crd::ENV_NAME_MAX_LENGTH
     );
     let traffic = &spec["traffic"]["items"]["properties"];
     assert_eq!(traffic["percent"]["maximum"], 100.0);

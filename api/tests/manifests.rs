@@ -52,191 +52,37 @@ fn cluster_verdict(function: &Function) -> Result<(), Vec<(String, String)>> {
         })
 }
 
-/// Cases that parse but break a rule: (spec YAML, field path, words the message must contain).
-const INVALID: &[(&str, &str, &str)] = &[
-    ("  port: 0\n", "spec.port", "between 1 and 65535"),
-    ("  port: 9091\n", "spec.port", "reserved by the platform"),
-    (
-        "  timeoutSeconds: 0\n",
-        "spec.timeoutSeconds",
-        "between 1 and 3600",
-    ),
-    (
-        "  timeoutSeconds: 7200\n",
-        "spec.timeoutSeconds",
-        "between 1 and 3600",
-    ),
-    (
-        "  concurrency: 20000\n",
-        "spec.concurrency",
-        "between 0 and 10000",
-    ),
-    (
-        "  scale: { min: 5, max: 2, initial: 2 }\n",
-        "spec.scale.min",
-        "must not exceed max",
-    ),
-    (
-        "  scale: { min: 2, max: 5, initial: 1 }\n",
-        "spec.scale.initial",
-        "between min (2) and max (5)",
-    ),
-    (
-        "  scale: { max: 0, initial: 0 }\n",
-        "spec.scale.max",
-        "between 1 and 1000",
-    ),
-    (
-        "  scale: { target: 0 }\n",
-        "spec.scale.target",
-        "between 1 and 100000",
-    ),
-    (
-        "  scale: { targetUtilization: 0 }\n",
-        "spec.scale.targetUtilization",
-        "between 1 and 100",
-    ),
-    (
-        "  scale: { targetUtilization: 101 }\n",
-        "spec.scale.targetUtilization",
-        "between 1 and 100",
-    ),
-    (
-        "  scale: { stableWindow: 5s }\n",
-        "spec.scale.stableWindow",
-        "between 6s and 1h",
-    ),
-    (
-        "  scale: { stableWindow: 2h }\n",
-        "spec.scale.stableWindow",
-        "between 6s and 1h",
-    ),
-    (
-        "  scale: { panicWindowPercent: 0 }\n",
-        "spec.scale.panicWindowPercent",
-        "between 1 and 100",
-    ),
-    (
-        "  scale: { panicThresholdPercent: 100 }\n",
-        "spec.scale.panicThresholdPercent",
-        "between 110 and 1000",
-    ),
-    (
-        "  scale: { scaleDownDelay: 90m }\n",
-        "spec.scale.scaleDownDelay",
-        "between 0s and 1h",
-    ),
-    (
-        "  scale: { scaleToZeroGracePeriod: 0s }\n",
-        "spec.scale.scaleToZeroGracePeriod",
-        "between 1s and 1h",
-    ),
-    (
-        "  traffic:\n    - { latestRevision: true, percent: 60 }\n    - { revision: hello-00001, percent: 30 }\n",
-        "spec.traffic",
-        "must sum to 100, they sum to 90",
-    ),
-    (
-        "  traffic:\n    - { latestRevision: true, revision: hello-00001, percent: 100 }\n",
-        "spec.traffic[0]",
-        "exactly one of revision or latestRevision",
-    ),
-    (
-        "  traffic:\n    - { percent: 100 }\n",
-        "spec.traffic[0]",
-        "exactly one of revision or latestRevision",
-    ),
-    (
-        "  traffic:\n    - { latestRevision: true, percent: 50, tag: a }\n    - { revision: hello-00001, percent: 50, tag: a }\n",
-        "spec.traffic[1].tag",
-        "used by another traffic target",
-    ),
-    (
-        "  traffic:\n    - { latestRevision: true, percent: 100, tag: Bad_Tag }\n",
-        "spec.traffic[0].tag",
-        "must be a DNS label",
-    ),
-    (
-        "  traffic:\n    - { revision: other-00001, percent: 100 }\n",
-        "spec.traffic[0].revision",
-        "not a revision of this function",
-    ),
-    (
-        "  traffic:\n    - { latestRevision: true, percent: 101 }\n",
-        "spec.traffic[0].percent",
-        "between 0 and 100",
-    ),
-    (
-        "  async: { maxInFlight: 0 }\n",
-        "spec.async.maxInFlight",
-        "between 1 and 10000",
-    ),
-    (
-        "  async: { maxAge: 200h }\n",
-        "spec.async.maxAge",
-        "between 1s and 168h",
-    ),
-    (
-        "  schedules:\n    - { cron: \"61 * * * *\" }\n",
-        "spec.schedules[0].cron",
-        "minute 61 is outside 0-59",
-    ),
-    (
-        "  schedules:\n    - { cron: \"* * * *\" }\n",
-        "spec.schedules[0].cron",
-        "expected 5 fields",
-    ),
-    (
-        "  schedules:\n    - { cron: \"* * * * *\", timezone: Mars/Olympus }\n",
-        "spec.schedules[0].timezone",
-        "\"Mars/Olympus\" is not a time zone",
-    ),
-    (
-        "  schedules:\n    - { cron: \"* * * * *\", timezone: europe/paris }\n",
-        "spec.schedules[0].timezone",
-        "\"europe/paris\" is not a time zone",
-    ),
-    (
-        "  schedules:\n    - { cron: \"* * * * *\", path: tick }\n",
-        "spec.schedules[0].path",
-        "must start with '/'",
-    ),
-    (
-        "  env:\n    - { name: \"\", value: x }\n",
-        "spec.env[0].name",
-        "non-empty name",
-    ),
-    (
-        "  volumes:\n    - { name: cfg, mountPath: /etc/cfg }\n",
-        "spec.volumes[0]",
-        "exactly one of secret or configMap",
-    ),
-    (
-        "  volumes:\n    - { name: cfg, mountPath: etc, configMap: { name: c } }\n",
-        "spec.volumes[0].mountPath",
-        "absolute path",
-    ),
-    ("  command: []\n", "spec.command", "must name a program"),
-];
+/// A spec that parses but breaks a rule (api/tests/invalid_specs.yaml,
+/// shared with the end-to-end tests against a real API server).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InvalidSpec {
+    /// YAML under `spec:` (besides the image).
+    spec: String,
+    /// Field path `validate()` names.
+    path: String,
+    /// Words its message must contain.
+    words: String,
+    /// Field path the API server names, when not `path`.
+    api_path: Option<String>,
+}
 
-/// Where the API server reports what `validate()` reports at `path`: the same
-/// field, except for the CEL rules that check every element of a list at once
-/// and so can only name the list (or, when the rule needs the function's
-/// name, the object).
-fn crd_path(path: &str) -> &str {
-    match path {
-        "spec.traffic[1].tag" => "spec.traffic",
-        "spec.env[0].name" => "spec.env",
-        "spec.traffic[0].revision" => "",
-        same => same,
-    }
+/// `spec` indented to sit under `spec:`.
+fn indent(spec: &str) -> String {
+    spec.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+fn invalid_specs() -> Vec<InvalidSpec> {
+    serde_yaml::from_str(include_str!("invalid_specs.yaml")).expect("invalid_specs.yaml parses")
 }
 
 #[test]
 fn invalid_specs_name_the_field_and_are_refused_by_the_crd_too() {
-    assert!(INVALID.len() >= 20);
-    for (spec, path, words) in INVALID {
-        let text = manifest(spec);
+    let cases = invalid_specs();
+    assert!(cases.len() >= 20);
+    for case in &cases {
+        let (spec, path, words) = (&case.spec, &case.path, &case.words);
+        let text = manifest(&indent(spec));
         let err = parse_functions(&text).expect_err(&format!("accepted: {spec}"));
         let ManifestError::Invalid { name, errors } = &err else {
             panic!("{spec}: expected a validation error, got {err}");
@@ -257,7 +103,7 @@ fn invalid_specs_name_the_field_and_are_refused_by_the_crd_too() {
         let refusals = cluster_verdict(&function)
             .err()
             .unwrap_or_else(|| panic!("{spec}: the CRD would accept what validate() refuses"));
-        let at = crd_path(path);
+        let at = case.api_path.as_deref().unwrap_or(path);
         assert!(
             refusals.iter().any(|(p, _)| p == at),
             "{spec}: the CRD refuses at other fields than {at}: {refusals:?}"

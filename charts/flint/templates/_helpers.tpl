@@ -19,6 +19,7 @@
 
 {{- define "flint.operatorName" -}}{{ include "flint.fullname" . }}-operator{{- end -}}
 {{- define "flint.gatewayName" -}}{{ include "flint.fullname" . }}-gateway{{- end -}}
+{{- define "flint.controlSecretName" -}}{{ include "flint.fullname" . }}-control{{- end -}}
 {{- define "flint.natsName" -}}{{ include "flint.fullname" . }}-nats{{- end -}}
 
 {{/* Labels on every object. */}}
@@ -128,4 +129,13 @@ the values and says what to change.
 {{- if eq (int .Values.gateway.port) (int .Values.gateway.adminPort) -}}
 {{- fail (printf "gateway.port and gateway.adminPort are both %d; the data plane and the admin endpoints need different ports" (int .Values.gateway.port)) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The control token's environment variable (operator and gateway). */}}
+{{- define "flint.controlTokenEnv" -}}
+- name: FLINT_CONTROL_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flint.controlSecretName" . }}
+      key: token
 {{- end -}}

@@ -1,7 +1,9 @@
 //! hello-rust: a Flint function in Rust using only the standard library.
 //!
 //! It listens on `$PORT`, answers `GET` with a greeting and `POST` with the
-//! byte count of the body, one thread per connection with keep-alive. Its
+//! byte count of the body, one thread per connection with keep-alive. A
+//! `sleep_ms=N` query parameter (at most 60000) delays the answer, to stand
+//! for slow work in drain and timeout tests. Its
 //! manifest sets `concurrency: 4`, so the gateway never sends one replica
 //! more than four requests at once.
 #![forbid(unsafe_code)]
@@ -69,6 +71,9 @@ fn serve(stream: TcpStream, greeting: &str) -> std::io::Result<()> {
         }
         let mut body = vec![0; content_length];
         reader.read_exact(&mut body)?;
+        if let Some(ms) = sleep_ms(&path) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let reply = match method.as_str() {
             "POST" => format!("{{\"received_bytes\":{}}}\n", body.len()),
             _ => format!("{greeting} from Flint! (rust, path {path})\n"),
@@ -83,4 +88,14 @@ fn serve(stream: TcpStream, greeting: &str) -> std::io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// The `sleep_ms` query parameter of `path`, at most a minute.
+fn sleep_ms(path: &str) -> Option<u64> {
+    let (_, query) = path.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("sleep_ms="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| ms.min(60_000))
 }

@@ -19,7 +19,8 @@ use prometheus::Registry;
 use tokio::sync::watch;
 
 use super::backlog::BacklogRoute;
-use super::kube_actuator::KubeActuator;
+use super::drain::Drainer;
+use super::kube_actuator::{DrainSetup, KubeActuator};
 use super::source::direct::DirectSource;
 use super::source::prometheus::{PromQlConfig, PromQlSource};
 use super::source::{FunctionKey, MetricsSource, Pending, Readings, SourceError};
@@ -31,17 +32,22 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Where the scaling signal comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignalConfig {
-    /// Scrape every ready pod behind the gateway's admin Service each second.
-    Direct {
-        /// Namespace of the gateway Service.
-        namespace: String,
-        /// Name of the Service whose EndpointSlices list the gateway pods.
-        service: String,
-        /// Port of the gateways' `/metrics`.
-        port: u16,
-    },
+    /// Scrape every ready gateway pod's `/metrics` each second.
+    Direct,
     /// Query a Prometheus server that scrapes the gateways.
     Prometheus(PromQlConfig),
+}
+
+/// Where the gateway pods are: the ready endpoints of a Service, on their
+/// admin port (scraped by the direct source, asked to drain before scale-downs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayDiscovery {
+    /// Namespace of the gateway Service.
+    pub namespace: String,
+    /// Name of the Service whose EndpointSlices list the gateway pods.
+    pub service: String,
+    /// The gateways' admin port.
+    pub port: u16,
 }
 
 /// Settings of the cluster autoscaler.
@@ -49,6 +55,11 @@ pub enum SignalConfig {
 pub struct ClusterAutoscalerConfig {
     /// The signal.
     pub signal: SignalConfig,
+    /// The gateways.
+    pub gateways: GatewayDiscovery,
+    /// Token for the gateways' drain endpoint; without one, scale-downs
+    /// remove pods without draining them first (the pods' preStop wait only).
+    pub control_token: Option<flint_api::drain::ControlToken>,
     /// Where the poke endpoint listens (only while leading).
     pub poke_addr: SocketAddr,
 }
@@ -187,28 +198,32 @@ pub async fn run(
     halt: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ClusterError> {
     let (halt_tx, halt_rx) = watch::channel(false);
+    let (urls_tx, urls_rx) = watch::channel(Vec::new());
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &config.gateways.namespace);
+    let selector = format!("kubernetes.io/service-name={}", config.gateways.service);
+    tokio::spawn(until(
+        halt_rx.clone(),
+        follow_gateways(slices, selector, config.gateways.port, urls_tx),
+    ));
     let source = match config.signal {
-        SignalConfig::Direct {
-            namespace,
-            service,
-            port,
-        } => {
-            let (urls_tx, urls_rx) = watch::channel(Vec::new());
-            let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &namespace);
-            let selector = format!("kubernetes.io/service-name={service}");
-            tokio::spawn(until(
-                halt_rx.clone(),
-                follow_gateways(slices, selector, port, urls_tx),
-            ));
-            ClusterSource::Direct(Discovered {
-                inner: DirectSource::new(Vec::new(), SCRAPE_TIMEOUT),
-                urls: urls_rx,
-            })
-        }
+        SignalConfig::Direct => ClusterSource::Direct(Discovered {
+            inner: DirectSource::new(Vec::new(), SCRAPE_TIMEOUT),
+            urls: urls_rx.clone(),
+        }),
         SignalConfig::Prometheus(cfg) => ClusterSource::Prometheus(PromQlSource::new(cfg)),
     };
+    let drain = match config.control_token {
+        Some(token) => Some(DrainSetup {
+            drainer: Drainer::new(token),
+            gateways: urls_rx,
+        }),
+        None => {
+            tracing::warn!("no control token: scale-downs will not drain replicas first");
+            None
+        }
+    };
     let autoscaler = Autoscaler::new(
-        KubeActuator::new(client.clone()),
+        KubeActuator::new(client.clone(), drain),
         source,
         AutoscalerConfig::default(),
         registry,

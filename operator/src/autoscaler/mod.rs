@@ -4,6 +4,7 @@
 pub mod backlog;
 pub mod cluster;
 pub mod decide;
+pub mod drain;
 pub mod keepalive;
 pub mod kube_actuator;
 pub mod metrics;

@@ -84,6 +84,7 @@ pub async fn run_gateway(opts: ClusterOptions, nats_url: &str) -> Result<(), Eve
     .await?;
     let poke = Arc::new(HttpPokeSink::new(&opts.autoscaler_url).map_err(ClusterError::from)?);
     let gateway = Gateway::new(opts.gateway, poke).map_err(ClusterError::from)?;
+    crate::gateway::kube::cluster::accept_control(&gateway, opts.control_token);
     gateway.set_async_intake(events.intake);
     let client = kube::Client::try_default()
         .await

@@ -1,13 +1,23 @@
 //! The admin endpoints: `/metrics` (Prometheus text format), `/healthz`
-//! (the process runs) and `/readyz` (a routing table has been received).
+//! (the process runs), `/readyz` (a routing table has been received), and
+//! for the operator only (control token), `/v1/drain` and `/v1/release`:
+//! replicas about to be removed leave rotation and are reported drained
+//! once nothing runs on them.
 
-use axum::Router;
+use std::time::{Duration, Instant};
+
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use flint_api::backend::RevisionKey;
+use flint_api::drain::{DRAIN_PATH, DrainReply, DrainRequest, HOLD_GRACE_SECONDS, RELEASE_PATH};
 
 use super::Gateway;
+
+/// How often a drain looks at the in-flight count of the replicas it waits for.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 impl Gateway {
     /// The admin router, to be served on its own listener.
@@ -16,6 +26,8 @@ impl Gateway {
             .route("/metrics", get(metrics))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .route(DRAIN_PATH, post(drain))
+            .route(RELEASE_PATH, post(release))
             .with_state(self.clone())
     }
 }
@@ -51,4 +63,97 @@ async fn readyz(State(gateway): State<Gateway>) -> (StatusCode, &'static str) {
             "waiting for the routing table\n",
         )
     }
+}
+
+fn plain(status: StatusCode, text: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+/// Refuses a control request without the operator's token: 403 when this
+/// gateway has none configured, 401 when the request lacks it.
+fn authorize(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = gateway.control_token() else {
+        return Err(plain(
+            StatusCode::FORBIDDEN,
+            format!(
+                "draining is disabled: this gateway has no control token ({})\n",
+                flint_api::drain::CONTROL_TOKEN_ENV
+            ),
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if token.authorizes(presented) {
+        return Ok(());
+    }
+    let mut refused = plain(
+        StatusCode::UNAUTHORIZED,
+        "a control request needs the operator's token (Authorization: Bearer)\n".to_owned(),
+    );
+    refused.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"flint-control\""),
+    );
+    Err(refused)
+}
+
+fn key_of(req: &DrainRequest) -> RevisionKey {
+    RevisionKey::new(
+        req.namespace.clone(),
+        req.function.clone(),
+        req.revision.clone(),
+    )
+}
+
+/// Holds the pods out of rotation (until the drain's timeout plus
+/// [`HOLD_GRACE_SECONDS`], or a release) and answers once none of them has a
+/// request in flight here, or when the timeout passes, with what is left.
+async fn drain(State(gateway): State<Gateway>, headers: HeaderMap, Json(req): Json<DrainRequest>) -> Response {
+    if let Err(refused) = authorize(&gateway, &headers) {
+        return refused;
+    }
+    let key = key_of(&req);
+    let Some(state) = gateway.revision(&key) else {
+        // Never routed here: nothing in flight, nothing to hold.
+        return Json(DrainReply { in_flight: 0 }).into_response();
+    };
+    let now = Instant::now();
+    let timeout = Duration::from_secs(u64::from(req.timeout_seconds));
+    let until = now + timeout + Duration::from_secs(u64::from(HOLD_GRACE_SECONDS));
+    state.hold(&req.pods, until, now);
+    tracing::info!(revision = %key, pods = ?req.pods, "draining replicas before a scale-down");
+    // The hold lapses by itself if the scale-down never comes.
+    let lapse = std::sync::Arc::clone(&state);
+    tokio::spawn(async move {
+        tokio::time::sleep_until(until.into()).await;
+        lapse.release(&[], Instant::now());
+    });
+    let deadline = now + timeout;
+    loop {
+        let in_flight = state.in_flight_on(&req.pods);
+        if in_flight == 0 || Instant::now() >= deadline {
+            tracing::info!(revision = %key, in_flight, waited_ms = now.elapsed().as_millis() as u64, "drain answered");
+            return Json(DrainReply { in_flight }).into_response();
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// Puts held pods back into rotation: the scale-down was called off.
+async fn release(State(gateway): State<Gateway>, headers: HeaderMap, Json(req): Json<DrainRequest>) -> Response {
+    if let Err(refused) = authorize(&gateway, &headers) {
+        return refused;
+    }
+    if let Some(state) = gateway.revision(&key_of(&req)) {
+        state.release(&req.pods, Instant::now());
+        tracing::info!(revision = %key_of(&req), pods = ?req.pods, "drain called off; replicas back in rotation");
+    }
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -54,6 +54,7 @@ pub(crate) struct Shared {
     poke: Arc<dyn PokeSink>,
     routes_set: AtomicBool,
     intake: std::sync::OnceLock<crate::events::AsyncIntake>,
+    control_token: std::sync::OnceLock<flint_api::drain::ControlToken>,
 }
 
 /// A handle on a gateway; cheap to clone, all clones drive the same gateway.
@@ -92,6 +93,7 @@ impl Gateway {
                 poke,
                 routes_set: AtomicBool::new(false),
                 intake: std::sync::OnceLock::new(),
+                control_token: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -101,6 +103,17 @@ impl Gateway {
     /// to `/metrics`. Only the first call has an effect.
     pub fn set_async_intake(&self, intake: crate::events::AsyncIntake) {
         let _ = self.shared.intake.set(intake);
+    }
+
+    /// Accepts control requests (drains) carrying `token` from now on.
+    /// Only the first call has an effect; without one, drains are refused.
+    pub fn set_control_token(&self, token: flint_api::drain::ControlToken) {
+        let _ = self.shared.control_token.set(token);
+    }
+
+    /// The control token, if one is set.
+    pub fn control_token(&self) -> Option<&flint_api::drain::ControlToken> {
+        self.shared.control_token.get()
     }
 
     /// The configuration.

@@ -109,6 +109,11 @@ pub struct RevisionState {
     /// Replicas taken out of rotation that still serve requests: a backend
     /// draining one asks [`RevisionState::in_flight`] until it reaches zero.
     draining: Mutex<Vec<Arc<Upstream>>>,
+    /// Replicas held out of rotation (by endpoint id) until the instant
+    /// given, while the autoscaler drains them before removing them.
+    held: Mutex<HashMap<String, Instant>>,
+    /// The endpoints last given, so a hold or release recomputes the rotation.
+    given: Mutex<Vec<Endpoint>>,
     /// Its metric handles.
     pub metrics: RevisionMetrics,
 }
@@ -164,6 +169,8 @@ impl RevisionState {
             cold: Mutex::new(Cold::Warm),
             failure: Mutex::new(None),
             draining: Mutex::new(Vec::new()),
+            held: Mutex::new(HashMap::new()),
+            given: Mutex::new(Vec::new()),
             metrics,
         }
     }
@@ -224,11 +231,60 @@ impl RevisionState {
         }
     }
 
-    /// Replaces the replicas: only ready, non-terminating endpoints stay in
-    /// rotation (a replica leaving stops getting requests at once); replicas
-    /// kept keep their in-flight counts and connections. Waiting requests
-    /// are woken when replicas appear.
+    /// Replaces the replicas: only ready, non-terminating endpoints that are
+    /// not held for a drain stay in rotation (a replica leaving stops getting
+    /// requests at once); replicas kept keep their in-flight counts and
+    /// connections. Waiting requests are woken when replicas appear.
     pub fn set_endpoints(&self, endpoints: &[Endpoint], now: Instant) {
+        if let Ok(mut given) = self.given.lock() {
+            given.clear();
+            given.extend_from_slice(endpoints);
+        }
+        self.rotate(endpoints, now);
+    }
+
+    /// Takes the replicas `ids` out of rotation until `until` (or until
+    /// [`RevisionState::release`]), whatever their endpoints say meanwhile:
+    /// the autoscaler is about to remove them and waits for their requests
+    /// to finish ([`RevisionState::in_flight_on`]).
+    pub fn hold(&self, ids: &[String], until: Instant, now: Instant) {
+        if let Ok(mut held) = self.held.lock() {
+            for id in ids {
+                held.insert(id.clone(), until);
+            }
+        }
+        self.rerotate(now);
+    }
+
+    /// Puts held replicas back into rotation (if their endpoints are ready),
+    /// and lets holds that ran out lapse.
+    pub fn release(&self, ids: &[String], now: Instant) {
+        if let Ok(mut held) = self.held.lock() {
+            for id in ids {
+                held.remove(id);
+            }
+        }
+        self.rerotate(now);
+    }
+
+    /// Requests in flight on the replicas `ids`, in rotation or not.
+    pub fn in_flight_on(&self, ids: &[String]) -> u32 {
+        ids.iter().filter_map(|id| self.in_flight(id)).sum()
+    }
+
+    fn rerotate(&self, now: Instant) {
+        let given = self.given.lock().map(|g| g.clone()).unwrap_or_default();
+        self.rotate(&given, now);
+    }
+
+    fn rotate(&self, endpoints: &[Endpoint], now: Instant) {
+        let held: std::collections::HashSet<String> = match self.held.lock() {
+            Ok(mut held) => {
+                held.retain(|_, until| *until > now);
+                held.keys().cloned().collect()
+            }
+            Err(_) => std::collections::HashSet::new(),
+        };
         let current = self.upstreams.load_full();
         let mut old: HashMap<(&str, std::net::SocketAddr), &Arc<Upstream>> = current
             .iter()
@@ -236,7 +292,7 @@ impl RevisionState {
             .collect();
         let next: Vec<Arc<Upstream>> = endpoints
             .iter()
-            .filter(|e| e.ready && !e.terminating)
+            .filter(|e| e.ready && !e.terminating && !held.contains(&e.id))
             .map(|e| match old.remove(&(e.id.as_str(), e.addr)) {
                 Some(kept) => Arc::clone(kept),
                 None => Arc::new(Upstream {

@@ -21,6 +21,8 @@ pub struct ClusterOptions {
     pub autoscaler_url: String,
     /// Watch only this namespace (all namespaces when unset).
     pub namespace: Option<String>,
+    /// The operator's control token; without one, drains are refused.
+    pub control_token: Option<flint_api::drain::ControlToken>,
 }
 
 /// Why the cluster gateway stopped.
@@ -84,12 +86,24 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Lets the operator drain replicas through `gateway` with `token`; says
+/// so when there is none.
+pub(crate) fn accept_control(gateway: &Gateway, token: Option<flint_api::drain::ControlToken>) {
+    match token {
+        Some(token) => gateway.set_control_token(token),
+        None => tracing::warn!(
+            "no control token: the operator cannot drain replicas before removing them"
+        ),
+    }
+}
+
 /// Runs the gateway until SIGTERM (then drains open connections) or until
 /// a watch or server fails.
 pub async fn run_cluster(opts: ClusterOptions) -> Result<(), ClusterError> {
     let poke = Arc::new(HttpPokeSink::new(&opts.autoscaler_url)?);
     let listen = opts.gateway.listen;
     let gateway = Gateway::new(opts.gateway, poke)?;
+    accept_control(&gateway, opts.control_token);
     let client = kube::Client::try_default()
         .await
         .map_err(ClusterError::Client)?;

@@ -1,7 +1,7 @@
 //! Cluster mode: the gateway's routes from watching Functions, its replicas
 //! from watching the EndpointSlices labelled `flint.dev/revision`.
 
-mod cluster;
+pub(crate) mod cluster;
 pub mod translate;
 mod watch;
 

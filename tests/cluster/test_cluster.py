@@ -1,0 +1,266 @@
+"""Flint on a real Kubernetes (scripts/cluster): the chart installs with its
+own accounts, the API server enforces the CRD, a Function scales from zero
+and back, rollouts and scale-downs lose no request, a new leader takes over,
+and uninstalling leaves nothing behind.
+
+The tests run in file order and share one installation (installed by the
+first, removed by the last). Run them with scripts/cluster-e2e.
+"""
+
+import re
+import time
+
+import yaml
+
+from kube import (
+    ROOT,
+    CommandFailed,
+    Load,
+    helm,
+    is_ready,
+    kjson,
+    kubectl,
+    request,
+    running_pods,
+    wait_until,
+)
+
+NS = "flint-system"
+FN_NS = "flint-e2e"
+DOMAIN = "flint.test"
+RELEASE = "flint"
+VALUES = ROOT / "tests" / "cluster" / "values.yaml"
+RUST_IMAGE = "localhost/flint-examples/hello-rust:dev"
+
+
+def host(function, namespace=FN_NS):
+    return f"{function}.{namespace}.{DOMAIN}"
+
+
+def example(name, **scale):
+    """An example's Function manifest with the locally built image, in the
+    test namespace, with `scale` settings merged in."""
+    doc = yaml.safe_load((ROOT / "examples" / name / "function.yaml").read_text())
+    doc["metadata"]["namespace"] = FN_NS
+    doc["spec"]["image"] = f"localhost/flint-examples/{name}:dev"
+    doc["spec"].setdefault("scale", {}).update(scale)
+    return doc
+
+
+def function(name, **spec):
+    doc = {
+        "apiVersion": "flint.dev/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": name, "namespace": FN_NS},
+        "spec": {"image": RUST_IMAGE, "port": 8080, **spec},
+    }
+    return doc
+
+
+def apply(doc):
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+
+
+def revision_pods(revision):
+    return running_pods(FN_NS, f"flint.dev/revision={revision}")
+
+
+def ready_pods(revision):
+    return [p for p in revision_pods(revision) if is_ready(p)]
+
+
+def status(name):
+    return kjson("-n", FN_NS, "get", "function", name).get("status", {})
+
+
+def routed(name):
+    """The Function's status names a revision taking traffic."""
+    s = status(name)
+    return s.get("traffic") and s.get("latestCreatedRevision")
+
+
+def events(name):
+    items = kjson("-n", FN_NS, "get", "events", "--field-selector", f"involvedObject.name={name}")
+    return [(e.get("reason"), e.get("message") or e.get("note")) for e in items["items"]]
+
+
+def lease_holder():
+    lease = kjson("-n", NS, "get", "lease", f"{RELEASE}-operator")
+    return lease["spec"].get("holderIdentity")
+
+
+# ---------------------------------------------------------------- install
+
+
+def test_chart_installs_with_its_own_accounts_and_one_leader():
+    kubectl("create", "namespace", FN_NS)
+    helm(
+        "install", RELEASE, str(ROOT / "charts" / "flint"), "--namespace", NS,
+        "--create-namespace", "-f", str(VALUES), "--wait", "--timeout", "180s",
+    )
+    for component, sa in (("operator", f"{RELEASE}-operator"), ("gateway", f"{RELEASE}-gateway")):
+        items = running_pods(NS, f"app.kubernetes.io/component={component}")
+        assert len(items) == 2, f"{component}: {len(items)} pods"
+        for pod in items:
+            assert is_ready(pod), f"{pod['metadata']['name']} not Ready"
+            assert pod["spec"]["serviceAccountName"] == sa
+            ctx = pod["spec"]["containers"][0]["securityContext"]
+            assert ctx.get("runAsNonRoot") or pod["spec"]["securityContext"].get("runAsNonRoot")
+    operators = {p["metadata"]["name"] for p in running_pods(NS, "app.kubernetes.io/component=operator")}
+    holder = wait_until("an operator to hold the Lease", lease_holder, 60)
+    assert holder in operators, f"Lease held by {holder}, not one of {operators}"
+    # Least privilege, as the real authorizer sees it.
+    gw = f"system:serviceaccount:{NS}:{RELEASE}-gateway"
+    op = f"system:serviceaccount:{NS}:{RELEASE}-operator"
+    can = lambda who, *what: kubectl("auth", "can-i", "--as", who, *what, check=False).strip()
+    assert can(gw, "watch", "functions.flint.dev", "-A") == "yes"
+    assert can(gw, "patch", "functions.flint.dev", "-A") == "no"
+    assert can(gw, "get", "secrets", "-A") == "no"
+    assert can(op, "patch", "deployments.apps/scale", "-n", FN_NS) == "yes"
+    assert can(op, "create", "pods", "-n", FN_NS) == "no"
+    assert can(op, "get", "secrets", "-n", FN_NS) == "no"
+
+
+def test_crd_printer_columns_explain_and_refusals_naming_the_field():
+    crd = kjson("get", "crd", "functions.flint.dev")
+    conds = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conds.get("Established") == "True", conds
+    header = kubectl("get", "fn", "-A").splitlines()
+    assert header == [] or True  # no Functions yet: kubectl prints nothing to stdout
+    apply(function("columns", scale={"initial": 0}))
+    header = kubectl("-n", FN_NS, "get", "fn").splitlines()[0].split()
+    assert header == ["NAME", "URL", "READY", "REPLICAS", "LATEST", "AGE"], header
+    explain = kubectl("explain", "function.spec.scale")
+    for field in ("min", "max", "target", "scaleToZeroGracePeriod", "keepAlive"):
+        assert re.search(rf"^\s+{field}\s", explain, re.M), f"explain lacks {field}:\n{explain}"
+    kubectl("-n", FN_NS, "delete", "fn", "columns", "--wait=true")
+
+    cases = yaml.safe_load((ROOT / "api" / "tests" / "invalid_specs.yaml").read_text())
+    assert len(cases) >= 20
+    for case in cases:
+        spec = {"image": RUST_IMAGE, **yaml.safe_load(case["spec"])}
+        doc = {
+            "apiVersion": "flint.dev/v1alpha1",
+            "kind": "Function",
+            "metadata": {"name": "invalid", "namespace": FN_NS},
+            "spec": spec,
+        }
+        try:
+            kubectl("create", "-f", "-", input=yaml.safe_dump(doc))
+        except CommandFailed as err:
+            at = case.get("apiPath", case["path"])
+            assert "is invalid" in err.stderr, err.stderr
+            if at:
+                assert f"{at}:" in err.stderr, f"{case['spec']!r}: refusal does not name {at}: {err.stderr}"
+        else:
+            kubectl("-n", FN_NS, "delete", "fn", "invalid", "--wait=true")
+            raise AssertionError(f"the API server accepted {case['spec']!r}")
+    assert kjson("-n", FN_NS, "get", "fn")["items"] == []
+
+
+# ---------------------------------------------------------------- scaling
+
+
+def test_example_scales_from_zero_serves_and_returns_to_zero():
+    doc = example("hello-rust", initial=0, min=0, stableWindow="6s", scaleToZeroGracePeriod="5s")
+    apply(doc)
+    wait_until("hello-rust to be routed", lambda: routed("hello-rust"), 60)
+    rev = status("hello-rust")["latestCreatedRevision"]
+    assert revision_pods(rev) == []
+    start = time.monotonic()
+    reply = request(host("hello-rust"), "/from-zero")
+    cold = time.monotonic() - start
+    assert reply.status == 200, reply
+    assert "from Flint! (rust, path /from-zero)" in reply.body
+    print(f"cold start through the gateway: {cold:.3f}s")
+    assert len(ready_pods(rev)) >= 1
+    # Idle: back to no pods after the stable window and the grace period.
+    wait_until("hello-rust to scale to zero", lambda: revision_pods(rev) == [], 90, interval=1)
+    s = status("hello-rust")
+    conds = {c["type"]: c for c in s["conditions"]}
+    assert conds["Ready"]["status"] == "True", conds
+    assert s["latestReadyRevision"] == rev
+    reasons = [r for r, _ in events("hello-rust")]
+    assert "RevisionCreated" in reasons and "RevisionReady" in reasons, reasons
+    # A request after the way back to zero wakes it again.
+    assert request(host("hello-rust")).status == 200
+
+
+def test_rollout_under_steady_load_fails_no_request():
+    apply(function("rollout", env=[{"name": "GREETING", "value": "one"}], scale={"min": 1, "initial": 1}))
+    wait_until("rollout revision 1 ready", lambda: status("rollout").get("latestReadyRevision"), 90)
+    load = Load(host("rollout"), workers=4).start()
+    try:
+        time.sleep(3)
+        apply(function("rollout", env=[{"name": "GREETING", "value": "two"}], scale={"min": 1, "initial": 1}))
+        wait_until("the new revision to serve", lambda: load.bodies.get("two", 0) > 50, 120)
+        time.sleep(3)
+    finally:
+        load.stop()
+    assert status("rollout")["latestReadyRevision"].endswith("-00002")
+    assert load.bodies.get("one", 0) > 0 and load.bodies.get("two", 0) > 0, load.bodies
+    assert load.failures == [], f"{len(load.failures)} of {load.ok + len(load.failures)} failed: {load.failures[:5]}"
+
+
+def test_scale_down_under_load_with_long_requests_fails_no_request():
+    apply(
+        function(
+            "drain",
+            timeoutSeconds=60,
+            scale={"min": 0, "max": 4, "initial": 0, "target": 1, "targetUtilization": 100,
+                   "stableWindow": "6s", "scaleToZeroGracePeriod": "5s"},
+        )
+    )
+    wait_until("drain to be routed", lambda: routed("drain"), 60)
+    rev = status("drain")["latestCreatedRevision"]
+    # Three clients with 8 s requests need three replicas...
+    heavy = Load(host("drain"), path="/?sleep_ms=8000", workers=3, timeout=70).start()
+    light = None
+    try:
+        wait_until("three replicas", lambda: len(ready_pods(rev)) >= 3, 90, interval=1)
+        # ...then two of them stop while one goes on: the autoscaler removes
+        # replicas that may still be serving an 8 s request.
+        light = Load(host("drain"), path="/?sleep_ms=6000", workers=1, timeout=70).start()
+        heavy.stop()
+        wait_until("scale-down to one replica", lambda: len(revision_pods(rev)) <= 1, 90, interval=1)
+        time.sleep(8)
+    finally:
+        heavy.stop()
+        if light:
+            light.stop()
+    failures = heavy.failures + light.failures
+    assert heavy.ok >= 3 and light.ok >= 1, (heavy.ok, light.ok)
+    assert failures == [], f"{len(failures)} failed: {failures[:5]}"
+
+
+def test_leader_failover_scaling_goes_on():
+    before = lease_holder()
+    kubectl("-n", NS, "delete", "pod", before, "--wait=false")
+    after = wait_until("another operator to take the Lease",
+                       lambda: (h := lease_holder()) and h != before and h, 60)
+    assert after != before
+    # Scaling goes on under the new leader: from zero and back.
+    rev = status("hello-rust")["latestCreatedRevision"]
+    wait_until("hello-rust at zero", lambda: revision_pods(rev) == [], 90, interval=1)
+    assert request(host("hello-rust"), "/after-failover").status == 200
+    assert len(ready_pods(rev)) >= 1
+    wait_until("hello-rust back at zero", lambda: revision_pods(rev) == [], 90, interval=1)
+
+
+# ---------------------------------------------------------------- removal
+
+
+def test_function_deletion_and_uninstall_leave_nothing_behind():
+    kubectl("-n", FN_NS, "delete", "fn", "--all", "--wait=true", timeout=120)
+    for kind in ("deployments", "services", "replicasets", "pods"):
+        wait_until(f"no {kind} of Functions",
+                   lambda: running_pods(FN_NS, "flint.dev/function") == [] if kind == "pods"
+                   else kjson("-n", FN_NS, "get", kind, "-l", "flint.dev/function")["items"] == [],
+                   90, interval=1)
+    helm("uninstall", RELEASE, "--namespace", NS, "--wait", "--timeout", "120s")
+    leftovers = kubectl("-n", NS, "get", "all,configmaps,serviceaccounts,roles,rolebindings,leases",
+                        "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name")
+    assert leftovers.strip() == "", leftovers
+    cluster_wide = kubectl("get", "clusterroles,clusterrolebindings", "-o", "name")
+    assert f"{RELEASE}-operator" not in cluster_wide and f"{RELEASE}-gateway" not in cluster_wide
+    kubectl("delete", "namespace", FN_NS, "--wait=true", timeout=120)
