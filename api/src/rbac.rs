@@ -59,9 +59,9 @@ pub const OPERATOR: &[Rule] = &[
     Rule {
         api_group: "apps",
         resource: "deployments",
-        verbs: &["get", "list", "watch", "patch", "delete"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
         scope: Scope::Cluster,
-        why: "revision Deployments: listed per Function, watched (owned), applied, garbage-collected; the autoscaler reads their replicas",
+        why: "revision Deployments: listed per Function, watched (owned), applied (server-side apply creates them, which RBAC checks as create), garbage-collected; the autoscaler reads their replicas",
     },
     Rule {
         api_group: "apps",
@@ -73,9 +73,9 @@ pub const OPERATOR: &[Rule] = &[
     Rule {
         api_group: "",
         resource: "services",
-        verbs: &["list", "watch", "patch", "delete"],
+        verbs: &["list", "watch", "create", "patch", "delete"],
         scope: Scope::Cluster,
-        why: "revision Services: listed per Function, watched (owned), applied, garbage-collected",
+        why: "revision Services: listed per Function, watched (owned), applied (created by server-side apply), garbage-collected",
     },
     Rule {
         api_group: "",

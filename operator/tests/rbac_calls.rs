@@ -82,6 +82,26 @@ fn method_verbs(method: &str) -> Option<(&'static str, &'static [&'static str])>
     })
 }
 
+/// Whether the arguments of the call starting at `tail` (`(…)`) apply a
+/// patch server-side (`Patch::Apply`, or a value named like one).
+fn applies(tail: &str) -> bool {
+    let mut depth = 0usize;
+    for (i, c) in tail.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    let args = &tail[..i];
+                    return args.contains("Patch::Apply");
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The permissions a body of source needs, or the uses of `Api` the scan
 /// does not understand.
 #[derive(Debug, Default)]
@@ -202,6 +222,11 @@ impl Scan {
                     let called = tail.starts_with('(') || tail.starts_with("::<");
                     if let Some((sub, verbs)) = method_verbs(&method).filter(|_| called) {
                         self.need_type(ty, sub, verbs, &at);
+                        // Server-side apply creates the object when it is
+                        // missing, which RBAC checks as `create`.
+                        if method == "patch" && applies(tail) {
+                            self.need_type(ty, sub, &["create"], &at);
+                        }
                     }
                 }
                 let lead = code[..pos].trim_end();

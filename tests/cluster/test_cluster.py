@@ -43,6 +43,10 @@ def example(name, **scale):
     doc = yaml.safe_load((ROOT / "examples" / name / "function.yaml").read_text())
     doc["metadata"]["namespace"] = FN_NS
     doc["spec"]["image"] = f"localhost/flint-examples/{name}:dev"
+    if name == "hello-rust":
+        # Its `command` is how `flint dev` builds and runs it (cargo run);
+        # in the image, the entrypoint is the built binary.
+        doc["spec"].pop("command", None)
     doc["spec"].setdefault("scale", {}).update(scale)
     return doc
 

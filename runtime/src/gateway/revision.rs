@@ -16,6 +16,10 @@ use super::balancer::{self, Load};
 use super::pool::Pool;
 use crate::metrics::RevisionMetrics;
 
+/// How often requests waiting for a revision's first replica poke the
+/// autoscaler again.
+pub const REPOKE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One ready replica.
 #[derive(Debug)]
 pub struct Upstream {
@@ -114,6 +118,8 @@ pub struct RevisionState {
     held: Mutex<HashMap<String, Instant>>,
     /// The endpoints last given, so a hold or release recomputes the rotation.
     given: Mutex<Vec<Endpoint>>,
+    /// When the autoscaler was last poked for this revision.
+    last_poke: Mutex<Option<Instant>>,
     /// Its metric handles.
     pub metrics: RevisionMetrics,
 }
@@ -171,6 +177,7 @@ impl RevisionState {
             draining: Mutex::new(Vec::new()),
             held: Mutex::new(HashMap::new()),
             given: Mutex::new(Vec::new()),
+            last_poke: Mutex::new(None),
             metrics,
         }
     }
@@ -351,15 +358,18 @@ impl RevisionState {
     }
 
     /// Takes a slot, waiting in the revision's queue (at most `queue_size`
-    /// requests) until a replica has room. `poke` is called once per cold
-    /// start, with the number of requests waiting, when this request is the
-    /// one that found the revision without a ready replica.
+    /// requests) until a replica has room. `poke` is called, with the number
+    /// of requests waiting, when this request is the one that found the
+    /// revision without a ready replica, and again every [`REPOKE_INTERVAL`]
+    /// while requests still wait for a first replica: a poke can be lost
+    /// (the autoscaler's leader changing hands, a network blip), and a
+    /// request must not wait out its timeout for it.
     pub async fn acquire(
         self: &Arc<Self>,
         limit: u32,
         queue_size: usize,
         mut draw: impl FnMut() -> (usize, usize),
-        poke: impl FnOnce(u32),
+        poke: impl Fn(u32),
     ) -> Result<Slot, Refused> {
         let (r1, r2) = draw();
         if let Some(slot) = self.try_acquire(limit, r1, r2) {
@@ -378,6 +388,7 @@ impl RevisionState {
             };
             if began {
                 self.metrics.cold_start_began();
+                self.set_last_poke(now);
                 poke(u32::try_from(ahead + 1).unwrap_or(u32::MAX));
             }
         }
@@ -393,8 +404,32 @@ impl RevisionState {
             {
                 return Err(Refused::Failed(reason));
             }
-            notified.await;
+            if tokio::time::timeout(REPOKE_INTERVAL, notified).await.is_err()
+                && self.upstreams.load().is_empty()
+                && self.repoke_due(Instant::now())
+            {
+                poke(u32::try_from(self.waiting()).unwrap_or(u32::MAX));
+            }
         }
+    }
+
+    fn set_last_poke(&self, at: Instant) {
+        if let Ok(mut last) = self.last_poke.lock() {
+            *last = Some(at);
+        }
+    }
+
+    /// Whether the last poke is [`REPOKE_INTERVAL`] old; if so, `now` becomes
+    /// the last poke (one waiting request re-pokes, not all of them).
+    fn repoke_due(&self, now: Instant) -> bool {
+        let Ok(mut last) = self.last_poke.lock() else {
+            return false;
+        };
+        let due = last.is_none_or(|t| now.saturating_duration_since(t) >= REPOKE_INTERVAL);
+        if due {
+            *last = Some(now);
+        }
+        due
     }
 
     /// Joins the queue, unless `queue_size` requests already wait there.
