@@ -235,6 +235,10 @@ def test_scale_down_under_load_with_long_requests_fails_no_request():
     failures = heavy.failures + light.failures
     assert heavy.ok >= 3 and light.ok >= 1, (heavy.ok, light.ok)
     assert failures == [], f"{len(failures)} failed: {failures[:5]}"
+    # The replicas left only after every gateway had drained them.
+    logs = "".join(kubectl("-n", NS, "logs", p["metadata"]["name"])
+                   for p in running_pods(NS, "app.kubernetes.io/component=gateway"))
+    assert "drain answered" in logs and "revision=flint-e2e/drain-00001" in logs
 
 
 def test_leader_failover_scaling_goes_on():
@@ -262,9 +266,13 @@ def test_function_deletion_and_uninstall_leave_nothing_behind():
                    else kjson("-n", FN_NS, "get", kind, "-l", "flint.dev/function")["items"] == [],
                    90, interval=1)
     helm("uninstall", RELEASE, "--namespace", NS, "--wait", "--timeout", "120s")
-    leftovers = kubectl("-n", NS, "get", "all,configmaps,serviceaccounts,roles,rolebindings,leases",
-                        "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name")
-    assert leftovers.strip() == "", leftovers
+    # Pods finish terminating (gracefully) after the uninstall returns.
+    leftovers = lambda: kubectl("-n", NS, "get", "all,configmaps,secrets,serviceaccounts,roles,rolebindings",
+                                "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name").strip()
+    wait_until("the release's objects to be gone", lambda: leftovers() == "", 90, interval=1)
+    # Objects the operator writes at run time belong to the release too.
+    for kind, name in (("lease", f"{RELEASE}-operator"), ("configmap", "flint-schedule-ticks")):
+        assert kubectl("-n", NS, "get", kind, name, check=False).startswith("Error from server (NotFound)")
     cluster_wide = kubectl("get", "clusterroles,clusterrolebindings", "-o", "name")
     assert f"{RELEASE}-operator" not in cluster_wide and f"{RELEASE}-gateway" not in cluster_wide
     kubectl("delete", "namespace", FN_NS, "--wait=true", timeout=120)

@@ -262,17 +262,31 @@ async fn until(mut halt: watch::Receiver<bool>, work: impl Future<Output = ()>) 
     }
 }
 
+/// Whether, after `event`, the reflector's store holds what the API server
+/// has: after a change, or once a (re)list is complete. During a relist the
+/// store still holds the old state (it swaps at the end), so reading it on
+/// the relist's own events would miss everything listed — a new leader
+/// would see no gateway and no Function until something changed.
+fn store_settled<K>(event: Result<watcher::Event<K>, watcher::Error>, what: &str) -> bool {
+    match event {
+        Err(error) => {
+            tracing::warn!(%error, "watching {what} failed; retrying");
+            false
+        }
+        Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => false,
+        Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) => true,
+    }
+}
+
 async fn follow_functions(api: Api<Function>, handle: AutoscalerHandle) {
     let (reader, writer) = reflector::store();
     let mut events = reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
-        .touched_objects()
         .boxed();
     let mut tracked: HashMap<RevisionKey, ScaleSpec> = HashMap::new();
     let mut routes: HashMap<FunctionKey, BacklogRoute> = HashMap::new();
     while let Some(event) = events.next().await {
-        if let Err(error) = event {
-            tracing::warn!(%error, "watching Functions failed; retrying");
+        if !store_settled(event, "Functions") {
             continue;
         }
         let state = reader.state();
@@ -307,11 +321,9 @@ async fn follow_gateways(
     let config = watcher::Config::default().labels(&selector);
     let mut events = reflector(writer, watcher(api, config))
         .default_backoff()
-        .touched_objects()
         .boxed();
     while let Some(event) = events.next().await {
-        if let Err(error) = event {
-            tracing::warn!(%error, "watching the gateway EndpointSlices failed; retrying");
+        if !store_settled(event, "the gateway EndpointSlices") {
             continue;
         }
         let state = reader.state();

@@ -37,8 +37,20 @@ const DEFAULT_TIMEOUT_SECONDS: u32 = 300;
 pub struct DrainSetup {
     /// Posts the drains.
     pub drainer: Drainer,
-    /// Base URLs of the gateways' admin endpoints, kept current.
+    /// The gateways' `/metrics` URLs on their admin port, kept current
+    /// (drains go to the same port).
     pub gateways: watch::Receiver<Vec<String>>,
+}
+
+impl DrainSetup {
+    /// Base URLs of the gateways' admin endpoints.
+    fn admin_urls(&self) -> Vec<String> {
+        self.gateways
+            .borrow()
+            .iter()
+            .map(|u| u.trim_end_matches("/metrics").to_owned())
+            .collect()
+    }
 }
 
 /// Scales Deployments through the Kubernetes API.
@@ -152,7 +164,7 @@ impl KubeActuator {
         setup: DrainSetup,
     ) {
         let (number, mut later) = call;
-        let gateways = setup.gateways.borrow().clone();
+        let gateways = setup.admin_urls();
         let req = DrainRequest {
             namespace: revision.namespace.clone(),
             function: revision.function.clone(),

@@ -221,6 +221,11 @@ fn pod_spec(spec: &FunctionSpec) -> PodSpec {
         volumes: (!volumes.is_empty()).then_some(volumes),
         // A function gets $PORT, not one variable per Service in the namespace.
         enable_service_links: Some(false),
+        // The pod's sandbox process is PID 1, not the function: a process
+        // that is PID 1 ignores SIGTERM unless it handles it (most HTTP
+        // servers do not), and would hold every scale-down and rollout for
+        // its whole termination grace period before being killed.
+        share_process_namespace: Some(true),
         ..PodSpec::default()
     }
 }
