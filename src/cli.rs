@@ -152,10 +152,19 @@ struct GatewayArgs {
     control_token: Option<String>,
 }
 
+/// Colours in logs only on a terminal: a pod's log is read by people and
+/// machines that see escape codes as text.
+fn colour_logs() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdout())
+}
+
 fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("--log {:?}", args.log))?;
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour_logs())
+        .try_init();
     let opts = flint_runtime::gateway::kube::ClusterOptions {
         gateway: flint_runtime::gateway::GatewayConfig {
             domain: args.domain,
@@ -167,7 +176,9 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         admin_addr: args.admin_addr,
         autoscaler_url: args.autoscaler_url,
         namespace: args.namespace,
-        control_token: args.control_token.and_then(flint_api::drain::ControlToken::new),
+        control_token: args
+            .control_token
+            .and_then(flint_api::drain::ControlToken::new),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -296,7 +307,10 @@ fn run_operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("--log {:?}", args.log))?;
     // A subscriber may already be installed (tests); keep the existing one.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour_logs())
+        .try_init();
     let autoscaler = autoscaler_config(&args);
     let identity = args
         .identity

@@ -53,7 +53,10 @@ async fn expect(handle: &mut Handle, method: Method, path: &str, reply: Value) -
 /// An actuator whose API server is the returned handle.
 fn mock() -> (KubeActuator, Handle) {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (KubeActuator::new(kube::Client::new(svc, "default"), None), handle)
+    (
+        KubeActuator::new(kube::Client::new(svc, "default"), None),
+        handle,
+    )
 }
 
 /// Answers the next request, which must read the revision's Deployment, with

@@ -115,7 +115,11 @@ fn key_of(req: &DrainRequest) -> RevisionKey {
 /// Holds the pods out of rotation (until the drain's timeout plus
 /// [`HOLD_GRACE_SECONDS`], or a release) and answers once none of them has a
 /// request in flight here, or when the timeout passes, with what is left.
-async fn drain(State(gateway): State<Gateway>, headers: HeaderMap, Json(req): Json<DrainRequest>) -> Response {
+async fn drain(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    Json(req): Json<DrainRequest>,
+) -> Response {
     if let Err(refused) = authorize(&gateway, &headers) {
         return refused;
     }
@@ -147,7 +151,11 @@ async fn drain(State(gateway): State<Gateway>, headers: HeaderMap, Json(req): Js
 }
 
 /// Puts held pods back into rotation: the scale-down was called off.
-async fn release(State(gateway): State<Gateway>, headers: HeaderMap, Json(req): Json<DrainRequest>) -> Response {
+async fn release(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    Json(req): Json<DrainRequest>,
+) -> Response {
     if let Err(refused) = authorize(&gateway, &headers) {
         return refused;
     }

@@ -404,7 +404,9 @@ impl RevisionState {
             {
                 return Err(Refused::Failed(reason));
             }
-            if tokio::time::timeout(REPOKE_INTERVAL, notified).await.is_err()
+            if tokio::time::timeout(REPOKE_INTERVAL, notified)
+                .await
+                .is_err()
                 && self.upstreams.load().is_empty()
                 && self.repoke_due(Instant::now())
             {
