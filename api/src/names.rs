@@ -37,7 +37,9 @@ pub const ANNOTATION_PROTOCOL: &str = "flint.dev/protocol";
 pub const ANNOTATION_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 /// Field manager used for every server-side apply by the operator.
 pub const FIELD_MANAGER: &str = "flint-operator";
-/// Finalizer the operator puts on Functions to release what owner references do not cover.
+/// The finalizer earlier operator versions put on every Function; the
+/// operator now removes it (owner references are enough for deletion, and a
+/// finalizer would wedge deletion whenever the operator is not running).
 pub const FINALIZER: &str = "functions.flint.dev/finalizer";
 
 /// Domain used for Function hosts when none is configured on a cluster.

@@ -91,15 +91,14 @@ impl Fixture {
     }
 }
 
-/// A Function running reg/hello:1 that holds the finalizer and has no status yet.
+/// A Function running reg/hello:1 with no status yet.
 fn finalized_function() -> Function {
-    Fixture::function(spec("reg/hello:1")).finalized().build()
+    Fixture::function(spec("reg/hello:1")).build()
 }
 
 /// The Function moved to reg/hello:2 (generation 2) with `status` from before.
 fn second_generation(status: Value) -> Function {
     Fixture::function(spec("reg/hello:2"))
-        .finalized()
         .generation(2)
         .status(status)
         .build()
@@ -202,14 +201,14 @@ fn apply_status(status: Value) -> Exchange {
         Method::PATCH,
         format!("{FN_URL}/status{SSA}"),
         Some(json!({"apiVersion": "flint.dev/v1alpha1", "kind": "Function", "status": status})),
-        Fixture::function(spec("reg/hello:1")).finalized().0,
+        Fixture::function(spec("reg/hello:1")).0,
     )
 }
 
-/// A JSON patch of the Function's finalizers: `ops` must be sent, `reply`
+/// A merge patch of the Function's finalizers: `body` must be sent, `reply`
 /// is the Function the server returns.
-fn patch_finalizers(ops: Value, reply: Fixture) -> Exchange {
-    exchange(Method::PATCH, format!("{FN_URL}?"), Some(ops), reply.0)
+fn patch_finalizers(body: Value, reply: Fixture) -> Exchange {
+    exchange(Method::PATCH, format!("{FN_URL}?"), Some(body), reply.0)
 }
 
 /// A background-propagated delete of the object at `path`.
@@ -249,16 +248,17 @@ const DEPLOYING: [&str; 2] = ["Unknown", "RevisionDeploying"];
 // ---- scenarios --------------------------------------------------------------
 
 #[tokio::test]
-async fn a_new_function_first_gets_the_finalizer() {
-    let f = Fixture::function(spec("reg/hello:1")).build();
+async fn the_finalizer_of_earlier_versions_is_removed_first() {
+    // Others' finalizers stay; the patch carries the resource version, so a
+    // concurrent change is refused rather than overwritten.
+    let mut f = Fixture::function(spec("reg/hello:1")).finalized();
+    f.0["metadata"]["finalizers"] = json!(["other.example/keep", "functions.flint.dev/finalizer"]);
+    f.0["metadata"]["resourceVersion"] = json!("41");
     let script = vec![patch_finalizers(
-        json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": null},
-            {"op": "add", "path": "/metadata/finalizers", "value": ["functions.flint.dev/finalizer"]}
-        ]),
-        Fixture::function(spec("reg/hello:1")).finalized(),
+        json!({"metadata": {"resourceVersion": "41", "finalizers": ["other.example/keep"]}}),
+        Fixture::function(spec("reg/hello:1")),
     )];
-    expect_action(f, script, Action::await_change()).await;
+    expect_action(f.build(), script, Action::await_change()).await;
 }
 
 #[tokio::test]
@@ -296,7 +296,6 @@ async fn create_cuts_the_first_revision_and_reports_it_deploying() {
 #[tokio::test]
 async fn a_ready_revision_takes_all_traffic() {
     let f = Fixture::function(spec("reg/hello:1"))
-        .finalized()
         .status(json!({"revisions": [{"name": "hello-00001", "ready": false, "reason": "RevisionDeploying"}]}))
         .build();
     let script = after_listing(
@@ -406,7 +405,6 @@ async fn a_missing_traffic_target_is_reported_and_old_traffic_kept() {
     let f = Fixture::function(
         json!({"image": "reg/hello:1", "traffic": [{"revision": "hello-00007", "percent": 100}]}),
     )
-    .finalized()
     .status(json!({"revisions": [ready_revision("hello-00001")],
                        "traffic": all_traffic_to("hello-00001")}))
     .build();
@@ -430,31 +428,23 @@ async fn a_missing_traffic_target_is_reported_and_old_traffic_kept() {
 }
 
 #[tokio::test]
-async fn deletion_releases_everything_then_the_finalizer() {
-    let f = Fixture::function(spec("reg/hello:1"))
+async fn a_deleted_function_is_left_to_the_garbage_collector() {
+    // Its revisions' objects carry owner references: nothing to request.
+    let f = Fixture::function(spec("reg/hello:1")).deleting().build();
+    expect_action(f, vec![], Action::await_change()).await;
+}
+
+#[tokio::test]
+async fn a_deleted_function_holding_the_old_finalizer_is_released() {
+    let mut f = Fixture::function(spec("reg/hello:1"))
         .finalized()
-        .deleting()
-        .build();
-    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello-00001", "namespace": "ns"}});
-    let script = vec![
-        list_deployments(vec![deployment("hello-00001", "reg/hello:1", available())]),
-        delete(format!("/apis/apps/v1{NS}/deployments/hello-00001")),
-        exchange(
-            Method::GET,
-            format!("/api/v1{NS}/services{BY_FN}"),
-            None,
-            list("ServiceList", "v1", vec![service]),
-        ),
-        delete(format!("/api/v1{NS}/services/hello-00001")),
-        patch_finalizers(
-            json!([
-                {"op": "test", "path": "/metadata/finalizers/0", "value": "functions.flint.dev/finalizer"},
-                {"op": "remove", "path": "/metadata/finalizers/0"}
-            ]),
-            Fixture::function(spec("reg/hello:1")).deleting(),
-        ),
-    ];
-    expect_action(f, script, Action::await_change()).await;
+        .deleting();
+    f.0["metadata"]["resourceVersion"] = json!("7");
+    let script = vec![patch_finalizers(
+        json!({"metadata": {"resourceVersion": "7", "finalizers": null}}),
+        Fixture::function(spec("reg/hello:1")).deleting(),
+    )];
+    expect_action(f.build(), script, Action::await_change()).await;
 }
 
 #[tokio::test]

@@ -259,12 +259,16 @@ def test_leader_failover_scaling_goes_on():
 
 
 def test_function_deletion_and_uninstall_leave_nothing_behind():
-    kubectl("-n", FN_NS, "delete", "fn", "--all", "--wait=true", timeout=120)
+    # Deleting Functions removes their revisions' objects.
+    for name in ("rollout", "drain"):
+        kubectl("-n", FN_NS, "delete", "fn", name, "--wait=true", timeout=120)
     for kind in ("deployments", "services", "replicasets", "pods"):
-        wait_until(f"no {kind} of Functions",
-                   lambda: running_pods(FN_NS, "flint.dev/function") == [] if kind == "pods"
-                   else kjson("-n", FN_NS, "get", kind, "-l", "flint.dev/function")["items"] == [],
-                   90, interval=1)
+        def gone(kind=kind):
+            selector = "flint.dev/function in (rollout,drain)"
+            if kind == "pods":
+                return running_pods(FN_NS, selector) == []
+            return kjson("-n", FN_NS, "get", kind, "-l", selector)["items"] == []
+        wait_until(f"no {kind} of the deleted Functions", gone, 90, interval=1)
     helm("uninstall", RELEASE, "--namespace", NS, "--wait", "--timeout", "120s")
     # Pods finish terminating (gracefully) after the uninstall returns.
     leftovers = lambda: kubectl("-n", NS, "get", "all,configmaps,secrets,serviceaccounts,roles,rolebindings",
@@ -275,4 +279,6 @@ def test_function_deletion_and_uninstall_leave_nothing_behind():
         assert kubectl("-n", NS, "get", kind, name, check=False).startswith("Error from server (NotFound)")
     cluster_wide = kubectl("get", "clusterroles,clusterrolebindings", "-o", "name")
     assert f"{RELEASE}-operator" not in cluster_wide and f"{RELEASE}-gateway" not in cluster_wide
+    # With Flint gone, a Function left behind (hello-rust) and its namespace
+    # still delete: nothing waits for the operator.
     kubectl("delete", "namespace", FN_NS, "--wait=true", timeout=120)

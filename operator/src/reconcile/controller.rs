@@ -15,7 +15,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -87,28 +86,22 @@ fn key(function: &Function) -> String {
     )
 }
 
-/// Reconciles one Function: the finalizer first, then apply or cleanup.
+/// Reconciles one Function. A deleted Function needs nothing from the
+/// operator: its revisions' Deployments and Services carry owner references,
+/// and the garbage collector removes them — with the operator stopped or
+/// uninstalled too, so deleting a Function or its namespace never waits on
+/// Flint. A finalizer left by an earlier operator version is removed first.
 #[instrument(skip(function, ctx), fields(namespace = function.namespace(), name = %function.name_any(), generation = function.metadata.generation))]
 pub async fn reconcile(function: Arc<Function>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let name = function.name_any();
-    let namespace = function.namespace().unwrap_or_default();
     let key = key(&function);
-    let api: Api<Function> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, function, |event| async {
-        match event {
-            finalizer::Event::Apply(f) => apply(&f, &ctx).await,
-            finalizer::Event::Cleanup(f) => cleanup(&f, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer {
-            function: name.clone(),
-            source: Box::new(other),
-        },
-    });
+    let result = if holds_legacy_finalizer(&function) {
+        release_finalizer(&function, &ctx).await
+    } else if function.metadata.deletion_timestamp.is_some() {
+        Ok(Action::await_change())
+    } else {
+        apply(&function, &ctx).await
+    };
     ctx.metrics.observe(
         started.elapsed().as_secs_f64(),
         result.as_ref().err().map(Error::metric_label),
@@ -117,6 +110,48 @@ pub async fn reconcile(function: Arc<Function>, ctx: Arc<Context>) -> Result<Act
         ctx.clear_failures(&key);
     }
     result
+}
+
+/// Whether the Function holds the finalizer earlier operator versions added.
+fn holds_legacy_finalizer(function: &Function) -> bool {
+    function
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|fs| fs.iter().any(|f| f == FINALIZER))
+}
+
+/// Removes the earlier versions' finalizer, keeping any other, at the
+/// Function's resource version (a concurrent change is refused, not
+/// overwritten). The change comes back as a watch event, which reconciles
+/// the Function again.
+async fn release_finalizer(function: &Function, ctx: &Context) -> Result<Action, Error> {
+    let name = function.name_any();
+    let api: Api<Function> = Api::namespaced(
+        ctx.client.clone(),
+        &function.namespace().unwrap_or_default(),
+    );
+    let others: Vec<&String> = function
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": function.metadata.resource_version,
+            "finalizers": if others.is_empty() { serde_json::Value::Null } else { serde_json::json!(others) },
+        }
+    });
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Finalizer {
+            function: name.clone(),
+            source,
+        })?;
+    info!(namespace = function.namespace(), name = %name, "removed the finalizer of an earlier operator version");
+    Ok(Action::await_change())
 }
 
 /// Requeues a failed Function with exponential backoff (per Function).
@@ -265,57 +300,6 @@ async fn delete_revision(
             source,
         }),
     }
-}
-
-/// Deletes every Deployment and Service labelled with the Function's name —
-/// owner references already cover those the operator made, this also
-/// releases any that lost their owner reference — before the finalizer goes.
-async fn cleanup(function: &Function, ctx: &Context) -> Result<Action, Error> {
-    let name = function.name_any();
-    let namespace = function.namespace().unwrap_or_default();
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
-    let dp = DeleteParams::background();
-    for d in deployments
-        .list(&by_function(&name))
-        .await
-        .map_err(list_error("deployments", &name))?
-        .items
-    {
-        let n = d.name_any();
-        match deployments.delete(&n, &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(source) => {
-                return Err(Error::Delete {
-                    kind: "Deployment",
-                    name: n,
-                    source,
-                });
-            }
-        }
-    }
-    for s in services
-        .list(&by_function(&name))
-        .await
-        .map_err(list_error("services", &name))?
-        .items
-    {
-        let n = s.name_any();
-        match services.delete(&n, &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(source) => {
-                return Err(Error::Delete {
-                    kind: "Service",
-                    name: n,
-                    source,
-                });
-            }
-        }
-    }
-    info!(namespace = %namespace, name = %name, "released the function's objects");
-    Ok(Action::await_change())
 }
 
 async fn publish(ctx: &Context, function: &Function, notice: Notice) {

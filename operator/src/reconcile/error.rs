@@ -47,13 +47,13 @@ pub enum Error {
         /// The API error.
         source: kube::Error,
     },
-    /// Adding or removing the finalizer failed.
-    #[error("finalizer of function {function:?}: {source}")]
+    /// Removing an earlier operator version's finalizer failed.
+    #[error("removing the finalizer of function {function:?}: {source}")]
     Finalizer {
         /// The Function.
         function: String,
-        /// The finalizer helper's error (boxed: it contains this type).
-        source: Box<kube::runtime::finalizer::Error<Error>>,
+        /// The API error.
+        source: kube::Error,
     },
 }
 

@@ -74,11 +74,12 @@ fn plain(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
-/// Refuses a control request without the operator's token: 403 when this
-/// gateway has none configured, 401 when the request lacks it.
-fn authorize(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal of a control request without the operator's token: 403 when
+/// this gateway has none configured, 401 when the request lacks it; `None`
+/// when the request may go ahead.
+fn refusal(gateway: &Gateway, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = gateway.control_token() else {
-        return Err(plain(
+        return Some(plain(
             StatusCode::FORBIDDEN,
             format!(
                 "draining is disabled: this gateway has no control token ({})\n",
@@ -91,7 +92,7 @@ fn authorize(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if token.authorizes(presented) {
-        return Ok(());
+        return None;
     }
     let mut refused = plain(
         StatusCode::UNAUTHORIZED,
@@ -101,7 +102,7 @@ fn authorize(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer realm=\"flint-control\""),
     );
-    Err(refused)
+    Some(refused)
 }
 
 fn key_of(req: &DrainRequest) -> RevisionKey {
@@ -120,7 +121,7 @@ async fn drain(
     headers: HeaderMap,
     Json(req): Json<DrainRequest>,
 ) -> Response {
-    if let Err(refused) = authorize(&gateway, &headers) {
+    if let Some(refused) = refusal(&gateway, &headers) {
         return refused;
     }
     let key = key_of(&req);
@@ -156,7 +157,7 @@ async fn release(
     headers: HeaderMap,
     Json(req): Json<DrainRequest>,
 ) -> Response {
-    if let Err(refused) = authorize(&gateway, &headers) {
+    if let Some(refused) = refusal(&gateway, &headers) {
         return refused;
     }
     if let Some(state) = gateway.revision(&key_of(&req)) {
