@@ -74,6 +74,14 @@ pub struct RevisionRoute {
     /// answered with 503 instead of waiting for a replica that will not come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// Whether the gateway checks a starting replica itself (a TCP connect
+    /// to its port, what the default readiness probe does) and routes to it
+    /// as soon as it answers, instead of waiting for the kubelet's next
+    /// probe (up to a second) and the EndpointSlice update. Set on clusters
+    /// for revisions without a custom `readinessProbe`, which stays the
+    /// kubelet's to judge.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe_starting: bool,
 }
 
 /// Everything the gateway routes for one Function: its revisions and the

@@ -134,6 +134,7 @@ async fn gateway(listen: SocketAddr, app: SocketAddr, workers: usize) -> Result<
             timeout_seconds: 30,
             protocol: Protocol::Http1,
             failure: None,
+            probe_starting: false,
         }],
         traffic: vec![TrafficStatus {
             revision_name: "hello-00001".into(),

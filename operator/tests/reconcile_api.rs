@@ -211,16 +211,6 @@ fn patch_finalizers(body: Value, reply: Fixture) -> Exchange {
     exchange(Method::PATCH, format!("{FN_URL}?"), Some(body), reply.0)
 }
 
-/// A background-propagated delete of the object at `path`.
-fn delete(path: String) -> Exchange {
-    exchange(
-        Method::DELETE,
-        format!("{path}?"),
-        Some(json!({"propagationPolicy": "Background"})),
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
-    )
-}
-
 fn event(reason: &str, kind: &str) -> Exchange {
     exchange(
         Method::POST,

@@ -108,7 +108,8 @@ fn every_default_is_filled() {
                 "lifecycle": {"preStop": {"sleep": {"seconds": 5}}}
             }],
             "terminationGracePeriodSeconds": 305,
-            "enableServiceLinks": false
+            "enableServiceLinks": false,
+            "shareProcessNamespace": true
         })
     );
     assert_eq!(

@@ -175,3 +175,59 @@ async fn a_burst_of_1000_at_zero_completes_and_the_first_replica_never_exceeds_i
     assert_eq!(samples(&text, "flint_requests_total").len(), 1);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_starting_replica_that_answers_the_gateways_probe_serves_before_it_is_ready() {
+    let app = app("app", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    let mut rev = revision("probe-00001", 0, 30);
+    rev.probe_starting = true;
+    let k = gw.route_single("probe", rev);
+    let waiting = gw.spawn_gets(2, "probe.ns.localhost", "/");
+    let state = gw.gateway.revision(&k).unwrap();
+    eventually(|| state.waiting() == 2).await;
+    // Listed but not ready (the kubelet has not probed it yet): the gateway
+    // connects to it itself and releases the waiting requests.
+    let starting = Endpoint {
+        ready: false,
+        ..ready("p", app.addr)
+    };
+    gw.gateway.set_endpoints(&k, vec![starting.clone()]);
+    for w in waiting {
+        let (status, _, body) = w.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("app GET / "), "{body}");
+    }
+    assert_eq!(state.replicas(), 1);
+    // A starting replica that terminates leaves rotation at once.
+    gw.gateway.set_endpoints(
+        &k,
+        vec![Endpoint {
+            terminating: true,
+            ..starting
+        }],
+    );
+    assert_eq!(state.replicas(), 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_starting_replica_whose_port_is_closed_stays_out_of_rotation() {
+    // A port nothing listens on: the probe keeps failing.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let gw = gateway(config()).await;
+    let mut rev = revision("shut-00001", 0, 30);
+    rev.probe_starting = true;
+    let k = gw.route_single("shut", rev);
+    let starting = Endpoint {
+        ready: false,
+        ..ready("p", closed)
+    };
+    gw.gateway.set_endpoints(&k, vec![starting]);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(gw.gateway.revision(&k).unwrap().replicas(), 0);
+    gw.shutdown().await;
+}

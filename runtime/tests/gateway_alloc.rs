@@ -39,6 +39,7 @@ fn rev(name: String) -> RevisionRoute {
         timeout_seconds: 300,
         protocol: Protocol::Http1,
         failure: None,
+        probe_starting: false,
     }
 }
 

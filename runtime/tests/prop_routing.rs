@@ -19,6 +19,7 @@ fn revision(name: String) -> RevisionRoute {
         timeout_seconds: 30,
         protocol: Protocol::Http1,
         failure: None,
+        probe_starting: false,
     }
 }
 

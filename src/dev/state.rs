@@ -290,6 +290,9 @@ impl DevState {
                             RevisionHealth::Failed { message, .. } => Some(message.clone()),
                             _ => None,
                         },
+                        // Local replicas are given to the gateway once their
+                        // own probe passed.
+                        probe_starting: false,
                     })
                     .collect(),
                 traffic: state.traffic.clone(),

@@ -108,7 +108,9 @@ def env(rendered, flint):
                 if out.returncode != 0:
                     problems.append(f"`flint {role} --help` failed: {out.stderr.strip()}")
             for e in c.get("env", []):
-                if e["name"].startswith("FLINT_") and f"[env: {e['name']}=" not in helps[role]:
+                # `[env: NAME=…]`, or `[env: NAME]` for a secret whose value help hides
+                documented = f"[env: {e['name']}=" in helps[role] or f"[env: {e['name']}]" in helps[role]
+                if e["name"].startswith("FLINT_") and not documented:
                     problems.append(f"{d['metadata']['name']}: {e['name']} is not a setting of `flint {role}`")
     print("\n".join(problems) or "every FLINT_* variable is a documented setting")
     return 1 if problems else 0

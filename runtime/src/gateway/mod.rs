@@ -153,6 +153,7 @@ impl Gateway {
             table.revisions().map(|r| &r.key).collect();
         for entry in table.revisions() {
             entry.state.set_failure(entry.route.failure.clone());
+            entry.state.set_probe_starting(entry.route.probe_starting);
         }
         revisions.retain(|key, state| {
             routed.contains(key) || state.replicas() > 0 || state.waiting() > 0

@@ -20,6 +20,12 @@ use crate::metrics::RevisionMetrics;
 /// autoscaler again.
 pub const REPOKE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How often the gateway tries a starting replica's port.
+pub const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(25);
+/// How long the gateway keeps trying a starting replica before leaving it to
+/// the kubelet's probe.
+const PROBE_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// One ready replica.
 #[derive(Debug)]
 pub struct Upstream {
@@ -120,6 +126,13 @@ pub struct RevisionState {
     given: Mutex<Vec<Endpoint>>,
     /// When the autoscaler was last poked for this revision.
     last_poke: Mutex<Option<Instant>>,
+    /// Whether starting replicas are probed by the gateway itself.
+    probe_starting: std::sync::atomic::AtomicBool,
+    /// Starting replicas (by endpoint id) that answered the gateway's probe:
+    /// in rotation before their endpoint says ready.
+    probed: Mutex<std::collections::HashSet<String>>,
+    /// Starting replicas the gateway is probing now.
+    probing: Mutex<std::collections::HashSet<String>>,
     /// Its metric handles.
     pub metrics: RevisionMetrics,
 }
@@ -178,6 +191,9 @@ impl RevisionState {
             held: Mutex::new(HashMap::new()),
             given: Mutex::new(Vec::new()),
             last_poke: Mutex::new(None),
+            probe_starting: std::sync::atomic::AtomicBool::new(false),
+            probed: Mutex::new(std::collections::HashSet::new()),
+            probing: Mutex::new(std::collections::HashSet::new()),
             metrics,
         }
     }
@@ -242,12 +258,72 @@ impl RevisionState {
     /// not held for a drain stay in rotation (a replica leaving stops getting
     /// requests at once); replicas kept keep their in-flight counts and
     /// connections. Waiting requests are woken when replicas appear.
-    pub fn set_endpoints(&self, endpoints: &[Endpoint], now: Instant) {
+    /// A starting replica (listed, not ready, not terminating) of a revision
+    /// that allows it ([`RevisionState::set_probe_starting`]) is probed by
+    /// the gateway and joins rotation as soon as its port accepts a
+    /// connection.
+    pub fn set_endpoints(self: &Arc<Self>, endpoints: &[Endpoint], now: Instant) {
         if let Ok(mut given) = self.given.lock() {
             given.clear();
             given.extend_from_slice(endpoints);
         }
         self.rotate(endpoints, now);
+        self.probe_starting_replicas(endpoints);
+    }
+
+    /// Whether the gateway probes this revision's starting replicas itself
+    /// (its route says the default readiness probe applies).
+    pub fn set_probe_starting(&self, on: bool) {
+        self.probe_starting.store(on, Ordering::Release);
+    }
+
+    fn probe_starting_replicas(self: &Arc<Self>, endpoints: &[Endpoint]) {
+        if !self.probe_starting.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for e in endpoints.iter().filter(|e| !e.ready && !e.terminating) {
+            let known = self.probed.lock().map_or(true, |p| p.contains(&e.id));
+            let started = self
+                .probing
+                .lock()
+                .map_or(false, |mut p| p.insert(e.id.clone()));
+            if !known && started {
+                runtime.spawn(Arc::clone(self).probe(e.clone()));
+            }
+        }
+    }
+
+    /// Tries `endpoint`'s port until it accepts a connection (then the
+    /// replica joins rotation), it leaves the endpoint list, turns ready or
+    /// terminating, or [`PROBE_FOR`] passes.
+    async fn probe(self: Arc<Self>, endpoint: Endpoint) {
+        let deadline = Instant::now() + PROBE_FOR;
+        while Instant::now() < deadline {
+            let still_starting = self.given.lock().is_ok_and(|given| {
+                given.iter().any(|e| {
+                    e.id == endpoint.id && e.addr == endpoint.addr && !e.ready && !e.terminating
+                })
+            });
+            if !still_starting {
+                break;
+            }
+            let connect = tokio::net::TcpStream::connect(endpoint.addr);
+            if let Ok(Ok(_)) = tokio::time::timeout(PROBE_INTERVAL * 8, connect).await {
+                if let Ok(mut probed) = self.probed.lock() {
+                    probed.insert(endpoint.id.clone());
+                }
+                tracing::debug!(revision = %self.key, replica = %endpoint.id, "a starting replica answered the gateway's probe");
+                self.rerotate(Instant::now());
+                break;
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+        if let Ok(mut probing) = self.probing.lock() {
+            probing.remove(&endpoint.id);
+        }
     }
 
     /// Takes the replicas `ids` out of rotation until `until` (or until
@@ -285,6 +361,14 @@ impl RevisionState {
     }
 
     fn rotate(&self, endpoints: &[Endpoint], now: Instant) {
+        let probed: std::collections::HashSet<String> = match self.probed.lock() {
+            Ok(mut probed) => {
+                // Forget replicas that left the list.
+                probed.retain(|id| endpoints.iter().any(|e| &e.id == id));
+                probed.clone()
+            }
+            Err(_) => std::collections::HashSet::new(),
+        };
         let held: std::collections::HashSet<String> = match self.held.lock() {
             Ok(mut held) => {
                 held.retain(|_, until| *until > now);
@@ -299,7 +383,9 @@ impl RevisionState {
             .collect();
         let next: Vec<Arc<Upstream>> = endpoints
             .iter()
-            .filter(|e| e.ready && !e.terminating && !held.contains(&e.id))
+            .filter(|e| {
+                (e.ready || probed.contains(&e.id)) && !e.terminating && !held.contains(&e.id)
+            })
             .map(|e| match old.remove(&(e.id.as_str(), e.addr)) {
                 Some(kept) => Arc::clone(kept),
                 None => Arc::new(Upstream {

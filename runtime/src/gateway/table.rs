@@ -218,6 +218,7 @@ mod tests {
             timeout_seconds: 300,
             protocol: Protocol::Http1,
             failure: None,
+            probe_starting: false,
         }
     }
 

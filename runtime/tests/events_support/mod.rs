@@ -189,6 +189,7 @@ pub async fn gateway(function_addr: SocketAddr) -> RunningGateway {
             timeout_seconds: 10,
             protocol: Protocol::Http1,
             failure: None,
+            probe_starting: false,
         }],
         traffic: vec![TrafficStatus {
             revision_name: REVISION.into(),

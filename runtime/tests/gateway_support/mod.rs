@@ -273,6 +273,7 @@ pub fn revision(name: &str, concurrency: u32, timeout_seconds: u32) -> RevisionR
         timeout_seconds,
         protocol: Protocol::Http1,
         failure: None,
+        probe_starting: false,
     }
 }
 

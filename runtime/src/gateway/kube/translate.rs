@@ -49,6 +49,7 @@ pub fn function_route(function: &Function) -> Option<FunctionRoute> {
                 .unwrap_or(spec.timeout_seconds),
             protocol: own.and_then(|r| r.protocol).unwrap_or(spec.protocol),
             failure,
+            probe_starting: spec.readiness_probe.is_none(),
         });
     }
     Some(FunctionRoute {
