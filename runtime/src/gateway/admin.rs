@@ -26,8 +26,15 @@ impl Gateway {
             .route("/metrics", get(metrics))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
-            .route(DRAIN_PATH, post(drain))
-            .route(RELEASE_PATH, post(release))
+            .merge(
+                Router::new()
+                    .route(DRAIN_PATH, post(drain))
+                    .route(RELEASE_PATH, post(release))
+                    .route_layer(axum::middleware::from_fn_with_state(
+                        self.clone(),
+                        control_only,
+                    )),
+            )
             .with_state(self.clone())
     }
 }
@@ -105,6 +112,18 @@ fn refusal(gateway: &Gateway, headers: &HeaderMap) -> Option<Response> {
     Some(refused)
 }
 
+/// Lets a control request through only with the operator's token.
+async fn control_only(
+    State(gateway): State<Gateway>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match refusal(&gateway, request.headers()) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
+}
+
 fn key_of(req: &DrainRequest) -> RevisionKey {
     RevisionKey::new(
         req.namespace.clone(),
@@ -116,14 +135,7 @@ fn key_of(req: &DrainRequest) -> RevisionKey {
 /// Holds the pods out of rotation (until the drain's timeout plus
 /// [`HOLD_GRACE_SECONDS`], or a release) and answers once none of them has a
 /// request in flight here, or when the timeout passes, with what is left.
-async fn drain(
-    State(gateway): State<Gateway>,
-    headers: HeaderMap,
-    Json(req): Json<DrainRequest>,
-) -> Response {
-    if let Some(refused) = refusal(&gateway, &headers) {
-        return refused;
-    }
+async fn drain(State(gateway): State<Gateway>, Json(req): Json<DrainRequest>) -> Response {
     let key = key_of(&req);
     let Some(state) = gateway.revision(&key) else {
         // Never routed here: nothing in flight, nothing to hold.
@@ -152,14 +164,7 @@ async fn drain(
 }
 
 /// Puts held pods back into rotation: the scale-down was called off.
-async fn release(
-    State(gateway): State<Gateway>,
-    headers: HeaderMap,
-    Json(req): Json<DrainRequest>,
-) -> Response {
-    if let Some(refused) = refusal(&gateway, &headers) {
-        return refused;
-    }
+async fn release(State(gateway): State<Gateway>, Json(req): Json<DrainRequest>) -> Response {
     if let Some(state) = gateway.revision(&key_of(&req)) {
         state.release(&req.pods, Instant::now());
         tracing::info!(revision = %key_of(&req), pods = ?req.pods, "drain called off; replicas back in rotation");
