@@ -285,12 +285,13 @@ impl RevisionState {
             return;
         };
         for e in endpoints.iter().filter(|e| !e.ready && !e.terminating) {
-            let known = self.probed.lock().map_or(true, |p| p.contains(&e.id));
-            let started = self
-                .probing
-                .lock()
-                .map_or(false, |mut p| p.insert(e.id.clone()));
-            if !known && started {
+            let known = self.probed.lock().is_ok_and(|p| p.contains(&e.id));
+            let started = !known
+                && self
+                    .probing
+                    .lock()
+                    .is_ok_and(|mut p| p.insert(e.id.clone()));
+            if started {
                 runtime.spawn(Arc::clone(self).probe(e.clone()));
             }
         }
