@@ -231,3 +231,32 @@ async fn a_starting_replica_whose_port_is_closed_stays_out_of_rotation() {
     assert_eq!(gw.gateway.revision(&k).unwrap().replicas(), 0);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn requests_still_waiting_poke_again_each_second_not_once_each() {
+    // A poke can be lost (the autoscaler's leader changing hands): while
+    // requests wait for a first replica, one of them pokes again every
+    // second.
+    let app = app("app", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    let k = gw.route_single("lost", revision("lost-00001", 0, 30));
+    let (waiting, _state) = gw.queue_gets(&k, 3, "lost.ns.localhost", "/").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    let pokes = gw.pokes.taken();
+    assert!(
+        (2..=4).contains(&pokes.len()),
+        "the first poke and about one a second after it, not one per waiting request: {pokes:?}"
+    );
+    assert!(
+        pokes.iter().all(|p| p.revision == "lost-00001"),
+        "{pokes:?}"
+    );
+    // The first poke came with the first request; the later ones say how
+    // many wait now.
+    assert!(pokes[1..].iter().all(|p| p.waiting == 3), "{pokes:?}");
+    gw.gateway.set_endpoints(&k, vec![ready("p", app.addr)]);
+    for w in waiting {
+        assert_eq!(w.await.unwrap().0, StatusCode::OK);
+    }
+    gw.shutdown().await;
+}

@@ -345,6 +345,24 @@ mod tests {
     use flint_api::{FunctionSpec, FunctionStatus};
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
 
+    #[test]
+    fn the_store_is_read_after_a_change_or_a_complete_list_only() {
+        // During a (re)list the reflector still holds the previous state:
+        // reading it then would miss every listed object.
+        let settled = |e: watcher::Event<Function>| store_settled(Ok(e), "Functions");
+        let f = || {
+            Function::new(
+                "f",
+                serde_json::from_value(serde_json::json!({"image": "x"})).unwrap(),
+            )
+        };
+        assert!(!settled(watcher::Event::Init));
+        assert!(!settled(watcher::Event::InitApply(f())));
+        assert!(settled(watcher::Event::InitDone));
+        assert!(settled(watcher::Event::Apply(f())));
+        assert!(settled(watcher::Event::Delete(f())));
+    }
+
     fn function(ns: &str, name: &str, revisions: &[&str], latest: Option<&str>) -> Function {
         let spec: FunctionSpec =
             serde_json::from_value(serde_json::json!({"image": "x", "scale": {"max": 7}})).unwrap();
