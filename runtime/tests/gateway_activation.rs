@@ -18,10 +18,17 @@ async fn request_at_zero_waits_pokes_once_and_is_released_by_a_ready_replica() {
     let gw = gateway(config()).await;
     let k = gw.route_single("cold", revision("cold-00001", 0, 30));
 
+    let started = std::time::Instant::now();
     let (waiting, state) = gw.queue_gets(&k, 3, "cold.ns.localhost", "/").await;
     assert!(matches!(state.cold(), Cold::Pending { .. }));
     let pokes = gw.pokes.taken();
-    assert_eq!(pokes.len(), 1, "one poke per cold start: {pokes:?}");
+    // One poke per cold start, not one per request (on a slow machine, a
+    // second may have passed and brought the first re-poke).
+    let repokes = started.elapsed().as_secs() as usize;
+    assert!(
+        (1..=1 + repokes).contains(&pokes.len()),
+        "one poke per cold start: {pokes:?}"
+    );
     assert_eq!(
         (pokes[0].namespace.as_str(), pokes[0].function.as_str()),
         ("ns", "cold")
