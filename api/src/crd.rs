@@ -11,6 +11,10 @@ use crate::function::Function;
 /// Path of the checked-in CRD, relative to the repository root.
 pub const CRD_FILE: &str = "crds/functions.flint.dev.yaml";
 
+/// Most environment variables a Function may set (the CRD's `maxItems`,
+/// for the same cost reason as [`ENV_NAME_MAX_LENGTH`]).
+pub const ENV_MAX_ENTRIES: usize = 256;
+
 /// Longest environment variable name the CRD accepts. Kubernetes sets none,
 /// but the API server prices a CEL rule by the longest value a field may
 /// hold: without a bound, the rule over `spec.env` names exceeds its budget

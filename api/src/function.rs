@@ -68,7 +68,7 @@ pub struct FunctionSpec {
 
     /// Environment variables for the function's container (at most 256; names at most 1024 characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = crate::crd::ENV_MAX_ENTRIES))]
     pub env: Vec<EnvVar>,
 
     /// Sources (Secrets, ConfigMaps) whose keys become environment variables.

@@ -100,8 +100,11 @@ pub fn validate(function: &Function) -> Result<(), ValidationErrors> {
             );
         }
     }
-    if spec.env.len() > 256 {
-        errs.push("spec.env", "must have at most 256 entries");
+    if spec.env.len() > crate::crd::ENV_MAX_ENTRIES {
+        errs.push(
+            "spec.env",
+            format!("must have at most {} entries", crate::crd::ENV_MAX_ENTRIES),
+        );
     }
     in_range(
         &mut errs,

@@ -53,11 +53,9 @@ impl std::fmt::Debug for Drainer {
 impl Drainer {
     /// A drainer presenting `token`.
     pub fn new(token: ControlToken) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        connector.set_nodelay(true);
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new())
+                .build(super::source::http::connector(Duration::from_secs(1))),
             token,
         }
     }

@@ -18,19 +18,17 @@ use std::sync::{Arc, Mutex};
 
 use flint_api::backend::{Replicas, RevisionKey, ScaleActuator, ScaleError};
 use flint_api::drain::DrainRequest;
-use flint_api::names::{ANNOTATION_POD_DELETION_COST, ANNOTATION_TIMEOUT_SECONDS, LABEL_REVISION};
+use flint_api::names::{ANNOTATION_POD_DELETION_COST, LABEL_REVISION};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use tokio::sync::watch;
 
 use super::drain::Drainer;
+use crate::reconcile::revision::ServingSettings;
 
 /// Deletion cost given to the pods chosen to go first (others have 0).
 pub const VICTIM_COST: &str = "-1000";
-
-/// Request timeout assumed for a revision whose Deployment does not say.
-const DEFAULT_TIMEOUT_SECONDS: u32 = 300;
 
 /// Draining before scale-downs: how to ask, and whom.
 #[derive(Clone, Debug)]
@@ -277,12 +275,9 @@ fn replicas_of(d: &Deployment) -> Replicas {
 }
 
 /// The request timeout the revision was created with (its Deployment's
-/// annotation): no request on its pods runs longer.
+/// annotation, else the default): no request on its pods runs longer.
 fn timeout_of(d: &Deployment) -> u32 {
-    d.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_TIMEOUT_SECONDS))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_TIMEOUT_SECONDS)
+    ServingSettings::from_annotations(d.metadata.annotations.as_ref())
+        .timeout_seconds
+        .unwrap_or_else(flint_api::defaults::timeout_seconds)
 }

@@ -11,6 +11,15 @@ use hyper_util::rt::TokioExecutor;
 
 use super::SourceError;
 
+/// A plain-HTTP connector to the gateways: `connect_timeout` to connect, no
+/// Nagle delay. Shared by the metrics sources and the drainer.
+pub fn connector(connect_timeout: Duration) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector
+}
+
 /// A plain-HTTP client with a per-request timeout.
 #[derive(Clone)]
 pub struct HttpGet {
@@ -29,11 +38,8 @@ impl std::fmt::Debug for HttpGet {
 impl HttpGet {
     /// A client whose requests give up after `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
-        connector.set_nodelay(true);
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new()).build(connector(timeout)),
             timeout,
         }
     }
