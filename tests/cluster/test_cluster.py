@@ -177,7 +177,9 @@ def test_example_scales_from_zero_serves_and_returns_to_zero():
     assert reply.status == 200, reply
     assert "from Flint! (rust, path /from-zero)" in reply.body
     print(f"cold start through the gateway: {cold:.3f}s")
-    assert len(ready_pods(rev)) >= 1
+    # The gateway routes to a replica as soon as its port answers, which can
+    # be before the kubelet's probe marks the pod Ready.
+    wait_until("a Ready pod", lambda: len(ready_pods(rev)) >= 1, 30)
     # Idle: back to no pods after the stable window and the grace period.
     wait_until("hello-rust to scale to zero", lambda: revision_pods(rev) == [], 90, interval=1)
     s = status("hello-rust")
@@ -251,7 +253,9 @@ def test_leader_failover_scaling_goes_on():
     rev = status("hello-rust")["latestCreatedRevision"]
     wait_until("hello-rust at zero", lambda: revision_pods(rev) == [], 90, interval=1)
     assert request(host("hello-rust"), "/after-failover").status == 200
-    assert len(ready_pods(rev)) >= 1
+    # The gateway routes to a replica as soon as its port answers, which can
+    # be before the kubelet's probe marks the pod Ready.
+    wait_until("a Ready pod", lambda: len(ready_pods(rev)) >= 1, 30)
     wait_until("hello-rust back at zero", lambda: revision_pods(rev) == [], 90, interval=1)
 
 
