@@ -3,9 +3,11 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use flint_runtime::gateway::{ClientSettings, TrustedProxies};
 
 /// Flint: a serverless platform for Kubernetes.
 #[derive(Debug, Parser)]
@@ -57,7 +59,7 @@ struct DevArgs {
     #[arg(long, env = "FLINT_DEV_ADMIN_PORT", default_value_t = 8081)]
     admin_port: u16,
     /// Requests that may wait per revision while it scales from zero (more get 503).
-    #[arg(long, env = "FLINT_DEV_QUEUE_SIZE", default_value_t = 1000)]
+    #[arg(long, env = "FLINT_DEV_QUEUE_SIZE", default_value_t = flint_api::poke::DEFAULT_QUEUE_SIZE as usize)]
     queue_size: usize,
     /// Directory of the durable store of asynchronous invocations and schedule ticks, kept across restarts [default: DIR/.flint/events].
     #[arg(long, env = "FLINT_DEV_EVENTS_DIR")]
@@ -136,18 +138,63 @@ struct GatewayArgs {
     #[arg(long, env = "FLINT_NAMESPACE")]
     namespace: Option<String>,
     /// Requests that may wait per revision while it has no free replica.
-    #[arg(long, env = "FLINT_QUEUE_SIZE", default_value_t = 1000)]
+    #[arg(long, env = "FLINT_QUEUE_SIZE", default_value_t = flint_api::poke::DEFAULT_QUEUE_SIZE as usize)]
     queue_size: usize,
     /// Most bytes buffered per client connection (request head and read-ahead).
     #[arg(long, env = "FLINT_MAX_BUFFERED_BYTES", default_value_t = 65536)]
     max_buffered_bytes: usize,
+    /// Bytes the gateway may hold, all together, for requests waiting for a replica, asynchronous request bodies being stored and result callbacks being sent; past it such a request gets 503 with Retry-After (a callback is dropped). Keep it below the memory limit, with headroom for the rest of the process.
+    #[arg(long, env = "FLINT_MEMORY_BUDGET_BYTES", default_value_t = flint_runtime::budget::DEFAULT_MEMORY_BUDGET_BYTES as u64, value_parser = clap::value_parser!(u64).range(flint_runtime::budget::MIN_MEMORY_BUDGET_BYTES as u64..))]
+    memory_budget_bytes: u64,
+    /// Open client connections served at once; one more is answered 503 with Retry-After and closed.
+    #[arg(long, env = "FLINT_MAX_CONNECTIONS", default_value_t = ClientSettings::default().max_connections as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Seconds a new connection may take to send its first bytes (a silent socket, or a partial HTTP/2 preface, is closed then).
+    #[arg(long, env = "FLINT_FIRST_BYTE_TIMEOUT_SECONDS", default_value_t = ClientSettings::default().first_byte_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    first_byte_timeout_seconds: u64,
+    /// Seconds a client connection may stay open with no request in progress.
+    #[arg(long, env = "FLINT_IDLE_TIMEOUT_SECONDS", default_value_t = ClientSettings::default().idle_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_seconds: u64,
+    /// Seconds between HTTP/2 pings to a client (0: none).
+    #[arg(long, env = "FLINT_HTTP2_KEEP_ALIVE_SECONDS", default_value_t = ClientSettings::default().http2_keep_alive_interval.map_or(0, |d| d.as_secs()))]
+    http2_keep_alive_seconds: u64,
+    /// Seconds an HTTP/2 ping may go unanswered before the connection is closed.
+    #[arg(long, env = "FLINT_HTTP2_KEEP_ALIVE_TIMEOUT_SECONDS", default_value_t = ClientSettings::default().http2_keep_alive_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    http2_keep_alive_timeout_seconds: u64,
+    /// Idle seconds before TCP keep-alive probes start on a client connection (0: SO_KEEPALIVE off).
+    #[arg(long, env = "FLINT_TCP_KEEPALIVE_SECONDS", default_value_t = ClientSettings::default().tcp_keepalive.map_or(0, |d| d.as_secs()))]
+    tcp_keepalive_seconds: u64,
+    /// Seconds a request body may send nothing, or a client read nothing of its response, before the request fails (408 if the response has not started) and frees its replica slot.
+    #[arg(long, env = "FLINT_IO_TIMEOUT_SECONDS", default_value_t = ClientSettings::default().io_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    io_timeout_seconds: u64,
+    /// Seconds an upgraded connection (WebSocket) may pass no byte either way before it is closed.
+    #[arg(long, env = "FLINT_UPGRADE_IDLE_TIMEOUT_SECONDS", default_value_t = ClientSettings::default().upgrade_idle_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    upgrade_idle_timeout_seconds: u64,
+    /// Seconds upgraded connections may run on once shutdown began, before they are closed.
+    #[arg(long, env = "FLINT_UPGRADE_DRAIN_SECONDS", default_value_t = ClientSettings::default().upgrade_drain_timeout.as_secs())]
+    upgrade_drain_seconds: u64,
+    /// Peers trusted to forward X-Forwarded-Proto/-Host/-Prefix and Forwarded (from others they are dropped): comma-separated addresses or CIDRs, e.g. 10.0.0.0/8 [default: none].
+    #[arg(long, env = "FLINT_TRUSTED_PROXIES", default_value = "")]
+    trusted_proxies: TrustedProxies,
     /// Log filter (tracing EnvFilter syntax, e.g. info or flint_runtime=debug).
     #[arg(long, env = "FLINT_LOG", default_value = "info")]
     log: String,
     /// NATS server with JetStream for asynchronous invocations (e.g. nats://nats.flint-system:4222) [default: async requests are proxied as usual].
     #[arg(long, env = "FLINT_NATS_URL")]
     nats_url: Option<String>,
-    /// Token the operator presents to drain replicas before removing them (from a Secret; never on the command line) [default: drains are refused].
+    /// Auth token of the NATS server (from a Secret; never on the command line) [default: none, for a server without authentication].
+    #[arg(long, env = "FLINT_NATS_TOKEN", hide_env_values = true)]
+    nats_token: Option<String>,
+    /// Bytes Flint's JetStream streams may hold together (70% pending invocations, refused with 503 when full; 20% dead letters; 10% settle records); keep it below the NATS server's store.
+    #[arg(long, env = "FLINT_NATS_MAX_BYTES", default_value_t = flint_runtime::events::nats::DEFAULT_MAX_BYTES, value_parser = clap::value_parser!(u64).range(flint_runtime::events::nats::MIN_MAX_BYTES..))]
+    nats_max_bytes: u64,
+    /// Address blocks result callbacks (X-Callback-Url) may reach although they are loopback, link-local, private or cluster addresses: comma-separated CIDRs, e.g. 10.20.0.0/16,fd00:1::/64 [default: none].
+    #[arg(long, env = "FLINT_CALLBACK_ALLOW_CIDRS", value_delimiter = ',')]
+    callback_allow_cidrs: Vec<flint_runtime::events::Cidr>,
+    /// The cluster's pod and Service ranges, refused to result callbacks like private ones: comma-separated CIDRs [default: none; private ranges are refused anyway].
+    #[arg(long, env = "FLINT_CLUSTER_CIDRS", value_delimiter = ',')]
+    cluster_cidrs: Vec<flint_runtime::events::Cidr>,
+    /// Token shared with the operator (from a Secret; never on the command line): required of its drains, and presented with every scale-from-zero poke [default: drains are refused, and the operator refuses the pokes].
     #[arg(long, env = flint_api::drain::CONTROL_TOKEN_ENV, hide_env_values = true)]
     control_token: Option<String>,
 }
@@ -172,6 +219,23 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             max_buffered_bytes: args.max_buffered_bytes,
             listen: args.listen,
             retry_after_seconds: 1,
+            memory_budget_bytes: usize::try_from(args.memory_budget_bytes).unwrap_or(usize::MAX),
+            clients: ClientSettings {
+                max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+                first_byte_timeout: Duration::from_secs(args.first_byte_timeout_seconds),
+                idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
+                http2_keep_alive_interval: (args.http2_keep_alive_seconds > 0)
+                    .then(|| Duration::from_secs(args.http2_keep_alive_seconds)),
+                http2_keep_alive_timeout: Duration::from_secs(
+                    args.http2_keep_alive_timeout_seconds,
+                ),
+                tcp_keepalive: (args.tcp_keepalive_seconds > 0)
+                    .then(|| Duration::from_secs(args.tcp_keepalive_seconds)),
+                io_timeout: Duration::from_secs(args.io_timeout_seconds),
+                upgrade_idle_timeout: Duration::from_secs(args.upgrade_idle_timeout_seconds),
+                upgrade_drain_timeout: Duration::from_secs(args.upgrade_drain_seconds),
+                trusted_proxies: args.trusted_proxies,
+            },
         },
         admin_addr: args.admin_addr,
         autoscaler_url: args.autoscaler_url,
@@ -186,7 +250,18 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?
         .block_on(async move {
             match args.nats_url {
-                Some(url) => Ok(flint_runtime::events::cluster::run_gateway(opts, &url).await?),
+                Some(url) => {
+                    let callbacks = flint_runtime::events::AddressPolicy::new(
+                        args.callback_allow_cidrs,
+                        args.cluster_cidrs,
+                    );
+                    let mut nats = flint_runtime::events::NatsSettings::new(url)
+                        .with_max_bytes(args.nats_max_bytes);
+                    if let Some(token) = args.nats_token.filter(|t| !t.is_empty()) {
+                        nats = nats.with_token(token);
+                    }
+                    Ok(flint_runtime::events::cluster::run_gateway(opts, nats, callbacks).await?)
+                }
                 None => flint_runtime::gateway::kube::run_cluster(opts)
                     .await
                     .map_err(anyhow::Error::from),
@@ -229,9 +304,15 @@ struct OperatorArgs {
     /// Where the autoscaler reads the scaling signal: `direct` scrapes every gateway pod, `prometheus` queries --prometheus-url.
     #[arg(long, env = "FLINT_METRICS_SOURCE", default_value = "direct", value_parser = ["direct", "prometheus"])]
     metrics_source: String,
-    /// Token presented to the gateways to drain replicas before a scale-down (from a Secret; never on the command line) [default: scale-downs do not drain].
+    /// Token shared with the gateways (from a Secret; never on the command line): presented to drain replicas before a scale-down, and required of every scale-from-zero poke [default: scale-downs do not drain, pokes are refused].
     #[arg(long, env = flint_api::drain::CONTROL_TOKEN_ENV, hide_env_values = true)]
     control_token: Option<String>,
+    /// The gateways' per-revision queue size (their --queue-size): a poke is believed for at most this many waiting requests.
+    #[arg(long, env = "FLINT_GATEWAY_QUEUE_SIZE", default_value_t = flint_api::poke::DEFAULT_QUEUE_SIZE, value_parser = clap::value_parser!(u32).range(1..))]
+    gateway_queue_size: u32,
+    /// Price of one idle replica-second for Functions with `keepAlive: learned`, in weighted cold starts: higher keeps fewer replicas warm and allows more cold starts (docs/autoscaling.md).
+    #[arg(long, env = "FLINT_KEEP_ALIVE_PRICE", default_value_t = flint_operator::autoscaler::keepalive::LearnedConfig::default().price, value_parser = parse_price)]
+    keep_alive_price: f64,
     /// Namespace of the gateway Service (direct source).
     #[arg(long, env = "FLINT_GATEWAY_NAMESPACE", default_value = "flint-system")]
     gateway_namespace: String,
@@ -293,6 +374,16 @@ fn autoscaler_config(
             .clone()
             .and_then(flint_api::drain::ControlToken::new),
         poke_addr: args.poke_addr,
+        gateway_queue_size: args.gateway_queue_size,
+        keep_alive_price: args.keep_alive_price,
+    }
+}
+
+/// A keep-alive price: a finite number above zero.
+fn parse_price(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p.is_finite() && p > 0.0 => Ok(p),
+        _ => Err(format!("{s:?} is not a price above zero (e.g. 1.3e-4)")),
     }
 }
 

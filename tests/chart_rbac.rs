@@ -3,71 +3,14 @@
 //! checks the code against the same list). Renders the chart with the real
 //! `helm` (installed into .tools/bin by scripts/chart-tools).
 
+mod chart_support;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
+use chart_support::{render, repo, s, strings};
 use flint_api::rbac::{self, Rule, Scope};
-use serde::Deserialize;
 use serde_yaml::Value;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `helm` from .tools/bin, else from PATH.
-fn helm() -> PathBuf {
-    let local = repo().join(".tools/bin/helm");
-    if local.exists() {
-        local
-    } else {
-        PathBuf::from("helm")
-    }
-}
-
-/// Renders the chart into its objects.
-fn render(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(helm())
-        .args([
-            "template",
-            "flint",
-            "charts/flint",
-            "--namespace",
-            "flint-system",
-        ])
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap_or_else(|e| panic!("running helm ({e}); install it with scripts/chart-tools"));
-    assert!(
-        out.status.success(),
-        "helm template failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| Value::deserialize(d).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    path.iter()
-        .try_fold(v, |v, k| v.get(*k))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_sequence)
-        .map(|s| {
-            s.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// (group, resource, verb, role kind, role namespace) granted to `account`.
 type Grant = (String, String, String, String, String);
@@ -125,19 +68,33 @@ fn grants(objects: &[Value], account: &str) -> BTreeSet<Grant> {
 
 /// What `rules` say the chart must grant: Cluster scope as a ClusterRole,
 /// own-namespace scope as a Role in `own_ns`; `cluster_as` overrides where
-/// cluster-scoped rules go (the gateway's watchNamespace).
-fn expected(rules: &[Rule], own_ns: &str, cluster_as: Option<&str>) -> BTreeSet<Grant> {
-    rbac::permissions(rules)
-        .into_iter()
-        .map(|(g, r, v, scope)| {
-            let (kind, ns) = match (scope, cluster_as) {
-                (Scope::Cluster, None) => ("ClusterRole", ""),
-                (Scope::Cluster, Some(ns)) => ("Role", ns),
-                (Scope::OwnNamespace, _) => ("Role", own_ns),
-            };
-            (g.into(), r.into(), v.into(), kind.into(), ns.into())
-        })
-        .collect()
+/// cluster-scoped rules go (the gateway's watchNamespace); function-namespace
+/// scope as a ClusterRole, or a Role in each of `function_namespaces` when
+/// there are any (the operator's functionNamespaces).
+fn expected(
+    rules: &[Rule],
+    own_ns: &str,
+    cluster_as: Option<&str>,
+    function_namespaces: &[&str],
+) -> BTreeSet<Grant> {
+    let mut out = BTreeSet::new();
+    for (g, r, v, scope) in rbac::permissions(rules) {
+        let places: Vec<(&str, &str)> = match (scope, cluster_as) {
+            (Scope::Cluster, None) => vec![("ClusterRole", "")],
+            (Scope::Cluster, Some(ns)) => vec![("Role", ns)],
+            (Scope::OwnNamespace, _) => vec![("Role", own_ns)],
+            (Scope::FunctionNamespaces, _) if function_namespaces.is_empty() => {
+                vec![("ClusterRole", "")]
+            }
+            (Scope::FunctionNamespaces, _) => {
+                function_namespaces.iter().map(|ns| ("Role", *ns)).collect()
+            }
+        };
+        for (kind, ns) in places {
+            out.insert((g.into(), r.into(), v.into(), kind.into(), ns.into()));
+        }
+    }
+    out
 }
 
 fn diff(got: &BTreeSet<Grant>, want: &BTreeSet<Grant>) -> String {
@@ -152,15 +109,66 @@ fn diff(got: &BTreeSet<Grant>, want: &BTreeSet<Grant>) -> String {
 fn operator_role_equals_the_operator_rules() {
     let objects = render(&[]);
     let got = grants(&objects, "flint-operator");
-    let want = expected(rbac::OPERATOR, "flint-system", None);
+    let want = expected(rbac::OPERATOR, "flint-system", None, &[]);
     assert_eq!(got, want, "{}", diff(&got, &want));
+}
+
+#[test]
+fn an_operator_told_the_function_namespaces_patches_pods_only_there() {
+    let objects = render(&["--set", "operator.functionNamespaces={team-a,team-b}"]);
+    let got = grants(&objects, "flint-operator");
+    let want = expected(rbac::OPERATOR, "flint-system", None, &["team-a", "team-b"]);
+    assert_eq!(got, want, "{}", diff(&got, &want));
+    // Spelled out: patching pods is granted in those two namespaces and
+    // nowhere else, reading them everywhere.
+    let pods: BTreeSet<(String, String, String)> = got
+        .iter()
+        .filter(|(g, r, ..)| g.is_empty() && r == "pods")
+        .map(|(_, _, v, kind, ns)| (v.clone(), kind.clone(), ns.clone()))
+        .collect();
+    let want: BTreeSet<(String, String, String)> = [
+        ("list", "ClusterRole", ""),
+        ("watch", "ClusterRole", ""),
+        ("patch", "Role", "team-a"),
+        ("patch", "Role", "team-b"),
+    ]
+    .into_iter()
+    .map(|(v, k, n)| (v.into(), k.into(), n.into()))
+    .collect();
+    assert_eq!(pods, want);
+}
+
+#[test]
+fn every_operator_rule_states_its_reason_next_to_it() {
+    // Each rule of the operator's Roles is preceded by a comment (template
+    // lines aside).
+    let text =
+        std::fs::read_to_string(repo().join("charts/flint/templates/operator-rbac.yaml")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut rules = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim_start().starts_with("- apiGroups:") {
+            rules += 1;
+            let above = lines[..i]
+                .iter()
+                .rev()
+                .find(|l| !l.trim_start().starts_with("{{"))
+                .unwrap();
+            assert!(
+                above.trim_start().starts_with('#'),
+                "rule at line {} has no reason above it",
+                i + 1
+            );
+        }
+    }
+    assert!(rules >= rbac::OPERATOR.len(), "{rules} rules found");
 }
 
 #[test]
 fn gateway_role_equals_the_gateway_rules() {
     let objects = render(&[]);
     let got = grants(&objects, "flint-gateway");
-    let want = expected(rbac::GATEWAY, "flint-system", None);
+    let want = expected(rbac::GATEWAY, "flint-system", None, &[]);
     assert_eq!(got, want, "{}", diff(&got, &want));
 }
 
@@ -168,7 +176,7 @@ fn gateway_role_equals_the_gateway_rules() {
 fn a_gateway_watching_one_namespace_gets_a_role_there_only() {
     let objects = render(&["--set", "gateway.watchNamespace=team-a"]);
     let got = grants(&objects, "flint-gateway");
-    let want = expected(rbac::GATEWAY, "flint-system", Some("team-a"));
+    let want = expected(rbac::GATEWAY, "flint-system", Some("team-a"), &[]);
     assert_eq!(got, want, "{}", diff(&got, &want));
     // and the gateway is told to watch only that namespace
     let gateway = objects

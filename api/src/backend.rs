@@ -141,6 +141,14 @@ pub trait ScaleActuator: Send + Sync + 'static {
 pub trait PokeSink: Send + Sync + 'static {
     /// A request is waiting for a revision with no ready replica.
     fn poke(&self, poke: ScalePoke);
+
+    /// Presents `token` with every later poke, where pokes cross a process
+    /// boundary (the gateway's HTTP sink; the autoscaler refuses a poke
+    /// without it). In-process sinks need no credential: the default does
+    /// nothing.
+    fn present(&self, token: &crate::drain::ControlToken) {
+        let _ = token;
+    }
 }
 
 /// Why a schedule's tick could not be claimed.

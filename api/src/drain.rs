@@ -3,6 +3,11 @@
 //! once none of them has a request in flight, so the replicas go without
 //! cutting a request short however long it runs. Only the holder of the
 //! control token (the operator) may ask.
+//!
+//! The same token guards every control request between the operator and the
+//! gateways, both ways: the gateways' drains and releases, and the
+//! operator's scale-from-zero poke ([`crate::poke`]). [`authorize`] is the
+//! one check both sides run.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,11 +48,76 @@ impl ControlToken {
 
     /// Whether an `Authorization` header value is `Bearer <this token>`.
     pub fn authorizes(&self, authorization: &str) -> bool {
-        let Some(presented) = authorization.strip_prefix("Bearer ") else {
-            return false;
-        };
-        let (a, b) = (presented.trim().as_bytes(), self.0.as_bytes());
+        bearer(authorization).is_some_and(|presented| self.matches(presented))
+    }
+
+    /// Whether `presented` is this token, comparing every byte whatever
+    /// the first difference (no timing hint about how much of it matched).
+    fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (presented.as_bytes(), self.0.as_bytes());
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// The token of a `Bearer <token>` header value; `None` for another scheme
+/// or an empty token.
+fn bearer(authorization: &str) -> Option<&str> {
+    let token = authorization.strip_prefix("Bearer ")?.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Why a control request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The receiver has no control token, so it can authenticate nobody and
+    /// refuses every control request.
+    #[error("no control token is configured ({CONTROL_TOKEN_ENV}): control requests are refused")]
+    NotConfigured,
+    /// The request carries no `Authorization: Bearer …` credential.
+    #[error("missing credential: send the control token as Authorization: Bearer <token>")]
+    MissingCredential,
+    /// The request's bearer token is not the control token.
+    #[error("wrong credential: the bearer token is not the control token")]
+    WrongCredential,
+}
+
+impl Refusal {
+    /// The HTTP status of the refusal: 403 when nobody can be authorized,
+    /// 401 when this request lacks the credential.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::NotConfigured => 403,
+            Self::MissingCredential | Self::WrongCredential => 401,
+        }
+    }
+
+    /// A short label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotConfigured => "not_configured",
+            Self::MissingCredential => "missing_credential",
+            Self::WrongCredential => "wrong_credential",
+        }
+    }
+}
+
+/// The `WWW-Authenticate` value sent with a 401 refusal.
+pub const WWW_AUTHENTICATE: &str = "Bearer realm=\"flint-control\"";
+
+/// Checks a control request's `Authorization` header (`None` when absent)
+/// against the receiver's token (`None` when it has none configured).
+pub fn authorize(
+    configured: Option<&ControlToken>,
+    authorization: Option<&str>,
+) -> Result<(), Refusal> {
+    let token = configured.ok_or(Refusal::NotConfigured)?;
+    let presented = authorization
+        .and_then(bearer)
+        .ok_or(Refusal::MissingCredential)?;
+    if token.matches(presented) {
+        Ok(())
+    } else {
+        Err(Refusal::WrongCredential)
     }
 }
 
@@ -96,6 +166,50 @@ mod tests {
         assert!(!token.authorizes("Basic s3cret-value"));
         assert!(!format!("{token:?}").contains("s3cret"));
         assert_eq!(ControlToken::new("  "), None);
+    }
+
+    #[test]
+    fn authorize_names_what_is_wrong() {
+        let token = ControlToken::new("s3cret").unwrap();
+        assert_eq!(authorize(Some(&token), Some("Bearer s3cret")), Ok(()));
+        assert_eq!(
+            authorize(Some(&token), None),
+            Err(Refusal::MissingCredential)
+        );
+        assert_eq!(
+            authorize(Some(&token), Some("Basic s3cret")),
+            Err(Refusal::MissingCredential)
+        );
+        assert_eq!(
+            authorize(Some(&token), Some("Bearer ")),
+            Err(Refusal::MissingCredential)
+        );
+        assert_eq!(
+            authorize(Some(&token), Some("Bearer s3creT")),
+            Err(Refusal::WrongCredential)
+        );
+        assert_eq!(
+            authorize(None, Some("Bearer s3cret")),
+            Err(Refusal::NotConfigured)
+        );
+        assert_eq!(Refusal::MissingCredential.status(), 401);
+        assert_eq!(Refusal::WrongCredential.status(), 401);
+        assert_eq!(Refusal::NotConfigured.status(), 403);
+        assert!(
+            Refusal::MissingCredential
+                .to_string()
+                .contains("missing credential")
+        );
+        assert!(
+            Refusal::WrongCredential
+                .to_string()
+                .contains("wrong credential")
+        );
+        assert!(
+            Refusal::NotConfigured
+                .to_string()
+                .contains(CONTROL_TOKEN_ENV)
+        );
     }
 
     #[test]

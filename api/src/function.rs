@@ -102,7 +102,8 @@ pub struct FunctionSpec {
     #[schemars(range(max = 10000))]
     pub concurrency: u32,
 
-    /// Service account the function's pods run as.
+    /// Service account the function's pods run as. Only a function that names
+    /// one gets its API token mounted; without it the pods carry no API credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub service_account_name: Option<String>,
@@ -245,6 +246,10 @@ pub enum KeepAlive {
     Fixed,
     /// Learn the function's idle-time histogram; keep or pre-warm the last replica accordingly.
     Adaptive,
+    /// Choose keep and pre-warm windows that minimise expected cold starts plus the price of idle
+    /// time, from the function's idle times and a population prior; rarely called functions are
+    /// kept longer, timer-driven ones pre-warmed.
+    Learned,
 }
 
 /// One traffic target: a share of requests for a revision or for the latest ready revision.
@@ -287,6 +292,9 @@ pub struct AsyncSpec {
     #[serde(default = "defaults::async_max_in_flight")]
     #[schemars(range(min = 1, max = 10000))]
     pub max_in_flight: u32,
+    /// Store the caller's Authorization and Cookie headers with each asynchronous invocation and deliver them to the function. Off by default: invocations are kept on disk and replayed later, so credentials are dropped unless the function needs them. Proxy-Authorization is never stored.
+    #[serde(default)]
+    pub store_credentials: bool,
 }
 
 /// The schema pattern of a five-field cron expression (numbers in range,
@@ -465,6 +473,7 @@ impl Default for AsyncSpec {
             max_retries: defaults::async_max_retries(),
             max_age: defaults::async_max_age(),
             max_in_flight: defaults::async_max_in_flight(),
+            store_credentials: false,
         }
     }
 }

@@ -64,10 +64,25 @@ pub const ASYNC_DEAD_LETTERS_TOTAL: &str = "flint_async_dead_letters_total";
 pub const ASYNC_PENDING: &str = "flint_async_pending";
 /// Gauge: age in seconds of the oldest pending invocation, per namespace and function.
 pub const ASYNC_OLDEST_PENDING_AGE_SECONDS: &str = "flint_async_oldest_pending_age_seconds";
-/// Counter: result callbacks, by result (`delivered`, `retried`, `dropped`).
+/// Counter: result callbacks, by result (`delivered`, `retried`, `dropped`, `refused`).
 pub const ASYNC_CALLBACKS_TOTAL: &str = "flint_async_callbacks_total";
+/// Counter: asynchronous requests answered 503 because the queue did not take
+/// them, by reason (`full`: the stream is at its byte limit; `nats`, `store`:
+/// the queue is unreachable or failed).
+pub const ASYNC_REFUSED_TOTAL: &str = "flint_async_refused_total";
 /// Counter: scheduled (cron) invocations, by result (`fired`, `skipped`, `failed`).
 pub const SCHEDULE_TICKS_TOTAL: &str = "flint_schedule_ticks_total";
 
 /// Label: the result of a callback or a schedule tick.
 pub const LABEL_RESULT: &str = "result";
+
+/// Gauge: the gateway's memory budget in bytes (`--memory-budget-bytes`).
+pub const MEMORY_BUDGET_BYTES: &str = "flint_memory_budget_bytes";
+/// Gauge: bytes of the memory budget held by waiting requests, asynchronous
+/// bodies and callbacks.
+pub const MEMORY_BUDGET_HELD_BYTES: &str = "flint_memory_budget_held_bytes";
+/// Counter: charges the memory budget refused (answered 503, or a callback
+/// dropped), by use (`waiting_request`, `async_body`, `callback_body`).
+pub const MEMORY_BUDGET_REFUSED_TOTAL: &str = "flint_memory_budget_refused_total";
+/// Label: what a memory-budget charge was for.
+pub const LABEL_USE: &str = "use";

@@ -1,11 +1,24 @@
 //! The scale-from-zero poke: the gateway tells the autoscaler at once that a
 //! request is waiting for a revision with no ready replica, so the autoscaler
 //! decides now instead of at its next tick.
+//!
+//! The poke is a control request: the gateway presents the control token
+//! ([`crate::drain::ControlToken`], `Authorization: Bearer …`), and the
+//! autoscaler refuses a poke without it. Its `waiting` count is also capped
+//! at the gateway's queue size, the most requests a gateway can hold for a
+//! revision, so even a poke with the token cannot claim more demand than
+//! could exist.
 
 use serde::{Deserialize, Serialize};
 
 /// HTTP path (POST, JSON body [`ScalePoke`]) of the autoscaler's poke endpoint.
 pub const POKE_PATH: &str = "/v1/poke";
+
+/// The gateway's default per-revision queue size: requests that may wait for
+/// a revision with no free replica. The autoscaler caps a poke's `waiting`
+/// at the same bound (both sides take it from one setting, the chart's
+/// `gateway.queueSize`).
+pub const DEFAULT_QUEUE_SIZE: u32 = 1000;
 
 /// A request is waiting for `revision` of `namespace/function`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -17,7 +30,8 @@ pub struct ScalePoke {
     pub function: String,
     /// Revision that has requests waiting.
     pub revision: String,
-    /// Requests currently waiting for it (a hint for the first decision).
+    /// Requests currently waiting for it (a hint for the first decision;
+    /// the autoscaler counts at most the gateway's queue size).
     pub waiting: u32,
 }
 

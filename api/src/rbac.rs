@@ -15,6 +15,12 @@ pub enum Scope {
     /// Only in the component's own namespace (a Role and RoleBinding), e.g.
     /// the operator's leader-election Lease.
     OwnNamespace,
+    /// Where Functions run: in every namespace (a ClusterRole) by default,
+    /// or, when the chart lists the namespaces that hold Functions
+    /// (`operator.functionNamespaces`), only there (a Role and RoleBinding in
+    /// each). For the rules that write objects Flint does not create, so
+    /// they reach no further than they must.
+    FunctionNamespaces,
 }
 
 /// One RBAC rule: `verbs` on `resource` (with its subresource, as in
@@ -40,7 +46,7 @@ pub const OPERATOR: &[Rule] = &[
         resource: "functions",
         verbs: &["list", "watch", "patch"],
         scope: Scope::Cluster,
-        why: "the controller watches Functions; the finalizer is added and removed by patch",
+        why: "the controller lists and watches Functions; a finalizer left by earlier operator versions is removed by patch",
     },
     Rule {
         api_group: "flint.dev",
@@ -80,9 +86,16 @@ pub const OPERATOR: &[Rule] = &[
     Rule {
         api_group: "",
         resource: "pods",
-        verbs: &["list", "watch", "patch"],
+        verbs: &["list", "watch"],
         scope: Scope::Cluster,
-        why: "revision health (crash loops, image pulls) comes from the pods; before a scale-down the autoscaler marks the least busy with a pod-deletion-cost annotation",
+        why: "revision health (crash loops, image pulls) comes from the pods, which the controller watches; the autoscaler lists a revision's pods to pick the ones to remove",
+    },
+    Rule {
+        api_group: "",
+        resource: "pods",
+        verbs: &["patch"],
+        scope: Scope::FunctionNamespaces,
+        why: "before a scale-down the autoscaler sets the controller.kubernetes.io/pod-deletion-cost annotation on the pods to remove first, and changes nothing else (RBAC cannot limit a patch to one field: the code is the limit, and the rule is confined to the namespaces that hold Functions where the chart lists them)",
     },
     Rule {
         api_group: "events.k8s.io",
@@ -133,7 +146,7 @@ pub const GATEWAY: &[Rule] = &[
 ];
 
 /// Flattens rules into sorted `(api_group, resource, verb, scope)` tuples, the
-/// form tests compare.
+/// form tests compare. (A test keeps each verb of a resource in one scope.)
 pub fn permissions(rules: &[Rule]) -> Vec<(&'static str, &'static str, &'static str, Scope)> {
     let mut out: Vec<_> = rules
         .iter()
@@ -185,12 +198,24 @@ mod tests {
         for rules in [OPERATOR, GATEWAY] {
             let mut seen = std::collections::BTreeSet::new();
             for r in rules {
+                // A resource appears once per scope: the verbs granted more
+                // narrowly have a rule (and a reason) of their own.
                 assert!(
-                    seen.insert((r.api_group, r.resource)),
-                    "{} twice",
+                    seen.insert((r.api_group, r.resource, r.scope)),
+                    "{} twice in one scope",
                     r.resource
                 );
+                assert!(!r.why.is_empty(), "{}: no reason given", r.resource);
                 assert!(!r.resource.contains('*') && !r.api_group.contains('*'));
+                for other in rules.iter().filter(|o| {
+                    o.api_group == r.api_group && o.resource == r.resource && o.scope != r.scope
+                }) {
+                    assert!(
+                        !r.verbs.iter().any(|v| other.verbs.contains(v)),
+                        "{}: a verb granted in two scopes",
+                        r.resource
+                    );
+                }
                 assert!(r.verbs.iter().all(|v| *v != "*"));
             }
         }

@@ -107,7 +107,12 @@ def flint_round(watch, n):
     status = get(f"{FUNCTION}.{NS}.flint.test", f"/round-{n}")
     done = time.monotonic()
     assert status == 200, status
-    time.sleep(0.5)
+    # The watch may report the pod Ready after the answer (the gateway
+    # routes on its own probe): wait for that update before reading it.
+    wait_until("the new pod to be reported Ready",
+               lambda: any("ready" in watch.times[p] for p in list(watch.times) if p not in known),
+               30, interval=0.05)
+    time.sleep(0.3)
     new = [p for p in watch.times if p not in known]
     assert len(new) == 1, f"expected one new pod, saw {new}"
     t = watch.times[new[0]]
@@ -143,8 +148,14 @@ def peer_round(n):
     raise AssertionError("the peer never answered")
 
 
+def namespace_gone():
+    return kubectl("get", "namespace", NS, "--ignore-not-found").strip() == ""
+
+
 def setup():
-    kubectl("create", "namespace", NS, check=False)
+    # A namespace left Terminating by an earlier run takes no new pods.
+    wait_until(f"namespace {NS} from an earlier run to go", namespace_gone, 120, interval=0.5)
+    kubectl("create", "namespace", NS)
     fn = {
         "apiVersion": "flint.dev/v1alpha1", "kind": "Function",
         "metadata": {"name": FUNCTION, "namespace": NS},
@@ -157,12 +168,21 @@ def setup():
         "spec": {"replicas": 0, "selector": {"matchLabels": {"app": PEER}},
                  "template": {"metadata": {"labels": {"app": PEER}},
                               "spec": {"shareProcessNamespace": True, "enableServiceLinks": False,
+                                       "automountServiceAccountToken": False,
                                        "containers": [{"name": "app", "image": IMAGE,
                                                        "env": [{"name": "PORT", "value": "8080"}]}]}}},
     }
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [fn, peer]}))
     wait_until("the Function to be routed",
                lambda: kjson("-n", NS, "get", "function", FUNCTION).get("status", {}).get("traffic"), 60)
+
+
+def kubelet_feature_gates():
+    """The kubelet's feature gates as its configz reports them: whether the
+    evented PLEG was on shapes the container phase."""
+    node = kjson("get", "nodes")["items"][0]["metadata"]["name"]
+    out = kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/configz")
+    return json.loads(out).get("kubeletconfig", {}).get("featureGates", {})
 
 
 def quantiles(xs):
@@ -193,6 +213,7 @@ def main():
         kubectl("delete", "namespace", NS, "--wait=false", check=False)
     report = {
         "rounds": args.rounds,
+        "kubelet_feature_gates": kubelet_feature_gates(),
         "flint": quantiles(totals),
         "peer_direct": quantiles(peers),
         "ratio_p50": statistics.median(totals) / statistics.median(peers),

@@ -1,6 +1,7 @@
 //! The autoscaler loop with an in-memory actuator and a source the test
 //! controls: pokes scale from zero with one write, a failing source holds
-//! the scale and is counted, and the HTTP poke route reaches the loop.
+//! the scale and is counted, and the HTTP poke route reaches the loop only
+//! with the control token; no poke is believed beyond the gateway's queue.
 
 #[path = "support/actuator.rs"]
 mod actuator;
@@ -14,6 +15,7 @@ use actuator::Memory;
 use autoscaler_loop::{Running, config};
 use flint_api::ScaleSpec;
 use flint_api::backend::{PokeSink, RevisionKey};
+use flint_api::drain::ControlToken;
 use flint_api::poke::ScalePoke;
 use flint_operator::autoscaler::source::{MetricsSource, Reading, Readings, SourceError};
 use flint_operator::autoscaler::{Autoscaler, poke_router};
@@ -142,31 +144,144 @@ async fn a_failing_source_holds_the_scale_and_is_counted() {
     running.stop().await;
 }
 
+const TOKEN: &str = "the-control-token";
+
+/// Serves the poke route of `handle` (guarded by `token`) on a free port.
+async fn serve_pokes(
+    handle: flint_operator::autoscaler::AutoscalerHandle,
+    token: Option<&str>,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = poke_router(handle, token.and_then(ControlToken::new));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// POSTs `poke` with `authorization` (a whole header value) and returns the
+/// answer's status line and body.
+async fn post_poke(
+    addr: std::net::SocketAddr,
+    authorization: Option<&str>,
+    poke: &ScalePoke,
+) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = serde_json::to_string(poke).unwrap();
+    let auth = authorization
+        .map(|a| format!("authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "POST {} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{}",
+        flint_api::poke::POKE_PATH,
+        body.len(),
+        body
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 #[tokio::test]
-async fn the_http_poke_route_reaches_the_loop() {
+async fn the_http_poke_route_reaches_the_loop_with_the_control_token() {
     let actuator = Memory::default();
     let source = Scripted::default();
     *source.load.lock().unwrap() = Some(Reading::default());
     let scaler = Autoscaler::new(actuator.clone(), source, config(), &Registry::new()).unwrap();
     let handle = scaler.handle();
     handle.upsert(key(), spec());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, poke_router(handle)).await.unwrap() });
+    let addr = serve_pokes(handle, Some(TOKEN)).await;
     let running = Running::spawn(scaler);
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let body = serde_json::to_string(&poke(3)).unwrap();
-    let req = format!(
-        "POST {} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
-        flint_api::poke::POKE_PATH,
-        body.len(),
-        body
-    );
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let (status, _) = post_poke(addr, Some(&format!("Bearer {TOKEN}")), &poke(3)).await;
+    assert!(status.starts_with("HTTP/1.1 202"), "{status}");
     wait_for(|| actuator.replicas_of(&key()) == 1).await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_poke_without_the_control_token_is_refused_and_scales_nothing() {
+    let actuator = Memory::default();
+    let source = Scripted::default();
+    *source.load.lock().unwrap() = Some(Reading::default());
+    let scaler = Autoscaler::new(actuator.clone(), source, config(), &Registry::new()).unwrap();
+    let handle = scaler.handle();
+    handle.upsert(key(), spec());
+    let guarded = serve_pokes(handle.clone(), Some(TOKEN)).await;
+    let unconfigured = serve_pokes(handle.clone(), None).await;
+    let running = Running::spawn(scaler);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = actuator.writes();
+
+    let (status, body) = post_poke(guarded, None, &poke(1_000_000)).await;
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    assert!(body.contains("missing credential"), "{body}");
+    let (status, body) = post_poke(guarded, Some("Basic dXNlcjpwdw=="), &poke(5)).await;
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    assert!(body.contains("missing credential"), "{body}");
+    let (status, body) = post_poke(guarded, Some("Bearer not-the-token"), &poke(5)).await;
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    assert!(body.contains("wrong credential"), "{body}");
+    // A receiver without a token authenticates nobody, whatever is sent.
+    let (status, body) = post_poke(unconfigured, Some(&format!("Bearer {TOKEN}")), &poke(5)).await;
+    assert!(status.starts_with("HTTP/1.1 403"), "{status}");
+    assert!(body.contains("FLINT_CONTROL_TOKEN"), "{body}");
+
+    // Several decisions later, nothing was scaled.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(actuator.writes(), before);
+    assert_eq!(actuator.replicas_of(&key()), 0);
+    assert_eq!(handle.desired(&key()), Some(0));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_poke_claiming_a_million_waiting_scales_only_as_far_as_the_queue_allows() {
+    // Target 10 per replica: a full queue of 30 needs 3 replicas; the
+    // million claimed would need max (100).
+    let actuator = Memory::default();
+    let source = Scripted::default();
+    *source.load.lock().unwrap() = Some(Reading::default());
+    let scaler = Autoscaler::new(
+        actuator.clone(),
+        source,
+        flint_operator::autoscaler::AutoscalerConfig {
+            max_waiting: 30,
+            ..config()
+        },
+        &Registry::new(),
+    )
+    .unwrap();
+    let handle = scaler.handle();
+    handle.upsert(
+        key(),
+        ScaleSpec {
+            target: 10,
+            target_utilization: 100,
+            max: 100,
+            ..spec()
+        },
+    );
+    let addr = serve_pokes(handle.clone(), Some(TOKEN)).await;
+    let running = Running::spawn(scaler);
+    let bearer = format!("Bearer {TOKEN}");
+    for _ in 0..3 {
+        let (status, _) = post_poke(addr, Some(&bearer), &poke(1_000_000)).await;
+        assert!(status.starts_with("HTTP/1.1 202"), "{status}");
+    }
+    wait_for(|| actuator.replicas_of(&key()) == 3).await;
+    // Re-poking holds it there, never higher.
+    for _ in 0..3 {
+        post_poke(addr, Some(&bearer), &poke(u32::MAX)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let writes = actuator.writes();
+    assert!(writes.iter().all(|(_, n)| *n <= 3), "{writes:?}");
+    assert_eq!(handle.desired(&key()), Some(3));
     running.stop().await;
 }

@@ -529,3 +529,165 @@ async fn a_server_error_listing_requeues_without_writing() {
         "{result:?}"
     );
 }
+
+// ---- deleting old revisions: only what the Function owns --------------------
+
+/// A Function at reg/hello:3 keeping no idle revision, all traffic on
+/// hello-00003.
+fn keeping_no_history() -> Function {
+    Fixture::function(json!({"image": "reg/hello:3", "revisionHistoryLimit": 0}))
+        .generation(3)
+        .status(json!({
+            "revisions": [ready_revision("hello-00003"), ready_revision("hello-00001")],
+            "traffic": all_traffic_to("hello-00003"),
+        }))
+        .build()
+}
+
+/// `object` with `metadata.uid` set, as the API server returns it.
+fn with_uid(mut object: Value, uid: &str) -> Value {
+    object["metadata"]["uid"] = json!(uid);
+    object
+}
+
+/// `object` without owner references: matching labels, someone else's.
+fn unowned(mut object: Value) -> Value {
+    object["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ownerReferences");
+    object
+}
+
+/// A revision Service as the API server returns it, owned by the Function.
+fn service(name: &str, uid: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": name, "namespace": "ns", "uid": uid,
+            "labels": {"flint.dev/function": "hello", "flint.dev/revision": name},
+            "ownerReferences": [{"apiVersion": "flint.dev/v1alpha1", "kind": "Function", "name": "hello", "uid": "uid-1", "controller": true}]
+        },
+        "spec": {"selector": {"flint.dev/revision": name}}
+    })
+}
+
+fn list_services(items: Vec<Value>) -> Exchange {
+    exchange(
+        Method::GET,
+        format!("/api/v1{NS}/services{BY_FN}"),
+        None,
+        list("ServiceList", "v1", items),
+    )
+}
+
+/// A background delete of `path` allowed only while the object has `uid`.
+fn delete_if_uid(path: String, uid: &str) -> Exchange {
+    exchange(
+        Method::DELETE,
+        format!("{path}?"),
+        Some(json!({"propagationPolicy": "Background", "preconditions": {"uid": uid}})),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+    )
+}
+
+#[tokio::test]
+async fn an_old_revision_is_deleted_only_in_the_objects_the_function_owns() {
+    // hello-00002's Deployment and Service carry the Function's labels but
+    // no owner reference (someone else made them): never deleted. The owned
+    // hello-00001 goes, each delete pinned to the uid that was listed.
+    let script = after_listing(
+        vec![
+            with_uid(deployment("hello-00003", "reg/hello:3", available()), "d3"),
+            with_uid(deployment("hello-00001", "reg/hello:1", json!({})), "d1"),
+            with_uid(
+                unowned(deployment("hello-00002", "reg/hello:2", json!({}))),
+                "d2",
+            ),
+        ],
+        vec![],
+        [
+            apply_service("hello-00003"),
+            list_services(vec![
+                service("hello-00003", "s3"),
+                service("hello-00001", "s1"),
+                unowned(service("hello-00002", "s2")),
+            ]),
+            delete_if_uid(format!("/apis/apps/v1{NS}/deployments/hello-00001"), "d1"),
+            delete_if_uid(format!("/api/v1{NS}/services/hello-00001"), "s1"),
+            apply_status(json!({
+                "latestReadyRevision": "hello-00003",
+                "revisions": [{"name": "hello-00003"}],
+            })),
+            event("RevisionDeleted", "Normal"),
+        ],
+    );
+    expect_action(
+        keeping_no_history(),
+        script,
+        Action::requeue(REQUEUE_SETTLED),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_service_named_like_an_old_revision_but_not_owned_is_left_alone() {
+    // The revision's own Service is gone; one of the same name with the
+    // Function's labels, made by someone else, stays.
+    let script = after_listing(
+        vec![
+            with_uid(deployment("hello-00003", "reg/hello:3", available()), "d3"),
+            with_uid(deployment("hello-00001", "reg/hello:1", json!({})), "d1"),
+        ],
+        vec![],
+        [
+            apply_service("hello-00003"),
+            list_services(vec![
+                service("hello-00003", "s3"),
+                unowned(service("hello-00001", "foreign")),
+            ]),
+            delete_if_uid(format!("/apis/apps/v1{NS}/deployments/hello-00001"), "d1"),
+            apply_status(json!({"latestReadyRevision": "hello-00003"})),
+            event("RevisionDeleted", "Normal"),
+        ],
+    );
+    expect_action(
+        keeping_no_history(),
+        script,
+        Action::requeue(REQUEUE_SETTLED),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_revision_object_replaced_before_its_delete_is_not_deleted() {
+    // Between the list and the delete, hello-00001's Deployment was replaced
+    // by another object of the same name: the uid precondition fails (409),
+    // which is no error, and the reconcile goes on.
+    let mut conflict = failing(
+        Method::DELETE,
+        format!("/apis/apps/v1{NS}/deployments/hello-00001?"),
+        409,
+    );
+    conflict = conflict.expecting(json!({"preconditions": {"uid": "d1"}}));
+    let script = after_listing(
+        vec![
+            with_uid(deployment("hello-00003", "reg/hello:3", available()), "d3"),
+            with_uid(deployment("hello-00001", "reg/hello:1", json!({})), "d1"),
+        ],
+        vec![],
+        [
+            apply_service("hello-00003"),
+            list_services(vec![service("hello-00003", "s3")]),
+            conflict,
+            apply_status(json!({"latestReadyRevision": "hello-00003"})),
+            event("RevisionDeleted", "Normal"),
+        ],
+    );
+    expect_action(
+        keeping_no_history(),
+        script,
+        Action::requeue(REQUEUE_SETTLED),
+    )
+    .await;
+}

@@ -108,6 +108,7 @@ fn every_default_is_filled() {
                 "lifecycle": {"preStop": {"sleep": {"seconds": 5}}}
             }],
             "terminationGracePeriodSeconds": 305,
+            "automountServiceAccountToken": false,
             "enableServiceLinks": false,
             "shareProcessNamespace": true
         })
@@ -162,6 +163,10 @@ fn user_settings_reach_the_pod() {
         json!([{"name": "cfg", "configMap": {"name": "c"}}])
     );
     assert_eq!(pod["serviceAccountName"], "sa");
+    assert_eq!(
+        pod["automountServiceAccountToken"], true,
+        "a named account brings its token"
+    );
     assert_eq!(pod["imagePullSecrets"], json!([{"name": "reg"}]));
     assert_eq!(pod["terminationGracePeriodSeconds"], 35);
 }

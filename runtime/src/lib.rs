@@ -8,6 +8,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod budget;
+pub mod cidr;
 pub mod events;
 pub mod gateway;
 pub mod local;

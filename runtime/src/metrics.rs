@@ -63,6 +63,12 @@ pub struct GatewayMetrics {
     overflow: IntCounterVec,
     cold_starts: IntCounterVec,
     cold_start_durations: HistogramVec,
+    budget_limit: IntGauge,
+    budget_held: IntGauge,
+    budget_refused: IntCounterVec,
+    /// Held while the budget's refusal counts are copied in, so two
+    /// scrapes at once do not both add the same refusals.
+    budget_sync: std::sync::Arc<Mutex<()>>,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(
@@ -165,8 +171,55 @@ impl GatewayMetrics {
                     "How long the first request of a cold start waited for a replica.",
                 ),
             )?,
+            budget_limit: register(
+                r,
+                names::MEMORY_BUDGET_BYTES,
+                IntGauge::new(
+                    names::MEMORY_BUDGET_BYTES,
+                    "The gateway's memory budget for waiting requests, asynchronous bodies and callbacks.",
+                ),
+            )?,
+            budget_held: register(
+                r,
+                names::MEMORY_BUDGET_HELD_BYTES,
+                IntGauge::new(
+                    names::MEMORY_BUDGET_HELD_BYTES,
+                    "Bytes of the memory budget held now.",
+                ),
+            )?,
+            budget_refused: register(
+                r,
+                names::MEMORY_BUDGET_REFUSED_TOTAL,
+                IntCounterVec::new(
+                    Opts::new(
+                        names::MEMORY_BUDGET_REFUSED_TOTAL,
+                        "Charges the memory budget refused (503, or a callback dropped), by use.",
+                    ),
+                    &[names::LABEL_USE],
+                ),
+            )?,
+            budget_sync: std::sync::Arc::new(Mutex::new(())),
             registry,
         })
+    }
+
+    /// Copies the memory budget's limit, holding and refusal counts into
+    /// their metrics (at each scrape: the budget itself keeps plain atomics).
+    pub fn publish_budget(&self, budget: &crate::budget::MemoryBudget) {
+        let gauge = |bytes: usize| i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.budget_limit.set(gauge(budget.limit()));
+        self.budget_held.set(gauge(budget.held()));
+        let _sync = self
+            .budget_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for what in crate::budget::Use::ALL {
+            let counter = self
+                .budget_refused
+                .with_label_values(&[what.metric_label()]);
+            let refused = budget.refused(what);
+            counter.inc_by(refused.saturating_sub(counter.get()));
+        }
     }
 
     /// Resolves the label handles of one revision, once, so the request path

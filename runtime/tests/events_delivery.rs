@@ -70,11 +70,13 @@ struct NatsGateway {
     worker: JoinHandle<()>,
 }
 
-async fn nats_gateway(function: &Function, nats_url: &str, config: WorkerConfig) -> NatsGateway {
+async fn nats_gateway(
+    function: &Function,
+    nats: &events::NatsSettings,
+    config: WorkerConfig,
+) -> NatsGateway {
     let gw = gateway(function.addr).await;
-    let cluster = events::nats(nats_url, &gw.url(), "localhost", config)
-        .await
-        .unwrap();
+    let cluster = events::nats(nats, &gw.url(), config).await.unwrap();
     set_target(&cluster.targets, MAX_RETRIES, MAX_IN_FLIGHT);
     attach(&gw.gateway, cluster.intake);
     let (stop, stopped) = watch::channel(false);
@@ -115,7 +117,7 @@ async fn embedded_every_invocation_settles_once_across_a_restart() {
     // First run: accept everything, deliver part of it, then stop the
     // worker and the gateway as `flint dev` does on Ctrl-C.
     let gw = gateway(function.addr).await;
-    let local = events::local_with(&dir.0, &gw.url(), "localhost", fast()).unwrap();
+    let local = events::local_with(&dir.0, &gw.url(), fast()).unwrap();
     set_target(&local.targets, MAX_RETRIES, MAX_IN_FLIGHT);
     attach(&gw.gateway, local.intake);
     let (stop, stopped) = watch::channel(false);
@@ -147,7 +149,7 @@ async fn embedded_every_invocation_settles_once_across_a_restart() {
     let gw = gateway(function.addr).await;
     let mut reopen = 0;
     let local = loop {
-        match events::local_with(&dir.0, &gw.url(), "localhost", fast()) {
+        match events::local_with(&dir.0, &gw.url(), fast()) {
             Ok(local) => break local,
             // The previous store's writer thread may still be closing the file.
             Err(err) => {
@@ -206,8 +208,8 @@ async fn nats_every_invocation_settles_once_across_a_server_crash() {
     let mut nats = NatsServer::start(&dir.0);
     let function = function().await;
     let ids = ids("nats");
-    let NatsGateway { gw, stop, worker } = nats_gateway(&function, &nats.url(), fast()).await;
-    let queue = flint_runtime::events::NatsQueue::connect(&nats.url())
+    let NatsGateway { gw, stop, worker } = nats_gateway(&function, &nats.settings(), fast()).await;
+    let queue = flint_runtime::events::NatsQueue::connect(&nats.settings())
         .await
         .unwrap();
     let submitter = tokio::spawn(submit_all(
@@ -277,7 +279,7 @@ async fn nats_no_invocation_is_lost_across_a_gateway_crash() {
         gw,
         stop: _stop,
         worker,
-    } = nats_gateway(&function, &nats.url(), config).await;
+    } = nats_gateway(&function, &nats.settings(), config.clone()).await;
     let refusals = submit_all(gw.url(), ids.clone(), 32, Duration::ZERO).await;
     assert_eq!(refusals, 0);
 
@@ -292,8 +294,8 @@ async fn nats_no_invocation_is_lost_across_a_gateway_crash() {
     assert!(handled_at_crash < N, "the crash must happen mid-run");
 
     // A new gateway on the same queue takes over.
-    let NatsGateway { gw, stop, worker } = nats_gateway(&function, &nats.url(), config).await;
-    let queue = flint_runtime::events::NatsQueue::connect(&nats.url())
+    let NatsGateway { gw, stop, worker } = nats_gateway(&function, &nats.settings(), config).await;
+    let queue = flint_runtime::events::NatsQueue::connect(&nats.settings())
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + RUN_BOUND;

@@ -273,3 +273,93 @@ async fn requests_still_waiting_poke_again_each_second_not_once_each() {
     }
     gw.shutdown().await;
 }
+
+/// Requests waiting at zero count against one gateway-wide memory budget:
+/// once two revisions' waiting heads fill it, the next request to either
+/// gets 503 with `Retry-After` naming the budget, although neither queue
+/// is full; released requests give their bytes back.
+#[tokio::test]
+async fn waiting_requests_of_all_revisions_share_one_memory_budget() {
+    let mut cfg = config();
+    cfg.max_buffered_bytes = 64 * 1024;
+    cfg.memory_budget_bytes = flint_runtime::budget::MIN_MEMORY_BUDGET_BYTES;
+    let gw = gateway(cfg).await;
+    let big = "b".repeat(32 * 1024);
+    let rev_a = revision("a-00001", 0, 30);
+    let rev_b = revision("b-00001", 0, 30);
+    let (ka, kb) = (key("a", "a-00001"), key("b", "b-00001"));
+    gw.gateway
+        .set_routes(vec![single("a", rev_a), single("b", rev_b)]);
+    let send = |host: &'static str, n: usize| -> Vec<_> {
+        (0..n)
+            .map(|_| {
+                let (addr, big) = (gw.addr, big.clone());
+                tokio::spawn(async move {
+                    let req = http::Request::get("/")
+                        .header("host", host)
+                        .header("x-big", big)
+                        .body(http_body_util::Full::new(bytes::Bytes::new()))
+                        .unwrap();
+                    request(addr, req).await
+                })
+            })
+            .collect()
+    };
+    let budget = gw.gateway.memory_budget().clone();
+    let waiting_a = send("a.ns.localhost", 20);
+    let state_a = gw.gateway.revision(&ka).unwrap();
+    eventually(|| state_a.waiting() == 20).await;
+    let each = budget.held() / 20;
+    assert!(each > 2 * 32 * 1024, "a waiting head costs {each} bytes");
+    let room = (budget.limit() - budget.held()) / each;
+    assert!(room < 40, "the budget holds {room} more");
+    let b = send("b.ns.localhost", 40);
+    let state_b = gw.gateway.revision(&kb).unwrap();
+    let refused = 40 - room;
+    let over = flint_runtime::budget::Use::WaitingRequest;
+    eventually(|| state_b.waiting() == room && budget.refused(over) == refused as u64).await;
+    assert!(budget.held() <= budget.limit());
+    let text = gw.gateway.metrics_text().unwrap();
+    let refusals = samples(&text, "flint_memory_budget_refused_total");
+    assert_eq!(refusals["{use=\"waiting_request\"}"], refused as f64);
+    assert_eq!(samples(&text, "flint_memory_budget_bytes")[""], 4194304.0);
+    let labels = "{function=\"b\",namespace=\"ns\",revision=\"b-00001\"}";
+    assert_eq!(samples(&text, "flint_queue_overflow_total")[labels], 0.0);
+
+    // Replicas come: everyone waiting is served and the budget is free;
+    // the others were refused, saying why.
+    let app = app("app", Protocol::Http1).await;
+    gw.gateway.set_endpoints(&ka, vec![ready("p", app.addr)]);
+    gw.gateway.set_endpoints(&kb, vec![ready("p", app.addr)]);
+    for r in waiting_a {
+        let (status, _, body) = within(BOUND, r).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let mut answered_b = std::collections::HashMap::new();
+    for r in b {
+        let (status, headers, body) = within(BOUND, r).await;
+        *answered_b.entry(status).or_insert(0) += 1;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(headers["retry-after"], "2");
+            assert!(
+                body.starts_with(
+                    "the gateway's memory budget of 4194304 bytes (--memory-budget-bytes) is spent"
+                ),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(
+        answered_b,
+        std::collections::HashMap::from([
+            (StatusCode::OK, room),
+            (StatusCode::SERVICE_UNAVAILABLE, refused)
+        ])
+    );
+    assert_eq!(budget.held(), 0);
+    // A warm request is not charged at all.
+    let (status, _, _) = get(gw.addr, "a.ns.localhost", "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(budget.refused(over), refused as u64);
+    gw.shutdown().await;
+}

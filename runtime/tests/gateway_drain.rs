@@ -60,11 +60,13 @@ async fn only_the_control_token_may_drain() {
 
     gw.gateway
         .set_control_token(ControlToken::new("right-token").unwrap());
-    let (status, headers, _) = post(admin, DRAIN_PATH, None, &req).await;
+    let (status, headers, body) = post(admin, DRAIN_PATH, None, &req).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(headers.contains_key("www-authenticate"));
-    let (status, _, _) = post(admin, DRAIN_PATH, Some("wrong-token"), &req).await;
+    assert!(body.contains("missing credential"), "{body}");
+    let (status, _, body) = post(admin, DRAIN_PATH, Some("wrong-token"), &req).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("wrong credential"), "{body}");
     let (status, _, _) = post(admin, RELEASE_PATH, Some("wrong-token"), &req).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
@@ -72,6 +74,30 @@ async fn only_the_control_token_may_drain() {
     let (status, _, body) = post(admin, DRAIN_PATH, Some("right-token"), &req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, r#"{"inFlight":0}"#);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_data_port_serves_no_admin_endpoint() {
+    // Metrics, health and the control routes live on the admin listener
+    // only: on the public port they are function paths like any other, and
+    // a Host that names no Function gets 404 whatever the path.
+    let gw = gateway(config()).await;
+    gw.gateway
+        .set_control_token(ControlToken::new("t").unwrap());
+    let admin = admin(&gw).await;
+    assert_eq!(get(admin, "admin", "/metrics").await.0, StatusCode::OK);
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        for host in ["admin", &gw.addr.to_string(), "localhost"] {
+            let (status, _, body) = get(gw.addr, host, path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{host}{path}: {body}");
+            assert!(!body.contains("flint_"), "{host}{path}: {body}");
+        }
+    }
+    for path in [DRAIN_PATH, RELEASE_PATH] {
+        let (status, _, body) = post(gw.addr, path, Some("t"), &drain_request(&["p"], 1)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
     gw.shutdown().await;
 }
 

@@ -39,7 +39,7 @@ fn main() {
     if gateway_process_support::run_child_role() {
         return;
     }
-    let tests: [Test; 3] = [
+    let tests: [Test; 4] = [
         (
             "queue_overflow_under_a_large_backlog_is_503_and_memory_stays_bounded",
             || run(backlog()),
@@ -51,6 +51,10 @@ fn main() {
         (
             "a_replica_killed_mid_load_fails_only_what_it_received",
             || run(replica_killed()),
+        ),
+        (
+            "a_flood_of_heads_and_async_bodies_stays_within_the_memory_budget",
+            || run(gateway_process_support::budget::flood()),
         ),
     ];
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -300,9 +300,12 @@ async fn readyz_waits_for_the_routing_table() {
 async fn http_poke_sink_posts_json_once_while_pending() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let received = Arc::new(std::sync::Mutex::new(
-        Vec::<(String, String, ScalePoke)>::new(),
-    ));
+    let received = Arc::new(std::sync::Mutex::new(Vec::<(
+        String,
+        String,
+        ScalePoke,
+        Option<String>,
+    )>::new()));
     let release = Arc::new(tokio::sync::Semaphore::new(0));
     let (r, gate) = (Arc::clone(&received), Arc::clone(&release));
     tokio::spawn(async move {
@@ -314,10 +317,17 @@ async fn http_poke_sink_posts_json_once_while_pending() {
                 async move {
                     let method = req.method().to_string();
                     let path = req.uri().path().to_owned();
+                    let auth = req
+                        .headers()
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_owned());
                     let body = req.into_body().collect().await.unwrap().to_bytes();
-                    r.lock()
-                        .unwrap()
-                        .push((method, path, serde_json::from_slice(&body).unwrap()));
+                    r.lock().unwrap().push((
+                        method,
+                        path,
+                        serde_json::from_slice(&body).unwrap(),
+                        auth,
+                    ));
                     gate.acquire().await.unwrap().forget();
                     Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::new())))
                 }
@@ -343,6 +353,8 @@ async fn http_poke_sink_posts_json_once_while_pending() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(received.lock().unwrap().len(), 1);
     release.add_permits(1);
+    // Once the gateway has the control token, its pokes carry it.
+    sink.present(&flint_api::drain::ControlToken::new("poke-token").unwrap());
     // Once answered, the next cold start pokes again.
     eventually(|| {
         sink.poke(poke.clone());
@@ -351,7 +363,11 @@ async fn http_poke_sink_posts_json_once_while_pending() {
     .await;
     release.add_permits(10);
     let got = received.lock().unwrap().clone();
-    assert_eq!(got[0], ("POST".to_owned(), "/v1/poke".to_owned(), poke));
+    assert_eq!(
+        got[0],
+        ("POST".to_owned(), "/v1/poke".to_owned(), poke.clone(), None)
+    );
+    assert_eq!(got[1].3.as_deref(), Some("Bearer poke-token"));
     assert!(HttpPokeSink::new("ftp://x").is_err());
     assert!(HttpPokeSink::new("not a url").is_err());
 }

@@ -30,8 +30,12 @@ impl DevEvents {
         gateway_url: &str,
         stop: &watch::Receiver<bool>,
     ) -> anyhow::Result<Self> {
-        let local = events::local(dir, gateway_url, &gateway.config().domain)
-            .with_context(|| format!("opening the async invocation store in {}", dir.display()))?;
+        let local = events::local(
+            dir,
+            gateway_url,
+            events::AddressPolicy::for_local_gateway(gateway.config().listen.ip()),
+        )
+        .with_context(|| format!("opening the async invocation store in {}", dir.display()))?;
         gateway.set_async_intake(local.intake);
         let (schedules, receiver) = ScheduleSet::new();
         let cron = CronRunner::new(
@@ -42,7 +46,12 @@ impl DevEvents {
             Default::default(),
         );
         let tasks = vec![
-            tokio::spawn(local.worker.run(stop.clone())),
+            tokio::spawn(
+                local
+                    .worker
+                    .with_memory_budget(gateway.memory_budget().clone())
+                    .run(stop.clone()),
+            ),
             tokio::spawn(cron.run(stop.clone())),
         ];
         Ok(Self {

@@ -82,7 +82,12 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     };
     let gateway = Gateway::new(config, Arc::new(pokes)).context("gateway configuration")?;
     let backend = LocalBackend::new(Arc::new(gateway.clone()));
-    let scaler = scaling::Scaler::start(backend.clone(), metrics_url(admin), poke_rx)?;
+    let scaler = scaling::Scaler::start(
+        backend.clone(),
+        metrics_url(admin),
+        poke_rx,
+        u32::try_from(opts.queue_size).unwrap_or(u32::MAX),
+    )?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let async_events = events::DevEvents::start(
         &opts.events_dir,

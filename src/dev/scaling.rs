@@ -3,6 +3,11 @@
 //! from the in-process gateway's `/metrics` (the direct source), including
 //! the pending asynchronous invocations of the embedded queue, which it
 //! shares over each Function's traffic split.
+//!
+//! The gateway and the autoscaler share this process, so pokes travel over a
+//! channel and never over HTTP: `flint dev` serves no poke endpoint, and no
+//! other process can poke it. They are capped at the gateway's queue size
+//! like a cluster's.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,9 +19,7 @@ use flint_api::poke::ScalePoke;
 use flint_api::{AsyncSpec, Function, ScaleSpec};
 use flint_operator::autoscaler::source::FunctionKey;
 use flint_operator::autoscaler::source::direct::DirectSource;
-use flint_operator::autoscaler::{
-    Autoscaler, AutoscalerConfig, AutoscalerHandle, BacklogRoute, poke_router,
-};
+use flint_operator::autoscaler::{Autoscaler, AutoscalerConfig, AutoscalerHandle, BacklogRoute};
 use flint_runtime::local::LocalBackend;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::sync::{mpsc, watch};
@@ -51,15 +54,22 @@ pub struct Scaler {
 }
 
 impl Scaler {
-    /// Starts the autoscaler over `backend`, scraping `metrics_url`, taking pokes from `pokes`.
+    /// Starts the autoscaler over `backend`, scraping `metrics_url`, taking
+    /// pokes from `pokes`, each counted for at most `queue_size` (the
+    /// gateway's per-revision queue) waiting requests.
     pub fn start(
         backend: LocalBackend,
         metrics_url: String,
         mut pokes: mpsc::UnboundedReceiver<ScalePoke>,
+        queue_size: u32,
     ) -> anyhow::Result<Self> {
         let registry = Registry::new();
         let source = DirectSource::new(vec![metrics_url], SCRAPE_TIMEOUT);
-        let autoscaler = Autoscaler::new(backend, source, AutoscalerConfig::default(), &registry)
+        let config = AutoscalerConfig {
+            max_waiting: queue_size,
+            ..AutoscalerConfig::default()
+        };
+        let autoscaler = Autoscaler::new(backend, source, config, &registry)
             .context("starting the autoscaler")?;
         let handle = autoscaler.handle();
         let (stop, mut stopped) = watch::channel(false);
@@ -141,29 +151,27 @@ impl Scaler {
         let _ = self.stop.send(true);
     }
 
-    /// `GET /metrics/autoscaler` (the autoscaler's own metrics) and the poke endpoint.
+    /// `GET /metrics/autoscaler`: the autoscaler's own metrics.
     pub fn router(&self) -> axum::Router {
         let registry = self.registry.clone();
-        axum::Router::new()
-            .route(
-                "/metrics/autoscaler",
-                axum::routing::get(move || {
-                    let registry = registry.clone();
-                    async move {
-                        let mut out = Vec::new();
-                        match TextEncoder::new().encode(&registry.gather(), &mut out) {
-                            Ok(()) => (
-                                axum::http::StatusCode::OK,
-                                String::from_utf8_lossy(&out).into_owned(),
-                            ),
-                            Err(e) => (
-                                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                                format!("{e}\n"),
-                            ),
-                        }
+        axum::Router::new().route(
+            "/metrics/autoscaler",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut out = Vec::new();
+                    match TextEncoder::new().encode(&registry.gather(), &mut out) {
+                        Ok(()) => (
+                            axum::http::StatusCode::OK,
+                            String::from_utf8_lossy(&out).into_owned(),
+                        ),
+                        Err(e) => (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("{e}\n"),
+                        ),
                     }
-                }),
-            )
-            .merge(poke_router(self.handle.clone()))
+                }
+            }),
+        )
     }
 }

@@ -94,12 +94,74 @@ nats://{{ include "flint.natsName" . }}.{{ .Release.Namespace }}.svc:4222
 {{- end -}}
 {{- end -}}
 
+{{/*
+The Secret holding the NATS auth token (key `token`): the given
+events.nats.auth.existingSecret, the chart's own for a deployed server, or
+empty (an existing server used without a token).
+*/}}
+{{- define "flint.natsTokenSecret" -}}
+{{- if .Values.events.nats.auth.existingSecret -}}
+{{- .Values.events.nats.auth.existingSecret -}}
+{{- else if .Values.events.nats.deploy -}}
+{{- include "flint.natsName" . }}-auth
+{{- end -}}
+{{- end -}}
+
+{{/*
+Bytes the deployed NATS server's JetStream may store (max_file_store): 90%
+of its volume, leaving room for the server's own files.
+*/}}
+{{- define "flint.natsStoreBytes" -}}
+{{- div (mul (include "flint.bytes" .Values.events.nats.persistence.size | int64) 9) 10 -}}
+{{- end -}}
+
+{{/*
+Bytes Flint's streams may hold together (the gateway's FLINT_NATS_MAX_BYTES):
+events.nats.maxBytes, else 80% of a deployed server's volume, else 1Gi.
+*/}}
+{{- define "flint.natsMaxBytes" -}}
+{{- $nats := .Values.events.nats -}}
+{{- if $nats.maxBytes -}}
+{{- include "flint.bytes" $nats.maxBytes -}}
+{{- else if $nats.deploy -}}
+{{- div (mul (include "flint.bytes" $nats.persistence.size | int64) 4) 5 -}}
+{{- else -}}
+1073741824
+{{- end -}}
+{{- end -}}
+
 {{/* Whether to render the monitoring.coreos.com objects. */}}
 {{- define "flint.monitoring" -}}
 {{- $mode := .Values.monitoring.create -}}
 {{- if or (eq $mode "always") (and (eq $mode "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) -}}
 true
 {{- end -}}
+{{- end -}}
+
+{{/*
+Bytes of a Kubernetes memory or storage quantity (e.g. 256Mi, 1G, 0.5Gi, 10Gi, 268435456),
+as an integer string; fails on a form it does not know.
+*/}}
+{{- define "flint.bytes" -}}
+{{- $q := toString . -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $q -}}
+{{- $suffix := trimPrefix $number $q -}}
+{{- $units := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "P" 1000000000000000 -}}
+{{- if or (not $number) (not (hasKey $units $suffix)) -}}
+{{- fail (printf "%q is not a memory quantity this chart understands (use a number with Ki, Mi, Gi, Ti, Pi, k, M, G, T or P)" $q) -}}
+{{- end -}}
+{{- mulf (float64 $number) (index $units $suffix) | int64 -}}
+{{- end -}}
+
+{{/*
+The memory a gateway needs, in bytes: its memory budget
+(gateway.memoryBudgetBytes, which bounds every revision's waiting requests,
+asynchronous bodies and callbacks together) plus 128Mi of headroom for the
+rest of the process (HEADROOM_BYTES in runtime/src/budget.rs).
+docs/gateway.md, "Memory bounds".
+*/}}
+{{- define "flint.gatewayMemoryNeed" -}}
+{{- add 134217728 (int64 .Values.gateway.memoryBudgetBytes) -}}
 {{- end -}}
 
 {{/*
@@ -125,6 +187,26 @@ the values and says what to change.
 {{- end -}}
 {{- if and .Values.events.nats.deploy .Values.events.nats.url -}}
 {{- fail (printf "events.nats.url (%s) and events.nats.deploy=true are both set; set url to use an existing NATS server, or deploy=true to run one in the release, not both" .Values.events.nats.url) -}}
+{{- end -}}
+{{- if or .Values.events.nats.deploy .Values.events.nats.url -}}
+{{- $maxBytes := include "flint.natsMaxBytes" . | int64 -}}
+{{- if lt $maxBytes 4194304 -}}
+{{- fail (printf "events.nats.maxBytes (%s) is below 4Mi: the streams must hold a few of the largest invocations" (toString .Values.events.nats.maxBytes)) -}}
+{{- end -}}
+{{- if and .Values.events.nats.deploy (gt $maxBytes (include "flint.natsStoreBytes" . | int64)) -}}
+{{- fail (printf "events.nats.maxBytes (%s) exceeds the deployed server's JetStream store, 90%% of events.nats.persistence.size (%s): the streams could not be created. Lower maxBytes or raise the size" (toString .Values.events.nats.maxBytes) (toString .Values.events.nats.persistence.size)) -}}
+{{- end -}}
+{{- end -}}
+{{- $np := .Values.networkPolicy -}}
+{{- if and $np.enabled (eq .Values.autoscaler.metricsSource "prometheus") (not $np.metricsScrapers) -}}
+{{- fail "autoscaler.metricsSource=prometheus with networkPolicy.enabled=true needs networkPolicy.metricsScrapers naming the Prometheus pods: the policies let nothing else reach the gateways' metrics, and the autoscaler would see no load" -}}
+{{- end -}}
+{{- with (.Values.gateway.resources.limits | default dict).memory -}}
+{{- $limit := include "flint.bytes" . | int64 -}}
+{{- $need := include "flint.gatewayMemoryNeed" $ | int64 -}}
+{{- if lt $limit $need -}}
+{{- fail (printf "gateway.resources.limits.memory (%s) is below the gateway's memory budget plus headroom, %d bytes (gateway.memoryBudgetBytes %d plus 128Mi for the rest of the process): a flood of waiting requests or asynchronous bodies could get the gateway OOM-killed. Raise the limit, or lower memoryBudgetBytes" (toString .) $need (int64 $.Values.gateway.memoryBudgetBytes)) -}}
+{{- end -}}
 {{- end -}}
 {{- if eq (int .Values.gateway.port) (int .Values.gateway.adminPort) -}}
 {{- fail (printf "gateway.port and gateway.adminPort are both %d; the data plane and the admin endpoints need different ports" (int .Values.gateway.port)) -}}

@@ -15,8 +15,8 @@
       Every FLINT_* variable set on a container is one `flint <role> --help`
       documents (so no setting is silently ignored).
   manifests.py nats RENDERED deploy|none|URL [CONF_OUT]
-      The queue wiring: `deploy` — the release's NATS StatefulSet, Service
-      and ConfigMap, the gateway's FLINT_NATS_URL naming that Service, and
+      The queue wiring: `deploy` — the release's NATS StatefulSet, Service,
+      ConfigMap and PodDisruptionBudget, the gateway's FLINT_NATS_URL naming that Service, and
       (with NetworkPolicies) a policy letting only the gateway reach its
       client port; the JetStream config is written to CONF_OUT without its
       sync_interval line, for `nats-server -t` (Debian's 2.9 predates the
@@ -159,8 +159,8 @@ def nats_policy_problems(docs, policies_on):
 def deployed_problems(docs, conf_out):
     problems = []
     by_kind = {d["kind"]: d for d in docs if d["metadata"]["name"] == NATS and d["kind"] != "NetworkPolicy"}
-    if sorted(by_kind) != ["ConfigMap", "Service", "StatefulSet"]:
-        return [f"NATS objects rendered: {sorted(by_kind)}, expected ConfigMap, Service, StatefulSet"]
+    if sorted(by_kind) != ["ConfigMap", "PodDisruptionBudget", "Service", "StatefulSet"]:
+        return [f"NATS objects rendered: {sorted(by_kind)}, expected ConfigMap, PodDisruptionBudget, Service, StatefulSet"]
     sts = by_kind["StatefulSet"]["spec"]
     if sts["replicas"] != 1:
         problems.append(f"StatefulSet {NATS} has {sts['replicas']} replicas, expected 1")
@@ -189,6 +189,9 @@ def deployed_problems(docs, conf_out):
         problems.append(f"NATS Service {svc}")
     if svc["selector"] != sts["selector"]["matchLabels"]:
         problems.append("NATS Service does not select the StatefulSet's pod")
+    pdb = by_kind["PodDisruptionBudget"]["spec"]
+    if pdb["selector"] != {"matchLabels": sts["selector"]["matchLabels"]} or pdb.get("minAvailable") != 1:
+        problems.append(f"NATS PodDisruptionBudget {pdb}: expected minAvailable 1 on the StatefulSet's pod")
     conf = by_kind["ConfigMap"]["data"]["nats.conf"]
     lines = [line.strip() for line in conf.splitlines()]
     for want in ("port: 4222", "http_port: 8222", "jetstream {", "store_dir: /data"):

@@ -57,11 +57,19 @@ pub struct ClusterAutoscalerConfig {
     pub signal: SignalConfig,
     /// The gateways.
     pub gateways: GatewayDiscovery,
-    /// Token for the gateways' drain endpoint; without one, scale-downs
-    /// remove pods without draining them first (the pods' preStop wait only).
+    /// The control token: presented to the gateways' drain endpoint, and
+    /// required of every poke. Without one, scale-downs remove pods without
+    /// draining them first (the pods' preStop wait only) and every poke is
+    /// refused (scale-from-zero waits for the next decision instead).
     pub control_token: Option<flint_api::drain::ControlToken>,
     /// Where the poke endpoint listens (only while leading).
     pub poke_addr: SocketAddr,
+    /// The gateways' per-revision queue size (`--queue-size` of `flint
+    /// gateway`): the most waiting requests a poke is believed.
+    pub gateway_queue_size: u32,
+    /// Price of an idle replica-second for `keepAlive: learned` (see
+    /// [`super::keepalive::LearnedConfig::price`]).
+    pub keep_alive_price: f64,
 }
 
 /// Why the cluster autoscaler could not start.
@@ -81,7 +89,13 @@ pub enum ClusterError {
 }
 
 /// The revisions to scale: each revision a Function's status lists (and its
-/// latest created one), with the Function's current scaling knobs.
+/// latest created one), with the Function's current scaling knobs. `scale.min`
+/// holds only revisions that take traffic: those with a share above zero in
+/// the status, and the latest created one while the spec's traffic follows
+/// the latest revision (so a rollout's new revision comes up to `min` and
+/// takes over). Every other revision (an old one, or one only a tag at 0 %
+/// names) may scale to zero: `min` is a promise about serving, not a price
+/// paid per revision kept in history.
 pub fn revisions_to_scale<'a>(
     functions: impl IntoIterator<Item = &'a Function>,
 ) -> HashMap<RevisionKey, ScaleSpec> {
@@ -92,13 +106,29 @@ pub fn revisions_to_scale<'a>(
             continue;
         };
         let Some(status) = &f.status else { continue };
+        let follows_latest = f.spec.traffic.is_empty()
+            || f.spec
+                .traffic
+                .iter()
+                .any(|t| t.latest_revision == Some(true) && t.percent > 0);
+        let serving = |rev: &str| {
+            status
+                .traffic
+                .iter()
+                .any(|t| t.revision_name == rev && t.percent > 0)
+                || (follows_latest && status.latest_created_revision.as_deref() == Some(rev))
+        };
         let names = status
             .revisions
             .iter()
             .map(|r| r.name.as_str())
             .chain(status.latest_created_revision.as_deref());
         for rev in names {
-            out.insert(RevisionKey::new(ns, name, rev), f.spec.scale.clone());
+            let mut spec = f.spec.scale.clone();
+            if !serving(rev) {
+                spec.min = 0;
+            }
+            out.insert(RevisionKey::new(ns, name, rev), spec);
         }
     }
     out
@@ -212,20 +242,32 @@ pub async fn run(
         }),
         SignalConfig::Prometheus(cfg) => ClusterSource::Prometheus(PromQlSource::new(cfg)),
     };
-    let drain = match config.control_token {
+    let drain = match config.control_token.clone() {
         Some(token) => Some(DrainSetup {
             drainer: Drainer::new(token),
             gateways: urls_rx,
         }),
         None => {
-            tracing::warn!("no control token: scale-downs will not drain replicas first");
+            tracing::warn!(
+                "no control token: scale-downs will not drain replicas first, and every poke is refused"
+            );
             None
         }
     };
     let autoscaler = Autoscaler::new(
         KubeActuator::new(client.clone(), drain),
         source,
-        AutoscalerConfig::default(),
+        AutoscalerConfig {
+            max_waiting: config.gateway_queue_size,
+            decide: super::DecideConfig {
+                learned: super::keepalive::LearnedConfig {
+                    price: config.keep_alive_price,
+                    ..super::keepalive::LearnedConfig::default()
+                },
+                ..super::DecideConfig::default()
+            },
+            ..AutoscalerConfig::default()
+        },
         registry,
     )?;
     let handle = autoscaler.handle();
@@ -242,7 +284,8 @@ pub async fn run(
         })?;
     let mut poke_halt = halt_rx.clone();
     tokio::spawn(async move {
-        let serve = axum::serve(listener, poke_router(handle)).with_graceful_shutdown(async move {
+        let router = poke_router(handle, config.control_token);
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = poke_halt.wait_for(|h| *h).await;
         });
         if let Err(error) = serve.await {
@@ -405,6 +448,82 @@ mod tests {
             ]
         );
         assert!(wanted.values().all(|s| s.max == 7));
+    }
+
+    #[test]
+    fn min_holds_only_the_revisions_that_take_traffic() {
+        let traffic = |rev: &str, percent: u32, tag: Option<&str>| {
+            serde_json::from_value::<flint_api::TrafficStatus>(serde_json::json!({
+                "revisionName": rev, "percent": percent, "tag": tag
+            }))
+            .unwrap()
+        };
+        let with_min = |mut f: Function, spec_traffic: serde_json::Value, status_traffic| {
+            f.spec.scale.min = 1;
+            f.spec.traffic = serde_json::from_value(spec_traffic).unwrap();
+            f.status.as_mut().unwrap().traffic = status_traffic;
+            f
+        };
+        let mins = |f: &Function| {
+            let mut v: Vec<(String, u32)> = revisions_to_scale([f])
+                .into_iter()
+                .map(|(k, s)| (k.revision, s.min))
+                .collect();
+            v.sort();
+            v
+        };
+        let revs = &["a-00001", "a-00002", "a-00003"];
+        // Following the latest: old revisions at zero, the latest at min.
+        let latest = with_min(
+            function("default", "a", revs, Some("a-00003")),
+            serde_json::json!([]),
+            vec![traffic("a-00003", 100, None)],
+        );
+        assert_eq!(
+            mins(&latest),
+            [
+                ("a-00001".into(), 0),
+                ("a-00002".into(), 0),
+                ("a-00003".into(), 1)
+            ]
+        );
+        // A rollout: the new revision is not ready yet, the old one serves.
+        let rollout = with_min(
+            function("default", "a", &["a-00001", "a-00002"], Some("a-00003")),
+            serde_json::json!([]),
+            vec![traffic("a-00002", 100, None)],
+        );
+        assert_eq!(
+            mins(&rollout),
+            [
+                ("a-00001".into(), 0),
+                ("a-00002".into(), 1),
+                ("a-00003".into(), 1)
+            ]
+        );
+        // A split between two pinned revisions and a tag at 0 %: the tagged
+        // one and the latest (not followed) keep min 0.
+        let split = with_min(
+            function("default", "a", revs, Some("a-00003")),
+            serde_json::json!([
+                {"revision": "a-00001", "percent": 90},
+                {"revision": "a-00002", "percent": 10},
+                {"revision": "a-00003", "percent": 0, "tag": "next"}
+            ]),
+            vec![
+                traffic("a-00001", 90, None),
+                traffic("a-00002", 10, None),
+                traffic("a-00003", 0, Some("next")),
+            ],
+        );
+        assert_eq!(
+            mins(&split),
+            [
+                ("a-00001".into(), 1),
+                ("a-00002".into(), 1),
+                ("a-00003".into(), 0)
+            ]
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::time::Duration;
 use flint_api::ScaleSpec;
 
 use super::backlog::Backlog;
-use super::keepalive::{self, AdaptiveConfig, LastReplica};
+use super::keepalive::{self, AdaptiveConfig, IdleHistogram, LastReplica, LearnedConfig};
 pub use super::state::ScaleState;
 use super::window::Window;
 
@@ -45,6 +45,8 @@ pub struct DecideConfig {
     pub stale_after: Duration,
     /// Adaptive keep-alive tunables.
     pub adaptive: AdaptiveConfig,
+    /// Learned keep-alive tunables.
+    pub learned: LearnedConfig,
 }
 
 impl Default for DecideConfig {
@@ -54,6 +56,7 @@ impl Default for DecideConfig {
             max_scale_down_rate: 2.0,
             stale_after: Duration::from_secs(5),
             adaptive: AdaptiveConfig::default(),
+            learned: LearnedConfig::default(),
         }
     }
 }
@@ -260,7 +263,7 @@ pub fn decide_with_backlog(
             reason = Reason::Poke;
         }
     } else if desired <= 1 && state.panic_since.is_none() {
-        let hold = if spec.keep_alive == flint_api::KeepAlive::Adaptive {
+        let hold = if spec.keep_alive != flint_api::KeepAlive::Fixed {
             panic_window.max(cfg.adaptive.min_idle)
         } else {
             panic_window
@@ -344,9 +347,11 @@ fn to_count(x: f64) -> u32 {
 }
 
 /// Walks the samples not seen yet: updates the last active time and records
-/// idle times into the histogram of an adaptive revision.
+/// idle times (and the requests between them) into the histogram of an
+/// adaptive or learned revision.
 fn observe_activity(spec: &ScaleSpec, cfg: &DecideConfig, window: &Window, state: &mut ScaleState) {
-    let adaptive = spec.keep_alive == flint_api::KeepAlive::Adaptive;
+    let policy = spec.keep_alive;
+    let grace = spec.scale_to_zero_grace_period.as_std();
     let seen = state.seen_until;
     let unseen = window.iter().rev().take_while(|s| s.at > seen).count();
     for s in window.iter().skip(window.len() - unseen) {
@@ -355,13 +360,36 @@ fn observe_activity(spec: &ScaleSpec, cfg: &DecideConfig, window: &Window, state
         }
         if let Some(last) = state.last_active {
             let gap = s.at.saturating_sub(last);
-            if adaptive && state.last_active_observed && gap >= cfg.adaptive.min_idle {
-                state.idle.get_or_insert_with(Box::default).record(
-                    gap,
-                    spec.scale_to_zero_grace_period.as_std(),
-                    &cfg.adaptive,
-                );
+            if state.last_active_observed && gap >= cfg.adaptive.min_idle {
+                match policy {
+                    flint_api::KeepAlive::Fixed => {}
+                    flint_api::KeepAlive::Adaptive => {
+                        state.idle.get_or_insert_with(Box::default).record(
+                            gap,
+                            grace,
+                            &cfg.adaptive,
+                        );
+                    }
+                    flint_api::KeepAlive::Learned => {
+                        let requests = std::mem::take(&mut state.requests_since_idle);
+                        state
+                            .idle
+                            .get_or_insert_with(|| {
+                                Box::new(IdleHistogram::learned(grace, &cfg.learned))
+                            })
+                            .record_learned(gap, requests, grace, &cfg.learned);
+                    }
+                }
             }
+        }
+        if policy == flint_api::KeepAlive::Learned {
+            // Windows from the prior alone until the first idle time.
+            state
+                .idle
+                .get_or_insert_with(|| Box::new(IdleHistogram::learned(grace, &cfg.learned)));
+            state.requests_since_idle = state
+                .requests_since_idle
+                .saturating_add(s.rps.round().clamp(0.0, f64::from(u32::MAX)) as u32);
         }
         state.last_active = Some(s.at);
         state.last_active_observed = true;

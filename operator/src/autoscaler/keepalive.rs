@@ -17,6 +17,9 @@ use flint_api::KeepAlive;
 
 /// Number of histogram bins.
 pub const BINS: usize = 240;
+/// Common timer periods (cron schedules), in minutes: the learned policy's
+/// prior puts part of its mass at these idle times.
+pub const TIMER_PERIODS_MINUTES: [usize; 5] = [5, 10, 15, 30, 60];
 /// Width of one histogram bin.
 pub const BIN_WIDTH: Duration = Duration::from_secs(60);
 
@@ -65,6 +68,98 @@ impl Default for AdaptiveConfig {
     }
 }
 
+/// Tunables of the learned policy (`keepAlive: learned`). The defaults were
+/// tuned on one half of a public serverless trace's functions and checked
+/// on the other (docs/autoscaling.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LearnedConfig {
+    /// Price of one idle replica-second, in weighted cold starts: the one
+    /// knob that moves the policy along its frontier, higher for less idle
+    /// time and more cold starts.
+    pub price: f64,
+    /// A cold start weighs (the function's requests per hour) to the power
+    /// of minus this, plus [`LearnedConfig::base_weight`]: at 1 it counts
+    /// for what it costs that function's cold-start rate, so a rarely
+    /// called function is kept warm longer than a busy one, whose rare cold
+    /// starts hardly show; at 0 every cold start weighs the same.
+    pub rate_exponent: f64,
+    /// Added to every cold start's weight, so that busy functions' cold
+    /// starts, and the overall cold-start rate, still count.
+    pub base_weight: f64,
+    /// How many idle times the population prior counts as; 0 for none (then
+    /// the policy falls back to the fixed grace period until it has seen an
+    /// idle time).
+    pub prior_weight: f64,
+    /// Exponent of the prior's power law over idle times (in minutes).
+    pub prior_power: f64,
+    /// Share of the prior at [`TIMER_PERIODS_MINUTES`].
+    pub prior_timer_share: f64,
+    /// Share of the prior beyond the histogram's range (four hours).
+    pub prior_beyond: f64,
+    /// Prior request rate (requests per hour) of a function...
+    pub prior_requests_per_hour: f64,
+    /// ...counted as this many hours of idle time.
+    pub prior_hours: f64,
+    /// A pre-warmed replica is asked for this long before the window opens,
+    /// so that it is ready when the expected request comes.
+    pub prewarm_lead: Duration,
+}
+
+impl Default for LearnedConfig {
+    fn default() -> Self {
+        Self {
+            price: 1.3e-4,
+            rate_exponent: 1.0,
+            base_weight: 0.1,
+            prior_weight: 16.0,
+            prior_power: 1.0,
+            prior_timer_share: 0.6,
+            prior_beyond: 0.04,
+            prior_requests_per_hour: 2.0,
+            prior_hours: 2.0,
+            prewarm_lead: Duration::from_secs(10),
+        }
+    }
+}
+
+impl LearnedConfig {
+    /// The per-function cost-aware baseline at `price`: the function's own
+    /// idle times only (no prior), every cold start weighed alike. What the
+    /// learned policy is measured against in `flint sim`.
+    pub fn baseline(price: f64) -> Self {
+        Self {
+            price,
+            rate_exponent: 0.0,
+            base_weight: 0.0,
+            prior_weight: 0.0,
+            ..Self::default()
+        }
+    }
+
+    /// The prior's probability of each bin, and of beyond the range.
+    fn prior(&self) -> ([f64; BINS], f64) {
+        let mut p = [0.0; BINS];
+        let mut sum = 0.0;
+        for (i, x) in p.iter_mut().enumerate() {
+            *x = (i as f64 + 0.5).powf(-self.prior_power);
+            sum += *x;
+        }
+        let in_range = (1.0 - self.prior_beyond).max(0.0);
+        let smooth = in_range * (1.0 - self.prior_timer_share);
+        for x in &mut p {
+            *x *= smooth / sum;
+        }
+        let timer = in_range * self.prior_timer_share / TIMER_PERIODS_MINUTES.len() as f64;
+        for m in TIMER_PERIODS_MINUTES {
+            // A request every m minutes leaves an idle time just under m.
+            if let Some(x) = p.get_mut(m - 1) {
+                *x += timer;
+            }
+        }
+        (p, self.prior_beyond)
+    }
+}
+
 /// The learned windows, relative to the end of the last request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windows {
@@ -78,17 +173,25 @@ pub struct Windows {
     pub keep_until: Duration,
 }
 
-/// A revision's idle-time histogram (bounded: [`BINS`] counters).
+/// A revision's idle-time histogram (bounded: [`BINS`] counters) and the
+/// windows learned from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdleHistogram {
-    bins: [u32; BINS],
-    out_of_range: u32,
-    total: u32,
+    bins: [u16; BINS],
+    out_of_range: u16,
+    total: u16,
+    /// Requests seen between the recorded idle times (with `idle_secs`, the
+    /// function's request rate, for the learned policy).
+    requests: u32,
+    /// Sum of the recorded idle times, in seconds (with `requests`, the
+    /// function's request rate).
+    idle_secs: u32,
     windows: Option<Windows>,
 }
 
-/// Counts are halved once the total reaches this, so old behaviour fades.
-const DECAY_AT: u32 = 1 << 16;
+/// Counts are halved once the total reaches this, so old behaviour fades
+/// (and no bin can overflow).
+const DECAY_AT: u16 = u16::MAX;
 
 impl Default for IdleHistogram {
     fn default() -> Self {
@@ -96,30 +199,150 @@ impl Default for IdleHistogram {
             bins: [0; BINS],
             out_of_range: 0,
             total: 0,
+            requests: 0,
+            idle_secs: 0,
             windows: None,
         }
     }
 }
 
 impl IdleHistogram {
-    /// Records one idle time and recomputes the windows.
-    pub fn record(&mut self, idle: Duration, grace: Duration, cfg: &AdaptiveConfig) {
-        if self.total >= DECAY_AT {
+    /// A histogram with no idle time yet, for the learned policy: its windows
+    /// come from the prior alone (or the fixed `grace` without one).
+    pub fn learned(grace: Duration, cfg: &LearnedConfig) -> Self {
+        let mut h = Self::default();
+        h.windows = Some(h.compute_learned(grace, cfg));
+        h
+    }
+
+    fn add(&mut self, idle: Duration) {
+        if self.total == DECAY_AT {
             for b in &mut self.bins {
                 *b /= 2;
             }
             self.out_of_range /= 2;
-            self.total = self.bins.iter().sum::<u32>() + self.out_of_range;
+            self.requests /= 2;
+            self.idle_secs /= 2;
+            let sum: u32 = self.bins.iter().map(|&b| u32::from(b)).sum();
+            self.total = u16::try_from(sum + u32::from(self.out_of_range)).unwrap_or(u16::MAX);
         }
         let bin = usize::try_from(idle.as_secs() / BIN_WIDTH.as_secs()).unwrap_or(usize::MAX);
         match self.bins.get_mut(bin) {
-            Some(count) => *count += 1,
-            None => self.out_of_range += 1,
+            Some(count) => *count = count.saturating_add(1),
+            None => self.out_of_range = self.out_of_range.saturating_add(1),
         }
-        self.total += 1;
+        self.total = self.total.saturating_add(1);
+    }
+
+    /// Records one idle time and recomputes the windows (adaptive policy).
+    pub fn record(&mut self, idle: Duration, grace: Duration, cfg: &AdaptiveConfig) {
+        self.add(idle);
         self.windows = self
             .compute(cfg)
             .filter(|w| self.beats_fixed(w, grace, cfg.max_idle_ratio));
+    }
+
+    /// Records one idle time that ended a stretch of `requests` requests,
+    /// and recomputes the windows (learned policy).
+    pub fn record_learned(
+        &mut self,
+        idle: Duration,
+        requests: u32,
+        grace: Duration,
+        cfg: &LearnedConfig,
+    ) {
+        self.add(idle);
+        self.requests = self.requests.saturating_add(requests.max(1));
+        self.idle_secs = self
+            .idle_secs
+            .saturating_add(u32::try_from(idle.as_secs()).unwrap_or(u32::MAX));
+        self.windows = Some(self.compute_learned(grace, cfg));
+    }
+
+    /// The windows that minimise expected cold starts (weighed per request
+    /// when asked) plus `price` × expected idle replica-seconds over the
+    /// next idle time, drawn from the recorded idle times and the prior.
+    /// Candidates: keep for `k` bins, then optionally release and pre-warm
+    /// for the bins `[a, b)`; every bin edge is tried (prefix sums make the
+    /// search quadratic in [`BINS`], about 30,000 steps, once per idle time).
+    fn compute_learned(&self, grace: Duration, cfg: &LearnedConfig) -> Windows {
+        let n = f64::from(self.total);
+        let w0 = cfg.prior_weight.max(0.0);
+        if n + w0 <= 0.0 {
+            return Windows {
+                keep_first: grace,
+                prewarm: grace,
+                keep_until: grace,
+            };
+        }
+        let (prior, _) = cfg.prior();
+        let width = BIN_WIDTH.as_secs_f64();
+        // cdf[j] = P(idle < j bins); pt[j] = E[idle; idle < j bins].
+        let mut cdf = [0.0; BINS + 1];
+        let mut pt = [0.0; BINS + 1];
+        for i in 0..BINS {
+            let p = (f64::from(self.bins[i]) + w0 * prior[i]) / (n + w0);
+            cdf[i + 1] = cdf[i] + p;
+            pt[i + 1] = pt[i] + p * (i as f64 + 0.5) * width;
+        }
+        let beyond = |j: usize| (1.0 - cdf[j]).max(0.0);
+        let cold_weight = if cfg.rate_exponent == 0.0 {
+            1.0 + cfg.base_weight
+        } else {
+            let hours = f64::from(self.idle_secs) / 3600.0;
+            let rate = (f64::from(self.requests) + cfg.prior_requests_per_hour * cfg.prior_hours)
+                / (hours + cfg.prior_hours);
+            rate.max(0.01).powf(-cfg.rate_exponent) + cfg.base_weight
+        };
+        let price = cfg.price;
+        let keep = |j: usize| {
+            let edge = j as f64 * width;
+            cold_weight * beyond(j) + price * (pt[j] + beyond(j) * edge)
+        };
+        let window = |a: usize, b: usize| {
+            let start = a as f64 * width;
+            let idle =
+                (pt[b] - pt[a]) - (cdf[b] - cdf[a]) * start + beyond(b) * (b - a) as f64 * width;
+            -cold_weight * (cdf[b] - cdf[a]) + price * idle
+        };
+        // best[a]: the cheapest window opening at a or later (none: 0).
+        let mut best = [(0.0f64, BINS, BINS); BINS + 1];
+        for a in (1..BINS).rev() {
+            let mut here = (0.0, BINS, BINS);
+            for b in a + 1..=BINS {
+                let c = window(a, b);
+                if c < here.0 {
+                    here = (c, a, b);
+                }
+            }
+            best[a] = if here.0 < best[a + 1].0 {
+                here
+            } else {
+                best[a + 1]
+            };
+        }
+        let (mut k, mut a, mut b, mut cost) = (1, BINS, BINS, f64::INFINITY);
+        for (j, &(c, wa, wb)) in best.iter().enumerate().skip(1) {
+            let total = keep(j) + c;
+            if total < cost {
+                (k, a, b, cost) = (j, wa, wb, total);
+            }
+        }
+        let at = |bins: usize| BIN_WIDTH * u32::try_from(bins).unwrap_or(u32::MAX);
+        if a >= b || a == k {
+            // No separate window (or one that continues the keep): keep through.
+            let until = if a == k && a < b { at(b) } else { at(k) };
+            return Windows {
+                keep_first: until,
+                prewarm: until,
+                keep_until: until,
+            };
+        }
+        Windows {
+            keep_first: at(k),
+            prewarm: at(a).saturating_sub(cfg.prewarm_lead).max(at(k)),
+            keep_until: at(b),
+        }
     }
 
     /// Replays the recorded idle times under `w` and under a fixed `grace`.
@@ -152,7 +375,7 @@ impl IdleHistogram {
 
     /// Idle times recorded (after decay).
     pub fn observations(&self) -> u32 {
-        self.total
+        u32::from(self.total)
     }
 
     /// The learned windows, or `None` when the histogram is not representative.
@@ -161,14 +384,14 @@ impl IdleHistogram {
     }
 
     fn compute(&self, cfg: &AdaptiveConfig) -> Option<Windows> {
-        if self.total < cfg.min_observations {
+        if u32::from(self.total) < cfg.min_observations {
             return None;
         }
         let total = f64::from(self.total);
         if f64::from(self.out_of_range) * 100.0 > cfg.max_out_of_range_percent * total {
             return None;
         }
-        let in_range = self.total - self.out_of_range;
+        let in_range = u32::from(self.total - self.out_of_range);
         let n = BINS as f64;
         let mean = f64::from(in_range) / n;
         let var = self
@@ -187,7 +410,7 @@ impl IdleHistogram {
         let late = 1.0 + cfg.margin_percent / 100.0;
         let keep_until = (tail + 1) as f64 * width * late;
         // The longest run of (nearly) empty bins between head and tail.
-        let empty = |c: u32| u64::from(c) * 100 < u64::from(in_range);
+        let empty = |c: u16| u64::from(c) * 100 < u64::from(in_range);
         let (mut best, mut run_start) = ((0, 0), None);
         for i in head..=tail {
             match (empty(self.bins[i]), run_start) {
@@ -218,7 +441,7 @@ impl IdleHistogram {
         let rank = (pct / 100.0 * f64::from(in_range)).ceil().max(1.0);
         let mut seen = 0u32;
         self.bins.iter().position(|&c| {
-            seen += c;
+            seen += u32::from(c);
             f64::from(seen) >= rank
         })
     }
@@ -244,7 +467,7 @@ pub fn last_replica(
 ) -> LastReplica {
     let learned = match policy {
         KeepAlive::Fixed => None,
-        KeepAlive::Adaptive => histogram.and_then(IdleHistogram::windows),
+        KeepAlive::Adaptive | KeepAlive::Learned => histogram.and_then(IdleHistogram::windows),
     };
     match learned {
         None if idle < grace => LastReplica::Keep,
@@ -265,7 +488,7 @@ pub fn next_prewarm(
     histogram: Option<&IdleHistogram>,
     idle: Duration,
 ) -> Option<Duration> {
-    if policy != KeepAlive::Adaptive {
+    if policy == KeepAlive::Fixed {
         return None;
     }
     let w = histogram.and_then(IdleHistogram::windows)?;
@@ -346,13 +569,101 @@ mod tests {
         );
     }
 
+    fn learned_after(gaps: &[Duration], requests: u32, cfg: &LearnedConfig) -> IdleHistogram {
+        let mut h = IdleHistogram::learned(MIN * 10, cfg);
+        for &g in gaps {
+            h.record_learned(g, requests, MIN * 10, cfg);
+        }
+        h
+    }
+
+    #[test]
+    fn learned_state_fits_in_half_a_kib() {
+        assert!(std::mem::size_of::<IdleHistogram>() <= 600);
+    }
+
+    #[test]
+    fn a_new_function_gets_windows_from_the_prior_alone() {
+        let cfg = LearnedConfig::default();
+        let w = IdleHistogram::learned(MIN * 10, &cfg).windows().unwrap();
+        // Kept for a while after its first requests: not released at once,
+        // not kept for hours.
+        assert!(w.keep_first >= MIN * 2, "{w:?}");
+        assert!(w.keep_until <= MIN * 120, "{w:?}");
+        // Without a prior (the cost-aware baseline) the fixed grace period.
+        let base = IdleHistogram::learned(MIN * 10, &LearnedConfig::baseline(1e-4));
+        assert_eq!(base.windows().unwrap().keep_first, MIN * 10);
+    }
+
+    #[test]
+    fn an_hourly_timer_is_prewarmed_after_two_periods() {
+        let cfg = LearnedConfig::default();
+        let hourly = MIN * 60 - Duration::from_secs(2);
+        let h = learned_after(&[hourly, hourly], 1, &cfg);
+        let w = h.windows().unwrap();
+        assert!(
+            w.keep_first <= MIN * 30,
+            "released well before the next call: {w:?}"
+        );
+        assert!(w.prewarm > MIN * 50 && w.prewarm < hourly, "{w:?}");
+        assert!(w.keep_until > hourly, "{w:?}");
+        let at = |idle| last_replica(KeepAlive::Learned, MIN * 10, Some(&h), idle);
+        assert_eq!(at(MIN * 45), LastReplica::Release);
+        assert_eq!(at(hourly - Duration::from_secs(5)), LastReplica::PreWarm);
+        assert_eq!(
+            next_prewarm(KeepAlive::Learned, Some(&h), MIN * 45),
+            Some(w.prewarm)
+        );
+        // The cost-aware baseline, from the same two idle times, has no prior
+        // that says timers recur: it pre-warms too, but only because both
+        // idle times agree; with one it keeps through or releases.
+        let one = learned_after(&[hourly], 1, &LearnedConfig::baseline(1e-4));
+        assert!(one.windows().is_some());
+    }
+
+    #[test]
+    fn a_rarely_called_function_is_kept_longer_than_a_busy_one() {
+        let cfg = LearnedConfig::default();
+        let gaps: Vec<Duration> = [3u32, 7, 12, 20, 25, 35, 8, 15]
+            .iter()
+            .map(|&m| MIN * m)
+            .collect();
+        let rare = learned_after(&gaps, 1, &cfg).windows().unwrap();
+        let busy = learned_after(&gaps, 500, &cfg).windows().unwrap();
+        assert!(
+            rare.keep_first > busy.keep_first,
+            "rare {rare:?} busy {busy:?}"
+        );
+    }
+
+    #[test]
+    fn a_higher_price_never_keeps_longer() {
+        let gaps: Vec<Duration> = [2u32, 4, 9, 14, 30, 45, 59, 59, 90]
+            .iter()
+            .map(|&m| MIN * m)
+            .collect();
+        let mut last = Duration::MAX;
+        for price in [1e-5, 1e-4, 1e-3, 1e-2] {
+            let cfg = LearnedConfig {
+                price,
+                ..LearnedConfig::default()
+            };
+            let w = learned_after(&gaps, 3, &cfg).windows().unwrap();
+            assert!(w.keep_first <= last, "price {price}: {w:?}");
+            last = w.keep_first;
+        }
+        assert!(last < MIN * 5, "an expensive idle minute releases soon");
+    }
+
     #[test]
     fn counts_stay_bounded() {
         let cfg = AdaptiveConfig::default();
         let mut h = IdleHistogram::default();
-        for _ in 0..(DECAY_AT + 10) {
-            h.record(Duration::from_secs(1), MIN * 10, &cfg);
+        // One bin takes every idle time: it must neither overflow nor stop.
+        for _ in 0..(u32::from(DECAY_AT) + 10) {
+            h.record(MIN * 3, MIN * 10, &cfg);
         }
-        assert!(h.observations() <= DECAY_AT);
+        assert!(h.observations() <= u32::from(DECAY_AT));
+        assert!(h.observations() > u32::from(DECAY_AT) / 2);
     }
 }

@@ -5,6 +5,10 @@
 //! Pokes arrive through [`AutoscalerHandle`], a [`PokeSink`] that never
 //! blocks (an unbounded channel). Several pokes for a revision already
 //! scaling from zero lead to the same decision, hence to a single write.
+//! Over HTTP ([`poke_router`]) a poke needs the control token, and every
+//! poke's `waiting` counts at most the gateway's queue size
+//! ([`AutoscalerConfig::max_waiting`]): no gateway can hold more requests
+//! for a revision, so no poke may claim more.
 //!
 //! The asynchronous backlog: each successful scrape also yields the pending
 //! invocations per Function ([`MetricsSource::take_pending`]); callers tell
@@ -20,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use flint_api::ScaleSpec;
 use flint_api::backend::{PokeSink, RevisionKey, ScaleActuator};
+use flint_api::drain::{ControlToken, WWW_AUTHENTICATE, authorize};
 use flint_api::poke::ScalePoke;
 use prometheus::Registry;
 use tokio::sync::mpsc;
@@ -39,6 +44,10 @@ pub struct AutoscalerConfig {
     pub decide_interval: Duration,
     /// Tunables of `decide()`.
     pub decide: DecideConfig,
+    /// The most requests a poke may report waiting: the gateway's
+    /// per-revision queue size. A larger claim is cut to it, so a poke
+    /// cannot ask for more replicas than a full queue needs.
+    pub max_waiting: u32,
 }
 
 impl Default for AutoscalerConfig {
@@ -47,6 +56,7 @@ impl Default for AutoscalerConfig {
             scrape_interval: Duration::from_secs(1),
             decide_interval: Duration::from_secs(2),
             decide: DecideConfig::default(),
+            max_waiting: flint_api::poke::DEFAULT_QUEUE_SIZE,
         }
     }
 }
@@ -218,7 +228,11 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
                 () = &mut shutdown => return,
                 Some(Command::Poke(p)) = self.commands.recv() => {
                     let key = RevisionKey::new(p.namespace, p.function, p.revision);
-                    self.decide_one(&key, Some(p.waiting)).await;
+                    let waiting = p.waiting.min(self.config.max_waiting);
+                    if waiting < p.waiting {
+                        tracing::debug!(revision = %key, claimed = p.waiting, counted = waiting, "poke claims more waiting requests than a queue holds");
+                    }
+                    self.decide_one(&key, Some(waiting)).await;
                 }
                 _ = scrape.tick() => self.scrape().await,
                 _ = tick.tick() => {
@@ -367,18 +381,58 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
 }
 
 /// An axum router with `POST` [`flint_api::poke::POKE_PATH`] taking a JSON
-/// [`ScalePoke`], for gateways running in other processes.
-pub fn poke_router(handle: AutoscalerHandle) -> axum::Router {
+/// [`ScalePoke`], for gateways running in other processes. Only a request
+/// carrying `token` (`Authorization: Bearer …`) reaches the loop; any other
+/// is refused (401, or 403 with no token configured) and changes nothing.
+pub fn poke_router(handle: AutoscalerHandle, token: Option<ControlToken>) -> axum::Router {
     use axum::routing::post;
-    axum::Router::new().route(
-        flint_api::poke::POKE_PATH,
-        post(
-            |axum::extract::State(h): axum::extract::State<AutoscalerHandle>,
-             axum::Json(poke): axum::Json<ScalePoke>| async move {
-                h.poke(poke);
-                http::StatusCode::ACCEPTED
-            },
+    axum::Router::new()
+        .route(
+            flint_api::poke::POKE_PATH,
+            post(
+                |axum::extract::State(h): axum::extract::State<AutoscalerHandle>,
+                 axum::Json(poke): axum::Json<ScalePoke>| async move {
+                    h.poke(poke);
+                    http::StatusCode::ACCEPTED
+                },
+            )
+            .with_state(handle),
         )
-        .with_state(handle),
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(token),
+            control_only,
+        ))
+}
+
+/// Lets a poke through only with the control token; refuses it before its
+/// body is read otherwise, naming what is wrong.
+async fn control_only(
+    axum::extract::State(token): axum::extract::State<Arc<Option<ControlToken>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let authorization = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Err(refusal) = authorize(token.as_ref().as_ref(), authorization) else {
+        return next.run(request).await;
+    };
+    tracing::warn!(refusal = refusal.label(), "poke refused");
+    let status =
+        http::StatusCode::from_u16(refusal.status()).unwrap_or(http::StatusCode::UNAUTHORIZED);
+    let mut response = (
+        status,
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{refusal}\n"),
     )
+        .into_response();
+    if status == http::StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static(WWW_AUTHENTICATE),
+        );
+    }
+    response
 }

@@ -35,8 +35,10 @@ pub struct ScaleState {
     pub poke_waiting: u32,
     /// Trailing (time, desired) maxima for `scaleDownDelay`.
     pub(super) delay: VecDeque<(Duration, u32)>,
-    /// Idle-time histogram (adaptive keep-alive only).
+    /// Idle-time histogram (adaptive and learned keep-alive only).
     pub idle: Option<Box<IdleHistogram>>,
+    /// Requests seen since the last idle time (learned keep-alive only).
+    pub requests_since_idle: u32,
 }
 
 impl ScaleState {
@@ -55,6 +57,7 @@ impl ScaleState {
             poke_waiting: 0,
             delay: VecDeque::new(),
             idle: None,
+            requests_since_idle: 0,
         }
     }
 

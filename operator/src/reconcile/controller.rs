@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -21,6 +21,7 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::backoff::backoff_delay;
+use super::cleanup::{delete_revisions, owned_by};
 use super::desired::{DesiredState, desired_objects};
 use super::error::Error;
 use super::metrics::ReconcileMetrics;
@@ -174,16 +175,6 @@ fn by_function(name: &str) -> ListParams {
     ListParams::default().labels(&format!("{LABEL_FUNCTION}={name}"))
 }
 
-fn owned_by(uid: Option<&str>) -> impl Fn(&Deployment) -> bool + '_ {
-    move |d| {
-        uid.is_none_or(|uid| {
-            d.owner_references()
-                .iter()
-                .any(|o| o.uid == uid && o.controller == Some(true))
-        })
-    }
-}
-
 async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
     let name = function.name_any();
     let namespace = function.namespace().unwrap_or_default();
@@ -191,6 +182,7 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let uid = function.metadata.uid.as_deref();
 
     let owned: Vec<Deployment> = deployments
         .list(&by_function(&name))
@@ -198,7 +190,7 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
         .map_err(list_error("deployments", &name))?
         .items
         .into_iter()
-        .filter(owned_by(function.metadata.uid.as_deref()))
+        .filter(|d| uid.is_some_and(|uid| owned_by(uid, &d.metadata)))
         .collect();
     let pod_list = pods
         .list(&by_function(&name))
@@ -231,9 +223,9 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
                 source,
             })?;
     }
-    for revision in &desired.delete {
-        delete_revision(&deployments, &services, revision).await?;
-        info!(revision = %revision, "deleted revision");
+    // desired_objects needs the uid: past it, a Function without one never gets here.
+    if let Some(uid) = uid {
+        delete_revisions(&name, uid, &deployments, &services, &owned, &desired.delete).await?;
     }
 
     let status = compute_status(StatusInput {
@@ -272,34 +264,6 @@ fn next_action(desired: &DesiredState, status: &FunctionStatus) -> Action {
     } else {
         REQUEUE_PENDING
     })
-}
-
-async fn delete_revision(
-    deployments: &Api<Deployment>,
-    services: &Api<Service>,
-    revision: &str,
-) -> Result<(), Error> {
-    let dp = DeleteParams::background();
-    match deployments.delete(revision, &dp).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(source) => {
-            return Err(Error::Delete {
-                kind: "Deployment",
-                name: revision.to_owned(),
-                source,
-            });
-        }
-    }
-    match services.delete(revision, &dp).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => Err(Error::Delete {
-            kind: "Service",
-            name: revision.to_owned(),
-            source,
-        }),
-    }
 }
 
 async fn publish(ctx: &Context, function: &Function, notice: Notice) {

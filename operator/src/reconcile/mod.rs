@@ -4,11 +4,13 @@
 //! exists), [`desired`] (`desired_objects`), [`traffic`], [`status`],
 //! [`notices`] (which Events) — are separate from the I/O in [`controller`],
 //! which lists, applies with server-side apply (field manager
-//! `flint-operator`), writes the status and publishes Events. [`render`]
+//! `flint-operator`), writes the status and publishes Events; [`cleanup`]
+//! deletes old revisions, only objects the Function owns. [`render`]
 //! prints what would be created, for schema validation; [`run`] is
 //! `flint operator`.
 
 pub mod backoff;
+pub mod cleanup;
 pub mod controller;
 pub mod desired;
 pub mod error;

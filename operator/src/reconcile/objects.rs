@@ -216,6 +216,10 @@ fn pod_spec(spec: &FunctionSpec) -> PodSpec {
             i64::from(spec.timeout_seconds) + i64::from(DRAIN_SECONDS),
         ),
         service_account_name: spec.service_account_name.clone(),
+        // A function that names no account gets no API credential: least
+        // privilege, and a cold start without the token request and the
+        // projected volume the kubelet would mount before the sandbox.
+        automount_service_account_token: Some(spec.service_account_name.is_some()),
         image_pull_secrets: (!spec.image_pull_secrets.is_empty())
             .then(|| spec.image_pull_secrets.clone()),
         volumes: (!volumes.is_empty()).then_some(volumes),

@@ -15,6 +15,7 @@ use flint_api::{KeepAlive, ScaleSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::autoscaler::DecideConfig;
+use crate::autoscaler::keepalive::LearnedConfig;
 pub use engine::{FunctionStats, SimConfig, simulate};
 pub use report::PolicyReport;
 pub use trace::{FunctionTrace, TraceError};
@@ -28,7 +29,14 @@ pub enum PolicyChoice {
     Kpa,
     /// Adaptive (hybrid histogram) keep-alive, falling back to `--keepalive`.
     Adaptive,
-    /// All three.
+    /// Per-function cost-aware windows from the function's own idle times,
+    /// falling back to `--keepalive` (the baseline the learned policy is
+    /// measured against).
+    CostAware,
+    /// Learned keep-alive: cost-aware windows with a population prior and
+    /// cold starts weighed per request.
+    Learned,
+    /// All of them.
     All,
 }
 
@@ -57,6 +65,33 @@ pub struct SimArgs {
     /// replica-seconds into this SVG file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Replay only one half of the functions, split by function id (see
+    /// [`Half`]): tune on one half, check on the other.
+    #[arg(long, value_enum)]
+    pub half: Option<Half>,
+}
+
+/// A half of a trace's functions, split by function id: the parity of the
+/// id's first 8 hex digits (ids are hashes, so the split is random but
+/// fixed; an id that is not hex goes by the parity of its bytes' sum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Half {
+    /// Even ids.
+    A,
+    /// Odd ids.
+    B,
+}
+
+impl Half {
+    /// Whether the function with `id` is in this half.
+    pub fn contains(self, id: &str) -> bool {
+        let prefix = id.get(..8).unwrap_or(id);
+        let odd = match u64::from_str_radix(prefix, 16) {
+            Ok(x) => x % 2 == 1,
+            Err(_) => id.bytes().map(u64::from).sum::<u64>() % 2 == 1,
+        };
+        odd == (self == Half::B)
+    }
 }
 
 /// Why a simulation could not run.
@@ -96,6 +131,8 @@ pub struct Policy {
     pub name: String,
     /// The spec every function runs with.
     pub spec: ScaleSpec,
+    /// Tunables of the learned policy, when they differ from the defaults.
+    pub learned: Option<LearnedConfig>,
 }
 
 fn minutes_label(d: Duration) -> String {
@@ -126,6 +163,7 @@ impl Policy {
                 ),
                 ..Self::base()
             },
+            learned: None,
         }
     }
 
@@ -137,11 +175,40 @@ impl Policy {
         p
     }
 
+    /// Learned keep-alive at `price` (None: the default), with `keep` as
+    /// the grace period the spec carries.
+    pub fn learned(keep: Duration, price: Option<f64>) -> Self {
+        let mut p = Self::fixed(keep);
+        p.spec.keep_alive = KeepAlive::Learned;
+        match price {
+            None => p.name = "learned".to_owned(),
+            Some(price) => {
+                p.name = format!("learned-{price:e}");
+                p.learned = Some(LearnedConfig {
+                    price,
+                    ..LearnedConfig::default()
+                });
+            }
+        }
+        p
+    }
+
+    /// The per-function cost-aware baseline at `price`, falling back to
+    /// `keep` until a function has an idle time.
+    pub fn cost_aware(keep: Duration, price: f64) -> Self {
+        let mut p = Self::fixed(keep);
+        p.spec.keep_alive = KeepAlive::Learned;
+        p.name = format!("cost-aware-{price:e}");
+        p.learned = Some(LearnedConfig::baseline(price));
+        p
+    }
+
     /// Knative's defaults.
     pub fn kpa() -> Self {
         Self {
             name: "kpa".to_owned(),
             spec: Self::base(),
+            learned: None,
         }
     }
 }
@@ -156,10 +223,7 @@ pub fn replay(
 ) -> Vec<PolicyReport> {
     let baseline = Policy::fixed(Duration::from_secs(600));
     let mut all = policies.to_vec();
-    if !all
-        .iter()
-        .any(|p| p.spec == baseline.spec && p.spec.keep_alive == KeepAlive::Fixed)
-    {
+    if !all.iter().any(|p| p.spec == baseline.spec) {
         all.push(baseline.clone());
     }
     progress.set_length((all.len() * traces.len()) as u64);
@@ -170,7 +234,11 @@ pub fn replay(
             let stats: Vec<FunctionStats> = traces
                 .iter()
                 .map(|t| {
-                    let s = simulate(t, &p.spec, cfg, sim);
+                    let cfg = DecideConfig {
+                        learned: p.learned.unwrap_or(cfg.learned),
+                        ..*cfg
+                    };
+                    let s = simulate(t, &p.spec, &cfg, sim);
                     progress.inc(1);
                     s
                 })
@@ -201,9 +269,22 @@ pub fn policies(choice: PolicyChoice, keep: Duration) -> Vec<Policy> {
         PolicyChoice::Fixed => vec![Policy::fixed(keep)],
         PolicyChoice::Kpa => vec![Policy::kpa()],
         PolicyChoice::Adaptive => vec![Policy::adaptive(keep)],
-        PolicyChoice::All => vec![Policy::fixed(keep), Policy::kpa(), Policy::adaptive(keep)],
+        PolicyChoice::CostAware => vec![Policy::cost_aware(keep, COST_AWARE_PRICE)],
+        PolicyChoice::Learned => vec![Policy::learned(keep, None)],
+        PolicyChoice::All => vec![
+            Policy::fixed(keep),
+            Policy::kpa(),
+            Policy::adaptive(keep),
+            Policy::cost_aware(keep, COST_AWARE_PRICE),
+            Policy::learned(keep, None),
+        ],
     }
 }
+
+/// The price of the cost-aware baseline in `--policy all`: where its idle
+/// time is about that of the learned policy's default, so the two compare
+/// at the same cost.
+pub const COST_AWARE_PRICE: f64 = 1e-4;
 
 /// The keep-alive settings swept for the plot.
 pub fn sweep() -> Vec<Policy> {
@@ -213,6 +294,13 @@ pub fn sweep() -> Vec<Policy> {
     }
     for m in [2u64, 5, 10, 20] {
         out.push(Policy::adaptive(Duration::from_secs(m * 60)));
+    }
+    let keep = Duration::from_secs(600);
+    for price in [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2] {
+        out.push(Policy::cost_aware(keep, price));
+    }
+    for price in [2e-5, 4e-5, 7e-5, 1.3e-4, 2.5e-4, 5e-4, 1e-3, 2e-3] {
+        out.push(Policy::learned(keep, Some(price)));
     }
     out
 }
@@ -224,8 +312,11 @@ pub fn run(args: &SimArgs) -> Result<(), SimError> {
         path: path.clone(),
         error,
     })?;
-    let traces = trace::read(std::io::BufReader::new(file))
+    let mut traces = trace::read(std::io::BufReader::new(file))
         .map_err(|error| SimError::Trace { path, error })?;
+    if let Some(half) = args.half {
+        traces.retain(|t| half.contains(&t.id));
+    }
     let sim = SimConfig {
         cold_start: args.cold_start.as_std(),
         request: args.request_duration.as_std(),

@@ -52,11 +52,23 @@ pub fn svg(path: &Path, title: &str, reports: &[PolicyReport]) -> Result<(), Plo
         .y_desc("p75 per-function cold-start %")
         .draw()
         .map_err(|e| fail(&e))?;
-    let families = [("fixed", BLUE), ("adaptive", RED), ("kpa", BLACK)];
+    let families = [
+        ("fixed", BLUE),
+        ("adaptive", RED),
+        ("kpa", BLACK),
+        ("cost-aware", GREEN),
+        ("learned", MAGENTA),
+    ];
     for (family, color) in families {
+        let in_family = |name: &str| {
+            name == family
+                || name
+                    .strip_prefix(family)
+                    .is_some_and(|rest| rest.starts_with('-'))
+        };
         let mut points: Vec<(f64, f64, &str)> = reports
             .iter()
-            .filter(|r| r.policy.split('-').next() == Some(family))
+            .filter(|r| in_family(&r.policy))
             .map(|r| (r.idle_vs_fixed_10m, r.cold_start_p75_pct, r.policy.as_str()))
             .collect();
         if points.is_empty() {

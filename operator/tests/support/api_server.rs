@@ -52,6 +52,14 @@ pub fn failing(method: Method, uri: impl Into<String>, code: u16) -> Exchange {
     }
 }
 
+impl Exchange {
+    /// The same step, also checking that the request body contains `body`.
+    pub fn expecting(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
+
 /// `expected` is contained in `actual`: objects by key, arrays element-wise.
 fn assert_subset(actual: &Value, expected: &Value, path: &str) {
     match (actual, expected) {

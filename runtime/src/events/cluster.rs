@@ -11,6 +11,8 @@ use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::watch;
 
+use super::address::AddressPolicy;
+use super::nats::NatsSettings;
 use super::targets::Targets;
 use super::{EventsError, WorkerConfig};
 use crate::gateway::kube::{ClusterError, ClusterOptions};
@@ -66,8 +68,13 @@ async fn shutdown_signal() {
 
 /// Runs the cluster gateway (as `run_cluster` does) plus the async intake,
 /// the delivery worker (to this gateway's own listener) and the Function
-/// watch that feeds them, until SIGTERM.
-pub async fn run_gateway(opts: ClusterOptions, nats_url: &str) -> Result<(), EventsClusterError> {
+/// watch that feeds them, until SIGTERM. The queue is on the NATS server of
+/// `nats`; result callbacks reach only what `callbacks` allows.
+pub async fn run_gateway(
+    opts: ClusterOptions,
+    nats: NatsSettings,
+    callbacks: AddressPolicy,
+) -> Result<(), EventsClusterError> {
     let listen = opts.gateway.listen;
     let ip = if listen.ip().is_unspecified() {
         std::net::IpAddr::from([127, 0, 0, 1])
@@ -75,13 +82,10 @@ pub async fn run_gateway(opts: ClusterOptions, nats_url: &str) -> Result<(), Eve
         listen.ip()
     };
     let loopback = format!("http://{}", std::net::SocketAddr::new(ip, listen.port()));
-    let events = super::nats(
-        nats_url,
-        &loopback,
-        &opts.gateway.domain,
-        WorkerConfig::default(),
-    )
-    .await?;
+    tracing::info!(allowed = %callbacks.describe_allowed(), cluster = %callbacks.describe_cluster(), "callback address policy");
+    let mut config = WorkerConfig::default();
+    config.callbacks.addresses = callbacks;
+    let events = super::nats(&nats, &loopback, config).await?;
     let poke = Arc::new(HttpPokeSink::new(&opts.autoscaler_url).map_err(ClusterError::from)?);
     let gateway = Gateway::new(opts.gateway, poke).map_err(ClusterError::from)?;
     crate::gateway::kube::cluster::accept_control(&gateway, opts.control_token);
@@ -101,9 +105,12 @@ pub async fn run_gateway(opts: ClusterOptions, nats_url: &str) -> Result<(), Eve
             addr: opts.admin_addr,
             source,
         })?;
-    tracing::info!(%listen, admin = %opts.admin_addr, nats = %nats_url, "starting gateway with async invocations");
+    tracing::info!(%listen, admin = %opts.admin_addr, nats = %nats.url, "starting gateway with async invocations");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(events.worker.run(stop_rx));
+    let worker = events
+        .worker
+        .with_memory_budget(gateway.memory_budget().clone());
+    let worker = tokio::spawn(worker.run(stop_rx));
     let watch_targets = tokio::spawn(watch_functions(
         client.clone(),
         opts.namespace.clone(),

@@ -9,16 +9,20 @@ use std::sync::Arc;
 use bytes::Bytes;
 use flint_api::names::FUNCTION_PATH_PREFIX;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 
+use super::address::AddressPolicy;
+use super::body::{self, BodyError};
+use super::connect::{CallbackTargetError, check_url};
 use super::invocation::{
     ATTEMPT_HEADER, CALLBACK_HEADER, FunctionId, INVOCATION_ID_HEADER, Invocation, new_id, now_ms,
     valid_id,
 };
 use super::metrics::EventMetrics;
-use super::queue::{Enqueued, Queue};
+use super::queue::{Enqueued, Queue, QueueError};
 use super::targets::Targets;
-use crate::gateway::host::{FunctionPath, function_path, strip_port};
+use crate::budget::{MemoryBudget, OverBudget, Use, head_bytes};
+use crate::gateway::RouteTable;
+use crate::gateway::host::request_host;
 
 /// Path prefix of asynchronous invocations by path.
 pub const ASYNC_PATH_PREFIX: &str = "/async-function/";
@@ -28,6 +32,7 @@ pub const DEFAULT_MAX_BODY: usize = 512 * 1024;
 
 /// Headers not stored with an invocation: hop-by-hop ones, the ones the
 /// delivery sets itself, and the ones only the intake reads.
+/// `Proxy-Authorization` is the gateway's, never the function's.
 const DROPPED: [&str; 14] = [
     "connection",
     "keep-alive",
@@ -45,21 +50,34 @@ const DROPPED: [&str; 14] = [
     ATTEMPT_HEADER,
 ];
 
+/// The caller's credentials: stored (and replayed to the function on every
+/// attempt, possibly long after the caller sent them) only when the
+/// Function opts in with `async.storeCredentials`.
+const CREDENTIALS: [&str; 2] = ["authorization", "cookie"];
+
+/// Whether header `name` is stored with an invocation of a Function that
+/// does (`store_credentials`) or does not store credentials.
+fn stored(name: &str, store_credentials: bool) -> bool {
+    !DROPPED.contains(&name) && (store_credentials || !CREDENTIALS.contains(&name))
+}
+
 /// Accepts asynchronous invocations onto a queue.
 #[derive(Clone)]
 pub struct AsyncIntake {
     queue: Arc<dyn Queue>,
     targets: Targets,
     metrics: EventMetrics,
-    domain: String,
     max_body: usize,
+    callbacks: Arc<AddressPolicy>,
+    budget: MemoryBudget,
 }
 
 impl std::fmt::Debug for AsyncIntake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncIntake")
-            .field("domain", &self.domain)
             .field("max_body", &self.max_body)
+            .field("callbacks", &self.callbacks)
+            .field("budget", &self.budget.limit())
             .finish_non_exhaustive()
     }
 }
@@ -76,10 +94,26 @@ fn prefers_async(headers: &HeaderMap) -> bool {
 
 /// Where an accepted request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Addressed {
+pub struct Addressed {
     target: FunctionId,
     uri: String,
     host: Option<String>,
+}
+
+/// What the intake makes of a request, decided by the gateway's own routing
+/// rule ([`RouteTable::route`]: the Host first, then the path form), so an
+/// asynchronous request reaches the Function a synchronous one with the
+/// same Host and path would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routing {
+    /// Not asynchronous after all: proxy it as usual. A Host naming a
+    /// Function makes `/async-function/…` an ordinary path of that
+    /// Function, as `/function/…` is for synchronous requests.
+    Proxy,
+    /// Asynchronous, but no Function routes it: answered 404.
+    Unknown,
+    /// Asynchronous, for this Function.
+    Store(Addressed),
 }
 
 fn answer(status: StatusCode, body: String) -> Response<Bytes> {
@@ -94,20 +128,31 @@ fn answer(status: StatusCode, body: String) -> Response<Bytes> {
 
 impl AsyncIntake {
     /// An intake storing onto `queue` the invocations of `targets`, with
-    /// Function hosts under `domain`.
-    pub fn new(
-        queue: Arc<dyn Queue>,
-        targets: Targets,
-        metrics: EventMetrics,
-        domain: &str,
-    ) -> Self {
+    /// callback URLs refused by the default [`AddressPolicy`].
+    pub fn new(queue: Arc<dyn Queue>, targets: Targets, metrics: EventMetrics) -> Self {
         Self {
             queue,
             targets,
             metrics,
-            domain: domain.to_ascii_lowercase(),
             max_body: DEFAULT_MAX_BODY,
+            callbacks: Arc::new(AddressPolicy::default()),
+            budget: MemoryBudget::unlimited(),
         }
+    }
+
+    /// The same intake charging the bodies it reads and stores to `budget`
+    /// (the gateway's, given by [`crate::gateway::Gateway::set_async_intake`]);
+    /// a body that does not fit is answered 503 with `Retry-After`.
+    pub fn with_memory_budget(mut self, budget: MemoryBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The same intake checking callback URLs against `policy` (the one
+    /// the callbacks connect under).
+    pub fn with_callback_policy(mut self, policy: AddressPolicy) -> Self {
+        self.callbacks = Arc::new(policy);
+        self
     }
 
     /// The same intake with another body limit.
@@ -133,72 +178,84 @@ impl AsyncIntake {
         req.uri().path().starts_with(ASYNC_PATH_PREFIX) || prefers_async(req.headers())
     }
 
-    /// The Function a request addresses and the URI to deliver it with.
-    fn address<B>(&self, req: &Request<B>) -> Option<Addressed> {
+    /// Decides, with the gateway's routing table, whether `req` is taken
+    /// and for which Function. Only asked of requests [`Self::wants`] took.
+    pub fn route<B, S>(&self, req: &Request<B>, table: &RouteTable<S>) -> Routing {
         let path = req.uri().path();
         let query = req.uri().query().map_or(String::new(), |q| format!("?{q}"));
-        let by_path = |p: FunctionPath<'_>| Addressed {
-            target: FunctionId::new(p.namespace, p.function),
-            uri: format!(
-                "{}{}{query}",
-                p.prefix,
-                if p.rest == "/" && !path.ends_with('/') {
-                    ""
-                } else {
-                    p.rest
-                }
-            ),
-            host: None,
+        let host = request_host(req);
+        let by_async_path = path.strip_prefix(ASYNC_PATH_PREFIX);
+        // `/async-function/<ns>/<fn>/…` is routed as its `/function/…` twin.
+        let routed_path = by_async_path.map(|rest| format!("{FUNCTION_PATH_PREFIX}{rest}"));
+        let Some(routed) = table.route(host, routed_path.as_deref().unwrap_or(path)) else {
+            return Routing::Unknown;
         };
-        if let Some(rest) = path.strip_prefix(ASYNC_PATH_PREFIX) {
-            let rewritten = format!("{FUNCTION_PATH_PREFIX}{rest}");
-            return function_path(&rewritten).map(by_path);
+        let target = FunctionId::new(&routed.function.namespace, &routed.function.name);
+        match routed.path {
+            // Routed by path: delivered to `/function/<ns>/<fn>/…`.
+            Some(p) => {
+                let trailing = p.rest == "/" && !path.ends_with('/');
+                Routing::Store(Addressed {
+                    target,
+                    uri: format!("{}{}{query}", p.prefix, if trailing { "" } else { p.rest }),
+                    host: None,
+                })
+            }
+            // Routed by Host: the path is the Function's own, even when it
+            // looks like one of Flint's path forms; asynchronous only when
+            // asked for with `Prefer`.
+            None if by_async_path.is_some() && !prefers_async(req.headers()) => Routing::Proxy,
+            None => Routing::Store(Addressed {
+                target,
+                uri: req
+                    .uri()
+                    .path_and_query()
+                    .map_or("/".into(), |p| p.to_string()),
+                host: Some(host.to_owned()),
+            }),
         }
-        if let Some(p) = function_path(path) {
-            return Some(by_path(p));
-        }
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().host())?;
-        let bare = strip_port(host).to_ascii_lowercase();
-        let labels = bare.strip_suffix(&self.domain)?.strip_suffix('.')?;
-        let (name, namespace) = labels.split_once('.')?;
-        // `<fn>` or `<tag>-<fn>`: the Function is the longest known suffix.
-        let function = std::iter::once(name)
-            .chain(name.match_indices('-').map(|(i, _)| &name[i + 1..]))
-            .find(|f| self.targets.get(&FunctionId::new(namespace, *f)).is_some())?;
-        Some(Addressed {
-            target: FunctionId::new(namespace, function),
-            uri: req
-                .uri()
-                .path_and_query()
-                .map_or("/".into(), |p| p.to_string()),
-            host: Some(host.to_owned()),
-        })
     }
 
     /// Stores `req` and answers 202 with its id; or 404 (unknown Function),
-    /// 400 (bad id or callback URL), 413 (body too large), 503 (the queue is
-    /// unreachable: nothing was accepted, try again).
-    pub async fn accept<B>(&self, req: Request<B>) -> Response<Bytes>
+    /// 400 (bad id or callback URL), 413 (body too large), 503 with
+    /// `Retry-After` (the queue is unreachable, or full, or the gateway's
+    /// memory budget has no room for the body: nothing was accepted, try
+    /// again).
+    /// `routing` is what [`Self::route`] decided for `req`; a request to be
+    /// proxied is answered 500 (the caller should not have handed it over).
+    pub async fn accept<B>(&self, req: Request<B>, routing: Routing) -> Response<Bytes>
     where
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some(addressed) = self.address(&req) else {
+        let addressed = match routing {
+            Routing::Store(addressed) => addressed,
+            Routing::Unknown => {
+                return answer(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no function for async request to host {:?}, path {}\n",
+                        request_host(&req),
+                        req.uri().path()
+                    ),
+                );
+            }
+            Routing::Proxy => {
+                return answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "a synchronous request reached the async intake\n".to_owned(),
+                );
+            }
+        };
+        let Some(target) = self.targets.get(&addressed.target) else {
             return answer(
                 StatusCode::NOT_FOUND,
-                format!("no function for async request to {}\n", req.uri().path()),
+                format!(
+                    "function {} does not accept async invocations\n",
+                    addressed.target
+                ),
             );
         };
-        if self.targets.get(&addressed.target).is_none() {
-            return answer(
-                StatusCode::NOT_FOUND,
-                format!("function {} does not exist\n", addressed.target),
-            );
-        }
         let now = now_ms();
         let id = match req.headers().get(INVOCATION_ID_HEADER).map(|v| v.to_str()) {
             None => new_id(now),
@@ -214,47 +271,44 @@ impl AsyncIntake {
         };
         let callback_url = match req.headers().get(CALLBACK_HEADER).map(|v| v.to_str()) {
             None => None,
-            Some(Ok(url))
-                if url
-                    .parse::<http::Uri>()
-                    .is_ok_and(|u| u.scheme_str() == Some("http") && u.host().is_some()) =>
-            {
-                Some(url.to_owned())
-            }
-            Some(_) => {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    format!("{CALLBACK_HEADER} must be an absolute http:// URL\n"),
-                );
-            }
+            Some(Ok(url)) => match url.parse::<http::Uri>() {
+                Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
+                    if let Err(refused) = self.check_callback(url, &uri, &addressed.target).await {
+                        return refused;
+                    }
+                    Some(url.to_owned())
+                }
+                _ => None,
+            },
+            Some(Err(_)) => None,
+        };
+        if callback_url.is_none() && req.headers().contains_key(CALLBACK_HEADER) {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                format!("{CALLBACK_HEADER} must be an absolute http:// URL\n"),
+            );
+        }
+        // The head, then the body as it is read, then the queue's encoded
+        // copy: charged before they are held, released once stored.
+        let mut charge = match self.budget.charge(Use::AsyncBody, head_bytes(&req)) {
+            Ok(charge) => charge,
+            Err(over) => return self.over_budget(&addressed.target, &over),
         };
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, self.max_body).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(err) => {
-                let too_large = err
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some();
-                return if too_large {
-                    answer(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "async request bodies are limited to {} bytes\n",
-                            self.max_body
-                        ),
-                    )
-                } else {
-                    answer(
-                        StatusCode::BAD_REQUEST,
-                        format!("reading the request body failed: {err}\n"),
-                    )
-                };
+        let body = match body::read(body, self.max_body, &mut charge).await {
+            Ok(body) => body,
+            Err(BodyError::OverBudget(over)) => return self.over_budget(&addressed.target, &over),
+            Err(err @ BodyError::TooLarge { .. }) => {
+                return answer(StatusCode::PAYLOAD_TOO_LARGE, format!("{err}\n"));
+            }
+            Err(err @ BodyError::Read(_)) => {
+                return answer(StatusCode::BAD_REQUEST, format!("{err}\n"));
             }
         };
         let headers = parts
             .headers
             .iter()
-            .filter(|(name, _)| !DROPPED.contains(&name.as_str()))
+            .filter(|(name, _)| stored(name.as_str(), target.store_credentials))
             .filter_map(|(name, value)| {
                 Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
             })
@@ -270,7 +324,12 @@ impl AsyncIntake {
             enqueued_at_ms: now,
             body,
         };
-        match self.queue.enqueue(invocation).await {
+        if let Err(over) = charge.grow(encoded_bytes(&invocation)) {
+            return self.over_budget(&addressed.target, &over);
+        }
+        let enqueued = self.queue.enqueue(invocation).await;
+        drop(charge);
+        match enqueued {
             Ok(enqueued) => {
                 if enqueued == Enqueued::New {
                     self.metrics.accepted(&addressed.target);
@@ -287,18 +346,92 @@ impl AsyncIntake {
                 resp
             }
             Err(err) => {
-                tracing::warn!(function = %addressed.target, error = %err, "async request not accepted");
-                let mut resp = answer(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "the async queue is unavailable ({err}); nothing was accepted, try again\n"
-                    ),
-                );
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(1));
-                resp
+                tracing::warn!(function = %addressed.target, error = %err, kind = err.metric_label(), "async request not accepted");
+                self.metrics.refused(&addressed.target, err.metric_label());
+                refusal(&err)
             }
         }
+    }
+}
+
+/// What a queue's encoded copy of `inv` holds while it is stored: the body
+/// and the stored head, with room for the record's framing.
+fn encoded_bytes(inv: &Invocation) -> usize {
+    let headers: usize = inv.headers.iter().map(|(n, v)| n.len() + v.len() + 8).sum();
+    inv.body.len() + headers + inv.uri.len() + inv.id.len() + 512
+}
+
+/// Seconds a caller is asked to wait when the queue is full: room comes
+/// back only as deliveries settle, so hammering sooner cannot help.
+pub const FULL_RETRY_AFTER_SECONDS: u16 = 30;
+
+/// The 503 answering a request the queue did not take, with `Retry-After`
+/// and a body naming why: full (a flood; nothing was accepted) or
+/// unreachable.
+fn refusal(err: &QueueError) -> Response<Bytes> {
+    let (body, retry_after) = match err {
+        QueueError::Full { .. } => (
+            format!("the async queue is full ({err}); nothing was accepted, try again later\n"),
+            FULL_RETRY_AFTER_SECONDS,
+        ),
+        _ => (
+            format!("the async queue is unavailable ({err}); nothing was accepted, try again\n"),
+            1,
+        ),
+    };
+    let mut resp = answer(StatusCode::SERVICE_UNAVAILABLE, body);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    resp
+}
+
+impl AsyncIntake {
+    /// The 503 refusing a request the memory budget has no room for,
+    /// counted as `flint_async_refused_total{reason="memory_budget"}`.
+    fn over_budget(&self, target: &FunctionId, over: &OverBudget) -> Response<Bytes> {
+        tracing::debug!(function = %target, wanted = over.wanted, held = over.held, limit = over.limit, "async request refused: memory budget spent");
+        self.metrics.refused(target, "memory_budget");
+        let mut resp = answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{over}; nothing was accepted, try again\n"),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        resp
+    }
+
+    /// Checks callback `url` against the address policy: `Err` holds the
+    /// answer refusing the request (400 naming the URL and why; 503 when
+    /// the resolver did not answer in time).
+    async fn check_callback(
+        &self,
+        url: &str,
+        uri: &http::Uri,
+        target: &FunctionId,
+    ) -> Result<(), Response<Bytes>> {
+        let Err(err) = check_url(&self.callbacks, uri).await else {
+            return Ok(());
+        };
+        tracing::info!(function = %target, %url, reason = err.metric_label(), error = %err, "callback URL refused");
+        let hint = match err {
+            CallbackTargetError::Refused { .. } => {
+                "; callbacks may not reach loopback, link-local, private or cluster addresses unless the gateway allows them (--callback-allow-cidrs, FLINT_CALLBACK_ALLOW_CIDRS)"
+            }
+            _ => "",
+        };
+        if matches!(err, CallbackTargetError::ResolveTimeout { .. }) {
+            let mut resp = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{CALLBACK_HEADER} {url}: {err}; nothing was accepted, try again\n"),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1));
+            return Err(resp);
+        }
+        Err(answer(
+            StatusCode::BAD_REQUEST,
+            format!("{CALLBACK_HEADER} {url} refused: {err}{hint}\n"),
+        ))
     }
 }
 

@@ -35,6 +35,16 @@ impl FunctionId {
     }
 }
 
+impl FunctionId {
+    /// The key of invocation `id` of this Function, `<ns>/<fn>/<id>`: what
+    /// duplicate detection and settled markers are keyed by, so the same
+    /// id sent to two Functions makes two invocations. Unambiguous, since
+    /// neither names nor ids ([`valid_id`]) hold a `/`.
+    pub fn invocation_key(&self, id: &str) -> String {
+        format!("{}/{}/{id}", self.namespace, self.function)
+    }
+}
+
 impl std::fmt::Display for FunctionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.namespace, self.function)
@@ -82,6 +92,11 @@ pub enum DecodeError {
 }
 
 impl Invocation {
+    /// Its key, `<ns>/<fn>/<id>` (see [`FunctionId::invocation_key`]).
+    pub fn key(&self) -> String {
+        self.target.invocation_key(&self.id)
+    }
+
     /// The bytes stored on the queue.
     pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
         let head = serde_json::to_vec(self)?;
@@ -173,6 +188,15 @@ mod tests {
             Invocation::decode(&bytes[..10]),
             Err(DecodeError::Truncated { len: 10 })
         ));
+    }
+
+    #[test]
+    fn keys_name_the_function() {
+        let a = FunctionId::new("team", "a").invocation_key("job-1");
+        let b = FunctionId::new("team", "b").invocation_key("job-1");
+        assert_eq!(a, "team/a/job-1");
+        assert_ne!(a, b);
+        assert_eq!(sample(b"").key(), "default/hello/abc");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub struct EventMetrics {
     pending: IntGaugeVec,
     oldest: IntGaugeVec,
     callbacks: IntCounterVec,
+    refused: IntCounterVec,
 }
 
 impl std::fmt::Debug for EventMetrics {
@@ -101,6 +102,12 @@ impl EventMetrics {
                 "Result callbacks, by result.",
                 &with_result,
             )?,
+            refused: counter(
+                &registry,
+                names::ASYNC_REFUSED_TOTAL,
+                "Asynchronous requests the queue did not take (answered 503), by reason.",
+                &with_reason,
+            )?,
             registry,
         })
     }
@@ -131,10 +138,19 @@ impl EventMetrics {
             .inc();
     }
 
-    /// One callback ended with `result` (`delivered`, `retried`, `dropped`).
+    /// One callback ended with `result` (`delivered`, `retried`, `dropped`,
+    /// `refused` by the address policy).
     pub fn callback(&self, f: &FunctionId, result: &str) {
         self.callbacks
             .with_label_values(&[f.namespace.as_str(), f.function.as_str(), result])
+            .inc();
+    }
+
+    /// One request refused because the queue did not take it (`reason`:
+    /// `full`, `nats`, `store`, …, the error's metric label).
+    pub fn refused(&self, f: &FunctionId, reason: &str) {
+        self.refused
+            .with_label_values(&[f.namespace.as_str(), f.function.as_str(), reason])
             .inc();
     }
 

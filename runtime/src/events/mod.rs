@@ -12,8 +12,11 @@
 //! - [`metrics::EventMetrics`]: accepted, delivered, retried, dead-lettered,
 //!   pending depth (the autoscaler's queue signal) and oldest pending age.
 
+pub mod address;
+mod body;
 pub mod callback;
 pub mod cluster;
+pub mod connect;
 pub mod deliver;
 pub mod embedded;
 pub mod intake;
@@ -28,11 +31,12 @@ pub mod worker;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use address::{AddressPolicy, Cidr};
 pub use embedded::EmbeddedQueue;
 pub use intake::AsyncIntake;
 pub use invocation::{FunctionId, Invocation};
 pub use metrics::EventMetrics;
-pub use nats::NatsQueue;
+pub use nats::{NatsQueue, NatsSettings};
 pub use queue::{Queue, QueueError};
 pub use targets::{Target, Targets};
 pub use worker::{DeliveryWorker, WorkerConfig};
@@ -64,16 +68,22 @@ pub struct LocalEvents {
 
 /// The embedded setup of `flint dev`: the store in `dir` (created if
 /// missing; kept across restarts), delivering to the gateway at
-/// `gateway_url`, with Function hosts under `domain`.
-pub fn local(dir: &Path, gateway_url: &str, domain: &str) -> Result<LocalEvents, EventsError> {
-    local_with(dir, gateway_url, domain, WorkerConfig::default())
+/// `gateway_url`, with callbacks under `callbacks` (see
+/// [`AddressPolicy::for_local_gateway`]).
+pub fn local(
+    dir: &Path,
+    gateway_url: &str,
+    callbacks: AddressPolicy,
+) -> Result<LocalEvents, EventsError> {
+    let mut config = WorkerConfig::default();
+    config.callbacks.addresses = callbacks;
+    local_with(dir, gateway_url, config)
 }
 
 /// [`local`] with explicit worker settings.
 pub fn local_with(
     dir: &Path,
     gateway_url: &str,
-    domain: &str,
     config: WorkerConfig,
 ) -> Result<LocalEvents, EventsError> {
     let store = EmbeddedQueue::open(dir)?;
@@ -81,7 +91,8 @@ pub fn local_with(
     let targets = Targets::default();
     let metrics = EventMetrics::new()?;
     Ok(LocalEvents {
-        intake: AsyncIntake::new(Arc::clone(&queue), targets.clone(), metrics.clone(), domain),
+        intake: AsyncIntake::new(Arc::clone(&queue), targets.clone(), metrics.clone())
+            .with_callback_policy(config.callbacks.addresses.clone()),
         worker: DeliveryWorker::new(queue, targets.clone(), gateway_url, metrics, config),
         targets,
         store,
@@ -99,18 +110,18 @@ pub struct ClusterEvents {
     pub targets: Targets,
 }
 
-/// Connects to NATS at `nats_url` and builds the cluster setup.
+/// Connects to NATS as `settings` say and builds the cluster setup.
 pub async fn nats(
-    nats_url: &str,
+    settings: &NatsSettings,
     gateway_url: &str,
-    domain: &str,
     config: WorkerConfig,
 ) -> Result<ClusterEvents, EventsError> {
-    let queue: Arc<dyn Queue> = Arc::new(NatsQueue::connect(nats_url).await?);
+    let queue: Arc<dyn Queue> = Arc::new(NatsQueue::connect(settings).await?);
     let targets = Targets::default();
     let metrics = EventMetrics::new()?;
     Ok(ClusterEvents {
-        intake: AsyncIntake::new(Arc::clone(&queue), targets.clone(), metrics.clone(), domain),
+        intake: AsyncIntake::new(Arc::clone(&queue), targets.clone(), metrics.clone())
+            .with_callback_policy(config.callbacks.addresses.clone()),
         worker: DeliveryWorker::new(queue, targets.clone(), gateway_url, metrics, config),
         targets,
     })

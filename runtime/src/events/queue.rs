@@ -9,6 +9,16 @@ use futures::future::BoxFuture;
 
 use super::invocation::{FunctionId, Invocation};
 
+/// How long a queue recognises a resubmitted invocation, in both backends.
+/// An id sent again to the same Function within this window of its first
+/// acceptance is a duplicate: answered 202 and stored once. Settled
+/// markers (which also keep a redelivery of a settled invocation from
+/// running again) are kept this long after the settle, which is past the
+/// longest lease (`timeoutSeconds` ≤ 1 h, plus the lease margin) with room
+/// for an outage. Ids are keyed by `<ns>/<fn>/<id>`, so the window is per
+/// Function.
+pub const DEDUPE_WINDOW: Duration = Duration::from_secs(2 * 3600);
+
 /// Why the queue could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -29,6 +39,16 @@ pub enum QueueError {
     /// An invocation could not be encoded or decoded.
     #[error("invocation record: {0}")]
     Record(String),
+    /// The queue holds as much as it may: nothing more is accepted until
+    /// deliveries make room (a flood is refused rather than filling the
+    /// server's volume).
+    #[error("the queue is full: stream {stream} holds its limit of {max_bytes} bytes")]
+    Full {
+        /// The stream that refused.
+        stream: &'static str,
+        /// Its byte limit.
+        max_bytes: u64,
+    },
 }
 
 impl QueueError {
@@ -39,6 +59,7 @@ impl QueueError {
             Self::Closed => "closed",
             Self::Nats { .. } => "nats",
             Self::Record(_) => "record",
+            Self::Full { .. } => "full",
         }
     }
 }
@@ -97,7 +118,10 @@ pub(super) enum TicketKind {
     },
     Nats {
         message: Box<async_nats::jetstream::Message>,
-        id: String,
+        /// The invocation key, `<ns>/<fn>/<id>`.
+        key: String,
+        /// Which attempt this delivery is (failures recorded + 1).
+        attempt: u32,
     },
 }
 
@@ -105,7 +129,7 @@ impl std::fmt::Debug for Ticket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
             TicketKind::Embedded { due_key } => f.debug_tuple("Embedded").field(due_key).finish(),
-            TicketKind::Nats { id, .. } => f.debug_tuple("Nats").field(id).finish(),
+            TicketKind::Nats { key, .. } => f.debug_tuple("Nats").field(key).finish(),
         }
     }
 }

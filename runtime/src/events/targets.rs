@@ -24,6 +24,9 @@ pub struct Target {
     pub max_in_flight: u32,
     /// The Function's per-request timeout (`timeoutSeconds`).
     pub timeout: Duration,
+    /// Whether the caller's `Authorization` and `Cookie` are stored with
+    /// its invocations (`async.storeCredentials`); dropped otherwise.
+    pub store_credentials: bool,
 }
 
 impl Target {
@@ -34,6 +37,7 @@ impl Target {
             max_age: spec.max_age.into(),
             max_in_flight: spec.max_in_flight.max(1),
             timeout: Duration::from_secs(u64::from(timeout_seconds.max(1))),
+            store_credentials: spec.store_credentials,
         }
     }
 }
@@ -95,5 +99,24 @@ impl Targets {
     /// Changes whenever the set is replaced.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_come_from_the_async_spec() {
+        let spec = AsyncSpec {
+            max_in_flight: 0,
+            store_credentials: true,
+            ..AsyncSpec::default()
+        };
+        let target = Target::from_spec(&spec, 0);
+        assert_eq!(target.max_in_flight, 1, "at least one in flight");
+        assert_eq!(target.timeout, Duration::from_secs(1));
+        assert!(target.store_credentials);
+        assert!(!Target::from_spec(&AsyncSpec::default(), 30).store_credentials);
     }
 }

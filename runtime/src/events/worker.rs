@@ -20,7 +20,7 @@ use super::queue::{Delivery, FetchLimits, Queue, QueueError};
 use super::targets::{Target, Targets};
 
 /// Worker settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
     /// Backoff between delivery attempts.
     pub backoff: Backoff,
@@ -63,7 +63,7 @@ struct Shared {
     metrics: EventMetrics,
     callbacks: Callbacks,
     config: WorkerConfig,
-    /// Invocation ids this worker is delivering or settling. A queue
+    /// Invocations (by key, `<ns>/<fn>/<id>`) this worker is delivering or settling. A queue
     /// server that crashed may forget it handed one out and offer it again
     /// before the first delivery's settle lands; the second copy is left
     /// alone (unacknowledged) so the first settle decides its fate.
@@ -91,7 +91,7 @@ impl DeliveryWorker {
         let client = deliver::client();
         Self {
             shared: Arc::new(Shared {
-                callbacks: Callbacks::new(client.clone(), config.callbacks, metrics.clone()),
+                callbacks: Callbacks::new(config.callbacks.clone(), metrics.clone()),
                 queue,
                 targets,
                 gateway: gateway_url.trim_end_matches('/').to_owned(),
@@ -101,6 +101,20 @@ impl DeliveryWorker {
                 holding: Mutex::new(HashSet::new()),
             }),
         }
+    }
+
+    /// The same worker charging the result callbacks' bodies, until they
+    /// are sent, to `budget` (the gateway's,
+    /// [`crate::gateway::Gateway::memory_budget`]). Call before
+    /// [`DeliveryWorker::run`].
+    pub fn with_memory_budget(mut self, budget: crate::budget::MemoryBudget) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.callbacks = shared.callbacks.clone().with_memory_budget(budget),
+            None => tracing::warn!(
+                "the delivery worker is already running; its callbacks keep their memory budget"
+            ),
+        }
+        self
     }
 
     /// Runs until `stop` turns true, then lets deliveries in flight finish
@@ -221,7 +235,7 @@ async fn function_loop(
         match fetched {
             Ok(batch) => {
                 for (delivery, permit) in batch.into_iter().zip(permits) {
-                    let Some(hold) = Hold::take(&shared, &delivery.invocation.id) else {
+                    let Some(hold) = Hold::take(&shared, &delivery.invocation.key()) else {
                         tracing::info!(invocation = %delivery.invocation.id, "offered again while its first delivery is still settling; left to that settle");
                         continue;
                     };
@@ -250,20 +264,20 @@ async fn function_loop(
     tracing::debug!(function = %id, "function loop stopped");
 }
 
-/// An invocation id in [`Shared::holding`], released when dropped (also
+/// An invocation key in [`Shared::holding`], released when dropped (also
 /// when its delivery task is cancelled).
 struct Hold {
     shared: Arc<Shared>,
-    id: String,
+    key: String,
 }
 
 impl Hold {
-    /// Holds `id`, or `None` when this worker already holds it.
-    fn take(shared: &Arc<Shared>, id: &str) -> Option<Self> {
+    /// Holds `key`, or `None` when this worker already holds it.
+    fn take(shared: &Arc<Shared>, key: &str) -> Option<Self> {
         let mut holding = shared.holding.lock().unwrap_or_else(|p| p.into_inner());
-        holding.insert(id.to_owned()).then(|| Self {
+        holding.insert(key.to_owned()).then(|| Self {
             shared: Arc::clone(shared),
-            id: id.to_owned(),
+            key: key.to_owned(),
         })
     }
 }
@@ -275,7 +289,7 @@ impl Drop for Hold {
             .holding
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        holding.remove(&self.id);
+        holding.remove(&self.key);
     }
 }
 

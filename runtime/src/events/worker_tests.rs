@@ -110,6 +110,7 @@ async fn an_invocation_offered_again_while_still_held_is_delivered_once() {
             max_age: Duration::from_secs(600),
             max_in_flight: 4,
             timeout: Duration::from_secs(10),
+            store_credentials: false,
         },
     )]));
     let config = WorkerConfig {

@@ -82,33 +82,22 @@ fn plain(status: StatusCode, text: String) -> Response {
 }
 
 /// The refusal of a control request without the operator's token: 403 when
-/// this gateway has none configured, 401 when the request lacks it; `None`
-/// when the request may go ahead.
+/// this gateway has none configured, 401 naming what is wrong when the
+/// request lacks it or carries another; `None` when the request may go ahead.
 fn refusal(gateway: &Gateway, headers: &HeaderMap) -> Option<Response> {
-    let Some(token) = gateway.control_token() else {
-        return Some(plain(
-            StatusCode::FORBIDDEN,
-            format!(
-                "draining is disabled: this gateway has no control token ({})\n",
-                flint_api::drain::CONTROL_TOKEN_ENV
-            ),
-        ));
-    };
     let presented = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if token.authorizes(presented) {
-        return None;
+        .and_then(|v| v.to_str().ok());
+    let refusal = flint_api::drain::authorize(gateway.control_token(), presented).err()?;
+    tracing::warn!(refusal = refusal.label(), "control request refused");
+    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut refused = plain(status, format!("{refusal}\n"));
+    if status == StatusCode::UNAUTHORIZED {
+        refused.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(flint_api::drain::WWW_AUTHENTICATE),
+        );
     }
-    let mut refused = plain(
-        StatusCode::UNAUTHORIZED,
-        "a control request needs the operator's token (Authorization: Bearer)\n".to_owned(),
-    );
-    refused.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer realm=\"flint-control\""),
-    );
     Some(refused)
 }
 

@@ -1,9 +1,12 @@
 //! Response bodies: streamed from the replica, holding the request's slot,
 //! connection and metrics until the last byte (or the client's departure),
 //! so in-flight counts and the concurrency integral cover the whole response.
+//! Request bodies: streamed from the client, each piece within the I/O
+//! timeout, so a client trickling its body cannot hold a replica's slot.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -12,8 +15,10 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 
+use super::error::ProxyError;
 use super::pool::Conn;
 use super::revision::{RevisionState, Slot};
+use super::server::Stall;
 use crate::metrics::Counted;
 
 /// Error type of response bodies.
@@ -103,6 +108,13 @@ pub struct InFlight {
     pub complete: bool,
 }
 
+impl InFlight {
+    /// The revision the request is counted for.
+    pub fn key(&self) -> &flint_api::backend::RevisionKey {
+        self._guard.key()
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         // Give the connection back before the slot, so the request woken by
@@ -164,6 +176,84 @@ impl Body for Tracked {
             Poll::Ready(Some(Err(_))) => self.held = None,
             Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
             _ => {}
+        }
+        polled.map(|frame| frame.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A client's request body on its way to the replica. A piece that does
+/// not arrive within the I/O timeout ends it with [`ProxyError::BodyStalled`],
+/// which fails the replica request (freeing the slot) and, when the
+/// response has not started, answers the client 408.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    stall: Stall,
+    /// Set when the body stalled, for a caller that cannot see the error
+    /// itself (an HTTP/2 replica connection resets the stream instead).
+    stalled: Option<Arc<AtomicBool>>,
+}
+
+impl RequestBody {
+    /// `inner`, whose pieces may each take at most `stall`'s limit.
+    pub(crate) fn new(inner: Incoming, stall: Stall) -> Self {
+        Self {
+            inner,
+            stall,
+            stalled: None,
+        }
+    }
+
+    /// A flag set if the body stalls. Only HTTP/2 replica requests with a
+    /// body need it (it costs an allocation): over HTTP/1 the stall comes
+    /// back as the request's error (see [`RequestBody::stalled`]).
+    pub(crate) fn report_stall(&mut self) -> Option<Arc<AtomicBool>> {
+        if self.inner.is_end_stream() {
+            return None;
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        self.stalled = Some(Arc::clone(&flag));
+        Some(flag)
+    }
+
+    /// Whether `err` (a replica request's failure) came from a stalled
+    /// request body, and after how many seconds.
+    pub fn stalled(err: &(dyn std::error::Error + 'static)) -> Option<f64> {
+        let mut source = Some(err);
+        while let Some(err) = source {
+            if let Some(ProxyError::BodyStalled { seconds }) = err.downcast_ref::<ProxyError>() {
+                return Some(*seconds);
+            }
+            source = err.source();
+        }
+        None
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if this.stall.waited_too_long(polled.is_ready(), cx) {
+            if let Some(flag) = &this.stalled {
+                flag.store(true, Ordering::Release);
+            }
+            let seconds = this.stall.limit().as_secs_f64();
+            return Poll::Ready(Some(Err(Box::new(ProxyError::BodyStalled { seconds }))));
         }
         polled.map(|frame| frame.map(|r| r.map_err(Into::into)))
     }

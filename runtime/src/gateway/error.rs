@@ -74,6 +74,33 @@ pub enum ProxyError {
         /// The limit.
         limit: usize,
     },
+    /// The gateway already serves as many connections as it may.
+    #[error("the gateway is at its limit of {limit} open connections; retry later")]
+    TooManyConnections {
+        /// The limit.
+        limit: usize,
+    },
+    /// An HTTP/1.1 request without a `Host` header, or an HTTP/2 request
+    /// with neither `:authority` nor `Host` (RFC 9112 §3.2).
+    #[error("the request has no Host header")]
+    MissingHost,
+    /// A request with several `Host` headers: which one a hop believes
+    /// would differ from hop to hop (RFC 9112 §3.2).
+    #[error("the request has {count} Host headers; one is allowed")]
+    SeveralHosts {
+        /// How many.
+        count: usize,
+    },
+    /// The client sent nothing of its request body for the I/O timeout.
+    #[error("the request body stalled: nothing arrived for {seconds}s")]
+    BodyStalled {
+        /// The timeout, in seconds.
+        seconds: f64,
+    },
+    /// The request would have had to wait for a replica, and the gateway's
+    /// memory budget has no room for another waiting request.
+    #[error("{0}; retry later")]
+    OverBudget(#[from] crate::budget::OverBudget),
 }
 
 impl ProxyError {
@@ -86,8 +113,14 @@ impl ProxyError {
             }
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::MissingHost | Self::SeveralHosts { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::TooManyConnections { .. } | Self::OverBudget(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::BodyStalled { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -103,6 +136,11 @@ impl ProxyError {
             Self::Upstream { .. } => "upstream",
             Self::BadRequest(_) => "bad_request",
             Self::UriTooLong { .. } => "uri_too_long",
+            Self::TooManyConnections { .. } => "too_many_connections",
+            Self::MissingHost => "missing_host",
+            Self::SeveralHosts { .. } => "several_hosts",
+            Self::BodyStalled { .. } => "body_stalled",
+            Self::OverBudget(_) => "memory_budget",
         }
     }
 }
@@ -181,6 +219,19 @@ mod tests {
                     limit: 8192,
                 },
                 414,
+            ),
+            (ProxyError::TooManyConnections { limit: 10 }, 503),
+            (ProxyError::MissingHost, 400),
+            (ProxyError::SeveralHosts { count: 2 }, 400),
+            (ProxyError::BodyStalled { seconds: 1.0 }, 408),
+            (
+                ProxyError::OverBudget(crate::budget::OverBudget {
+                    what: crate::budget::Use::WaitingRequest,
+                    wanted: 1,
+                    held: 1,
+                    limit: 1,
+                }),
+                503,
             ),
         ];
         for (err, code) in cases {

@@ -8,15 +8,17 @@ use flint_api::Protocol;
 use flint_api::poke::ScalePoke;
 use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rand::Rng;
 
 use super::Shared;
-use super::body::{self, GatewayBody, InFlight, RequestGuard, Tracked};
+use super::body::{self, GatewayBody, InFlight, RequestBody, RequestGuard, Tracked};
 use super::error::ProxyError;
 use super::pool::Conn;
 use super::proxy::{self, Forwarding};
 use super::revision::{Refused, RevisionState, Slot};
+use super::server::{Client, Stall, Tunnel};
+use crate::budget::{Use, head_bytes};
+use crate::events::intake::Routing;
 
 /// Most replicas tried for one request when connections are refused.
 const MAX_ATTEMPTS: usize = 4;
@@ -55,12 +57,9 @@ fn draw() -> (usize, usize) {
 /// [`super::server`]).
 pub(super) type WorkerShared = Arc<Arc<Shared>>;
 
-/// Answers one client request.
-pub(super) async fn handle(
-    shared: WorkerShared,
-    req: Request<Incoming>,
-    client_ip: HeaderValue,
-) -> Response<GatewayBody> {
+/// Answers one client request, which came on `client`'s connection.
+pub(super) async fn handle(client: &Client, req: Request<Incoming>) -> Response<GatewayBody> {
+    let shared = &client.shared;
     let length = uri_length(req.uri());
     if length > MAX_URI_BYTES {
         let err = ProxyError::UriTooLong {
@@ -69,15 +68,18 @@ pub(super) async fn handle(
         };
         return error_response(&err, shared.config.retry_after_seconds);
     }
-    if let Some(intake) = shared.intake.get().filter(|i| i.wants(&req)) {
-        return intake.accept(req).await.map(body::full);
+    if let Err(err) = super::host::check(&req) {
+        return error_response(&err, shared.config.retry_after_seconds);
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
+    if let Some(intake) = shared.intake.get().filter(|i| i.wants(&req)) {
+        // The intake routes with this same table (host first, then path),
+        // so an async request reaches the Function a synchronous one would.
+        let routing = intake.route(&req, &shared.table.load());
+        if !matches!(routing, Routing::Proxy) {
+            return intake.accept(req, routing).await.map(body::full);
+        }
+    }
+    let host = super::host::request_host(&req);
     let (state, settings, failure, prefix_len) = {
         let table = shared.table.load();
         let Some(routed) = table.route(host, req.uri().path()) else {
@@ -111,23 +113,41 @@ pub(super) async fn handle(
             routed.path.map(|p| p.prefix.len()),
         )
     };
+    let stall = Stall::new(shared.config.clients.io_timeout);
+    let req = req.map(|body| RequestBody::new(body, stall));
+    let target = Target {
+        state,
+        settings,
+        failure,
+        prefix_len,
+    };
     // No span per request: the hot path stays free of tracing work; the
     // few log lines name their revision themselves.
-    proxy_to(
-        &shared, state, settings, failure, prefix_len, req, client_ip,
-    )
-    .await
+    proxy_to(client, target, req).await
+}
+
+/// Where a routed request goes.
+struct Target {
+    state: Arc<RevisionState>,
+    settings: Settings,
+    /// The revision's failure, answered while it has no replica.
+    failure: Option<String>,
+    /// Set for the path form: the length of the prefix to strip.
+    prefix_len: Option<usize>,
 }
 
 async fn proxy_to(
-    shared: &Shared,
-    state: Arc<RevisionState>,
-    settings: Settings,
-    failure: Option<String>,
-    prefix_len: Option<usize>,
-    mut req: Request<Incoming>,
-    client_ip: HeaderValue,
+    client: &Client,
+    target: Target,
+    mut req: Request<RequestBody>,
 ) -> Response<GatewayBody> {
+    let Target {
+        state,
+        settings,
+        failure,
+        prefix_len,
+    } = target;
+    let shared = &client.shared;
     let mut guard = RequestGuard::start(state);
     let state = guard.revision();
     let retry_after = shared.config.retry_after_seconds;
@@ -139,20 +159,14 @@ async fn proxy_to(
         return fail(guard, &err, retry_after);
     }
     let upgrade = proxy::is_upgrade(&req);
-    let host = match req.headers().get(header::HOST) {
-        Some(host) => host.clone(),
-        None => req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .unwrap_or_else(|| HeaderValue::from_static("")),
-    };
+    let host = proxy::forwarded_host(&req);
     let fwd = Forwarding {
-        client_ip: &client_ip,
+        client_ip: &client.ip,
         host: &host,
         prefix_len,
         protocol: settings.protocol,
         upgrade,
+        trusted: client.trusted,
     };
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     if let Err(err) = proxy::rewrite_request(&mut req, fwd) {
@@ -191,7 +205,12 @@ async fn proxy_to(
             _guard: guard,
             complete: false,
         };
-        tokio::spawn(tunnel(client_upgrade, replica_upgrade, held));
+        // The client connection carries on with it once hyper lets go.
+        client.set_tunnel(Tunnel {
+            client: client_upgrade,
+            replica: replica_upgrade,
+            held,
+        });
         return resp.map(|_| body::empty());
     }
     let held = InFlight {
@@ -209,7 +228,7 @@ async fn forward(
     shared: &Shared,
     state: &Arc<RevisionState>,
     settings: Settings,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Conn, Slot), ProxyError> {
     let waiting_key = &state.key;
     let refused = |refused: Refused| match refused {
@@ -225,6 +244,14 @@ async fn forward(
             revision: state.key.revision.clone(),
             source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
         },
+        Refused::OverBudget(over) => ProxyError::OverBudget(over),
+    };
+    // Charged only if the request has to wait; held while it waits.
+    let admit = || {
+        shared
+            .budget
+            .charge(Use::WaitingRequest, head_bytes(&req))
+            .map_err(Refused::OverBudget)
     };
     let mut slot = state
         .acquire(
@@ -239,15 +266,29 @@ async fn forward(
                     waiting,
                 });
             },
+            admit,
         )
         .await
         .map_err(refused)?;
+    let stalled = match settings.protocol {
+        Protocol::H2c => req.body_mut().report_stall(),
+        Protocol::Http1 => None,
+    };
     let mut tried = Vec::new();
     loop {
         let failed = match slot.upstream.pool.checkout(settings.protocol).await {
             Ok(mut conn) => match proxy::send(&mut conn, req).await {
                 Ok(resp) => return Ok((resp, conn, slot)),
                 Err((source, None)) => {
+                    let seconds = RequestBody::stalled(&source).or_else(|| {
+                        stalled
+                            .as_ref()
+                            .filter(|s| s.load(std::sync::atomic::Ordering::Acquire))
+                            .map(|_| shared.config.clients.io_timeout.as_secs_f64())
+                    });
+                    if let Some(seconds) = seconds {
+                        return Err(ProxyError::BodyStalled { seconds });
+                    }
                     return Err(ProxyError::Upstream {
                         revision: state.key.revision.clone(),
                         endpoint: slot.upstream.endpoint.id.clone(),
@@ -273,8 +314,19 @@ async fn forward(
         }
         // Nothing was sent: the request waits again, in the queue and
         // within its timeout, for a slot on a replica it has not tried.
+        let admit = || {
+            shared
+                .budget
+                .charge(Use::WaitingRequest, head_bytes(&req))
+                .map_err(Refused::OverBudget)
+        };
         slot = match state
-            .reacquire(settings.concurrency, shared.config.queue_size, &tried)
+            .reacquire(
+                settings.concurrency,
+                shared.config.queue_size,
+                &tried,
+                admit,
+            )
             .await
         {
             Ok(next) => next,
@@ -282,28 +334,6 @@ async fn forward(
             Err(other) => return Err(refused(other)),
         };
     }
-}
-
-/// Copies bytes both ways between an upgraded client and replica, holding
-/// the request's slot and metrics until either side closes.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    replica: hyper::upgrade::OnUpgrade,
-    held: InFlight,
-) {
-    let (client, replica) = match tokio::try_join!(client, replica) {
-        Ok(pair) => pair,
-        Err(err) => {
-            tracing::debug!(error = %err, "upgrade failed");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let mut replica = TokioIo::new(replica);
-    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut replica).await {
-        tracing::debug!(error = %err, "upgraded connection ended");
-    }
-    drop(held);
 }
 
 fn fail(mut guard: RequestGuard, err: &ProxyError, retry_after: u32) -> Response<GatewayBody> {
@@ -320,7 +350,8 @@ fn fail(mut guard: RequestGuard, err: &ProxyError, retry_after: u32) -> Response
     error_response(err, retry_after)
 }
 
-/// The plain-text answer for `err`; a full queue adds `Retry-After`.
+/// The plain-text answer for `err`; a full queue, a spent memory budget
+/// and the other refusals that pass with time add `Retry-After`.
 pub(super) fn error_response(err: &ProxyError, retry_after: u32) -> Response<GatewayBody> {
     let mut resp = Response::new(body::full(format!("{err}\n")));
     *resp.status_mut() = err.status();
@@ -331,7 +362,10 @@ pub(super) fn error_response(err: &ProxyError, retry_after: u32) -> Response<Gat
     );
     if matches!(
         err,
-        ProxyError::QueueFull { .. } | ProxyError::NoRevision { .. }
+        ProxyError::QueueFull { .. }
+            | ProxyError::NoRevision { .. }
+            | ProxyError::TooManyConnections { .. }
+            | ProxyError::OverBudget(_)
     ) {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     }

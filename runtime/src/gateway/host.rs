@@ -4,6 +4,8 @@
 
 use flint_api::names::FUNCTION_PATH_PREFIX;
 
+use super::error::ProxyError;
+
 /// Longest DNS name; longer hosts match no Function.
 pub const MAX_HOST_LEN: usize = 253;
 
@@ -33,6 +35,57 @@ pub fn lowercase<'b>(host: &str, buf: &'b mut [u8; MAX_HOST_LEN]) -> Option<&'b 
         *o = b.to_ascii_lowercase();
     }
     std::str::from_utf8(out).ok()
+}
+
+/// The host without its port and without the trailing dot of a fully
+/// qualified name (`a.b.:8080` → `a.b`): the name a route is looked up by.
+pub fn route_name(host: &str) -> &str {
+    let host = strip_port(host);
+    host.strip_suffix('.').unwrap_or(host)
+}
+
+/// The host a request names: the authority of its URI when it has one (an
+/// absolute-form target, RFC 9112 §3.2.2, or HTTP/2's `:authority`, both of
+/// which win over `Host`), else its `Host` header; empty when it names
+/// none. The synchronous router and the async intake both read it here, so
+/// they route on the same host. [`check`] refuses requests whose `Host`
+/// headers are missing or ambiguous before this is asked.
+pub fn request_host<B>(req: &http::Request<B>) -> &str {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })
+        .unwrap_or("")
+}
+
+/// Refuses a request that lacks a `Host` header where HTTP requires one
+/// (HTTP/1.1; HTTP/2 without `:authority`), or that has several: hops
+/// that picked different ones would route it differently (RFC 9112 §3.2
+/// asks for 400 in both cases). HTTP/1.0 needs none.
+pub fn check<B>(req: &http::Request<B>) -> Result<(), ProxyError> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), None) => Ok(()),
+        (Some(_), Some(_)) => Err(ProxyError::SeveralHosts {
+            count: 2 + hosts.count(),
+        }),
+        (None, _) => {
+            let needed = match req.version() {
+                http::Version::HTTP_11 => true,
+                http::Version::HTTP_2 => req.uri().authority().is_none(),
+                _ => false,
+            };
+            if needed {
+                Err(ProxyError::MissingHost)
+            } else {
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A request addressed by path: `/function/<ns>/<fn>/rest`.
@@ -82,6 +135,94 @@ mod tests {
             ("a:b", "a:b"),
         ] {
             assert_eq!(strip_port(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn route_names_drop_the_port_and_a_trailing_dot() {
+        for (host, want) in [
+            ("hello.default.localhost.", "hello.default.localhost"),
+            ("hello.default.localhost.:8080", "hello.default.localhost"),
+            ("hello.default.localhost:8080", "hello.default.localhost"),
+            ("hello.default.localhost", "hello.default.localhost"),
+            ("[::1]:80", "[::1]"),
+            (".", ""),
+        ] {
+            assert_eq!(route_name(host), want, "{host}");
+        }
+    }
+
+    fn req(version: http::Version, uri: &str, hosts: &[&str]) -> http::Request<()> {
+        let mut b = http::Request::builder().version(version).uri(uri);
+        for h in hosts {
+            b = b.header("host", *h);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn requests_need_exactly_one_host_where_http_asks_for_one() {
+        use http::Version;
+        let cases: [(Version, &str, &[&str], Option<u16>); 10] = [
+            (Version::HTTP_11, "/", &["a.ns.localhost"], None),
+            (Version::HTTP_11, "/", &[], Some(400)),
+            (
+                Version::HTTP_11,
+                "/",
+                &["a.ns.localhost", "b.ns.localhost"],
+                Some(400),
+            ),
+            (Version::HTTP_11, "/", &["a", "a", "a"], Some(400)),
+            // An absolute form still needs its Host header (RFC 9112 §3.2).
+            (Version::HTTP_11, "http://a.ns.localhost/", &[], Some(400)),
+            (Version::HTTP_10, "/", &[], None),
+            (Version::HTTP_2, "http://a.ns.localhost/", &[], None),
+            (Version::HTTP_2, "/", &["a.ns.localhost"], None),
+            (Version::HTTP_2, "/", &[], Some(400)),
+            (
+                Version::HTTP_2,
+                "http://a.ns.localhost/",
+                &["x", "y"],
+                Some(400),
+            ),
+        ];
+        for (version, uri, hosts, want) in cases {
+            let got = check(&req(version, uri, hosts))
+                .err()
+                .map(|e| e.status().as_u16());
+            assert_eq!(got, want, "{version:?} {uri} {hosts:?}");
+        }
+    }
+
+    #[test]
+    fn the_uri_authority_wins_over_the_host_header() {
+        use http::Version;
+        let cases = [
+            // Origin form: the Host header.
+            (
+                Version::HTTP_11,
+                "/a",
+                vec!["a.ns.localhost"],
+                "a.ns.localhost",
+            ),
+            // Absolute form: the target's authority (RFC 9112 §3.2.2).
+            (
+                Version::HTTP_11,
+                "http://b.ns.localhost/a",
+                vec!["a.ns.localhost"],
+                "b.ns.localhost",
+            ),
+            // HTTP/2: :authority (hyper puts it in the URI) over host.
+            (
+                Version::HTTP_2,
+                "http://b.ns.localhost:8080/a",
+                vec!["a.ns.localhost"],
+                "b.ns.localhost:8080",
+            ),
+            (Version::HTTP_10, "/", vec![], ""),
+        ];
+        for (version, uri, hosts, want) in cases {
+            assert_eq!(request_host(&req(version, uri, &hosts)), want, "{uri}");
         }
     }
 

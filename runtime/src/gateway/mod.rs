@@ -32,7 +32,7 @@ use arc_swap::ArcSwap;
 use flint_api::backend::{Endpoint, FunctionRoute, PokeSink, RevisionKey};
 
 pub use body::GatewayBody;
-pub use config::GatewayConfig;
+pub use config::{ClientSettings, GatewayConfig, TrustedProxies, TrustedProxiesError};
 pub use error::{GatewayError, ProxyError};
 pub use handler::MAX_URI_BYTES;
 pub use poke::HttpPokeSink;
@@ -40,6 +40,7 @@ pub use revision::{Cold, RevisionState};
 pub use server::{LISTEN_BACKLOG, listener};
 pub use table::RouteTable;
 
+use crate::budget::MemoryBudget;
 use crate::metrics::GatewayMetrics;
 
 /// The routing table as the gateway holds it: each revision with its live state.
@@ -51,6 +52,8 @@ pub(crate) struct Shared {
     table: ArcSwap<Table>,
     revisions: Mutex<HashMap<RevisionKey, Arc<RevisionState>>>,
     metrics: GatewayMetrics,
+    /// What waiting requests, asynchronous bodies and callbacks hold.
+    budget: MemoryBudget,
     poke: Arc<dyn PokeSink>,
     routes_set: AtomicBool,
     intake: std::sync::OnceLock<crate::events::AsyncIntake>,
@@ -84,12 +87,19 @@ impl Gateway {
                 "max_buffered_bytes must be at least 8192",
             ));
         }
+        if config.memory_budget_bytes < crate::budget::MIN_MEMORY_BUDGET_BYTES {
+            return Err(GatewayError::Config(
+                "memory_budget_bytes must be at least 4 MiB (4194304)",
+            ));
+        }
+        let budget = MemoryBudget::new(config.memory_budget_bytes);
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
                 table: ArcSwap::from_pointee(RouteTable::default()),
                 revisions: Mutex::new(HashMap::new()),
                 metrics: GatewayMetrics::new()?,
+                budget,
                 poke,
                 routes_set: AtomicBool::new(false),
                 intake: std::sync::OnceLock::new(),
@@ -100,14 +110,26 @@ impl Gateway {
 
     /// Takes asynchronous requests (`Prefer: respond-async`,
     /// `/async-function/…`) to `intake` from now on, and appends its metrics
-    /// to `/metrics`. Only the first call has an effect.
+    /// to `/metrics`. The bodies it reads count against this gateway's
+    /// memory budget. Only the first call has an effect.
     pub fn set_async_intake(&self, intake: crate::events::AsyncIntake) {
+        let intake = intake.with_memory_budget(self.shared.budget.clone());
         let _ = self.shared.intake.set(intake);
     }
 
-    /// Accepts control requests (drains) carrying `token` from now on.
-    /// Only the first call has an effect; without one, drains are refused.
+    /// The gateway-wide memory budget; give it to the parts that hold
+    /// bytes for clients beside the gateway itself (the delivery worker's
+    /// callbacks, [`crate::events::DeliveryWorker::with_memory_budget`]).
+    pub fn memory_budget(&self) -> &MemoryBudget {
+        &self.shared.budget
+    }
+
+    /// Accepts control requests (drains) carrying `token` from now on, and
+    /// presents it with every poke (the autoscaler refuses pokes without
+    /// it). Only the first call has an effect; without one, drains are
+    /// refused.
     pub fn set_control_token(&self, token: flint_api::drain::ControlToken) {
+        self.shared.poke.present(&token);
         let _ = self.shared.control_token.set(token);
     }
 
@@ -199,6 +221,7 @@ impl Gateway {
         for state in states {
             state.metrics.flush(now);
         }
+        self.shared.metrics.publish_budget(&self.shared.budget);
         let mut text = self.shared.metrics.encode()?;
         if let Some(intake) = self.shared.intake.get() {
             text.push_str(&intake.metrics_text()?);

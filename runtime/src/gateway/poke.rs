@@ -1,11 +1,14 @@
 //! The cluster-mode poke sink: POSTs each [`ScalePoke`] to the autoscaler's
-//! poke endpoint, fire-and-forget, at most one in flight per revision.
+//! poke endpoint, fire-and-forget, at most one in flight per revision, with
+//! the control token (`Authorization: Bearer …`) once the gateway has one:
+//! the autoscaler refuses pokes without it.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use flint_api::backend::{PokeSink, RevisionKey};
+use flint_api::drain::ControlToken;
 use flint_api::poke::{POKE_PATH, ScalePoke};
 use http::{Method, Request, Uri, header};
 use http_body_util::Full;
@@ -30,12 +33,15 @@ pub struct HttpPokeSink {
     target: Uri,
     client: Client<HttpConnector, Full<Bytes>>,
     pending: Arc<Mutex<HashSet<RevisionKey>>>,
+    /// The control token sent with every poke, once the gateway has one.
+    token: Arc<OnceLock<ControlToken>>,
 }
 
 impl std::fmt::Debug for HttpPokeSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpPokeSink")
             .field("target", &self.target)
+            .field("authenticated", &self.token.get().is_some())
             .finish()
     }
 }
@@ -58,6 +64,7 @@ impl HttpPokeSink {
             target,
             client: Client::builder(TokioExecutor::new()).build_http(),
             pending: Arc::new(Mutex::new(HashSet::new())),
+            token: Arc::new(OnceLock::new()),
         })
     }
 
@@ -100,13 +107,15 @@ impl HttpPokeSink {
         let uri: Uri = format!("http://{addr}{POKE_PATH}")
             .parse()
             .map_err(|e| format!("{e}"))?;
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(Method::POST)
             .uri(uri)
             .header(header::HOST, authority)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = self.token.get() {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
+        }
+        let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
         let resp = self
             .client
             .request(req)
@@ -117,6 +126,11 @@ impl HttpPokeSink {
 }
 
 impl PokeSink for HttpPokeSink {
+    /// Sends `token` with every later poke; only the first token counts.
+    fn present(&self, token: &ControlToken) {
+        let _ = self.token.set(token.clone());
+    }
+
     fn poke(&self, poke: ScalePoke) {
         let key = RevisionKey::new(&poke.namespace, &poke.function, &poke.revision);
         let Ok(handle) = tokio::runtime::Handle::try_current() else {

@@ -22,6 +22,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use super::body::RequestBody;
 use crate::shard::{Sharded, worker};
 
 /// Most idle HTTP/1 connections kept per replica and worker thread.
@@ -34,7 +35,7 @@ type Http1Io = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
 
 /// An HTTP/1 connection to a replica, driven by whoever holds it.
 pub struct Http1 {
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     /// `None` once the connection ended.
     io: Option<Http1Io>,
     /// The worker whose thread opened it (`None`: not a worker thread).
@@ -84,9 +85,11 @@ impl Http1 {
     /// Sends `req`, driving the connection until the response head is in.
     pub async fn send(
         &mut self,
-        req: http::Request<Incoming>,
-    ) -> Result<http::Response<Incoming>, hyper::client::conn::TrySendError<http::Request<Incoming>>>
-    {
+        req: http::Request<RequestBody>,
+    ) -> Result<
+        http::Response<Incoming>,
+        hyper::client::conn::TrySendError<http::Request<RequestBody>>,
+    > {
         drive(&mut self.io, self.sender.try_send_request(req)).await
     }
 
@@ -150,7 +153,7 @@ pub enum Conn {
     /// An HTTP/1.1 connection, exclusive while in use.
     Http1(Http1),
     /// A handle on the replica's shared HTTP/2 connection.
-    Http2(http2::SendRequest<Incoming>),
+    Http2(http2::SendRequest<RequestBody>),
 }
 
 /// The connections to one replica.
@@ -159,7 +162,7 @@ pub struct Pool {
     addr: SocketAddr,
     /// Idle connections, by the worker thread that opened them.
     idle: Sharded<Mutex<Vec<Http1>>>,
-    shared: Mutex<Option<http2::SendRequest<Incoming>>>,
+    shared: Mutex<Option<http2::SendRequest<RequestBody>>>,
 }
 
 impl Pool {
@@ -224,7 +227,7 @@ impl Pool {
         Some(idle.remove(at))
     }
 
-    fn shared_http2(&self) -> Option<http2::SendRequest<Incoming>> {
+    fn shared_http2(&self) -> Option<http2::SendRequest<RequestBody>> {
         let shared = self.shared.lock().ok()?;
         shared.as_ref().filter(|c| !c.is_closed()).cloned()
     }
@@ -257,7 +260,7 @@ impl Pool {
         })
     }
 
-    async fn connect_http2(&self) -> Result<http2::SendRequest<Incoming>, ConnectError> {
+    async fn connect_http2(&self) -> Result<http2::SendRequest<RequestBody>, ConnectError> {
         let addr = self.addr;
         let io = self.tcp().await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())

@@ -1,6 +1,12 @@
 //! Rewriting a request for the replica and its response for the client:
 //! hop-by-hop headers out, `X-Forwarded-*` in, the path prefix stripped,
 //! the HTTP version the replica speaks.
+//!
+//! What a client says about earlier hops (`X-Forwarded-Proto`,
+//! `X-Forwarded-Host`, `X-Forwarded-Prefix`, `Forwarded`) reaches the app
+//! only from a trusted proxy; from anyone else it is dropped and replaced
+//! by what the gateway saw. `Proxy-Authorization` is never passed on: it
+//! is meant for a proxy, and the gateway takes none.
 
 use std::net::SocketAddr;
 
@@ -11,6 +17,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
+use super::body::RequestBody;
+use super::host;
 use super::pool::Conn;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
@@ -28,6 +36,60 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static(HEADER_FORWARDED_PREFIX);
+
+/// What a client may claim about earlier hops; believed only from a
+/// trusted proxy.
+const CLAIMS: [HeaderName; 4] = [
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_FORWARDED_PREFIX,
+    header::FORWARDED,
+];
+
+/// Removes `Proxy-Authorization`, and the forwarding claims of a client
+/// that is not a trusted proxy.
+fn strip_claims(headers: &mut HeaderMap, trusted: bool) {
+    // Most requests carry none: one pass over the names is cheaper than a
+    // removal of each.
+    if !headers
+        .keys()
+        .any(|n| *n == header::PROXY_AUTHORIZATION || (!trusted && CLAIMS.contains(n)))
+    {
+        return;
+    }
+    headers.remove(header::PROXY_AUTHORIZATION);
+    if !trusted {
+        for name in &CLAIMS {
+            headers.remove(name);
+        }
+    }
+}
+
+/// The host a request is forwarded with (as `Host`, or HTTP/2's
+/// `:authority`, and `X-Forwarded-Host`): the one it is routed by (see
+/// [`host::request_host`]), without the trailing dot of a fully qualified
+/// name. Only an absolute-form or HTTP/2 request, or a trailing dot, costs
+/// a copy; otherwise this is the `Host` header itself.
+pub fn forwarded_host<B>(req: &Request<B>) -> HeaderValue {
+    let value = match req.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    };
+    let Some(value) = value else {
+        return HeaderValue::from_static("");
+    };
+    let Ok(text) = value.to_str() else {
+        return value;
+    };
+    let name = host::strip_port(text);
+    match name.strip_suffix('.') {
+        Some(bare) if !bare.is_empty() => {
+            let port = &text[name.len()..];
+            HeaderValue::from_str(&format!("{bare}{port}")).unwrap_or(value)
+        }
+        _ => value,
+    }
+}
 
 /// The client's address as an `X-Forwarded-For` entry, made once per client
 /// connection rather than once per request.
@@ -115,6 +177,8 @@ pub struct Forwarding<'a> {
     pub protocol: Protocol,
     /// Whether this is a protocol upgrade.
     pub upgrade: bool,
+    /// Whether the peer is a trusted proxy, whose forwarding headers pass.
+    pub trusted: bool,
 }
 
 /// Rewrites `req` in place for the replica. Fails only on a URI that cannot
@@ -147,6 +211,7 @@ pub fn rewrite_request<B>(req: &mut Request<B>, fwd: Forwarding<'_>) -> Result<(
     }
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, fwd.upgrade, h2);
+    strip_claims(headers, fwd.trusted);
     let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
         Some(prior) => {
             let mut list = Vec::with_capacity(prior.len() + 2 + fwd.client_ip.len());
@@ -165,13 +230,31 @@ pub fn rewrite_request<B>(req: &mut Request<B>, fwd: Forwarding<'_>) -> Result<(
         headers.insert(X_FORWARDED_HOST, fwd.host.clone());
     }
     if let Some(prefix) = prefix {
-        headers.insert(X_FORWARDED_PREFIX, HeaderValue::try_from(prefix)?);
+        // Behind a trusted proxy that stripped a prefix of its own, the
+        // app's public prefix is both.
+        let value = match headers.get(&X_FORWARDED_PREFIX) {
+            Some(prior) => {
+                let mut both = Vec::with_capacity(prior.len() + prefix.len());
+                both.extend_from_slice(
+                    prior
+                        .as_bytes()
+                        .strip_suffix(b"/")
+                        .unwrap_or(prior.as_bytes()),
+                );
+                both.extend_from_slice(prefix.as_bytes());
+                HeaderValue::from_maybe_shared(Bytes::from(both))?
+            }
+            None => HeaderValue::try_from(prefix)?,
+        };
+        headers.insert(X_FORWARDED_PREFIX, value);
     }
     if h2 {
         headers.remove(header::HOST);
         *req.version_mut() = Version::HTTP_2;
     } else {
-        if !headers.contains_key(header::HOST) {
+        // The host the request is routed by, which wins over a Host header
+        // that names another (RFC 9112 §3.2.2).
+        if headers.get(header::HOST) != Some(fwd.host) {
             headers.insert(header::HOST, fwd.host.clone());
         }
         *req.version_mut() = Version::HTTP_11;
@@ -189,8 +272,8 @@ pub fn rewrite_response<B>(resp: &mut Response<B>) {
 /// never written, so it may safely go to another replica.
 pub async fn send(
     conn: &mut Conn,
-    req: Request<Incoming>,
-) -> Result<Response<Incoming>, (hyper::Error, Option<Request<Incoming>>)> {
+    req: Request<RequestBody>,
+) -> Result<Response<Incoming>, (hyper::Error, Option<Request<RequestBody>>)> {
     let sent = match conn {
         Conn::Http1(c) => c.send(req).await,
         Conn::Http2(c) => c.try_send_request(req).await,
@@ -200,6 +283,9 @@ pub async fn send(
         (err.into_error(), req)
     })
 }
+
+#[cfg(test)]
+mod forwarding_tests;
 
 #[cfg(test)]
 mod tests {
@@ -218,6 +304,7 @@ mod tests {
             prefix_len: None,
             protocol: Protocol::Http1,
             upgrade: false,
+            trusted: false,
         }
     }
 

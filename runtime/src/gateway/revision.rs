@@ -102,6 +102,8 @@ pub enum Refused {
     Failed(String),
     /// Every replica in rotation already refused this request's connection.
     Exhausted,
+    /// The gateway's memory budget has no room for another waiting request.
+    OverBudget(crate::budget::OverBudget),
 }
 
 /// The live state of one revision.
@@ -451,12 +453,18 @@ impl RevisionState {
     /// while requests still wait for a first replica: a poke can be lost
     /// (the autoscaler's leader changing hands, a network blip), and a
     /// request must not wait out its timeout for it.
-    pub async fn acquire(
+    ///
+    /// `admit` is called only when the request has to wait, once it has a
+    /// place in line (and has poked, so a refused request still asks for a
+    /// replica); what it returns (the request's memory charge) is held
+    /// while the request waits, and its error refuses the request.
+    pub async fn acquire<W>(
         self: &Arc<Self>,
         limit: u32,
         queue_size: usize,
         mut draw: impl FnMut() -> (usize, usize),
         poke: impl Fn(u32),
+        admit: impl FnOnce() -> Result<W, Refused>,
     ) -> Result<Slot, Refused> {
         let (r1, r2) = draw();
         if let Some(slot) = self.try_acquire(limit, r1, r2) {
@@ -479,6 +487,7 @@ impl RevisionState {
                 poke(u32::try_from(ahead + 1).unwrap_or(u32::MAX));
             }
         }
+        let _admitted = admit()?;
         loop {
             let mut notified = pin!(self.notify.notified());
             notified.as_mut().enable();
@@ -538,12 +547,14 @@ impl RevisionState {
     /// connections refused this request, waiting in the revision's queue
     /// (at most `queue_size` requests) while those replicas are all at
     /// their limit. Gives up with [`Refused::Exhausted`] as soon as no
-    /// untried replica is in rotation.
-    pub async fn reacquire(
+    /// untried replica is in rotation. `admit` is as for
+    /// [`RevisionState::acquire`].
+    pub async fn reacquire<W>(
         self: &Arc<Self>,
         limit: u32,
         queue_size: usize,
         tried: &[Arc<Upstream>],
+        admit: impl FnOnce() -> Result<W, Refused>,
     ) -> Result<Slot, Refused> {
         let untried = |state: &Self| {
             state
@@ -559,6 +570,7 @@ impl RevisionState {
             return Err(Refused::Exhausted);
         }
         let (_in_line, _) = self.get_in_line(queue_size)?;
+        let _admitted = admit()?;
         self.rewaiting.fetch_add(1, Ordering::AcqRel);
         let _rewaiting = Rewaiting(self);
         loop {

@@ -7,24 +7,45 @@
 //! [`super::pool`]) then stay on one thread: a request's replica connection
 //! is driven by the request itself, so no wake-up crosses threads and no
 //! task migrates between cores.
+//!
+//! Every connection ([`connection`]) is bounded in time and number (see
+//! [`super::ClientSettings`]): a cap on open connections ([`limit`]; over
+//! it, a 503 through hyper), a deadline on the first bytes
+//! ([`first_bytes`]), the request head timeout, an idle timeout, HTTP/2
+//! keep-alive pings, TCP keep-alive, and an I/O timeout on writes ([`io`])
+//! and request bodies. An upgraded connection goes on in its connection's
+//! task ([`tunnel`]), which graceful shutdown waits for.
+
+mod client;
+mod connection;
+mod first_bytes;
+mod io;
+mod limit;
+mod stall;
+mod tunnel;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::{Gateway, GatewayError, Shared, handler, proxy};
+pub(crate) use client::Client;
+pub(crate) use stall::Stall;
+pub(crate) use tunnel::Tunnel;
 
-/// How long a client may take to send a request head (slow clients).
+use super::{ClientSettings, Gateway, GatewayError, Shared, handler};
+use limit::{Admission, Connections};
+
+/// How long a client may take to send a request head (slow clients); also
+/// how long an HTTP/1 connection may wait for its next request.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections the kernel may hold for the gateway before it accepts them
 /// (capped by `net.core.somaxconn`). A burst of clients larger than the
@@ -48,12 +69,15 @@ pub fn listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A connection accepted by the listener, on its way to a worker.
-struct Accepted {
+pub(super) struct Accepted {
     stream: std::net::TcpStream,
     client: SocketAddr,
-    /// Taken when accepted, so a shutdown signalled while the connection
-    /// is on its way still reaches it.
-    watcher: Watcher,
+    /// Subscribed when accepted, so a shutdown signalled while the
+    /// connection is on its way still reaches it; held until the
+    /// connection (and its upgrade) ends, which shutdown waits for.
+    drain: watch::Receiver<()>,
+    /// Its place under the connection cap.
+    admission: Admission,
 }
 
 impl Gateway {
@@ -76,7 +100,13 @@ impl Gateway {
         workers: usize,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), GatewayError> {
-        let graceful = GracefulShutdown::new();
+        self.shared
+            .config
+            .clients
+            .check()
+            .map_err(GatewayError::Config)?;
+        let (drain, _) = watch::channel(());
+        let connections = Connections::new(self.shared.config.clients.max_connections);
         let mut queues = Vec::new();
         let mut threads = Vec::new();
         for id in 0..workers.max(1) {
@@ -87,20 +117,21 @@ impl Gateway {
                 .enable_all()
                 .build()
                 .map_err(GatewayError::Worker)?;
+            let max = connections.max();
             std::thread::Builder::new()
                 .name(format!("flint-gateway-{id}"))
                 .spawn(move || {
                     crate::shard::set_worker(id);
-                    runtime.block_on(worker(shared, rx));
+                    runtime.block_on(worker(Worker::new(shared, max), rx));
                     drop(done_tx);
                 })
                 .map_err(GatewayError::Worker)?;
             queues.push(tx);
             threads.push(done_rx);
         }
-        let mut shutdown = std::pin::pin!(shutdown);
+        let mut shutdown = pin!(shutdown);
         let addr = listener.local_addr().map_err(GatewayError::Accept)?;
-        tracing::info!(%addr, workers = queues.len(), "gateway listening");
+        tracing::info!(%addr, workers = queues.len(), max_connections = connections.max(), "gateway listening");
         let mut next = 0usize;
         loop {
             let (stream, client) = tokio::select! {
@@ -114,6 +145,11 @@ impl Gateway {
                 },
                 () = &mut shutdown => break,
             };
+            let admission = connections.admit();
+            if matches!(admission, Admission::Close) {
+                tracing::debug!(%client, "too many connections, and too many being refused: closed");
+                continue;
+            }
             let stream = match stream.into_std() {
                 Ok(stream) => stream,
                 Err(err) => {
@@ -127,7 +163,8 @@ impl Gateway {
                     .send(Accepted {
                         stream,
                         client,
-                        watcher: graceful.watcher(),
+                        drain: drain.subscribe(),
+                        admission,
                     })
                     .is_err()
             {
@@ -135,8 +172,11 @@ impl Gateway {
             }
         }
         tracing::info!("gateway draining connections");
+        // New connections are refused at once, not left in the backlog.
+        drop(listener);
         drop(queues);
-        graceful.shutdown().await;
+        let _ = drain.send(());
+        drain.closed().await;
         for done in threads {
             let _ = done.await;
         }
@@ -146,6 +186,7 @@ impl Gateway {
 
 /// The HTTP server settings of every client connection.
 fn connection_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
+    let clients = &shared.config.clients;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -158,58 +199,54 @@ fn connection_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(clients.http2_keep_alive_interval)
+        .keep_alive_timeout(clients.http2_keep_alive_timeout)
         .max_header_list_size(u32::try_from(shared.config.max_buffered_bytes).unwrap_or(u32::MAX));
     builder
 }
 
+/// What a worker thread's connections share.
+pub(super) struct Worker {
+    shared: handler::WorkerShared,
+    builder: auto::Builder<TokioExecutor>,
+    /// For connections over the cap: one answer, then closed.
+    refusing: auto::Builder<TokioExecutor>,
+    max_connections: usize,
+}
+
+impl Worker {
+    fn new(shared: Arc<Shared>, max_connections: usize) -> Arc<Self> {
+        let builder = connection_builder(&shared);
+        let mut refusing = connection_builder(&shared);
+        refusing.http1().keep_alive(false);
+        // Requests clone this worker's own reference, whose count only this
+        // thread writes, rather than the gateway-wide one every worker shares.
+        Arc::new(Self {
+            shared: Arc::new(shared),
+            builder,
+            refusing,
+            max_connections,
+        })
+    }
+
+    fn clients(&self) -> &ClientSettings {
+        &self.shared.config.clients
+    }
+}
+
 /// One worker thread's loop: serves the connections handed to it until the
 /// listener stops, then until they have all ended.
-async fn worker(shared: Arc<Shared>, mut accepted: mpsc::UnboundedReceiver<Accepted>) {
-    let builder = connection_builder(&shared);
-    // Requests clone this worker's own reference, whose count only this
-    // thread writes, rather than the gateway-wide one every worker shares.
-    let shared: handler::WorkerShared = Arc::new(shared);
+async fn worker(worker: Arc<Worker>, mut accepted: mpsc::UnboundedReceiver<Accepted>) {
     let mut conns = JoinSet::new();
     loop {
-        let Accepted {
-            stream,
-            client,
-            watcher,
-        } = tokio::select! {
+        let next = tokio::select! {
             next = accepted.recv() => match next {
                 Some(next) => next,
                 None => break,
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
-        let stream = match TcpStream::from_std(stream) {
-            Ok(stream) => stream,
-            Err(err) => {
-                tracing::debug!(%client, error = %err, "taking over a connection failed");
-                continue;
-            }
-        };
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(%client, error = %err, "setting TCP_NODELAY failed");
-        }
-        let shared = Arc::clone(&shared);
-        let client_ip = proxy::client_ip(client);
-        let service = service_fn(move |req| {
-            let shared = Arc::clone(&shared);
-            let client_ip = client_ip.clone();
-            async move {
-                Ok::<_, std::convert::Infallible>(handler::handle(shared, req, client_ip).await)
-            }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = watcher.watch(conn);
-        conns.spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(%client, error = %err, "client connection ended");
-            }
-        });
+        conns.spawn(connection::run(Arc::clone(&worker), next));
     }
     while conns.join_next().await.is_some() {}
 }

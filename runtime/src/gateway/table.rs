@@ -170,7 +170,7 @@ impl<S> RouteTable<S> {
     pub fn route<'t, 'r>(&'t self, host: &str, path: &'r str) -> Option<Routed<'t, 'r, S>> {
         let mut buf = [0u8; MAX_HOST_LEN];
         let by_host =
-            host::lowercase(host::strip_port(host), &mut buf).and_then(|h| self.hosts.get(h));
+            host::lowercase(host::route_name(host), &mut buf).and_then(|h| self.hosts.get(h));
         if let Some(entry) = by_host {
             return Some(Routed {
                 function: &entry.function,

@@ -171,20 +171,27 @@ impl RunningGateway {
 }
 
 pub async fn gateway(function_addr: SocketAddr) -> RunningGateway {
+    gateway_with(&[(FUNCTION, function_addr)]).await
+}
+
+/// A gateway serving each `(name, addr)` as Function `default/<name>`
+/// (revision `<name>-00001`), each at zero until its first poke.
+pub async fn gateway_with(functions: &[(&str, SocketAddr)]) -> RunningGateway {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    // The listener is bound by `serve`; the rest is `flint dev`'s.
     let config = GatewayConfig {
         domain: "localhost".into(),
         queue_size: 10_000,
         max_buffered_bytes: 64 * 1024,
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         retry_after_seconds: 1,
+        ..GatewayConfig::dev()
     };
     let gateway = Gateway::new(config, Arc::new(PokeChannel(tx))).unwrap();
-    gateway.set_routes(vec![FunctionRoute {
+    let route = |name: &str| FunctionRoute {
         namespace: NS.into(),
-        name: FUNCTION.into(),
+        name: name.into(),
         revisions: vec![RevisionRoute {
-            name: REVISION.into(),
+            name: format!("{name}-00001"),
             concurrency: CONCURRENCY,
             timeout_seconds: 10,
             protocol: Protocol::Http1,
@@ -192,26 +199,35 @@ pub async fn gateway(function_addr: SocketAddr) -> RunningGateway {
             probe_starting: false,
         }],
         traffic: vec![TrafficStatus {
-            revision_name: REVISION.into(),
+            revision_name: format!("{name}-00001"),
             percent: 100,
             tag: None,
             latest_revision: true,
             url: None,
         }],
-    }]);
+    };
+    gateway.set_routes(functions.iter().map(|(name, _)| route(name)).collect());
     let pokes = Arc::new(AtomicUsize::new(0));
     let (g, p) = (gateway.clone(), Arc::clone(&pokes));
+    let mut at_zero: HashMap<String, SocketAddr> = functions
+        .iter()
+        .map(|(name, addr)| (name.to_string(), *addr))
+        .collect();
     tokio::spawn(async move {
-        // The first poke brings the replica up; the task then ends, so it
-        // does not keep the gateway alive.
-        if let Some(poke) = rx.recv().await {
+        // A Function's first poke brings its replica up; once every one is
+        // up the task ends, so it does not keep the gateway alive.
+        while !at_zero.is_empty() {
+            let Some(poke) = rx.recv().await else { return };
+            let Some(addr) = at_zero.remove(&poke.function) else {
+                continue;
+            };
             p.fetch_add(1, Ordering::SeqCst);
             let key = RevisionKey::new(poke.namespace, poke.function, poke.revision);
             g.set_endpoints(
                 &key,
                 vec![Endpoint {
                     id: "replica-1".into(),
-                    addr: function_addr,
+                    addr,
                     ready: true,
                     terminating: false,
                 }],
@@ -229,15 +245,24 @@ pub async fn gateway(function_addr: SocketAddr) -> RunningGateway {
 
 /// Sets the function as the one async target with `max_retries`.
 pub fn set_target(targets: &Targets, max_retries: u32, max_in_flight: u32) {
-    targets.set(HashMap::from([(
-        function_id(),
-        Target {
-            max_retries,
-            max_age: Duration::from_secs(600),
-            max_in_flight,
-            timeout: Duration::from_secs(10),
-        },
-    )]));
+    set_targets(targets, &[FUNCTION], max_retries, max_in_flight);
+}
+
+/// Sets the Functions `default/<name>` as the async targets.
+pub fn set_targets(targets: &Targets, names: &[&str], max_retries: u32, max_in_flight: u32) {
+    let target = Target {
+        max_retries,
+        max_age: Duration::from_secs(600),
+        max_in_flight,
+        timeout: Duration::from_secs(10),
+        store_credentials: false,
+    };
+    targets.set(
+        names
+            .iter()
+            .map(|name| (FunctionId::new(NS, *name), target))
+            .collect(),
+    );
 }
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -319,10 +344,12 @@ pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool
     done()
 }
 
-/// A nats-server with JetStream on a free loopback port, storing in `dir`.
+/// A nats-server with JetStream on a free loopback port, storing in `dir`,
+/// requiring `token` of its clients when set.
 pub struct NatsServer {
     pub port: u16,
     pub dir: PathBuf,
+    pub token: Option<String>,
     child: Option<std::process::Child>,
 }
 
@@ -335,6 +362,12 @@ pub fn nats_available() -> bool {
 
 impl NatsServer {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with_token(dir, None)
+    }
+
+    /// A server that refuses clients without `token` (`--auth`), as the
+    /// chart's does.
+    pub fn start_with_token(dir: &Path, token: Option<&str>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -343,6 +376,7 @@ impl NatsServer {
         let mut server = Self {
             port,
             dir: dir.to_owned(),
+            token: token.map(str::to_owned),
             child: None,
         };
         server.restart();
@@ -351,6 +385,15 @@ impl NatsServer {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// How the gateway reaches this server (with its token).
+    pub fn settings(&self) -> flint_runtime::events::NatsSettings {
+        let settings = flint_runtime::events::NatsSettings::new(self.url());
+        match &self.token {
+            Some(token) => settings.with_token(token.as_str()),
+            None => settings,
+        }
     }
 
     /// Starts the server (again), waiting until it accepts connections.
@@ -365,6 +408,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(&self.dir)
+            .args(self.token.iter().flat_map(|t| ["--auth", t.as_str()]))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -4,6 +4,7 @@
 //! A child exits when its stdin closes, so none outlives the test.
 #![allow(dead_code)]
 
+pub mod budget;
 pub mod streaming;
 
 use std::convert::Infallible;
@@ -57,6 +58,7 @@ pub fn run_child_role() -> bool {
     match role.as_str() {
         "gateway" => rt.block_on(child_gateway()),
         "app" => rt.block_on(child_app()),
+        "budget-gateway" => rt.block_on(budget::child_gateway()),
         other => panic!("unknown child role {other}"),
     }
     true
@@ -87,7 +89,13 @@ async fn child_gateway() {
         .unwrap_or(100);
     config.max_buffered_bytes = 16 * 1024;
     config.retry_after_seconds = 2;
-    let gateway = Gateway::new(config, Arc::new(NoPoke)).unwrap();
+    serve_child(Gateway::new(config, Arc::new(NoPoke)).unwrap()).await;
+}
+
+/// Serves `gateway` on 127.0.0.1 (data and admin ports printed on one
+/// line), applying the JSON [`Command`]s read from stdin, each acknowledged
+/// with `ok`, until stdin closes.
+pub async fn serve_child(gateway: Gateway) {
     let data = flint_runtime::gateway::listener(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!(

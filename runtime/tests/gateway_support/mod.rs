@@ -13,7 +13,7 @@ use bytes::Bytes;
 use flint_api::backend::{Endpoint, FunctionRoute, PokeSink, RevisionKey, RevisionRoute};
 use flint_api::poke::ScalePoke;
 use flint_api::{Protocol, TrafficStatus};
-use flint_runtime::gateway::{Gateway, GatewayConfig, RevisionState};
+use flint_runtime::gateway::{ClientSettings, Gateway, GatewayConfig, RevisionState};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -251,6 +251,8 @@ pub fn config() -> GatewayConfig {
         max_buffered_bytes: 16 * 1024,
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         retry_after_seconds: 2,
+        memory_budget_bytes: flint_runtime::budget::DEFAULT_MEMORY_BUDGET_BYTES,
+        clients: ClientSettings::default(),
     }
 }
 

@@ -18,16 +18,15 @@ use tokio::sync::Notify;
 
 use super::invocation::{FunctionId, Invocation, now_ms};
 use super::queue::{
-    DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError, Ticket, TicketKind,
+    DEDUPE_WINDOW, DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError, Ticket,
+    TicketKind,
 };
 use writer::{DEAD, DUE, Done, INVOCATIONS, Op, SETTLED, TICKS, Writer};
-
-/// How long settled ids are remembered (resubmissions within it are duplicates).
-const SETTLED_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// Longest a fetch sleeps before looking again for work that fell due.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Unsettled invocations per Function, oldest first, for the depth metrics.
+/// Unsettled invocations per Function, oldest first, for the depth
+/// metrics; by invocation key (`<ns>/<fn>/<id>`).
 #[derive(Default)]
 struct Pending {
     by_function: HashMap<FunctionId, BTreeSet<(u64, String)>>,
@@ -35,19 +34,20 @@ struct Pending {
 }
 
 impl Pending {
-    fn add(&mut self, target: FunctionId, enqueued_ms: u64, id: String) {
-        self.index.insert(id.clone(), (target.clone(), enqueued_ms));
+    fn add(&mut self, target: FunctionId, enqueued_ms: u64, key: String) {
+        self.index
+            .insert(key.clone(), (target.clone(), enqueued_ms));
         self.by_function
             .entry(target)
             .or_default()
-            .insert((enqueued_ms, id));
+            .insert((enqueued_ms, key));
     }
 
-    fn remove(&mut self, id: &str) {
-        if let Some((target, at)) = self.index.remove(id)
+    fn remove(&mut self, key: &str) {
+        if let Some((target, at)) = self.index.remove(key)
             && let Some(set) = self.by_function.get_mut(&target)
         {
-            set.remove(&(at, id.to_owned()));
+            set.remove(&(at, key.to_owned()));
             if set.is_empty() {
                 self.by_function.remove(&target);
             }
@@ -59,6 +59,7 @@ struct Inner {
     db: Arc<Database>,
     writer: Writer,
     pending: Mutex<Pending>,
+    /// When each leased invocation was handed out, by invocation key.
     leased: Mutex<HashMap<String, Instant>>,
     wake: Notify,
 }
@@ -98,6 +99,12 @@ fn id_of(due_key: &str) -> &str {
     due_key.rsplit('\0').next().unwrap_or_default()
 }
 
+/// The invocation key (`<ns>/<fn>/<id>`) of a due key.
+fn key_of(due_key: &str) -> String {
+    let function = due_key.split('\0').next().unwrap_or_default();
+    format!("{function}/{}", id_of(due_key))
+}
+
 impl EmbeddedQueue {
     /// Opens (or creates) the store in `dir` (file `events.redb`).
     pub fn open(dir: &Path) -> Result<Self, QueueError> {
@@ -116,23 +123,41 @@ impl EmbeddedQueue {
         })
     }
 
-    /// Creates the tables, forgets settled ids past their memory, and reads
-    /// what is pending.
+    /// Creates the tables, forgets settled ids past the dedupe window,
+    /// re-keys invocations stored by a version that keyed them by id alone,
+    /// and reads what is pending.
     fn prepare(db: &Database) -> Result<Pending, QueueError> {
-        let cutoff = now_ms().saturating_sub(SETTLED_MEMORY.as_millis() as u64);
+        let cutoff = now_ms().saturating_sub(DEDUPE_WINDOW.as_millis() as u64);
         let txn = db.begin_write().map_err(store_err)?;
         let mut pending = Pending::default();
         {
-            let invocations = txn.open_table(INVOCATIONS).map_err(store_err)?;
+            let mut invocations = txn.open_table(INVOCATIONS).map_err(store_err)?;
             txn.open_table(DUE).map_err(store_err)?;
             txn.open_table(DEAD).map_err(store_err)?;
             txn.open_table(TICKS).map_err(store_err)?;
             let mut settled = txn.open_table(SETTLED).map_err(store_err)?;
-            settled.retain(|_, at| at >= cutoff).map_err(store_err)?;
+            // Settled ids without a Function in their key cannot match any
+            // more: they go too.
+            settled
+                .retain(|key, at| at >= cutoff && key.contains('/'))
+                .map_err(store_err)?;
+            let mut old_keys = Vec::new();
             for entry in invocations.iter().map_err(store_err)? {
-                let (id, record) = entry.map_err(store_err)?;
+                let (key, record) = entry.map_err(store_err)?;
                 let inv = decode_record(record.value())?.1;
-                pending.add(inv.target, inv.enqueued_at_ms, id.value().to_owned());
+                let key = key.value().to_owned();
+                if key.contains('/') {
+                    pending.add(inv.target, inv.enqueued_at_ms, key);
+                } else {
+                    old_keys.push((key, inv.key(), record.value().to_vec()));
+                    pending.add(inv.target.clone(), inv.enqueued_at_ms, inv.key());
+                }
+            }
+            for (old, new, record) in old_keys {
+                invocations.remove(old.as_str()).map_err(store_err)?;
+                invocations
+                    .insert(new.as_str(), record.as_slice())
+                    .map_err(store_err)?;
             }
         }
         txn.commit().map_err(store_err)?;
@@ -186,23 +211,23 @@ impl EmbeddedQueue {
                 break;
             }
             let (key, _) = entry.map_err(store_err)?;
-            let key = key.value().to_owned();
-            let id = id_of(&key);
+            let due_key = key.value().to_owned();
+            let key = key_of(&due_key);
             if leased
-                .get(id)
+                .get(&key)
                 .is_some_and(|at| now.duration_since(*at) < lease)
             {
                 continue;
             }
-            let Some(record) = invocations.get(id).map_err(store_err)? else {
+            let Some(record) = invocations.get(key.as_str()).map_err(store_err)? else {
                 continue;
             };
             let (attempts, invocation) = decode_record(record.value())?;
-            leased.insert(id.to_owned(), now);
+            leased.insert(key, now);
             out.push(Delivery {
                 invocation,
                 attempt: attempts.saturating_add(1),
-                ticket: Ticket(TicketKind::Embedded { due_key: key }),
+                ticket: Ticket(TicketKind::Embedded { due_key }),
             });
         }
         // The in-memory index of unsettled invocations answers "anything
@@ -211,9 +236,9 @@ impl EmbeddedQueue {
         Ok((out, stored))
     }
 
-    fn settled(&self, id: &str) {
-        lock(&self.inner.leased).remove(id);
-        lock(&self.inner.pending).remove(id);
+    fn settled(&self, key: &str) {
+        lock(&self.inner.leased).remove(key);
+        lock(&self.inner.pending).remove(key);
     }
 }
 
@@ -245,22 +270,20 @@ impl Queue for EmbeddedQueue {
             let mut record = Vec::with_capacity(4 + encoded.len());
             record.extend_from_slice(&0u32.to_be_bytes());
             record.extend_from_slice(&encoded);
+            let key = invocation.key();
             let op = Op::Enqueue {
-                id: invocation.id.clone(),
+                key: key.clone(),
                 due_key: due_key(
                     &invocation.target,
                     invocation.enqueued_at_ms,
                     &invocation.id,
                 ),
                 record,
+                now_ms: now_ms(),
             };
             let done = self.apply(op).await?;
             if done == Done::Enqueued(Enqueued::New) {
-                lock(&self.inner.pending).add(
-                    invocation.target,
-                    invocation.enqueued_at_ms,
-                    invocation.id,
-                );
+                lock(&self.inner.pending).add(invocation.target, invocation.enqueued_at_ms, key);
                 self.inner.wake.notify_waiters();
                 return Ok(Enqueued::New);
             }
@@ -300,14 +323,14 @@ impl Queue for EmbeddedQueue {
     fn complete(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
             let due_key = embedded_key(ticket)?;
-            let id = id_of(&due_key).to_owned();
+            let key = key_of(&due_key);
             let op = Op::Complete {
-                id: id.clone(),
+                key: key.clone(),
                 due_key,
                 now_ms: now_ms(),
             };
             self.apply(op).await?;
-            self.settled(&id);
+            self.settled(&key);
             Ok(())
         })
     }
@@ -315,17 +338,21 @@ impl Queue for EmbeddedQueue {
     fn retry(&self, ticket: Ticket, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
             let due_key = embedded_key(ticket)?;
-            let id = id_of(&due_key).to_owned();
+            let key = key_of(&due_key);
             let prefix_end = due_key.find('\0').map_or(0, |i| i + 1);
             let due_ms = now_ms().saturating_add(delay.as_millis() as u64);
-            let new_due_key = format!("{}{due_ms:020}\0{id}", &due_key[..prefix_end]);
+            let new_due_key = format!(
+                "{}{due_ms:020}\0{}",
+                &due_key[..prefix_end],
+                id_of(&due_key)
+            );
             let op = Op::Retry {
-                id: id.clone(),
+                key: key.clone(),
                 due_key,
                 new_due_key,
             };
             self.apply(op).await?;
-            lock(&self.inner.leased).remove(&id);
+            lock(&self.inner.leased).remove(&key);
             self.inner.wake.notify_waiters();
             Ok(())
         })
@@ -348,14 +375,14 @@ impl Queue for EmbeddedQueue {
             value.extend_from_slice(&encoded);
             let now = now_ms();
             let op = Op::DeadLetter {
-                id: inv.id.clone(),
+                key: inv.key(),
                 due_key,
                 dead_key: due_key_for_dead(&inv.target, now, &inv.id),
                 value,
                 now_ms: now,
             };
             self.apply(op).await?;
-            self.settled(&inv.id);
+            self.settled(&inv.key());
             Ok(())
         })
     }

@@ -140,3 +140,84 @@ async fn a_fetch_waiting_on_an_empty_queue_is_woken_by_an_enqueue() {
     drop(q);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[tokio::test]
+async fn the_same_id_for_two_functions_makes_two_invocations() {
+    let d = dir("per-function");
+    let (a, b) = (FunctionId::new("team", "a"), FunctionId::new("team", "b"));
+    let to = |target: &FunctionId| Invocation {
+        target: target.clone(),
+        ..invocation("job-1")
+    };
+    let q = EmbeddedQueue::open(&d).unwrap();
+    assert_eq!(q.enqueue(to(&a)).await.unwrap(), Enqueued::New);
+    assert_eq!(q.enqueue(to(&b)).await.unwrap(), Enqueued::New);
+    assert_eq!(q.enqueue(to(&b)).await.unwrap(), Enqueued::Duplicate);
+    let from_a = q.fetch(&a, limits(10)).await.unwrap();
+    let from_b = q.fetch(&b, limits(10)).await.unwrap();
+    assert_eq!(from_a.len(), 1);
+    assert_eq!(from_b.len(), 1);
+    assert_eq!(from_a[0].invocation.target, a);
+    assert_eq!(from_b[0].invocation.target, b);
+    // Settling A's leaves B's pending, and A's settled marker does not
+    // make a later submission to a third Function a duplicate.
+    q.complete(from_a.into_iter().next().unwrap().ticket)
+        .await
+        .unwrap();
+    assert_eq!(q.enqueue(to(&a)).await.unwrap(), Enqueued::Duplicate);
+    let depth = q.depth().await.unwrap();
+    assert_eq!(depth.len(), 1);
+    assert_eq!((&depth[0].0, depth[0].1.pending), (&b, 1));
+    let c = FunctionId::new("team", "c");
+    assert_eq!(q.enqueue(to(&c)).await.unwrap(), Enqueued::New);
+    drop(q);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[tokio::test]
+async fn a_store_keyed_by_bare_ids_is_rekeyed_and_old_settled_ids_are_forgotten() {
+    use super::writer::{DUE, INVOCATIONS, SETTLED};
+    let d = dir("rekey");
+    std::fs::create_dir_all(&d).unwrap();
+    let f = FunctionId::new("default", "hello");
+    {
+        // As an earlier version left it: keys without their Function, and
+        // a settled id of the same Function far past the window.
+        let db = redb::Database::create(d.join("events.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut record = 0u32.to_be_bytes().to_vec();
+            record.extend(invocation("old-1").encode().unwrap());
+            let mut invocations = txn.open_table(INVOCATIONS).unwrap();
+            invocations.insert("old-1", record.as_slice()).unwrap();
+            let mut due = txn.open_table(DUE).unwrap();
+            due.insert(super::due_key(&f, 1, "old-1").as_str(), ())
+                .unwrap();
+            let mut settled = txn.open_table(SETTLED).unwrap();
+            settled.insert("default/hello/long-ago", 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let q = EmbeddedQueue::open(&d).unwrap();
+    let due = q.fetch(&f, limits(10)).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].invocation.id, "old-1");
+    q.complete(due.into_iter().next().unwrap().ticket)
+        .await
+        .unwrap();
+    assert!(
+        q.depth().await.unwrap().is_empty(),
+        "settled under its new key"
+    );
+    assert_eq!(
+        q.enqueue(invocation("old-1")).await.unwrap(),
+        Enqueued::Duplicate
+    );
+    assert_eq!(
+        q.enqueue(invocation("long-ago")).await.unwrap(),
+        Enqueued::New,
+        "settled beyond the dedupe window"
+    );
+    drop(q);
+    let _ = std::fs::remove_dir_all(&d);
+}

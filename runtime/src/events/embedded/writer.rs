@@ -9,15 +9,16 @@ use std::sync::mpsc;
 use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use crate::events::queue::Enqueued;
+use crate::events::queue::{DEDUPE_WINDOW, Enqueued};
 
-/// id → `attempts made (u32 BE)` + encoded invocation.
+/// `<ns>/<fn>/<id>` → `attempts made (u32 BE)` + encoded invocation.
 pub(super) const INVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("invocations");
 /// `<ns>/<fn>\0<due ms, 20 digits>\0<id>` → (): what is due when, per Function.
 pub(super) const DUE: TableDefinition<&str, ()> = TableDefinition::new("due");
 /// `<ns>/<fn>\0<ms, 20 digits>\0<id>` → `reason length (u32 BE)` + reason + encoded invocation.
 pub(super) const DEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("dead");
-/// id → when it was settled (ms): remembers settled ids so a resubmission is a duplicate.
+/// `<ns>/<fn>/<id>` → when it was settled (ms): remembers settled
+/// invocations so a resubmission within the dedupe window is a duplicate.
 pub(super) const SETTLED: TableDefinition<&str, u64> = TableDefinition::new("settled");
 /// schedule key → last claimed tick.
 pub(super) const TICKS: TableDefinition<&str, i64> = TableDefinition::new("ticks");
@@ -28,22 +29,23 @@ const MAX_BATCH: usize = 1024;
 /// One write.
 pub(super) enum Op {
     Enqueue {
-        id: String,
+        key: String,
         due_key: String,
         record: Vec<u8>,
+        now_ms: u64,
     },
     Complete {
-        id: String,
+        key: String,
         due_key: String,
         now_ms: u64,
     },
     Retry {
-        id: String,
+        key: String,
         due_key: String,
         new_due_key: String,
     },
     DeadLetter {
-        id: String,
+        key: String,
         due_key: String,
         dead_key: String,
         value: Vec<u8>,
@@ -127,50 +129,54 @@ fn commit(db: &Database, ops: Vec<Op>) -> Result<Vec<Done>, redb::Error> {
         for op in ops {
             let done = match op {
                 Op::Enqueue {
-                    id,
+                    key,
                     due_key,
                     record,
+                    now_ms,
                 } => {
-                    let known = invocations.get(id.as_str())?.is_some()
-                        || settled.get(id.as_str())?.is_some();
+                    let window = DEDUPE_WINDOW.as_millis() as u64;
+                    let known = invocations.get(key.as_str())?.is_some()
+                        || settled
+                            .get(key.as_str())?
+                            .is_some_and(|at| at.value().saturating_add(window) > now_ms);
                     if known {
                         Done::Enqueued(Enqueued::Duplicate)
                     } else {
-                        invocations.insert(id.as_str(), record.as_slice())?;
+                        invocations.insert(key.as_str(), record.as_slice())?;
                         due.insert(due_key.as_str(), ())?;
                         Done::Enqueued(Enqueued::New)
                     }
                 }
                 Op::Complete {
-                    id,
+                    key,
                     due_key,
                     now_ms,
                 } => {
                     due.remove(due_key.as_str())?;
-                    invocations.remove(id.as_str())?;
-                    settled.insert(id.as_str(), now_ms)?;
+                    invocations.remove(key.as_str())?;
+                    settled.insert(key.as_str(), now_ms)?;
                     Done::Settled
                 }
                 Op::Retry {
-                    id,
+                    key,
                     due_key,
                     new_due_key,
                 } => {
-                    let record = invocations.get(id.as_str())?.map(|g| g.value().to_vec());
+                    let record = invocations.get(key.as_str())?.map(|g| g.value().to_vec());
                     if let Some(mut record) = record
                         && record.len() >= 4
                     {
                         let attempts =
                             u32::from_be_bytes([record[0], record[1], record[2], record[3]]);
                         record[..4].copy_from_slice(&attempts.saturating_add(1).to_be_bytes());
-                        invocations.insert(id.as_str(), record.as_slice())?;
+                        invocations.insert(key.as_str(), record.as_slice())?;
                         due.remove(due_key.as_str())?;
                         due.insert(new_due_key.as_str(), ())?;
                     }
                     Done::Settled
                 }
                 Op::DeadLetter {
-                    id,
+                    key,
                     due_key,
                     dead_key,
                     value,
@@ -178,8 +184,8 @@ fn commit(db: &Database, ops: Vec<Op>) -> Result<Vec<Done>, redb::Error> {
                 } => {
                     dead.insert(dead_key.as_str(), value.as_slice())?;
                     due.remove(due_key.as_str())?;
-                    invocations.remove(id.as_str())?;
-                    settled.insert(id.as_str(), now_ms)?;
+                    invocations.remove(key.as_str())?;
+                    settled.insert(key.as_str(), now_ms)?;
                     Done::Settled
                 }
                 Op::Claim { schedule, tick } => {

@@ -1,11 +1,17 @@
 //! The cluster queue: NATS JetStream. One work-queue stream holds every
 //! accepted invocation (subject `flint.async.<ns>.<fn>`, file storage,
-//! duplicate detection by invocation id); each Function has a durable pull
+//! duplicate detection by invocation key `<ns>/<fn>/<id>` within
+//! [`DEDUPE_WINDOW`](super::queue::DEDUPE_WINDOW), at most its share of [`NatsSettings::max_bytes`],
+//! refusing new invocations when full); each Function has a durable pull
 //! consumer whose `max_ack_pending` is the Function's `async.maxInFlight`,
 //! enforced by the server across every gateway replica. A message leaves the
 //! stream only when acknowledged; a worker that dies holding one has it
 //! redelivered after the lease (`ack_wait`). Dead letters go to a second
-//! stream, `flint.dead.<ns>.<fn>`, with the reason in a header.
+//! stream, `flint.dead.<ns>.<fn>`, with the reason in a header; settle
+//! records (settled, or how many attempts failed: [`record`]) to a third.
+
+mod record;
+pub mod setup;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,12 +19,14 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, RetentionPolicy, StorageType};
+use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::sync::Mutex;
 
+use self::record::SettleRecord;
+pub use self::setup::{DEFAULT_MAX_BYTES, MIN_MAX_BYTES, NatsSettings, StreamBudget};
 use super::invocation::{FunctionId, Invocation};
 use super::queue::{
     DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError, Ticket, TicketKind,
@@ -30,16 +38,13 @@ pub const STREAM: &str = "FLINT_ASYNC";
 pub const DEAD_STREAM: &str = "FLINT_DEAD";
 /// Header of a dead letter carrying why it was given up.
 pub const REASON_HEADER: &str = "Flint-Dead-Reason";
-/// Window within which a resubmitted invocation id is a duplicate.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
-/// Stream of settled invocation ids (`flint.settled.<hex id>`, one message
-/// per subject). A settle is recorded here (a stream write, durable once
-/// acknowledged) before the message is acknowledged, so a redelivery caused
-/// by an acknowledgement lost in a server crash is recognised and not
-/// delivered again.
+/// Stream of settle records (`flint.settled.<hex key>`, one message per
+/// subject, kept [`DEDUPE_WINDOW`](super::queue::DEDUPE_WINDOW)): an invocation's settle, or how many of
+/// its attempts failed ([`record`]). A settle is recorded here (a stream
+/// write, durable once acknowledged) before the message is acknowledged,
+/// so a redelivery caused by an acknowledgement lost in a server crash is
+/// recognised and not delivered again.
 pub const SETTLED_STREAM: &str = "FLINT_SETTLED";
-/// How long settled ids are remembered: well past any lease and outage.
-const SETTLED_MEMORY: Duration = Duration::from_secs(3600);
 /// Time allowed beyond a fetch's own wait before it is given up.
 const FETCH_GRACE: Duration = Duration::from_secs(5);
 /// How long dead letters (and, as a backstop, pending invocations) are kept.
@@ -53,74 +58,66 @@ fn subject(prefix: &str, target: &FunctionId) -> String {
     format!("{prefix}.{}.{}", target.namespace, target.function)
 }
 
+/// A message taken from the stream, its settle record not yet read.
+struct Leased {
+    invocation: Invocation,
+    message: Box<jetstream::Message>,
+}
+
 /// The JetStream queue; cheap to share behind an `Arc`.
 pub struct NatsQueue {
     js: jetstream::Context,
     stream: stream::Stream,
     dead: stream::Stream,
     settled: stream::Stream,
+    budget: StreamBudget,
     consumers: Mutex<HashMap<FunctionId, (PullConsumer, FetchLimits)>>,
 }
 
 impl std::fmt::Debug for NatsQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsQueue").finish_non_exhaustive()
+        f.debug_struct("NatsQueue")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
     }
 }
 
 impl NatsQueue {
-    /// Connects to `url` (e.g. `nats://127.0.0.1:4222`) and creates the
-    /// streams if they do not exist. The client reconnects by itself after.
-    pub async fn connect(url: &str) -> Result<Self, QueueError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("flint")
-            .connect(url)
-            .await
-            .map_err(|e| nats_err("connect")(e.to_string()))?;
+    /// Connects to the server of `settings` (with its token, if any) and
+    /// creates the streams, or updates them to the settings' byte budget.
+    /// The client reconnects by itself after.
+    pub async fn connect(settings: &NatsSettings) -> Result<Self, QueueError> {
+        let client = setup::connect(settings).await?;
         let js = jetstream::new(client);
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: STREAM.into(),
-                subjects: vec!["flint.async.>".into()],
-                retention: RetentionPolicy::WorkQueue,
-                storage: StorageType::File,
-                duplicate_window: DUPLICATE_WINDOW,
-                max_age: RETENTION,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_err("create stream")(e.to_string()))?;
-        let dead = js
-            .get_or_create_stream(stream::Config {
-                name: DEAD_STREAM.into(),
-                subjects: vec!["flint.dead.>".into()],
-                retention: RetentionPolicy::Limits,
-                storage: StorageType::File,
-                duplicate_window: DUPLICATE_WINDOW,
-                max_age: RETENTION,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_err("create dead-letter stream")(e.to_string()))?;
-        let settled = js
-            .get_or_create_stream(stream::Config {
-                name: SETTLED_STREAM.into(),
-                subjects: vec!["flint.settled.>".into()],
-                retention: RetentionPolicy::Limits,
-                storage: StorageType::File,
-                max_messages_per_subject: 1,
-                max_age: SETTLED_MEMORY,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_err("create settled stream")(e.to_string()))?;
+        let budget = StreamBudget::split(settings.max_bytes);
+        let [stream, dead, settled] = setup::streams(&js, budget).await?;
+        tracing::info!(url = %settings.url, authenticated = settings.token.is_some(), pending_bytes = budget.pending, dead_bytes = budget.dead, settled_bytes = budget.settled, "connected to NATS JetStream");
         Ok(Self {
             js,
             stream,
             dead,
             settled,
+            budget,
             consumers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The byte limits of the streams.
+    pub fn budget(&self) -> StreamBudget {
+        self.budget
+    }
+
+    /// Hands leased `deliveries` back undelivered (a worker that cannot
+    /// start them): they are offered again after a second (at once by
+    /// their lease if the server is away), as the same attempt — a
+    /// hand-back never counts as a delivery attempt ([`record`]).
+    pub async fn hand_back(&self, deliveries: Vec<Delivery>) {
+        hand_back(
+            deliveries
+                .into_iter()
+                .filter_map(|d| nats_message(d.ticket).ok().map(|(m, _, _)| m)),
+        )
+        .await;
     }
 
     /// The Function's consumer, created or updated to `limits`.
@@ -144,6 +141,8 @@ impl NatsQueue {
                 filter_subject: subject("flint.async", target),
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: limits.lease,
+                // Unlimited: the attempts are counted by Flint ([`record`]),
+                // which JetStream's delivery count would overstate.
                 max_deliver: -1,
                 max_ack_pending: i64::from(limits.max_in_flight),
                 ..Default::default()
@@ -154,28 +153,10 @@ impl NatsQueue {
         Ok(consumer)
     }
 
-    fn to_delivery(message: jetstream::Message) -> Result<Delivery, QueueError> {
-        let attempt = message
-            .info()
-            .map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX))
-            .map_err(|e| QueueError::Record(e.to_string()))?;
-        let invocation =
-            Invocation::decode(&message.payload).map_err(|e| QueueError::Record(e.to_string()))?;
-        let id = invocation.id.clone();
-        Ok(Delivery {
-            invocation,
-            attempt: attempt.max(1),
-            ticket: Ticket(TicketKind::Nats {
-                message: Box::new(message),
-                id,
-            }),
-        })
-    }
-
-    /// Records `id` as settled.
-    async fn mark_settled(&self, id: &str) -> Result<(), QueueError> {
+    /// Writes the settle record of invocation `key`.
+    async fn record(&self, key: &str, payload: bytes::Bytes) -> Result<(), QueueError> {
         self.js
-            .publish(settled_key(id), bytes::Bytes::new())
+            .publish(record::subject(key), payload)
             .await
             .map_err(|e| nats_err("record settle")(e.to_string()))?
             .await
@@ -183,37 +164,52 @@ impl NatsQueue {
             .map_err(|e| nats_err("record settle")(e.to_string()))
     }
 
-    /// Drops deliveries of invocations already settled (acknowledging them
-    /// again), keeping the rest. When the settled markers cannot be read
-    /// (the server is away), the unchecked deliveries are handed back at
-    /// once with a short delay instead of waiting out their lease.
-    async fn unsettled(&self, batch: Vec<Delivery>) -> Result<Vec<Delivery>, QueueError> {
-        let mut out = Vec::with_capacity(batch.len());
+    /// Reads the settle records of `batch`: redeliveries of invocations
+    /// already settled are acknowledged again and dropped, the rest become
+    /// deliveries numbered by their recorded failures. When the records
+    /// cannot be read (the server is away), the unchecked messages are
+    /// handed back at once with a short delay instead of waiting out their
+    /// lease — which costs them no attempt.
+    async fn checked(&self, batch: Vec<Leased>) -> Result<Vec<Delivery>, QueueError> {
+        let mut out: Vec<Delivery> = Vec::with_capacity(batch.len());
         let mut batch = batch.into_iter();
-        while let Some(delivery) = batch.next() {
-            let seen = match self
+        while let Some(leased) = batch.next() {
+            let key = leased.invocation.key();
+            let record = match self
                 .settled
-                .get_last_raw_message_by_subject(&settled_key(&delivery.invocation.id))
+                .get_last_raw_message_by_subject(&record::subject(&key))
                 .await
             {
-                Ok(_) => true,
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => false,
+                Ok(message) => SettleRecord::decode(&message.payload),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => SettleRecord::None,
                 Err(e) => {
-                    let unchecked = std::iter::once(delivery).chain(batch);
-                    hand_back(unchecked.chain(out)).await;
+                    let unchecked = std::iter::once(leased).chain(batch).map(|l| l.message);
+                    let checked = out
+                        .into_iter()
+                        .filter_map(|d| nats_message(d.ticket).ok().map(|(m, _, _)| m));
+                    hand_back(unchecked.chain(checked)).await;
                     return Err(nats_err("read settle")(e.to_string()));
                 }
             };
-            if seen {
-                tracing::info!(invocation = %delivery.invocation.id, "redelivery of a settled invocation acknowledged without delivering");
-                let (message, _) = nats_message(delivery.ticket)?;
-                message
+            if record == SettleRecord::Settled {
+                tracing::info!(invocation = %leased.invocation.id, function = %leased.invocation.target, "redelivery of a settled invocation acknowledged without delivering");
+                leased
+                    .message
                     .double_ack()
                     .await
                     .map_err(|e| nats_err("ack")(e.to_string()))?;
-            } else {
-                out.push(delivery);
+                continue;
             }
+            let attempt = record.next_attempt();
+            out.push(Delivery {
+                invocation: leased.invocation,
+                attempt,
+                ticket: Ticket(TicketKind::Nats {
+                    message: leased.message,
+                    key,
+                    attempt,
+                }),
+            });
         }
         Ok(out)
     }
@@ -222,7 +218,7 @@ impl NatsQueue {
         consumer: &PullConsumer,
         max: usize,
         wait: Option<Duration>,
-    ) -> Result<Vec<Delivery>, QueueError> {
+    ) -> Result<Vec<Leased>, QueueError> {
         let batch = match wait {
             None => consumer.fetch().max_messages(max).messages().await,
             Some(wait) => {
@@ -241,30 +237,50 @@ impl NatsQueue {
         let deadline = tokio::time::Instant::now() + wait.unwrap_or_default() + FETCH_GRACE;
         while let Ok(Some(message)) = tokio::time::timeout_at(deadline, batch.next()).await {
             let message = message.map_err(|e| nats_err("fetch")(e.to_string()))?;
-            match Self::to_delivery(message) {
-                Ok(delivery) => out.push(delivery),
-                Err(err) => tracing::error!(error = %err, "undecodable message left on the stream"),
+            match Invocation::decode(&message.payload) {
+                Ok(invocation) => out.push(Leased {
+                    invocation,
+                    message: Box::new(message),
+                }),
+                Err(err) => {
+                    tracing::error!(error = %err, "undecodable message left on the stream")
+                }
             }
         }
         Ok(out)
     }
 }
 
+impl NatsQueue {
+    /// The error of a refused publish of an invocation: [`QueueError::Full`]
+    /// when the pending stream (or the server's store) is full.
+    fn publish_err(&self, err: async_nats::jetstream::context::PublishError) -> QueueError {
+        if setup::refused_as_full(&err) {
+            QueueError::Full {
+                stream: STREAM,
+                max_bytes: self.budget.pending,
+            }
+        } else {
+            nats_err("publish")(err.to_string())
+        }
+    }
+}
+
 /// How soon deliveries handed back undelivered are offered again.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 
-/// Negatively acknowledges `deliveries` without waiting for the server's
+/// Negatively acknowledges `messages` without waiting for the server's
 /// answer: if it is reachable they come back after [`HAND_BACK_DELAY`];
-/// if not, their lease runs out and they come back anyway.
+/// if not, their lease runs out and they come back anyway. Either way as
+/// the same attempt (the attempt number is the settle record's, which a
+/// hand-back leaves alone).
 /// A client whose outgoing buffer is full while disconnected would make
 /// that wait long, so the whole hand-back is bounded too.
-async fn hand_back(deliveries: impl Iterator<Item = Delivery>) {
+async fn hand_back(messages: impl Iterator<Item = Box<jetstream::Message>>) {
     let naks = async {
-        for delivery in deliveries {
-            if let TicketKind::Nats { message, id } = delivery.ticket.0
-                && let Err(err) = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await
-            {
-                tracing::debug!(invocation = %id, error = %err, "handing back a delivery failed; its lease will expire");
+        for message in messages {
+            if let Err(err) = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await {
+                tracing::debug!(subject = %message.subject, error = %err, "handing back a delivery failed; its lease will expire");
             }
         }
     };
@@ -273,20 +289,18 @@ async fn hand_back(deliveries: impl Iterator<Item = Delivery>) {
     }
 }
 
-fn nats_message(ticket: Ticket) -> Result<(Box<jetstream::Message>, String), QueueError> {
+/// The message, invocation key and attempt number of a NATS ticket.
+fn nats_message(ticket: Ticket) -> Result<(Box<jetstream::Message>, String, u32), QueueError> {
     match ticket.0 {
-        TicketKind::Nats { message, id } => Ok((message, id)),
+        TicketKind::Nats {
+            message,
+            key,
+            attempt,
+        } => Ok((message, key, attempt)),
         TicketKind::Embedded { .. } => Err(QueueError::Record(
             "an embedded ticket was given to the NATS queue".into(),
         )),
     }
-}
-
-/// The settled-marker subject of an invocation id (hex: ids may hold
-/// characters subjects may not).
-fn settled_key(id: &str) -> String {
-    let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("flint.settled.{hex}")
 }
 
 /// Header values cannot hold line breaks.
@@ -302,14 +316,14 @@ impl Queue for NatsQueue {
                 .map_err(|e| QueueError::Record(e.to_string()))?;
             let publish = PublishMessage::build()
                 .payload(payload.into())
-                .message_id(&invocation.id);
+                .message_id(invocation.key());
             let ack = self
                 .js
                 .send_publish(subject("flint.async", &invocation.target), publish)
                 .await
-                .map_err(|e| nats_err("publish")(e.to_string()))?
+                .map_err(|e| self.publish_err(e))?
                 .await
-                .map_err(|e| nats_err("publish")(e.to_string()))?;
+                .map_err(|e| self.publish_err(e))?;
             Ok(if ack.duplicate {
                 Enqueued::Duplicate
             } else {
@@ -329,14 +343,14 @@ impl Queue for NatsQueue {
             if found.is_empty() {
                 found = Self::take(&consumer, 1, Some(limits.wait)).await?;
             }
-            self.unsettled(found).await
+            self.checked(found).await
         })
     }
 
     fn complete(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
-            let (message, id) = nats_message(ticket)?;
-            self.mark_settled(&id).await?;
+            let (message, key, _) = nats_message(ticket)?;
+            self.record(&key, bytes::Bytes::new()).await?;
             message
                 .double_ack()
                 .await
@@ -346,8 +360,13 @@ impl Queue for NatsQueue {
 
     fn retry(&self, ticket: Ticket, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
-            nats_message(ticket)?
-                .0
+            // The failure is recorded first: the next delivery is attempt
+            // `attempt + 1` whoever takes it, and a NAK that is lost (the
+            // lease runs out instead) still finds it counted.
+            let (message, key, attempt) = nats_message(ticket)?;
+            self.record(&key, SettleRecord::failed_payload(attempt))
+                .await?;
+            message
                 .double_ack_with(AckKind::Nak(Some(delay)))
                 .await
                 .map_err(|e| nats_err("nak")(e.to_string()))
@@ -360,20 +379,20 @@ impl Queue for NatsQueue {
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), QueueError>> {
         Box::pin(async move {
-            let (message, id) = nats_message(delivery.ticket)?;
+            let (message, key, _) = nats_message(delivery.ticket)?;
             let mut headers = HeaderMap::new();
             headers.insert(REASON_HEADER, header_safe(reason).as_str());
             let publish = PublishMessage::build()
                 .payload(message.payload.clone())
                 .headers(headers)
-                .message_id(&delivery.invocation.id);
+                .message_id(key.as_str());
             self.js
                 .send_publish(subject("flint.dead", &delivery.invocation.target), publish)
                 .await
                 .map_err(|e| nats_err("publish dead letter")(e.to_string()))?
                 .await
                 .map_err(|e| nats_err("publish dead letter")(e.to_string()))?;
-            self.mark_settled(&id).await?;
+            self.record(&key, bytes::Bytes::new()).await?;
             message
                 .double_ack()
                 .await
