@@ -393,6 +393,32 @@ pub struct FunctionStatus {
     /// Replicas the autoscaler wants across all revisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_replicas: Option<i32>,
+    /// Per revision: why the keep-alive policy keeps, pre-warms or releases
+    /// the last replica, and what it has learned (written by the autoscaler,
+    /// read back by the next operator leader).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["revision"]))]
+    pub keep_alive: Vec<KeepAliveStatus>,
+}
+
+/// The keep-alive policy's view of one revision. Written by the autoscaler
+/// under its own field manager; the reconciler never touches it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeepAliveStatus {
+    /// The revision.
+    pub revision: String,
+    /// The policy in force (`scale.keepAlive`).
+    pub policy: KeepAlive,
+    /// Why the last replica is kept, pre-warmed or released, in words, e.g.
+    /// "periodic: released; next call expected around 14:05 UTC, pre-warming from 14:04 UTC".
+    pub message: String,
+    /// What the policy has learned (idle-time histogram, last activity),
+    /// compactly encoded: opaque, at most 1 KiB. Lets a new operator leader
+    /// make the decisions the previous one would have made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub learned: Option<String>,
 }
 
 /// A traffic target resolved to a concrete revision.

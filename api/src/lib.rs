@@ -24,8 +24,9 @@ pub mod validate;
 
 pub use duration::Duration;
 pub use function::{
-    AsyncSpec, Function, FunctionSpec, FunctionStatus, FunctionVolume, KeepAlive, Protocol,
-    RevisionStatus, ScaleMetric, ScaleSpec, Schedule, ScheduleMethod, TrafficStatus, TrafficTarget,
+    AsyncSpec, Function, FunctionSpec, FunctionStatus, FunctionVolume, KeepAlive, KeepAliveStatus,
+    Protocol, RevisionStatus, ScaleMetric, ScaleSpec, Schedule, ScheduleMethod, TrafficStatus,
+    TrafficTarget,
 };
 pub use manifest::{ManifestError, parse_functions};
 pub use validate::{FieldError, ValidationErrors, validate};

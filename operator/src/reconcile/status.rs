@@ -115,6 +115,9 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
         revisions: statuses,
         replicas: Some(kept.clone().map(|r| r.ready_replicas).sum()),
         desired_replicas: Some(kept.map(|r| r.desired_replicas).sum()),
+        // The autoscaler's, under its own field manager: left out here so
+        // that this apply neither claims nor clears it.
+        keep_alive: Vec::new(),
     }
 }
 
