@@ -1,9 +1,7 @@
 //! The generated CustomResourceDefinition: what `flint crd` prints and what
 //! `crds/functions.flint.dev.yaml` holds.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, JSONSchemaPropsOrArray,
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 use crate::function::Function;
@@ -21,23 +19,96 @@ pub const ENV_MAX_ENTRIES: usize = 256;
 /// and the CRD is refused.
 pub const ENV_NAME_MAX_LENGTH: u64 = 1024;
 
+/// Bounds the CRD adds to the Kubernetes types it embeds, as (JSON pointer
+/// into the spec's schema, keyword, value). Kubernetes validates these fields
+/// only when it creates a revision's Deployment; in the Function's schema
+/// they refuse a bad Function at once, with the field named, and the
+/// lengths keep the CEL rules over them within the API server's cost budget.
+fn embedded_bounds() -> Vec<(String, &'static str, serde_json::Value)> {
+    use serde_json::json;
+    let mut bounds = vec![(
+        "/env/items/properties/name".to_owned(),
+        "maxLength",
+        json!(ENV_NAME_MAX_LENGTH),
+    )];
+    for list in ["sidecars", "initContainers"] {
+        let item = format!("/{list}/items/properties");
+        bounds.push((format!("{item}/name"), "maxLength", json!(63)));
+        bounds.push((
+            format!("{item}/name"),
+            "pattern",
+            json!(crate::names::DNS1123_LABEL_PATTERN),
+        ));
+        bounds.push((format!("{item}/ports"), "maxItems", json!(64)));
+    }
+    let toleration = "/tolerations/items/properties";
+    bounds.push((
+        format!("{toleration}/operator"),
+        "enum",
+        json!(["Exists", "Equal"]),
+    ));
+    bounds.push((
+        format!("{toleration}/effect"),
+        "enum",
+        json!(["", "NoSchedule", "PreferNoSchedule", "NoExecute"]),
+    ));
+    let spread = "/topologySpreadConstraints/items/properties";
+    bounds.push((format!("{spread}/maxSkew"), "minimum", json!(1)));
+    bounds.push((format!("{spread}/topologyKey"), "minLength", json!(1)));
+    bounds.push((
+        format!("{spread}/whenUnsatisfiable"),
+        "enum",
+        json!(["DoNotSchedule", "ScheduleAnyway"]),
+    ));
+    for kind in ["nodeAffinity", "podAffinity", "podAntiAffinity"] {
+        let weight = format!(
+            "/affinity/properties/{kind}/properties/preferredDuringSchedulingIgnoredDuringExecution/items/properties/weight"
+        );
+        bounds.push((weight.clone(), "minimum", json!(1)));
+        bounds.push((weight, "maximum", json!(100)));
+    }
+    for (context, ids) in [
+        ("securityContext", &["runAsUser", "runAsGroup"][..]),
+        (
+            "podSecurityContext",
+            &["runAsUser", "runAsGroup", "fsGroup"][..],
+        ),
+    ] {
+        for id in ids {
+            bounds.push((format!("/{context}/properties/{id}"), "minimum", json!(0)));
+        }
+        bounds.push((
+            format!("/{context}/properties/seccompProfile/properties/type"),
+            "enum",
+            json!(["RuntimeDefault", "Unconfined", "Localhost"]),
+        ));
+    }
+    bounds
+}
+
 /// The Function CRD object.
 pub fn function_crd() -> CustomResourceDefinition {
     let mut crd = Function::crd();
     for version in &mut crd.spec.versions {
-        let env_name = version
+        let Some(schema) = version
             .schema
             .as_mut()
             .and_then(|s| s.open_api_v3_schema.as_mut())
-            .and_then(|root| root.properties.as_mut()?.get_mut("spec"))
-            .and_then(|spec| spec.properties.as_mut()?.get_mut("env"))
-            .and_then(|env| env.items.as_mut())
-            .and_then(|items| match items {
-                JSONSchemaPropsOrArray::Schema(item) => item.properties.as_mut()?.get_mut("name"),
-                JSONSchemaPropsOrArray::Schemas(_) => None,
-            });
-        if let Some(name) = env_name {
-            name.max_length = Some(ENV_NAME_MAX_LENGTH as i64);
+        else {
+            continue;
+        };
+        let Ok(mut value) = serde_json::to_value(&*schema) else {
+            continue;
+        };
+        if let Some(spec) = value.pointer_mut("/properties/spec/properties") {
+            for (pointer, keyword, bound) in embedded_bounds() {
+                if let Some(serde_json::Value::Object(field)) = spec.pointer_mut(&pointer) {
+                    field.insert(keyword.to_owned(), bound);
+                }
+            }
+        }
+        if let Ok(bounded) = serde_json::from_value(value) {
+            *schema = bounded;
         }
     }
     crd
@@ -63,4 +134,24 @@ pub fn function_schema() -> Option<serde_json::Value> {
         .open_api_v3_schema
         .as_ref()?;
     serde_json::to_value(schema).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_bound_lands_on_a_field() {
+        let schema = function_schema().expect("schema");
+        let spec = &schema["properties"]["spec"]["properties"];
+        for (pointer, keyword, bound) in embedded_bounds() {
+            let field = spec
+                .pointer(&pointer)
+                .unwrap_or_else(|| panic!("no field at {pointer}"));
+            match (field[keyword].as_f64(), bound.as_f64()) {
+                (Some(set), Some(wanted)) => assert_eq!(set, wanted, "{pointer}"),
+                _ => assert_eq!(field[keyword], bound, "{pointer}"),
+            }
+        }
+    }
 }

@@ -5,9 +5,13 @@
 //! (`x-kubernetes-validations`) so the API server refuses bad manifests; the
 //! same rules run in Rust in [`crate::validate`] for `flint dev`.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, EnvFromSource, EnvVar, LocalObjectReference, Probe,
-    ResourceRequirements, SecretVolumeSource,
+    Affinity, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    LocalObjectReference, PersistentVolumeClaimVolumeSource, PodSecurityContext, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SecretVolumeSource, SecurityContext, Toleration,
+    TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -17,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::defaults;
 use crate::duration::Duration;
+use crate::pod::{self, ImagePullPolicy};
 
 /// A function: an HTTP workload that Flint runs as immutable revisions,
 /// routes traffic to, and scales from zero to many and back on request load.
@@ -50,6 +55,8 @@ use crate::duration::Duration;
 #[x_kube(validation = Rule::new("!(self.port in [8012, 8022, 9091])").message("port: 8012, 8022 and 9091 are reserved by the platform").field_path(".port"))]
 #[x_kube(validation = Rule::new("!has(self.traffic) || size(self.traffic) == 0 || self.traffic.map(t, t.percent).sum() == 100").message("traffic: percents must sum to 100").field_path(".traffic"))]
 #[x_kube(validation = Rule::new("!has(self.env) || self.env.all(e, size(e.name) > 0 && !e.name.contains('='))").message("env: every name must be non-empty and without '='").field_path(".env"))]
+#[x_kube(validation = Rule::new("(!has(self.sidecars) || self.sidecars.all(c, !has(c.ports) || c.ports.all(p, p.containerPort != self.port))) && (!has(self.initContainers) || self.initContainers.all(c, !has(c.ports) || c.ports.all(p, p.containerPort != self.port)))").message("sidecars: a sidecar or init container must not use the function's port").field_path(".sidecars"))]
+#[x_kube(validation = Rule::new("!has(self.initContainers) || !has(self.sidecars) || self.initContainers.all(i, self.sidecars.all(c, c.name != i.name))").message("initContainers: a name is already used by a sidecar").field_path(".initContainers"))]
 pub struct FunctionSpec {
     /// Container image that serves the function on a cluster (ignored by `flint dev`, which runs `command` locally).
     #[schemars(length(min = 1, max = 1024))]
@@ -90,7 +97,38 @@ pub struct FunctionSpec {
 
     /// Readiness probe; defaults to a TCP probe on `port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(pod::PROBE_HANDLER_RULE).message(pod::PROBE_HANDLER_MESSAGE))]
     pub readiness_probe: Option<Probe>,
+
+    /// Liveness probe: the kubelet restarts the function's container when it fails. None by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(pod::PROBE_HANDLER_RULE).message(pod::PROBE_HANDLER_MESSAGE))]
+    #[x_kube(validation = Rule::new(pod::PROBE_SUCCESS_RULE).message(pod::PROBE_SUCCESS_MESSAGE))]
+    pub liveness_probe: Option<Probe>,
+
+    /// Startup probe: the readiness and liveness probes wait until it has succeeded once; for functions that start slowly. None by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(pod::PROBE_HANDLER_RULE).message(pod::PROBE_HANDLER_MESSAGE))]
+    #[x_kube(validation = Rule::new(pod::PROBE_SUCCESS_RULE).message(pod::PROBE_SUCCESS_MESSAGE))]
+    pub startup_probe: Option<Probe>,
+
+    /// When the image is pulled: Always, IfNotPresent or Never. Unset, Kubernetes decides (Always for a `:latest` or untagged image, else IfNotPresent). Ignored by `flint dev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Working directory of the function's container (an absolute path); unset, the image's. Ignored by `flint dev`, which runs `command` in the manifest's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096), regex(pattern = "^/"))]
+    pub working_dir: Option<String>,
+
+    /// Security context of the function's container. Flint's default (allowPrivilegeEscalation: false, capabilities: drop ALL; the same for every sidecar and init container) passes the Pod Security "restricted" level except for runAsNonRoot, which is set only when asked for here or in podSecurityContext. Each field given here replaces the default's field of the same name (a whole `capabilities` replaces the default's); fields left out keep the default. Sidecars and init containers take their own securityContext the same way. Ignored by `flint dev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("!(has(self.privileged) && self.privileged && has(self.allowPrivilegeEscalation) && !self.allowPrivilegeEscalation)").message("allowPrivilegeEscalation must not be false for a privileged container"))]
+    pub security_context: Option<SecurityContext>,
+
+    /// Security context of the revision's pods. Flint's default sets seccompProfile: RuntimeDefault; each field given here replaces the default's field of the same name. Ignored by `flint dev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityContext>,
 
     /// Longest time a single request may take, in seconds; the gateway answers 504 past it.
     #[serde(default = "defaults::timeout_seconds")]
@@ -112,10 +150,68 @@ pub struct FunctionSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<LocalObjectReference>,
 
-    /// Secret and ConfigMap volumes mounted into the function's container.
+    /// Volumes mounted into the function's container: Secret, ConfigMap and projected ones read-only, emptyDir and persistentVolumeClaim ones writable (unless the claim says readOnly). Sidecars and init containers mount them by name in their own volumeMounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub volumes: Vec<FunctionVolume>,
+
+    /// Labels added to the revision's pods (the pod template's metadata.labels). Flint's own keys (flint.dev/function, flint.dev/revision, flint.dev/generation, app.kubernetes.io/managed-by, ...) are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "pod::label_map_schema")]
+    #[x_kube(validation = Rule::new(pod::reserved_keys_rule()).message(pod::reserved_keys_message().as_str()))]
+    pub pod_labels: BTreeMap<String, String>,
+
+    /// Annotations added to the revision's pods (the pod template's metadata.annotations). Flint's own keys (flint.dev/spec-hash, controller.kubernetes.io/pod-deletion-cost, ...) are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "pod::annotation_map_schema")]
+    #[x_kube(validation = Rule::new(pod::reserved_keys_rule()).message(pod::reserved_keys_message().as_str()))]
+    pub pod_annotations: BTreeMap<String, String>,
+
+    /// Node labels a node must carry to run the function's pods. Ignored by `flint dev`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "pod::label_map_schema")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Taints the function's pods tolerate. Ignored by `flint dev`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(t, !has(t.operator) || t.operator != 'Exists' || !has(t.value) || size(t.value) == 0)").message("a toleration with operator Exists must not have a value"))]
+    pub tolerations: Vec<Toleration>,
+
+    /// Node affinity, pod affinity and pod anti-affinity of the function's pods. Ignored by `flint dev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// How the function's pods spread across zones, nodes or other topology domains. Ignored by `flint dev`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+
+    /// RuntimeClass the pods run with (e.g. a sandboxed runtime such as gVisor or Kata). Ignored by `flint dev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = crate::names::DNS1123_SUBDOMAIN_PATTERN))]
+    pub runtime_class_name: Option<String>,
+
+    /// PriorityClass of the pods, for scheduling order and preemption. Ignored by `flint dev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = crate::names::DNS1123_SUBDOMAIN_PATTERN))]
+    pub priority_class_name: Option<String>,
+
+    /// Containers run to completion, in order, before the function's container starts (at most 8). Names must be unique across init containers and sidecars and not `app`. Not run by `flint dev`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = pod::MAX_EXTRA_CONTAINERS))]
+    #[x_kube(validation = Rule::new(pod::not_app_rule()).message(pod::not_app_message().as_str()))]
+    #[x_kube(validation = Rule::new("self.all(c, self.filter(d, d.name == c.name).size() == 1)").message("names must be unique"))]
+    #[x_kube(validation = Rule::new("self.all(c, has(c.image) && size(c.image) > 0)").message("every container needs an image"))]
+    pub init_containers: Vec<Container>,
+
+    /// Extra containers run next to the function's container in every pod (at most 8), e.g. a log shipper or a local proxy. The function's container (named `app`) stays the one serving `port`: a sidecar may not use that port or the name `app`. Not run by `flint dev`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = pod::MAX_EXTRA_CONTAINERS))]
+    #[x_kube(validation = Rule::new(pod::not_app_rule()).message(pod::not_app_message().as_str()))]
+    #[x_kube(validation = Rule::new("self.all(c, self.filter(d, d.name == c.name).size() == 1)").message("names must be unique"))]
+    #[x_kube(validation = Rule::new("self.all(c, has(c.image) && size(c.image) > 0)").message("every container needs an image"))]
+    pub sidecars: Vec<Container>,
 
     /// How many old revisions that carry no traffic are kept (at zero replicas) before deletion.
     #[serde(default = "defaults::revision_history_limit")]
@@ -153,10 +249,11 @@ pub enum Protocol {
     H2c,
 }
 
-/// A Secret or ConfigMap mounted into the function's container.
+/// A volume mounted into the function's container: a Secret, a ConfigMap, a
+/// projected volume, an emptyDir or a PersistentVolumeClaim.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.secret) != has(self.configMap)").message("exactly one of secret or configMap must be set"))]
+#[x_kube(validation = Rule::new(VOLUME_SOURCE_RULE).message(VOLUME_SOURCE_MESSAGE))]
 pub struct FunctionVolume {
     /// Volume name, unique within the Function.
     #[schemars(length(min = 1, max = 63))]
@@ -170,7 +267,22 @@ pub struct FunctionVolume {
     /// The ConfigMap to mount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<ConfigMapVolumeSource>,
+    /// A projected volume (Secrets, ConfigMaps, the downward API and service account tokens in one directory), mounted read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projected: Option<ProjectedVolumeSource>,
+    /// A scratch directory that lives as long as the pod, mounted writable; shared with sidecars that mount it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<EmptyDirVolumeSource>,
+    /// A PersistentVolumeClaim in the Function's namespace, mounted writable unless `readOnly` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
 }
+
+/// CEL rule of a volume: exactly one source.
+pub const VOLUME_SOURCE_RULE: &str = "(has(self.secret) ? 1 : 0) + (has(self.configMap) ? 1 : 0) + (has(self.projected) ? 1 : 0) + (has(self.emptyDir) ? 1 : 0) + (has(self.persistentVolumeClaim) ? 1 : 0) == 1";
+/// Message of [`VOLUME_SOURCE_RULE`], also `validate()`'s.
+pub const VOLUME_SOURCE_MESSAGE: &str =
+    "exactly one of secret, configMap, projected, emptyDir or persistentVolumeClaim must be set";
 
 /// The autoscaling knobs (Knative KPA semantics). Defaults suit most HTTP functions.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]

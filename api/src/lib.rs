@@ -18,6 +18,7 @@ pub mod function;
 pub mod manifest;
 pub mod metrics;
 pub mod names;
+pub mod pod;
 pub mod poke;
 pub mod rbac;
 pub mod validate;

@@ -35,6 +35,23 @@ pub const ANNOTATION_TIMEOUT_SECONDS: &str = "flint.dev/timeout-seconds";
 pub const ANNOTATION_PROTOCOL: &str = "flint.dev/protocol";
 /// Annotation the autoscaler sets so the least busy pods are removed first.
 pub const ANNOTATION_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+/// Labels and annotations Flint sets on a revision's pods and objects, or
+/// that its controllers write there. A Function may not set them in
+/// `podLabels` or `podAnnotations`: its own value would clash with Flint's.
+pub const RESERVED_POD_KEYS: [&str; 9] = [
+    LABEL_FUNCTION,
+    LABEL_REVISION,
+    LABEL_GENERATION,
+    LABEL_MANAGED_BY,
+    ANNOTATION_SPEC_HASH,
+    ANNOTATION_CONCURRENCY,
+    ANNOTATION_TIMEOUT_SECONDS,
+    ANNOTATION_PROTOCOL,
+    ANNOTATION_POD_DELETION_COST,
+];
+/// Name of the function's own container in every revision pod; sidecars and
+/// init containers may not take it.
+pub const CONTAINER_NAME: &str = "app";
 /// Field manager used for every server-side apply by the operator.
 pub const FIELD_MANAGER: &str = "flint-operator";
 /// The finalizer earlier operator versions put on every Function; the
@@ -124,6 +141,50 @@ pub fn is_dns1123_label(s: &str) -> bool {
     }
 }
 
+/// Whether `s` is an RFC 1123 DNS subdomain: dot-separated
+/// [`is_dns1123_label`]s, at most 253 bytes (the names of RuntimeClasses and
+/// PriorityClasses).
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+/// Whether `s` is a Kubernetes label key (a qualified name): an optional
+/// DNS-subdomain prefix and `/`, then a name of at most 63 characters of
+/// letters, digits, `-`, `_` and `.`, starting and ending alphanumeric.
+/// Annotation keys follow the same rule.
+pub fn is_qualified_name(s: &str) -> bool {
+    let (prefix, name) = match s.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, s),
+    };
+    prefix.is_none_or(is_dns1123_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+/// Whether `s` is a Kubernetes label value: empty, or at most 63 characters
+/// of letters, digits, `-`, `_` and `.`, starting and ending alphanumeric.
+pub fn is_label_value(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            bytes.len() <= MAX_DNS_LABEL_LEN
+                && first.is_ascii_alphanumeric()
+                && last.is_ascii_alphanumeric()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        }
+        _ => true,
+    }
+}
+
+/// The schema pattern of [`is_label_value`].
+pub const LABEL_VALUE_PATTERN: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
+/// The schema pattern of [`is_dns1123_subdomain`].
+pub const DNS1123_SUBDOMAIN_PATTERN: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// The schema pattern of [`is_dns1123_label`].
+pub const DNS1123_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +220,33 @@ mod tests {
         }
         assert!(is_dns1123_label("1a"));
         assert!(!is_dns1123_label("a-"));
+        assert!(is_dns1123_subdomain("gvisor.example.com"));
+        assert!(!is_dns1123_subdomain("GVisor"));
+        assert!(!is_dns1123_subdomain("a..b"));
+    }
+
+    #[test]
+    fn label_keys_and_values() {
+        for ok in ["tier", "example.com/tier", "a_b.c-d", "A1"] {
+            assert!(is_qualified_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/tier",
+            "Bad.Prefix/x",
+            "a b",
+            "-a",
+            "x/",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_qualified_name(bad), "{bad}");
+        }
+        for ok in ["", "v1", "a-b_c.d"] {
+            assert!(is_label_value(ok), "{ok}");
+        }
+        for bad in ["a b", "-a", "a/", &"a".repeat(64)] {
+            assert!(!is_label_value(bad), "{bad}");
+        }
     }
 
     #[test]

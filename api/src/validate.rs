@@ -6,8 +6,10 @@
 use std::collections::HashSet;
 use std::fmt;
 
+mod pod;
+
 use crate::duration::Duration;
-use crate::function::{Function, ScaleSpec, Schedule, TrafficTarget};
+use crate::function::{Function, ScaleSpec, Schedule, TrafficTarget, VOLUME_SOURCE_MESSAGE};
 use crate::names::{self, MAX_FUNCTION_NAME_LEN, RESERVED_PORTS};
 
 /// One problem with one field.
@@ -122,6 +124,7 @@ pub fn validate(function: &Function) -> Result<(), ValidationErrors> {
         100,
     );
     validate_volumes(function, &mut errs);
+    pod::validate_pod(spec, &mut errs);
     validate_scale(&spec.scale, &mut errs);
     validate_traffic(name, &spec.traffic, &mut errs);
     in_range(
@@ -195,11 +198,15 @@ fn validate_volumes(function: &Function, errs: &mut ValidationErrors) {
                 "must be an absolute path",
             );
         }
-        if v.secret.is_some() == v.config_map.is_some() {
-            errs.push(
-                format!("spec.volumes[{i}]"),
-                "exactly one of secret or configMap must be set",
-            );
+        let sources = [
+            v.secret.is_some(),
+            v.config_map.is_some(),
+            v.projected.is_some(),
+            v.empty_dir.is_some(),
+            v.persistent_volume_claim.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            errs.push(format!("spec.volumes[{i}]"), VOLUME_SOURCE_MESSAGE);
         }
     }
 }

@@ -141,7 +141,35 @@ fn every_cross_field_rule_is_a_cel_rule() {
             "traffic revisions belong to the function",
             "t.revision.substring(0, size(self.metadata.name)) == self.metadata.name",
         ),
-        ("volume source", "has(self.secret) != has(self.configMap)"),
+        (
+            "volume source",
+            "(has(self.secret) ? 1 : 0) + (has(self.configMap) ? 1 : 0)",
+        ),
+        (
+            "probe handler",
+            "(has(self.exec) ? 1 : 0) + (has(self.httpGet) ? 1 : 0)",
+        ),
+        ("probe success threshold", "self.successThreshold == 1"),
+        (
+            "pod label keys Flint sets",
+            "!('flint.dev/revision' in self)",
+        ),
+        ("sidecar named app", "self.all(c, c.name != 'app')"),
+        (
+            "unique container names",
+            "self.filter(d, d.name == c.name).size() == 1",
+        ),
+        (
+            "init container and sidecar names apart",
+            "self.sidecars.all(c, c.name != i.name)",
+        ),
+        ("sidecar off the port", "p.containerPort != self.port"),
+        ("container image", "has(c.image) && size(c.image) > 0"),
+        (
+            "privileged escalation",
+            "self.privileged && has(self.allowPrivilegeEscalation)",
+        ),
+        ("toleration Exists without value", "t.operator != 'Exists'"),
     ];
     for (what, needle) in expected {
         assert!(
@@ -185,6 +213,19 @@ fn single_field_bounds_are_in_the_schema() {
             .as_array()
             .expect("required")
             .contains(&"image".into())
+    );
+}
+
+/// `kubectl apply` (client-side) stores the whole object in an annotation,
+/// and annotations are limited to 256 KiB: the CRD must stay below that to
+/// install with a plain `kubectl apply -f`.
+#[test]
+fn crd_fits_a_client_side_apply() {
+    let json = serde_json::to_string(&function_crd()).expect("serializes");
+    assert!(
+        json.len() < 256 * 1024,
+        "the CRD is {} bytes of JSON; kubectl apply's annotation holds at most 262144",
+        json.len()
     );
 }
 

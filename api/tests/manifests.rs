@@ -111,6 +111,60 @@ fn invalid_specs_name_the_field_and_are_refused_by_the_crd_too() {
     }
 }
 
+/// Rules a structural schema cannot state (map keys) or that a CEL rule
+/// could not afford: `validate()` refuses these, naming the field; on a
+/// cluster the API server accepts the Function and refuses the revision's
+/// Deployment instead.
+#[test]
+fn pod_template_rules_beyond_the_schema_name_the_field() {
+    let cases = [
+        (
+            "  podLabels: { \"bad key\": x }\n",
+            "spec.podLabels",
+            "key \"bad key\" must be a label key",
+        ),
+        (
+            "  podAnnotations: { \"Example.com/x\": y }\n",
+            "spec.podAnnotations",
+            "key \"Example.com/x\" must be a label key",
+        ),
+        (
+            "  nodeSelector: { \"-zone\": a }\n",
+            "spec.nodeSelector",
+            "key \"-zone\" must be a label key",
+        ),
+        (
+            "  sidecars:\n    - { name: shipper, image: s:1, volumeMounts: [{ name: logs, mountPath: /logs }] }\n",
+            "spec.sidecars[0].volumeMounts[0].name",
+            "\"logs\" is not a volume of spec.volumes",
+        ),
+    ];
+    for (spec, path, words) in cases {
+        let err = parse_functions(&manifest(spec)).expect_err(spec);
+        let ManifestError::Invalid { errors, .. } = &err else {
+            panic!("{spec}: expected a validation error, got {err}");
+        };
+        let hit = errors.errors().iter().find(|e| e.path == path);
+        let hit = hit.unwrap_or_else(|| panic!("{spec}: no error at {path}: {err}"));
+        assert!(hit.message.contains(words), "{spec}: {:?}", hit.message);
+    }
+}
+
+#[test]
+fn every_pod_template_field_passes_everywhere() {
+    let text = manifest(include_str!("pod_template_spec.yaml"));
+    let functions = parse_functions(&text).expect("valid");
+    assert_eq!(cluster_verdict(&functions[0]), Ok(()));
+    let spec = &functions[0].spec;
+    assert_eq!(spec.sidecars.len(), 1);
+    assert_eq!(spec.init_containers.len(), 1);
+    assert_eq!(
+        spec.image_pull_policy,
+        Some(flint_api::pod::ImagePullPolicy::IfNotPresent)
+    );
+    assert_eq!(spec.volumes.len(), 5);
+}
+
 #[test]
 fn invalid_names_are_refused_with_the_reason() {
     let long = "a".repeat(58);
@@ -194,6 +248,10 @@ fn yaml_that_is_not_a_function_gets_an_error_naming_the_line_or_field() {
             "line 3",
         ),
         ("- just\n- a list\n", "not a Kubernetes object"),
+        (
+            "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec: {image: x, imagePullPolicy: Sometimes}\n",
+            "spec.imagePullPolicy: unknown variant `Sometimes`",
+        ),
         ("kind: Function\n", "apiVersion: \"\" is not served"),
     ];
     for (text, words) in cases {
