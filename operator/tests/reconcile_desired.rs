@@ -105,8 +105,11 @@ fn every_default_is_filled() {
                 "env": [{"name": "PORT", "value": "8080"}],
                 "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
                 "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 3},
-                "lifecycle": {"preStop": {"sleep": {"seconds": 5}}}
+                "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+                // Pod Security "restricted", all but runAsNonRoot (images may run as root).
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
             }],
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             "terminationGracePeriodSeconds": 305,
             "automountServiceAccountToken": false,
             "enableServiceLinks": false,
@@ -227,6 +230,52 @@ fn scale_only_change_creates_no_revision() {
     assert_eq!(d.latest.name, "hello-00001");
     assert!(!d.latest.created);
     assert!(d.deployment.is_none());
+}
+
+/// A pod-template field cuts the next revision; the same spec with only
+/// its scale changed as well stays on the revision it has.
+#[test]
+fn pod_template_change_names_the_next_revision_and_scale_does_not() {
+    let before = json!({"image": "reg/hello:1"});
+    let changes = [
+        json!({"sidecars": [{"name": "proxy", "image": "reg/proxy:1"}]}),
+        json!({"initContainers": [{"name": "init", "image": "reg/init:1"}]}),
+        json!({"securityContext": {"runAsNonRoot": true}}),
+        json!({"podSecurityContext": {"runAsUser": 1000}}),
+        json!({"podLabels": {"team": "a"}}),
+        json!({"podAnnotations": {"note": "a"}}),
+        json!({"livenessProbe": {"tcpSocket": {"port": 8080}}}),
+        json!({"startupProbe": {"tcpSocket": {"port": 8080}}}),
+        json!({"nodeSelector": {"disk": "ssd"}}),
+        json!({"tolerations": [{"key": "k", "operator": "Exists"}]}),
+        json!({"affinity": {"nodeAffinity": {}}}),
+        json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]}),
+        json!({"runtimeClassName": "gvisor"}),
+        json!({"priorityClassName": "high"}),
+        json!({"imagePullPolicy": "Always"}),
+        json!({"workingDir": "/srv"}),
+        json!({"volumes": [{"name": "tmp", "mountPath": "/tmp", "emptyDir": {}}]}),
+    ];
+    for change in changes {
+        let mut spec = before.clone();
+        spec.as_object_mut()
+            .unwrap()
+            .extend(change.as_object().unwrap().clone());
+        let f = function("hello", spec.clone());
+        let existing = [revision(&f, 1, Some(before.clone()))];
+        let d = desired_objects(&f, &existing).unwrap();
+        assert_eq!(d.latest.name, "hello-00002", "{change}");
+        assert!(d.latest.created, "{change}");
+
+        // The changed spec, now revision 1, with only its scale changed.
+        let mut scaled = spec.clone();
+        scaled["scale"] = json!({"min": 1, "max": 4, "initial": 2});
+        let f = function("hello", scaled);
+        let existing = [revision(&f, 1, Some(spec))];
+        let d = desired_objects(&f, &existing).unwrap();
+        assert_eq!(d.latest.name, "hello-00001", "{change}");
+        assert!(!d.latest.created, "{change}");
+    }
 }
 
 #[test]

@@ -4,7 +4,14 @@
 //! made instead of cutting a duplicate; a change to scale or traffic alone
 //! leaves the hash, and so the revision, unchanged.
 
+use std::collections::BTreeMap;
+
 use flint_api::FunctionSpec;
+use flint_api::pod::ImagePullPolicy;
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, PodSecurityContext, Probe, SecurityContext, Toleration,
+    TopologySpreadConstraint,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -27,6 +34,51 @@ struct PodShape<'a> {
     service_account_name: &'a Option<String>,
     image_pull_secrets: &'a [k8s_openapi::api::core::v1::LocalObjectReference],
     volumes: &'a [flint_api::FunctionVolume],
+    // Fields added later are left out while unset, so that a spec that does
+    // not use them hashes as it did before they existed: an operator upgrade
+    // must not cut a new revision of every Function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    liveness_probe: Option<&'a Probe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    startup_probe: Option<&'a Probe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_pull_policy: Option<ImagePullPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    working_dir: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_context: Option<&'a SecurityContext>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod_security_context: Option<&'a PodSecurityContext>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod_labels: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod_annotations: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_selector: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tolerations: Option<&'a [Toleration]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    affinity: Option<&'a Affinity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topology_spread_constraints: Option<&'a [TopologySpreadConstraint]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime_class_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority_class_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init_containers: Option<&'a [Container]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sidecars: Option<&'a [Container]>,
+}
+
+/// `Some(list)` unless it is empty.
+fn listed<T>(items: &[T]) -> Option<&[T]> {
+    (!items.is_empty()).then_some(items)
+}
+
+/// `Some(map)` unless it is empty.
+fn mapped(map: &BTreeMap<String, String>) -> Option<&BTreeMap<String, String>> {
+    (!map.is_empty()).then_some(map)
 }
 
 /// The spec hash of `spec`: 16 lowercase hex digits of FNV-1a (64 bit) over
@@ -49,6 +101,22 @@ pub fn spec_hash(spec: &FunctionSpec) -> String {
         service_account_name: &spec.service_account_name,
         image_pull_secrets: &spec.image_pull_secrets,
         volumes: &spec.volumes,
+        liveness_probe: spec.liveness_probe.as_ref(),
+        startup_probe: spec.startup_probe.as_ref(),
+        image_pull_policy: spec.image_pull_policy,
+        working_dir: spec.working_dir.as_deref(),
+        security_context: spec.security_context.as_ref(),
+        pod_security_context: spec.pod_security_context.as_ref(),
+        pod_labels: mapped(&spec.pod_labels),
+        pod_annotations: mapped(&spec.pod_annotations),
+        node_selector: mapped(&spec.node_selector),
+        tolerations: listed(&spec.tolerations),
+        affinity: spec.affinity.as_ref(),
+        topology_spread_constraints: listed(&spec.topology_spread_constraints),
+        runtime_class_name: spec.runtime_class_name.as_deref(),
+        priority_class_name: spec.priority_class_name.as_deref(),
+        init_containers: listed(&spec.init_containers),
+        sidecars: listed(&spec.sidecars),
     };
     // Serializing plain data structures to a Value cannot fail; a failure
     // would hash as null and still be deterministic.
@@ -123,6 +191,19 @@ mod tests {
         assert_eq!(out, r#"{"a":{"y":"s","z":[true,null]},"b":1}"#);
     }
 
+    /// The hash of a spec that uses none of the later fields is the one it
+    /// had before they existed: upgrading the operator cuts no revisions.
+    #[test]
+    fn specs_without_the_later_fields_keep_their_hash() {
+        assert_eq!(spec_hash(&spec("image: a:1")), "f7fab2c80c23ab3d");
+        assert_eq!(
+            spec_hash(&spec(
+                "image: a:1\nvolumes: [{name: v, mountPath: /v, secret: {secretName: s}}]"
+            )),
+            "1c678b2b85863b5b"
+        );
+    }
+
     #[test]
     fn scale_and_traffic_do_not_change_the_hash() {
         let base = spec("image: a:1");
@@ -151,6 +232,25 @@ mod tests {
             "image: a:1\nserviceAccountName: sa",
             "image: a:1\nimagePullSecrets: [{name: reg}]",
             "image: a:1\nvolumes: [{name: v, mountPath: /v, secret: {secretName: s}}]",
+            "image: a:1\nvolumes: [{name: v, mountPath: /v, emptyDir: {}}]",
+            "image: a:1\nvolumes: [{name: v, mountPath: /v, persistentVolumeClaim: {claimName: c}}]",
+            "image: a:1\nvolumes: [{name: v, mountPath: /v, projected: {sources: []}}]",
+            "image: a:1\nlivenessProbe: {httpGet: {path: /, port: 8080}}",
+            "image: a:1\nstartupProbe: {tcpSocket: {port: 8080}}",
+            "image: a:1\nimagePullPolicy: Always",
+            "image: a:1\nworkingDir: /srv",
+            "image: a:1\nsecurityContext: {runAsNonRoot: true}",
+            "image: a:1\npodSecurityContext: {fsGroup: 2000}",
+            "image: a:1\npodLabels: {team: a}",
+            "image: a:1\npodAnnotations: {note: a}",
+            "image: a:1\nnodeSelector: {disk: ssd}",
+            "image: a:1\ntolerations: [{key: k, operator: Exists}]",
+            "image: a:1\naffinity: {nodeAffinity: {}}",
+            "image: a:1\ntopologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]",
+            "image: a:1\nruntimeClassName: gvisor",
+            "image: a:1\npriorityClassName: high",
+            "image: a:1\ninitContainers: [{name: init, image: b:1}]",
+            "image: a:1\nsidecars: [{name: proxy, image: b:1}]",
         ] {
             assert_ne!(spec_hash(&spec(changed)), base, "{changed}");
         }

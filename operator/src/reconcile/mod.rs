@@ -2,7 +2,8 @@
 //!
 //! Pure parts — [`hash`] (revision identity), [`revision`] (reading what
 //! exists), [`desired`] (`desired_objects`), [`traffic`], [`status`],
-//! [`notices`] (which Events) — are separate from the I/O in [`controller`],
+//! [`notices`] (which Events), [`objects`] and [`security`] (a revision's
+//! Deployment and Service, its pods' security contexts) — are separate from the I/O in [`controller`],
 //! which lists, applies with server-side apply (field manager
 //! `flint-operator`), writes the status and publishes Events; [`cleanup`]
 //! deletes old revisions, only objects the Function owns. [`render`]
@@ -21,6 +22,7 @@ pub mod objects;
 pub mod render;
 pub mod revision;
 pub mod run;
+pub mod security;
 pub mod status;
 pub mod traffic;
 

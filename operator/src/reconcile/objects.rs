@@ -9,7 +9,7 @@ use flint_api::names::{
     API_VERSION, KIND, LABEL_FUNCTION, LABEL_GENERATION, LABEL_MANAGED_BY, LABEL_REVISION,
     MANAGED_BY,
 };
-use flint_api::{FunctionSpec, Protocol};
+use flint_api::{FunctionSpec, FunctionVolume, Protocol};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Probe,
@@ -18,12 +18,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::security;
+
 /// Seconds a terminating pod keeps serving before it is signalled (preStop
 /// sleep): long enough for the gateway to see the endpoint turn terminating
 /// and stop sending it requests.
 pub const DRAIN_SECONDS: u32 = 5;
 /// Name of the function's container in every revision pod.
-pub const CONTAINER_NAME: &str = "app";
+pub const CONTAINER_NAME: &str = flint_api::names::CONTAINER_NAME;
 /// Name of the container port (and the Service's target port).
 pub const PORT_NAME: &str = "http";
 /// Port the revision's Service listens on.
@@ -131,14 +133,7 @@ pub fn deployment(
                 match_expressions: None,
             },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.labels(revision)),
-                    annotations: Some(BTreeMap::from([(
-                        ANNOTATION_SPEC_HASH.to_owned(),
-                        spec_hash.to_owned(),
-                    )])),
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(pod_metadata(owner, revision, spec_hash, spec)),
                 spec: Some(pod_spec(spec)),
             },
             ..DeploymentSpec::default()
@@ -147,7 +142,72 @@ pub fn deployment(
     }
 }
 
-fn pod_spec(spec: &FunctionSpec) -> PodSpec {
+/// The pod template's metadata: the Function's `podLabels` and
+/// `podAnnotations` with Flint's own labels and spec hash over them
+/// (validation refuses a Function that sets Flint's keys).
+fn pod_metadata(
+    owner: Owner<'_>,
+    revision: &str,
+    spec_hash: &str,
+    spec: &FunctionSpec,
+) -> ObjectMeta {
+    let mut labels = spec.pod_labels.clone();
+    labels.extend(owner.labels(revision));
+    let mut annotations = spec.pod_annotations.clone();
+    annotations.insert(ANNOTATION_SPEC_HASH.to_owned(), spec_hash.to_owned());
+    ObjectMeta {
+        labels: Some(labels),
+        annotations: Some(annotations),
+        ..ObjectMeta::default()
+    }
+}
+
+/// How a volume is mounted into the function's container: Secret,
+/// ConfigMap and projected volumes read-only, an emptyDir writable, a
+/// PersistentVolumeClaim as its `readOnly` says.
+fn volume_mount(v: &FunctionVolume) -> VolumeMount {
+    let read_only = match &v.persistent_volume_claim {
+        Some(claim) => claim.read_only.unwrap_or(false),
+        None => v.empty_dir.is_none(),
+    };
+    VolumeMount {
+        name: v.name.clone(),
+        mount_path: v.mount_path.clone(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    }
+}
+
+fn volume(v: &FunctionVolume) -> Volume {
+    Volume {
+        name: v.name.clone(),
+        secret: v.secret.clone(),
+        config_map: v.config_map.clone(),
+        projected: v.projected.clone(),
+        empty_dir: v.empty_dir.clone(),
+        persistent_volume_claim: v.persistent_volume_claim.clone(),
+        ..Volume::default()
+    }
+}
+
+/// A sidecar or init container as the Function gives it, with Flint's
+/// default security context under its own (see [`security`]).
+fn extra_container(c: &Container) -> Container {
+    Container {
+        security_context: Some(security::container(
+            &security::default_container(),
+            c.security_context.as_ref(),
+        )),
+        ..c.clone()
+    }
+}
+
+/// `Some(items)` unless empty: a pod spec leaves unused lists out.
+fn non_empty<T: Clone>(items: &[T]) -> Option<Vec<T>> {
+    (!items.is_empty()).then(|| items.to_vec())
+}
+
+fn app_container(spec: &FunctionSpec) -> Container {
     let port = i32::from(spec.port);
     let mut env = vec![EnvVar {
         name: "PORT".to_owned(),
@@ -164,54 +224,54 @@ fn pod_spec(spec: &FunctionSpec) -> PodSpec {
         failure_threshold: Some(3),
         ..Probe::default()
     });
-    let volume_mounts: Vec<VolumeMount> = spec
-        .volumes
-        .iter()
-        .map(|v| VolumeMount {
-            name: v.name.clone(),
-            mount_path: v.mount_path.clone(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        })
-        .collect();
-    let volumes: Vec<Volume> = spec
-        .volumes
-        .iter()
-        .map(|v| Volume {
-            name: v.name.clone(),
-            secret: v.secret.clone(),
-            config_map: v.config_map.clone(),
-            ..Volume::default()
-        })
-        .collect();
-    PodSpec {
-        containers: vec![Container {
-            name: CONTAINER_NAME.to_owned(),
-            image: Some(spec.image.clone()),
-            command: spec.command.clone(),
-            args: spec.args.clone(),
-            env: Some(env),
-            env_from: (!spec.env_from.is_empty()).then(|| spec.env_from.clone()),
-            ports: Some(vec![ContainerPort {
-                name: Some(PORT_NAME.to_owned()),
-                container_port: port,
-                protocol: Some("TCP".to_owned()),
-                ..ContainerPort::default()
-            }]),
-            resources: spec.resources.clone(),
-            readiness_probe: Some(readiness),
-            lifecycle: Some(Lifecycle {
-                pre_stop: Some(LifecycleHandler {
-                    sleep: Some(SleepAction {
-                        seconds: i64::from(DRAIN_SECONDS),
-                    }),
-                    ..LifecycleHandler::default()
+    let volume_mounts: Vec<VolumeMount> = spec.volumes.iter().map(volume_mount).collect();
+    Container {
+        name: CONTAINER_NAME.to_owned(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        working_dir: spec.working_dir.clone(),
+        env: Some(env),
+        env_from: non_empty(&spec.env_from),
+        ports: Some(vec![ContainerPort {
+            name: Some(PORT_NAME.to_owned()),
+            container_port: port,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        resources: spec.resources.clone(),
+        readiness_probe: Some(readiness),
+        liveness_probe: spec.liveness_probe.clone(),
+        startup_probe: spec.startup_probe.clone(),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: i64::from(DRAIN_SECONDS),
                 }),
-                ..Lifecycle::default()
+                ..LifecycleHandler::default()
             }),
-            volume_mounts: (!volume_mounts.is_empty()).then_some(volume_mounts),
-            ..Container::default()
-        }],
+            ..Lifecycle::default()
+        }),
+        security_context: Some(security::container(
+            &security::default_container(),
+            spec.security_context.as_ref(),
+        )),
+        volume_mounts: non_empty(&volume_mounts),
+        ..Container::default()
+    }
+}
+
+fn pod_spec(spec: &FunctionSpec) -> PodSpec {
+    let volumes: Vec<Volume> = spec.volumes.iter().map(volume).collect();
+    // The function's container first: it serves `port`; sidecars follow.
+    let mut containers = vec![app_container(spec)];
+    containers.extend(spec.sidecars.iter().map(extra_container));
+    let init_containers: Vec<Container> =
+        spec.init_containers.iter().map(extra_container).collect();
+    PodSpec {
+        containers,
+        init_containers: non_empty(&init_containers),
         termination_grace_period_seconds: Some(
             i64::from(spec.timeout_seconds) + i64::from(DRAIN_SECONDS),
         ),
@@ -220,9 +280,15 @@ fn pod_spec(spec: &FunctionSpec) -> PodSpec {
         // privilege, and a cold start without the token request and the
         // projected volume the kubelet would mount before the sandbox.
         automount_service_account_token: Some(spec.service_account_name.is_some()),
-        image_pull_secrets: (!spec.image_pull_secrets.is_empty())
-            .then(|| spec.image_pull_secrets.clone()),
-        volumes: (!volumes.is_empty()).then_some(volumes),
+        image_pull_secrets: non_empty(&spec.image_pull_secrets),
+        volumes: non_empty(&volumes),
+        security_context: Some(security::pod(spec.pod_security_context.as_ref())),
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        tolerations: non_empty(&spec.tolerations),
+        affinity: spec.affinity.clone(),
+        topology_spread_constraints: non_empty(&spec.topology_spread_constraints),
+        runtime_class_name: spec.runtime_class_name.clone(),
+        priority_class_name: spec.priority_class_name.clone(),
         // A function gets $PORT, not one variable per Service in the namespace.
         enable_service_links: Some(false),
         // The pod's sandbox process is PID 1, not the function: a process
