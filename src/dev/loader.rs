@@ -102,6 +102,21 @@ pub fn scan(dir: &Path) -> Scan {
     scan
 }
 
+/// The fields of `function` that name containers besides its own, which
+/// `flint dev` does not run (it runs only `command`, as a local process).
+/// Other cluster-only settings (image, security context, scheduling) change
+/// nothing about a local process and are ignored without a word.
+pub fn not_run_locally(function: &Function) -> Vec<&'static str> {
+    let spec = &function.spec;
+    [
+        ("spec.initContainers", spec.init_containers.is_empty()),
+        ("spec.sidecars", spec.sidecars.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(field, empty)| (!empty).then_some(field))
+    .collect()
+}
+
 fn collect(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -138,6 +153,21 @@ mod tests {
     }
 
     const GOOD: &str = "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: NAME}\nspec: {image: x, command: [python3, app.py]}\n";
+
+    #[test]
+    fn sidecars_and_init_containers_are_named_as_not_run_locally() {
+        let plain = flint_api::parse_functions(&GOOD.replace("NAME", "plain")).unwrap();
+        assert!(not_run_locally(&plain[0]).is_empty());
+        let with = GOOD.replace("NAME", "with").replace(
+            "command: [python3, app.py]",
+            "command: [python3, app.py], sidecars: [{name: proxy, image: p:1}], initContainers: [{name: init, image: i:1}]",
+        );
+        let with = flint_api::parse_functions(&with).unwrap();
+        assert_eq!(
+            not_run_locally(&with[0]),
+            ["spec.initContainers", "spec.sidecars"]
+        );
+    }
 
     #[test]
     fn loads_good_files_and_reports_bad_ones_by_path_and_field() {

@@ -35,6 +35,14 @@ pub fn urls(functions: &[Loaded], gateway_url: &str, config: &GatewayConfig) {
         let host = flint_api::names::function_host(name, ns, &config.domain);
         println!("  {name:<20} http://{host}:{}/", config.listen.port());
         println!("  {:<20} {gateway_url}/function/{ns}/{name}/", "");
+        let skipped = super::loader::not_run_locally(&l.function);
+        if !skipped.is_empty() {
+            println!(
+                "  {:<20} note: {} not run by flint dev; only the function's own command runs locally",
+                "",
+                skipped.join(", ")
+            );
+        }
     }
     println!();
 }
