@@ -47,6 +47,8 @@ fn embedded_bounds() -> Vec<(String, &'static str, serde_json::Value)> {
         "enum",
         json!(["Exists", "Equal"]),
     ));
+    // Bounds the string the CEL rule over tolerations compares.
+    bounds.push((format!("{toleration}/operator"), "maxLength", json!(16)));
     bounds.push((
         format!("{toleration}/effect"),
         "enum",
