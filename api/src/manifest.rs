@@ -2,6 +2,8 @@
 //! errors that name the document, field and line, never a panic. Used by
 //! `flint dev` and by the manifest checks in the test suite.
 
+mod unknown;
+
 use serde::Deserialize;
 
 use crate::function::Function;
@@ -53,13 +55,15 @@ pub enum ManifestError {
         /// The message, starting with the field path and ending with the line.
         message: String,
     },
-    /// Fields Flint does not know (often a typo).
-    #[error("document {document}: unknown field {}", paths.join(", "))]
+    /// Fields Flint does not know (often a typo). Reported before any
+    /// missing or mistyped field of the same document, since a typo in a
+    /// required field's name also makes that field missing.
+    #[error("document {document}: {}", join_unknown(fields))]
     UnknownFields {
         /// 1-based position of the document in the file.
         document: usize,
-        /// The paths of the unknown fields, e.g. `spec.scale.minimum`.
-        paths: Vec<String>,
+        /// The unknown fields, in document order.
+        fields: Vec<UnknownField>,
     },
     /// The Function parsed but breaks the API's rules.
     #[error("function {name:?}: {errors}")]
@@ -69,6 +73,31 @@ pub enum ManifestError {
         /// Every problem found.
         errors: ValidationErrors,
     },
+}
+
+/// A field the Function schema does not have at its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownField {
+    /// Where it is, e.g. `spec.scale.minn` or `spec.env[0].valu`.
+    pub path: String,
+    /// The known field at the same place whose name is closest, when it is
+    /// close enough to be what was meant (e.g. `min`).
+    pub suggestion: Option<String>,
+}
+
+impl std::fmt::Display for UnknownField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: unknown field", self.path)?;
+        if let Some(name) = &self.suggestion {
+            write!(f, "; did you mean `{name}`?")?;
+        }
+        Ok(())
+    }
+}
+
+fn join_unknown(fields: &[UnknownField]) -> String {
+    let all: Vec<String> = fields.iter().map(ToString::to_string).collect();
+    all.join("; ")
 }
 
 /// Parses every document of `text` as a Function and validates each one.
@@ -85,33 +114,44 @@ pub fn parse_functions(text: &str) -> Result<Vec<Function>, ManifestError> {
             continue;
         }
         check_type(document, &value)?;
-        functions.push(document);
+        functions.push((document, unknown::unknown_fields(&value)));
     }
     // Second pass: typed, so field errors carry the field path and the line.
     let mut out = Vec::with_capacity(functions.len());
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let document = index + 1;
-        if !functions.contains(&document) {
+        let Some((_, fields)) = functions.iter_mut().find(|(d, _)| *d == document) else {
             continue;
+        };
+        if !fields.is_empty() {
+            return Err(ManifestError::UnknownFields {
+                document,
+                fields: std::mem::take(fields),
+            });
         }
+        // A safety net for fields the schema leaves open but the types do
+        // not: serde reports what it ignored.
         let mut unknown = Vec::new();
-        let function: Function = serde_ignored::deserialize(doc, |path| {
+        let parsed: Result<Function, _> = serde_ignored::deserialize(doc, |path| {
             let path = field_path(&path.to_string());
             // apiVersion and kind were checked in the first pass.
             if path != "apiVersion" && path != "kind" {
-                unknown.push(path);
+                unknown.push(UnknownField {
+                    path,
+                    suggestion: None,
+                });
             }
-        })
-        .map_err(|e| ManifestError::Field {
-            document,
-            message: e.to_string(),
-        })?;
+        });
         if !unknown.is_empty() {
             return Err(ManifestError::UnknownFields {
                 document,
-                paths: unknown,
+                fields: unknown,
             });
         }
+        let function = parsed.map_err(|e| ManifestError::Field {
+            document,
+            message: e.to_string(),
+        })?;
         validate(&function).map_err(|errors| ManifestError::Invalid {
             name: function.metadata.name.clone().unwrap_or_default(),
             errors,
@@ -119,6 +159,16 @@ pub fn parse_functions(text: &str) -> Result<Vec<Function>, ManifestError> {
         out.push(function);
     }
     Ok(out)
+}
+
+/// Every document of `text` that is valid YAML and not empty, in order;
+/// the others are skipped. For reading objects besides Functions (such as
+/// the Secrets and ConfigMaps `flint dev` takes environment variables from).
+pub fn documents(text: &str) -> Vec<serde_yaml::Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .filter_map(|doc| serde_yaml::Value::deserialize(doc).ok())
+        .filter(|value| !value.is_null())
+        .collect()
 }
 
 /// Turns serde_ignored's `spec.env.0.name` into `spec.env[0].name`.
@@ -166,7 +216,7 @@ impl ManifestError {
     pub fn paths(&self) -> Vec<String> {
         match self {
             Self::Invalid { errors, .. } => errors.0.iter().map(|e| e.path.clone()).collect(),
-            Self::UnknownFields { paths, .. } => paths.clone(),
+            Self::UnknownFields { fields, .. } => fields.iter().map(|f| f.path.clone()).collect(),
             Self::WrongKind { .. } => vec!["kind".into()],
             Self::WrongApiVersion { .. } => vec!["apiVersion".into()],
             Self::Field { message, .. } => message

@@ -259,3 +259,37 @@ fn timezone_is_one_of_the_scheduler_zones_in_sorted_order() {
         assert!(!listed.contains(&absent), "{absent}");
     }
 }
+
+/// The API server refuses unknown fields (kubectl's default strict field
+/// validation) only where the schema does not preserve them: nothing in
+/// `spec` may set `x-kubernetes-preserve-unknown-fields`, and every object
+/// in it lists its properties or the schema of its map values.
+#[test]
+fn spec_does_not_preserve_unknown_fields() {
+    fn walk(path: &str, schema: &serde_json::Value, out: &mut Vec<String>) {
+        let Some(map) = schema.as_object() else {
+            return;
+        };
+        if map.get("x-kubernetes-preserve-unknown-fields") == Some(&serde_json::Value::Bool(true)) {
+            out.push(path.to_owned());
+        }
+        if let Some(properties) = map.get("properties").and_then(|p| p.as_object()) {
+            for (name, child) in properties {
+                walk(&format!("{path}.{name}"), child, out);
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(child) = map.get(key) {
+                walk(&format!("{path}[{key}]"), child, out);
+            }
+        }
+    }
+    let schema = flint_api::crd::function_schema().expect("schema");
+    let spec = &schema["properties"]["spec"];
+    assert_eq!(spec["type"], "object");
+    assert!(spec["properties"]["image"].is_object());
+    assert_eq!(spec.get("x-kubernetes-preserve-unknown-fields"), None);
+    let mut preserving = Vec::new();
+    walk("spec", spec, &mut preserving);
+    assert_eq!(preserving, Vec::<String>::new());
+}

@@ -209,15 +209,15 @@ fn yaml_that_is_not_a_function_gets_an_error_naming_the_line_or_field() {
         ),
         (
             "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec: {image: x, scale: {minimum: 1}}\n",
-            "unknown field spec.scale.minimum",
+            "spec.scale.minimum: unknown field",
         ),
         (
             "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec: {image: x}\nextra: 1\n",
-            "unknown field extra",
+            "extra: unknown field",
         ),
         (
             "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec: {image: x, env: [{name: A, valu: b}]}\n",
-            "unknown field spec.env[0].valu",
+            "spec.env[0].valu: unknown field; did you mean `value`?",
         ),
         (
             "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: x}\nspec:\n  image: x\n  port: http\n",
@@ -264,6 +264,93 @@ fn yaml_that_is_not_a_function_gets_an_error_naming_the_line_or_field() {
     // Type errors also say where.
     let err = parse_functions(cases[5].0).expect_err("bad port");
     assert!(err.to_string().contains("line 6"), "{err}");
+}
+
+/// A typo in a field's name is reported as an unknown field, with the
+/// closest known name at that place when it is close enough, and before the
+/// missing required field the typo also causes. (text after `kind`, exact
+/// message.)
+#[test]
+fn typos_are_unknown_fields_with_a_suggestion_reported_before_missing_ones() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "metadata: {name: x}\nspec: {imagee: x}\n",
+            "spec.imagee: unknown field; did you mean `image`?",
+        ),
+        (
+            "metadata: {name: x}\nspec: {imgae: x}\n",
+            "spec.imgae: unknown field; did you mean `image`?",
+        ),
+        (
+            "metadata: {name: x}\nspc: {image: x}\n",
+            "spc: unknown field; did you mean `spec`?",
+        ),
+        (
+            "metadata: {nmae: x}\nspec: {image: x}\n",
+            "metadata.nmae: unknown field; did you mean `name`?",
+        ),
+        (
+            "metadata: {name: x}\nspec: {image: x, scale: {minn: 1}}\n",
+            "spec.scale.minn: unknown field; did you mean `min`?",
+        ),
+        (
+            "metadata: {name: x}\nspec: {image: x, scale: {minimum: 1}}\n",
+            "spec.scale.minimum: unknown field",
+        ),
+        (
+            "metadata: {name: x}\nspec:\n  image: x\n  traffic:\n    - {latestRevision: true, percen: 100}\n",
+            "spec.traffic[0].percen: unknown field; did you mean `percent`?",
+        ),
+        (
+            "metadata: {name: x}\nspec: {image: x, env: [{name: A, valu: b}]}\n",
+            "spec.env[0].valu: unknown field; did you mean `value`?",
+        ),
+        (
+            "metadata: {name: x}\nspec: {image: x, env: [{nme: A, value: b}]}\n",
+            "spec.env[0].nme: unknown field; did you mean `name`?",
+        ),
+        (
+            "metadata: {name: x}\nspec: {image: x, env: [{name: A, valueFrom: {secretKeyRef: {nme: s, key: k}}}]}\n",
+            "spec.env[0].valueFrom.secretKeyRef.nme: unknown field; did you mean `name`?",
+        ),
+        (
+            "metadata: {name: x}\nspec: {image: x, readinessProbe: {httpGet: {pth: /ready, port: 8080}}}\n",
+            "spec.readinessProbe.httpGet.pth: unknown field; did you mean `path`?",
+        ),
+        (
+            "metadata: {name: x}\nspec: {image: x, sidecars: [{name: s, imag: s:1}]}\n",
+            "spec.sidecars[0].imag: unknown field; did you mean `image`?",
+        ),
+        (
+            "metadata: {name: x}\nspec: {image: x, workingdir: /srv}\n",
+            "spec.workingdir: unknown field; did you mean `workingDir`?",
+        ),
+        (
+            "metadata: {name: x}\nspec: {imagee: x, portt: 8080, colour: blue}\n",
+            "spec.imagee: unknown field; did you mean `image`?; spec.portt: unknown field; did you mean `port`?; spec.colour: unknown field",
+        ),
+    ];
+    for (rest, message) in cases {
+        let text = format!("apiVersion: flint.dev/v1alpha1\nkind: Function\n{rest}");
+        let err = parse_functions(&text).expect_err(rest);
+        assert!(
+            matches!(err, ManifestError::UnknownFields { .. }),
+            "{rest}: {err:?}"
+        );
+        assert_eq!(err.to_string(), format!("document 1: {message}"), "{rest}");
+    }
+    // Keys of maps (labels, selectors, resources) are not field names.
+    let text = manifest("  podLabels: { imagee: x }\n  nodeSelector: { zone: a }\n");
+    parse_functions(&text).expect("map keys are free");
+    // Each document is reported in order: a typo in the second does not
+    // hide a bad value in the first.
+    let text = format!(
+        "{}---\n{}",
+        manifest("  port: 0\n"),
+        manifest("  scale: { minn: 1 }\n")
+    );
+    let err = parse_functions(&text).expect_err("bad port");
+    assert!(err.to_string().contains("spec.port"), "{err}");
 }
 
 #[test]
