@@ -285,7 +285,7 @@ pub const VOLUME_SOURCE_MESSAGE: &str =
     "exactly one of secret, configMap, projected, emptyDir or persistentVolumeClaim must be set";
 
 /// The autoscaling knobs (Knative KPA semantics). Defaults suit most HTTP functions.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.min <= self.max").message("min must not exceed max").field_path(".min"))]
 #[x_kube(validation = Rule::new("self.initial >= self.min && self.initial <= self.max").message("initial must lie between min and max").field_path(".initial"))]
@@ -523,7 +523,7 @@ pub struct KeepAliveStatus {
     /// The policy in force (`scale.keepAlive`).
     pub policy: KeepAlive,
     /// Why the last replica is kept, pre-warmed or released, in words, e.g.
-    /// "periodic: released; next call expected around 14:05 UTC, pre-warming from 14:04 UTC".
+    /// "learned from 12 idle times, periodic: released at 14:30 UTC; next call expected 14:58-15:01 UTC, pre-warming from 14:58 UTC".
     pub message: String,
     /// What the policy has learned (idle-time histogram, last activity),
     /// compactly encoded: opaque, at most 1 KiB. Lets a new operator leader
@@ -584,6 +584,26 @@ pub struct RevisionStatus {
     /// recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Protocol>,
+    /// The `scale` settings the autoscaler scales the revision with (except
+    /// `min`, which only revisions taking traffic hold). The latest created
+    /// revision follows the spec's current `scale`; every other revision
+    /// keeps the `scale` it had when it stopped being the latest (else the
+    /// one it was created with). Empty for a revision created before it was
+    /// recorded, which follows the spec's current `scale`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "revision_scale_schema")]
+    pub scale: Option<ScaleSpec>,
+}
+
+/// Schema of `status.revisions[].scale`: the `ScaleSpec` schema without its
+/// CEL rules. The operator writes it from a valid spec, and the API server
+/// prices a rule inside a list by the most entries the list could hold: in
+/// this unbounded list, the rules would eat into the CRD's CEL cost budget.
+fn revision_scale_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = ScaleSpec::json_schema(generator);
+    schema.remove("x-kubernetes-validations");
+    schema.insert("nullable".to_owned(), serde_json::Value::Bool(true));
+    schema
 }
 
 impl Default for ScaleSpec {

@@ -33,12 +33,18 @@ pub const ANNOTATION_TIMEOUT_SECONDS: &str = "flint.dev/timeout-seconds";
 /// Annotation on a revision's Deployment: the `protocol` it was created with
 /// (`http1` or `h2c`, spelled as in the Function spec).
 pub const ANNOTATION_PROTOCOL: &str = "flint.dev/protocol";
+/// Annotation on a revision's Deployment: the `scale` it was created with,
+/// as compact JSON (the whole `ScaleSpec`, spelled as in the Function spec).
+/// Unlike the serving settings it is not part of the revision: the latest
+/// revision follows the spec's current `scale`, and this records only what
+/// the revision started with (see docs/autoscaling.md).
+pub const ANNOTATION_SCALE: &str = "flint.dev/scale";
 /// Annotation the autoscaler sets so the least busy pods are removed first.
 pub const ANNOTATION_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 /// Labels and annotations Flint sets on a revision's pods and objects, or
 /// that its controllers write there. A Function may not set them in
 /// `podLabels` or `podAnnotations`: its own value would clash with Flint's.
-pub const RESERVED_POD_KEYS: [&str; 9] = [
+pub const RESERVED_POD_KEYS: [&str; 10] = [
     LABEL_FUNCTION,
     LABEL_REVISION,
     LABEL_GENERATION,
@@ -47,6 +53,7 @@ pub const RESERVED_POD_KEYS: [&str; 9] = [
     ANNOTATION_CONCURRENCY,
     ANNOTATION_TIMEOUT_SECONDS,
     ANNOTATION_PROTOCOL,
+    ANNOTATION_SCALE,
     ANNOTATION_POD_DELETION_COST,
 ];
 /// Name of the function's own container in every revision pod; sidecars and

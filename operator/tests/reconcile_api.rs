@@ -104,6 +104,18 @@ fn second_generation(status: Value) -> Function {
         .build()
 }
 
+/// The `flint.dev/scale` annotation of a revision created with the default
+/// `scale`: the whole ScaleSpec as compact JSON.
+const DEFAULT_SCALE_ANNOTATION: &str = r#"{"min":0,"max":100,"initial":1,"metric":"concurrency","target":100,"targetUtilization":70,"stableWindow":"1m","panicWindowPercent":10,"panicThresholdPercent":200,"scaleDownDelay":"0s","keepAlive":"fixed","scaleToZeroGracePeriod":"30s"}"#;
+
+/// The default `scale` as `status.revisions[].scale` reports it.
+fn default_scale() -> Value {
+    json!({"min": 0, "max": 100, "initial": 1, "metric": "concurrency", "target": 100,
+           "targetUtilization": 70, "stableWindow": "1m", "panicWindowPercent": 10,
+           "panicThresholdPercent": 200, "scaleDownDelay": "0s", "keepAlive": "fixed",
+           "scaleToZeroGracePeriod": "30s"})
+}
+
 fn ready_revision(name: &str) -> Value {
     json!({"name": name, "ready": true, "replicas": 1})
 }
@@ -264,7 +276,8 @@ async fn create_cuts_the_first_revision_and_reports_it_deploying() {
                 json!({"apiVersion": "apps/v1", "kind": "Deployment",
                        "metadata": {"name": "hello-00001", "annotations": {
                            "flint.dev/spec-hash": hash, "flint.dev/concurrency": "0",
-                           "flint.dev/timeout-seconds": "300", "flint.dev/protocol": "http1"}},
+                           "flint.dev/timeout-seconds": "300", "flint.dev/protocol": "http1",
+                           "flint.dev/scale": DEFAULT_SCALE_ANNOTATION}},
                        "spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "reg/hello:1"}]}}}}),
             ),
             apply_service("hello-00001"),
@@ -274,7 +287,8 @@ async fn create_cuts_the_first_revision_and_reports_it_deploying() {
                 "latestCreatedRevision": "hello-00001",
                 "conditions": conditions(DEPLOYING, DEPLOYING, DEPLOYING),
                 "revisions": [{"name": "hello-00001", "ready": false, "reason": "RevisionDeploying",
-                               "concurrency": 0, "timeoutSeconds": 300, "protocol": "http1"}],
+                               "concurrency": 0, "timeoutSeconds": 300, "protocol": "http1",
+                               "scale": default_scale()}],
                 "replicas": 0,
             })),
             event("RevisionCreated", "Normal"),
@@ -312,6 +326,39 @@ async fn a_ready_revision_takes_all_traffic() {
 }
 
 #[tokio::test]
+async fn a_scale_edit_reaches_the_latest_revision_without_a_new_one() {
+    // Generation 2 changed only `scale`: no Deployment is applied, and the
+    // status reports the new scale for the revision that follows the spec.
+    let f = Fixture::function(json!({"image": "reg/hello:1", "scale": {"min": 1, "max": 7}}))
+        .generation(2)
+        .status(json!({
+            "latestCreatedRevision": "hello-00001",
+            "latestReadyRevision": "hello-00001",
+            "revisions": [{"name": "hello-00001", "ready": true, "replicas": 1,
+                           "scale": default_scale()}],
+            "traffic": all_traffic_to("hello-00001"),
+        }))
+        .build();
+    let mut scale = default_scale();
+    scale["min"] = json!(1);
+    scale["max"] = json!(7);
+    let script = after_listing(
+        vec![deployment("hello-00001", "reg/hello:1", available())],
+        vec![],
+        [
+            apply_service("hello-00001"),
+            apply_status(json!({
+                "observedGeneration": 2,
+                "latestCreatedRevision": "hello-00001",
+                "traffic": all_traffic_to("hello-00001"),
+                "revisions": [{"name": "hello-00001", "ready": true, "scale": scale}],
+            })),
+        ],
+    );
+    expect_action(f, script, Action::requeue(REQUEUE_SETTLED)).await;
+}
+
+#[tokio::test]
 async fn update_cuts_a_new_revision_while_the_old_keeps_traffic() {
     let f = second_generation(json!({
         "revisions": [ready_revision("hello-00001")],
@@ -335,12 +382,14 @@ async fn update_cuts_a_new_revision_while_the_old_keeps_traffic() {
                 "conditions": conditions(DEPLOYING, DEPLOYING, ["True", "TrafficResolved"]),
                 "traffic": all_traffic_to("hello-00001"),
                 // hello-00001's Deployment records no serving settings (an older
-                // operator created it): they stay absent, and the gateway falls
-                // back to the spec for it.
+                // operator created it) and the previous status no scale: they
+                // stay absent, and the gateway and the autoscaler fall back to
+                // the spec for it.
                 "revisions": [
-                    {"name": "hello-00002", "concurrency": 0, "timeoutSeconds": 300, "protocol": "http1"},
+                    {"name": "hello-00002", "concurrency": 0, "timeoutSeconds": 300, "protocol": "http1",
+                     "scale": default_scale()},
                     {"name": "hello-00001", "ready": true,
-                     "concurrency": null, "timeoutSeconds": null, "protocol": null},
+                     "concurrency": null, "timeoutSeconds": null, "protocol": null, "scale": null},
                 ],
             })),
             event("RevisionCreated", "Normal"),

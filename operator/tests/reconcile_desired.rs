@@ -27,6 +27,10 @@ fn revision(f: &Function, n: u32, spec: Option<Value>) -> ExistingRevision {
     ExistingRevision::new(format!("{name}-{n:05}"), n, hash)
 }
 
+/// The `flint.dev/scale` annotation of a revision created with the default
+/// `scale`: the whole ScaleSpec, compact, in field order.
+const DEFAULT_SCALE_ANNOTATION: &str = r#"{"min":0,"max":100,"initial":1,"metric":"concurrency","target":100,"targetUtilization":70,"stableWindow":"1m","panicWindowPercent":10,"panicThresholdPercent":200,"scaleDownDelay":"0s","keepAlive":"fixed","scaleToZeroGracePeriod":"30s"}"#;
+
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap()
 }
@@ -60,7 +64,8 @@ fn first_revision_gets_a_deployment_and_a_service() {
     assert_eq!(
         deployment["metadata"]["annotations"],
         json!({"flint.dev/spec-hash": d.latest.spec_hash, "flint.dev/concurrency": "0",
-               "flint.dev/timeout-seconds": "300", "flint.dev/protocol": "http1"})
+               "flint.dev/timeout-seconds": "300", "flint.dev/protocol": "http1",
+               "flint.dev/scale": DEFAULT_SCALE_ANNOTATION})
     );
     assert_eq!(
         deployment["metadata"]["ownerReferences"],
@@ -230,6 +235,34 @@ fn scale_only_change_creates_no_revision() {
     assert_eq!(d.latest.name, "hello-00001");
     assert!(!d.latest.created);
     assert!(d.deployment.is_none());
+}
+
+/// A new revision's Deployment records the whole `scale` it is created with
+/// (compact JSON in `flint.dev/scale`), read back as the same settings; the
+/// pod template does not carry it, so a scale edit never rolls pods.
+#[test]
+fn a_new_revision_records_the_scale_it_is_created_with() {
+    let scale = json!({"min": 2, "max": 9, "initial": 3, "metric": "rps", "target": 50,
+                       "targetUtilization": 80, "stableWindow": "2m", "panicWindowPercent": 20,
+                       "panicThresholdPercent": 300, "scaleDownDelay": "5m",
+                       "keepAlive": "learned", "scaleToZeroGracePeriod": "1m30s"});
+    let f = function("hello", json!({"image": "reg/hello:1", "scale": scale}));
+    let d = desired_objects(&f, &[]).unwrap();
+    let deployment = d.deployment.as_ref().unwrap();
+    let annotations = deployment.metadata.annotations.as_ref().unwrap();
+    assert_eq!(
+        annotations["flint.dev/scale"],
+        r#"{"min":2,"max":9,"initial":3,"metric":"rps","target":50,"targetUtilization":80,"stableWindow":"2m","panicWindowPercent":20,"panicThresholdPercent":300,"scaleDownDelay":"5m","keepAlive":"learned","scaleToZeroGracePeriod":"1m30s"}"#
+    );
+    let serving = flint_operator::reconcile::ServingSettings::from_annotations(Some(annotations));
+    assert_eq!(serving.scale.as_ref(), Some(&f.spec.scale));
+    let pod_annotations = to_json(deployment)
+        .pointer("/spec/template/metadata/annotations")
+        .cloned();
+    assert_eq!(
+        pod_annotations,
+        Some(json!({"flint.dev/spec-hash": d.latest.spec_hash}))
+    );
 }
 
 /// A pod-template field cuts the next revision; the same spec with only
@@ -452,7 +485,8 @@ fn a_new_revision_records_its_serving_settings() {
     assert_eq!(
         deployment["metadata"]["annotations"],
         json!({"flint.dev/spec-hash": d.latest.spec_hash, "flint.dev/concurrency": "10",
-               "flint.dev/timeout-seconds": "42", "flint.dev/protocol": "h2c"})
+               "flint.dev/timeout-seconds": "42", "flint.dev/protocol": "h2c",
+               "flint.dev/scale": DEFAULT_SCALE_ANNOTATION})
     );
     // The pod template carries only the hash: changing it would roll pods.
     assert_eq!(

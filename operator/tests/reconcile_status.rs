@@ -281,3 +281,76 @@ fn a_status_written_without_serving_settings_still_parses() {
         (None, None, None)
     );
 }
+
+/// (name, min, max) of each `status.revisions[].scale`, `None` when absent.
+fn scales(s: &FunctionStatus) -> Vec<(String, Option<(u32, u32)>)> {
+    s.revisions
+        .iter()
+        .map(|r| (r.name.clone(), r.scale.as_ref().map(|x| (x.min, x.max))))
+        .collect()
+}
+
+#[test]
+fn revisions_report_the_scale_they_are_scaled_with() {
+    // Three revisions, each cut by an image change, each Deployment
+    // recording the scale it was created with: max 5, then 100, then 100.
+    let mut deployments = Vec::new();
+    for (image, scale) in [
+        ("a:1", json!({"max": 5})),
+        ("a:2", json!({})),
+        ("a:3", json!({})),
+    ] {
+        let f = function(json!({"image": image, "scale": scale}), None);
+        let existing = observe_revisions("hello", &deployments, &[], None);
+        let mut d = desired_objects(&f, &existing).unwrap().deployment.unwrap();
+        d.status = Some(serde_json::from_value(json!({"availableReplicas": 1})).unwrap());
+        deployments.push(d);
+    }
+    // hello-00002 followed an edit to max 40 while it was the latest (the
+    // previous status says so); the spec now asks for min 1, max 9.
+    let previous = json!({"revisions": [
+        {"name": "hello-00003", "ready": true, "scale": {"max": 100}},
+        {"name": "hello-00002", "ready": true, "scale": {"max": 40}},
+        {"name": "hello-00001", "ready": true},
+    ]});
+    let now = function(
+        json!({"image": "a:3", "scale": {"min": 1, "max": 9}}),
+        Some(previous),
+    );
+    let revisions = observe_revisions("hello", &deployments, &[], now.status.as_ref());
+    let s = status(&now, &revisions, at(1000));
+    assert_eq!(s.latest_created_revision.as_deref(), Some("hello-00003"));
+    assert_eq!(
+        scales(&s),
+        [
+            // The latest follows the spec: the edit applies without a new
+            // revision, over both its annotation and the previous status.
+            ("hello-00003".into(), Some((1, 9))),
+            // The scale it last followed, over the one it was created with.
+            ("hello-00002".into(), Some((0, 40))),
+            // Nothing in the previous status: the one it was created with.
+            ("hello-00001".into(), Some((0, 5))),
+        ]
+    );
+    assert_eq!(s.revisions[0].scale.as_ref(), Some(&now.spec.scale));
+    let written = serde_json::to_value(&s.revisions[2]).unwrap();
+    assert_eq!(written["scale"]["max"], 5);
+    assert_eq!(written["scale"]["stableWindow"], "1m");
+
+    // The next image cuts hello-00004, which starts with the spec's scale;
+    // hello-00003 keeps the one it followed until now.
+    let next = function(
+        json!({"image": "a:4", "scale": {"min": 1, "max": 9}}),
+        Some(serde_json::to_value(&s).unwrap()),
+    );
+    let s = status(&next, &revisions, at(2000));
+    assert_eq!(
+        scales(&s),
+        [
+            ("hello-00004".into(), Some((1, 9))),
+            ("hello-00003".into(), Some((1, 9))),
+            ("hello-00002".into(), Some((0, 40))),
+            ("hello-00001".into(), Some((0, 5))),
+        ]
+    );
+}

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use flint_api::names::{
-    ANNOTATION_CONCURRENCY, ANNOTATION_PROTOCOL, ANNOTATION_SPEC_HASH, ANNOTATION_TIMEOUT_SECONDS,
-    API_VERSION, KIND, LABEL_FUNCTION, LABEL_GENERATION, LABEL_MANAGED_BY, LABEL_REVISION,
-    MANAGED_BY,
+    ANNOTATION_CONCURRENCY, ANNOTATION_PROTOCOL, ANNOTATION_SCALE, ANNOTATION_SPEC_HASH,
+    ANNOTATION_TIMEOUT_SECONDS, API_VERSION, KIND, LABEL_FUNCTION, LABEL_GENERATION,
+    LABEL_MANAGED_BY, LABEL_REVISION, MANAGED_BY,
 };
 use flint_api::{FunctionSpec, FunctionVolume, Protocol};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
@@ -92,9 +92,14 @@ pub fn protocol_name(protocol: Protocol) -> &'static str {
 /// The serving settings a revision is created with, as annotations of its
 /// Deployment. A revision's pods are built for them, so they stay with the
 /// revision (Deployments are never re-applied) and the gateway routes to it
-/// with them, even after the spec moves on to a newer revision.
-pub fn serving_annotations(spec: &FunctionSpec) -> [(String, String); 3] {
-    [
+/// with them, even after the spec moves on to a newer revision. Next to them,
+/// the `scale` it is created with, as compact JSON: not part of the revision
+/// (the latest revision follows the spec's current `scale`), only a durable
+/// record of where it started, which an older revision falls back to when
+/// the status no longer says which `scale` it last followed (see
+/// [`super::status`] and docs/autoscaling.md).
+pub fn serving_annotations(spec: &FunctionSpec) -> Vec<(String, String)> {
+    let mut annotations = vec![
         (
             ANNOTATION_CONCURRENCY.to_owned(),
             spec.concurrency.to_string(),
@@ -107,7 +112,13 @@ pub fn serving_annotations(spec: &FunctionSpec) -> [(String, String); 3] {
             ANNOTATION_PROTOCOL.to_owned(),
             protocol_name(spec.protocol).to_owned(),
         ),
-    ]
+    ];
+    // Serializing a ScaleSpec cannot fail (strings and numbers only); were
+    // it to, the revision would follow the spec's scale, as an unrecorded one.
+    if let Ok(scale) = serde_json::to_string(&spec.scale) {
+        annotations.push((ANNOTATION_SCALE.to_owned(), scale));
+    }
+    annotations
 }
 
 /// The Deployment of a new revision. `replicas` is `scale.initial`: the only

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use flint_api::names::{
-    ANNOTATION_CONCURRENCY, ANNOTATION_PROTOCOL, ANNOTATION_SPEC_HASH, ANNOTATION_TIMEOUT_SECONDS,
-    LABEL_GENERATION, LABEL_REVISION, revision_number,
+    ANNOTATION_CONCURRENCY, ANNOTATION_PROTOCOL, ANNOTATION_SCALE, ANNOTATION_SPEC_HASH,
+    ANNOTATION_TIMEOUT_SECONDS, LABEL_GENERATION, LABEL_REVISION, revision_number,
 };
-use flint_api::{FunctionSpec, FunctionStatus, Protocol};
+use flint_api::{FunctionSpec, FunctionStatus, Protocol, ScaleSpec};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
@@ -39,7 +39,7 @@ pub struct ExistingRevision {
 /// Deployment's annotations (see [`super::objects::serving_annotations`]).
 /// Each is `None` when its annotation is missing or unreadable, e.g. on a
 /// Deployment created before they were recorded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServingSettings {
     /// `concurrency` at creation.
     pub concurrency: Option<u32>,
@@ -47,6 +47,10 @@ pub struct ServingSettings {
     pub timeout_seconds: Option<u32>,
     /// `protocol` at creation.
     pub protocol: Option<Protocol>,
+    /// `scale` at creation. Not part of the revision: the latest revision
+    /// follows the spec's current `scale`, and an older one keeps the
+    /// `scale` it last followed, falling back to this (see [`super::status`]).
+    pub scale: Option<ScaleSpec>,
 }
 
 impl ServingSettings {
@@ -56,6 +60,7 @@ impl ServingSettings {
             concurrency: Some(spec.concurrency),
             timeout_seconds: Some(spec.timeout_seconds),
             protocol: Some(spec.protocol),
+            scale: Some(spec.scale.clone()),
         }
     }
 
@@ -66,6 +71,7 @@ impl ServingSettings {
             concurrency: get(ANNOTATION_CONCURRENCY).and_then(|v| v.parse().ok()),
             timeout_seconds: get(ANNOTATION_TIMEOUT_SECONDS).and_then(|v| v.parse().ok()),
             protocol: get(ANNOTATION_PROTOCOL).and_then(parse_protocol),
+            scale: get(ANNOTATION_SCALE).and_then(|v| serde_json::from_str(v).ok()),
         }
     }
 }

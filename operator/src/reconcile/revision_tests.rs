@@ -206,23 +206,33 @@ fn reads_serving_settings_from_annotations() {
         d.metadata.annotations = Some(all);
         one(d, &[], None).serving
     };
+    let scaled = ScaleSpec {
+        min: 1,
+        max: 7,
+        keep_alive: flint_api::KeepAlive::Learned,
+        ..ScaleSpec::default()
+    };
     let table = [
         (
             json!({"flint.dev/concurrency": "1", "flint.dev/timeout-seconds": "30",
-                   "flint.dev/protocol": "h2c"}),
+                   "flint.dev/protocol": "h2c",
+                   "flint.dev/scale": r#"{"min":1,"max":7,"keepAlive":"learned"}"#}),
             ServingSettings {
                 concurrency: Some(1),
                 timeout_seconds: Some(30),
                 protocol: Some(Protocol::H2c),
+                scale: Some(scaled.clone()),
             },
         ),
         (
             json!({"flint.dev/concurrency": "0", "flint.dev/timeout-seconds": "3600",
-                   "flint.dev/protocol": "http1"}),
+                   "flint.dev/protocol": "http1",
+                   "flint.dev/scale": serde_json::to_string(&ScaleSpec::default()).unwrap()}),
             ServingSettings {
                 concurrency: Some(0),
                 timeout_seconds: Some(3600),
                 protocol: Some(Protocol::Http1),
+                scale: Some(ScaleSpec::default()),
             },
         ),
         // Created by an operator that did not record them.
@@ -230,13 +240,20 @@ fn reads_serving_settings_from_annotations() {
         // Unreadable values are left empty, one by one.
         (
             json!({"flint.dev/concurrency": "-1", "flint.dev/timeout-seconds": "ten",
-                   "flint.dev/protocol": "H2C"}),
+                   "flint.dev/protocol": "H2C", "flint.dev/scale": "{\"max\": -1}"}),
             ServingSettings::default(),
         ),
         (
-            json!({"flint.dev/timeout-seconds": "5"}),
+            json!({"flint.dev/timeout-seconds": "5", "flint.dev/scale": "max: 7"}),
             ServingSettings {
                 timeout_seconds: Some(5),
+                ..ServingSettings::default()
+            },
+        ),
+        (
+            json!({"flint.dev/scale": r#"{"min":1,"max":7,"keepAlive":"learned"}"#}),
+            ServingSettings {
+                scale: Some(scaled),
                 ..ServingSettings::default()
             },
         ),

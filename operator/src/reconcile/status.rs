@@ -3,7 +3,7 @@
 //! `lastTransitionTime` while their status does not change.
 
 use flint_api::names::{function_host, tagged_host};
-use flint_api::{Function, FunctionStatus, RevisionStatus};
+use flint_api::{Function, FunctionStatus, RevisionStatus, ScaleSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -57,7 +57,10 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
     let mut statuses: Vec<RevisionStatus> = revisions
         .iter()
         .filter(|r| !desired.delete.contains(&r.name))
-        .map(revision_status)
+        .map(|r| RevisionStatus {
+            scale: revision_scale(function, &latest.name, r),
+            ..revision_status(r)
+        })
         .collect();
     if latest.created {
         // The spec the Deployment being created is built from; later
@@ -72,6 +75,7 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
             concurrency: serving.concurrency,
             timeout_seconds: serving.timeout_seconds,
             protocol: serving.protocol,
+            scale: serving.scale,
         });
     }
     statuses.sort_by(|a, b| b.name.cmp(&a.name));
@@ -139,7 +143,29 @@ fn revision_status(r: &ExistingRevision) -> RevisionStatus {
         concurrency: r.serving.concurrency,
         timeout_seconds: r.serving.timeout_seconds,
         protocol: r.serving.protocol,
+        scale: r.serving.scale.clone(),
     }
+}
+
+/// The `scale` revision `r` is scaled with, reported in its
+/// `status.revisions[].scale` (the autoscaler reads it there). The latest
+/// created revision follows the spec: its `scale` is the spec's current one,
+/// so editing `spec.scale` takes effect without a new revision. Any other
+/// revision keeps the `scale` it last followed: the one the previous status
+/// reported for it (set while it was the latest), else the one it was created
+/// with (its Deployment's annotation, should the status have lost it). `None`
+/// when neither is known, for a revision created before `scale` was
+/// recorded: the autoscaler then uses the spec's current `scale`.
+fn revision_scale(function: &Function, latest: &str, r: &ExistingRevision) -> Option<ScaleSpec> {
+    if r.name == latest {
+        return Some(function.spec.scale.clone());
+    }
+    function
+        .status
+        .as_ref()
+        .and_then(|s| s.revisions.iter().find(|p| p.name == r.name))
+        .and_then(|p| p.scale.clone())
+        .or_else(|| r.serving.scale.clone())
 }
 
 fn configurations_ready(latest: &str, health: &RevisionHealth) -> Cond {

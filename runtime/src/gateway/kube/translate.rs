@@ -153,6 +153,7 @@ mod tests {
             concurrency: None,
             timeout_seconds: None,
             protocol: None,
+            scale: None,
         }
     }
 
