@@ -23,6 +23,10 @@ pub mod poke;
 pub mod rbac;
 pub mod validate;
 
+/// The Kubernetes API types a Function embeds (containers, probes,
+/// environment sources), for code that reads those fields.
+pub use k8s_openapi;
+
 pub use duration::Duration;
 pub use function::{
     AsyncSpec, Function, FunctionSpec, FunctionStatus, FunctionVolume, KeepAlive, KeepAliveStatus,

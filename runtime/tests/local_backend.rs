@@ -64,6 +64,7 @@ fn spec(env: &[(&str, &str)]) -> ProcessSpec {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         dir: std::env::temp_dir(),
+        probes: Default::default(),
         log_prefix: "test".into(),
         startup_timeout: Duration::from_secs(20),
         stop_grace: Duration::from_secs(2),
@@ -281,3 +282,105 @@ async fn shutdown_stops_every_process() {
     assert!(backend.revisions().is_empty());
     assert!(backend.scale(&a, 1).await.is_err());
 }
+
+/// Answers `/alive` with 500 and everything else with 200.
+const SICK_SERVER: &str = r#"
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 500 if self.path == "/alive" else 200
+        self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+fn http_probe(path: &str, failure_threshold: u32) -> flint_runtime::local::LocalProbe {
+    flint_runtime::local::LocalProbe {
+        check: flint_runtime::local::ProbeCheck::Http {
+            path: path.into(),
+            headers: Vec::new(),
+        },
+        initial_delay: Duration::ZERO,
+        period: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        success_threshold: 1,
+        failure_threshold,
+    }
+}
+
+#[tokio::test]
+async fn a_failing_liveness_probe_restarts_the_replica() {
+    let (sink, backend, mut events) = harness();
+    let mut sick = spec(&[]);
+    sick.argv[2] = SICK_SERVER.into();
+    sick.probes.readiness = Some(http_probe("/ready", 3));
+    sick.probes.liveness = Some(http_probe("/alive", 2));
+    let k = start(&backend, "fn-00007", sick, Duration::from_secs(1), 1).await;
+    let first = next_ready(&mut events).await;
+    assert_eq!(sink.serving(&k).len(), 1);
+    let started = std::time::Instant::now();
+    let (crashed, reason) = next_exit(&mut events).await;
+    assert!(crashed, "{reason}");
+    assert_eq!(
+        reason,
+        "liveness probe failed 2 times in a row: GET /alive: HTTP 500"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "restarted after {:?}, before two periods",
+        started.elapsed()
+    );
+    let second = next_ready(&mut events).await;
+    assert_ne!(first, second);
+    backend.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_readiness_probe_gates_the_endpoint() {
+    let dir = std::env::temp_dir().join(format!("flint-local-ready-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sink, backend, mut events) = harness();
+    let mut gated = spec(&[]);
+    gated.argv = vec!["python3".into(), "-c".into(), GATED_SERVER.into()];
+    gated.dir = dir.clone();
+    gated.probes.readiness = Some(http_probe("/ready", 1));
+    let k = start(&backend, "fn-00008", gated, Duration::from_secs(1), 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(sink.serving(&k).is_empty(), "ready before its probe passed");
+    std::fs::write(dir.join("ready-flag"), "").unwrap();
+    next_ready(&mut events).await;
+    assert_eq!(sink.serving(&k).len(), 1);
+    // Failing again, it leaves the rotation without being stopped.
+    std::fs::remove_file(dir.join("ready-flag")).unwrap();
+    let ev = next_event(&mut events, |e| {
+        matches!(e, BackendEvent::ReplicaReadiness { .. })
+    })
+    .await;
+    assert!(
+        matches!(&ev, BackendEvent::ReplicaReadiness { ready: false, reason, .. } if reason == "readiness probe failed: GET /ready: HTTP 503"),
+        "{ev:?}"
+    );
+    assert!(sink.serving(&k).is_empty());
+    std::fs::write(dir.join("ready-flag"), "").unwrap();
+    next_event(&mut events, |e| {
+        matches!(e, BackendEvent::ReplicaReadiness { ready: true, .. })
+    })
+    .await;
+    assert_eq!(sink.serving(&k).len(), 1);
+    backend.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Answers `/ready` with 200 only while `ready-flag` exists in its directory.
+const GATED_SERVER: &str = r#"
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 200 if self.path != "/ready" or os.path.exists("ready-flag") else 503
+        self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use flint_api::Function;
 
+use super::local::{self, LocalRun, Objects};
+
 /// One Function read from a manifest file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
@@ -13,6 +15,8 @@ pub struct Loaded {
     pub path: PathBuf,
     /// The Function, validated, with its namespace filled in.
     pub function: Function,
+    /// How its replicas run locally (environment, directory, probes).
+    pub local: LocalRun,
 }
 
 /// The result of one scan: the Functions that loaded and one message per bad file.
@@ -24,12 +28,12 @@ pub struct Scan {
     pub errors: Vec<String>,
 }
 
-/// Modification time and size of every YAML file under a directory: what a
+/// Modification time and size of every YAML and `.env` file under a directory: what a
 /// rescan compares before reading anything, so an idle `flint dev` with many
 /// Functions costs a few `stat` calls per second, not a re-parse.
 pub type Fingerprint = BTreeMap<PathBuf, (Option<std::time::SystemTime>, u64)>;
 
-/// The fingerprint of the YAML files under `dir`.
+/// The fingerprint of the YAML and `.env` files under `dir`.
 pub fn fingerprint(dir: &Path) -> Fingerprint {
     let mut files = Vec::new();
     collect(dir, &mut files, &mut Vec::new());
@@ -46,22 +50,33 @@ pub fn fingerprint(dir: &Path) -> Fingerprint {
         .collect()
 }
 
-/// Reads every `*.yaml` / `*.yml` file under `dir` that declares `kind: Function`.
+/// Reads every `*.yaml` / `*.yml` file under `dir` that declares `kind:
+/// Function`, resolving each Function's local run with the Secrets and
+/// ConfigMaps defined by the YAML files next to its manifest and the `.env`
+/// file there.
 pub fn scan(dir: &Path) -> Scan {
     let mut scan = Scan::default();
     let mut files = Vec::new();
     collect(dir, &mut files, &mut scan.errors);
+    files.retain(|p| p.file_name().is_none_or(|n| n != local::DOT_ENV));
     files.sort();
-    let mut seen: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
+    let mut texts = Vec::with_capacity(files.len());
+    let mut objects = Objects::default();
     for path in files {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                scan.errors
-                    .push(format!("{}: cannot read: {e}", path.display()));
-                continue;
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                if text.contains("kind: Secret") || text.contains("kind: ConfigMap") {
+                    objects.read(&path, &text);
+                }
+                texts.push((path, text));
             }
-        };
+            Err(e) => scan
+                .errors
+                .push(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+    let mut seen: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
+    for (path, text) in texts {
         if !text.contains("kind: Function") {
             continue;
         }
@@ -89,10 +104,18 @@ pub fn scan(dir: &Path) -> Scan {
                         ));
                         continue;
                     }
+                    let local = match local::resolve(&function, &path, &objects) {
+                        Ok(local) => local,
+                        Err(e) => {
+                            scan.errors.push(format!("{}: {e}", path.display()));
+                            continue;
+                        }
+                    };
                     seen.insert((ns, name), path.clone());
                     scan.functions.push(Loaded {
                         path: path.clone(),
                         function,
+                        local,
                     });
                 }
             }
@@ -100,21 +123,6 @@ pub fn scan(dir: &Path) -> Scan {
         }
     }
     scan
-}
-
-/// The fields of `function` that name containers besides its own, which
-/// `flint dev` does not run (it runs only `command`, as a local process).
-/// Other cluster-only settings (image, security context, scheduling) change
-/// nothing about a local process and are ignored without a word.
-pub fn not_run_locally(function: &Function) -> Vec<&'static str> {
-    let spec = &function.spec;
-    [
-        ("spec.initContainers", spec.init_containers.is_empty()),
-        ("spec.sidecars", spec.sidecars.is_empty()),
-    ]
-    .into_iter()
-    .filter_map(|(field, empty)| (!empty).then_some(field))
-    .collect()
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
@@ -129,6 +137,11 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_string_lossy();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if name == local::DOT_ENV && is_file {
+            out.push(path);
+            continue;
+        }
         if name.starts_with('.') || name == "target" || name == "node_modules" {
             continue;
         }
@@ -155,18 +168,89 @@ mod tests {
     const GOOD: &str = "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {name: NAME}\nspec: {image: x, command: [python3, app.py]}\n";
 
     #[test]
-    fn sidecars_and_init_containers_are_named_as_not_run_locally() {
-        let plain = flint_api::parse_functions(&GOOD.replace("NAME", "plain")).unwrap();
-        assert!(not_run_locally(&plain[0]).is_empty());
-        let with = GOOD.replace("NAME", "with").replace(
-            "command: [python3, app.py]",
-            "command: [python3, app.py], sidecars: [{name: proxy, image: p:1}], initContainers: [{name: init, image: i:1}]",
+    fn env_comes_from_secrets_config_maps_and_dot_env_next_to_the_manifest() {
+        let dir = std::env::temp_dir().join(format!("flint-loader-env-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let with_env = |name: &str, env: &str| {
+            GOOD.replace("NAME", name).replace(
+                "command: [python3, app.py]",
+                &format!("command: [python3, app.py], {env}"),
+            )
+        };
+        write(
+            &dir,
+            "a/function.yaml",
+            &with_env(
+                "alpha",
+                "envFrom: [{configMapRef: {name: settings}}], env: [{name: TOKEN, valueFrom: {secretKeyRef: {name: creds, key: token}}}]",
+            ),
         );
-        let with = flint_api::parse_functions(&with).unwrap();
+        write(
+            &dir,
+            "a/objects.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\ndata: {token: czNjcjN0}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {MODE: fast}\n",
+        );
+        write(&dir, "a/.env", "# local\nMODE=slow\nEXTRA='x y'\n");
+        // A Secret in another directory is not visible to b's Function.
+        write(
+            &dir,
+            "b/function.yaml",
+            &with_env("beta", "envFrom: [{secretRef: {name: creds}}]"),
+        );
+        write(&dir, "c/function.yaml", &GOOD.replace("NAME", "gamma"));
+        write(&dir, "c/.env", "OK=1\nnot a line\n");
+        let scan = scan(&dir);
+        let names: Vec<_> = scan
+            .functions
+            .iter()
+            .map(|l| l.function.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["alpha"], "{:?}", scan.errors);
+        let env = &scan.functions[0].local.env;
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
-            not_run_locally(&with[0]),
-            ["spec.initContainers", "spec.sidecars"]
+            pairs,
+            [("EXTRA", "x y"), ("MODE", "fast"), ("TOKEN", "s3cr3t")]
         );
+        assert_eq!(scan.errors.len(), 2, "{:?}", scan.errors);
+        assert!(
+            scan.errors[0].contains(
+                "b/function.yaml: function default/beta: spec.envFrom[0].secretRef: Secret \"creds\" not found"
+            ),
+            "{}",
+            scan.errors[0]
+        );
+        assert!(
+            scan.errors[1].ends_with("c/.env:2: expected KEY=VALUE, found \"not a line\""),
+            "{}",
+            scan.errors[1]
+        );
+        // .env files count for the fingerprint, so editing one reloads.
+        assert_eq!(fingerprint(&dir).len(), 6);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_typo_is_reported_as_an_unknown_field_with_a_suggestion() {
+        let dir = std::env::temp_dir().join(format!("flint-loader-typo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        write(
+            &dir,
+            "a/function.yaml",
+            &GOOD
+                .replace("NAME", "alpha")
+                .replace("image: x", "imagee: x"),
+        );
+        let scan = scan(&dir);
+        assert!(scan.functions.is_empty());
+        assert!(
+            scan.errors[0].ends_with(
+                "a/function.yaml: document 1: spec.imagee: unknown field; did you mean `image`?"
+            ),
+            "{:?}",
+            scan.errors
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

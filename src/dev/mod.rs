@@ -4,6 +4,7 @@
 
 mod events;
 mod loader;
+mod local;
 mod print;
 mod scaling;
 mod state;
@@ -117,6 +118,12 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
                 .await
         })
     };
+    print::banner(&dev.gateway_url, admin, &dev.opts.dir);
+    let mut fingerprint = None;
+    dev.rescan(&mut fingerprint, true).await;
+
+    // The admin port (health, status) answers once the manifests are
+    // loaded: until then, connections wait in its backlog.
     let admin_router = gateway.admin_router().merge(dev.status_router());
     let admin_task = {
         let mut stop = stop_rx.clone();
@@ -128,10 +135,6 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
                 .await
         })
     };
-
-    print::banner(&dev.gateway_url, admin, &dev.opts.dir);
-    let mut fingerprint = None;
-    dev.rescan(&mut fingerprint, true).await;
 
     let mut events = backend.subscribe();
     let mut rescan = tokio::time::interval(RESCAN_EVERY);
@@ -210,7 +213,7 @@ impl Dev {
                     initial,
                     drain,
                 } => {
-                    self.backend.add_revision(key.clone(), process, drain);
+                    self.backend.add_revision(key.clone(), *process, drain);
                     // Creating a revision sets its initial scale once, as a
                     // Deployment's creation does on a cluster; from then on the
                     // autoscaler is the only writer.
@@ -290,11 +293,13 @@ impl Dev {
                 live.insert(key.clone(), status::RevisionLive { replicas, waiting });
             }
         }
+        let keep_alive = self.scaler.keep_alive();
         status::render(
             &functions,
             &self.gateway_url,
             &self.gateway.config().domain,
             |k| live.get(k).copied().unwrap_or_default(),
+            |k| keep_alive.get(k).cloned(),
         )
     }
 }

@@ -35,14 +35,6 @@ pub fn urls(functions: &[Loaded], gateway_url: &str, config: &GatewayConfig) {
         let host = flint_api::names::function_host(name, ns, &config.domain);
         println!("  {name:<20} http://{host}:{}/", config.listen.port());
         println!("  {:<20} {gateway_url}/function/{ns}/{name}/", "");
-        let skipped = super::loader::not_run_locally(&l.function);
-        if !skipped.is_empty() {
-            println!(
-                "  {:<20} note: {} not run by flint dev; only the function's own command runs locally",
-                "",
-                skipped.join(", ")
-            );
-        }
     }
     println!();
 }
@@ -101,6 +93,22 @@ pub fn event(event: &BackendEvent) {
         }
         BackendEvent::RevisionRecovered { revision } => {
             println!("recover  {revision}  a replica started after all")
+        }
+        BackendEvent::ReplicaReadiness {
+            revision,
+            replica,
+            ready: false,
+            reason,
+        } => {
+            println!("unready  {revision}  replica {replica}: {reason}; out of rotation");
+        }
+        BackendEvent::ReplicaReadiness {
+            revision,
+            replica,
+            ready: true,
+            ..
+        } => {
+            println!("ready    {revision}  replica {replica} passes its readiness probe again");
         }
     }
 }

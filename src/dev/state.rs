@@ -4,7 +4,6 @@
 //! and traffic resolution, so a manifest behaves the same here as on a cluster.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flint_api::backend::{FunctionRoute, RevisionKey, RevisionRoute};
@@ -15,6 +14,7 @@ use flint_operator::reconcile::{ExistingRevision, RevisionHealth};
 use flint_runtime::local::ProcessSpec;
 
 use super::loader::Loaded;
+use super::local::LocalRun;
 
 /// Longest time a local replica may take to accept connections.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,7 +29,7 @@ pub enum Action {
         /// The revision.
         key: RevisionKey,
         /// How to run its replicas.
-        process: ProcessSpec,
+        process: Box<ProcessSpec>,
         /// Its autoscaling knobs.
         scale: ScaleSpec,
         /// Replicas to start with.
@@ -59,8 +59,9 @@ struct Revision {
 
 #[derive(Debug, Clone)]
 struct FunctionState {
-    dir: PathBuf,
     spec: FunctionSpec,
+    /// The notes on fields not applied locally, last printed.
+    local_notes: Vec<String>,
     revisions: Vec<Revision>,
     traffic: Vec<TrafficStatus>,
     traffic_error: Option<String>,
@@ -88,18 +89,16 @@ impl DevState {
                 .unwrap_or_else(|| "default".into());
             let name = l.function.metadata.name.clone().unwrap_or_default();
             let spec = &l.function.spec;
-            let dir = l
-                .path
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             present.push((ns.clone(), name.clone()));
-            let hash = spec_hash(spec);
+            // The local environment and directory are part of a revision
+            // here: editing a `.env` file or a Secret manifest rolls one.
+            let hash = format!("{}-{}", spec_hash(spec), l.local.identity());
             let state = self
                 .functions
                 .entry((ns.clone(), name.clone()))
                 .or_insert_with(|| FunctionState {
-                    dir: dir.clone(),
                     spec: spec.clone(),
+                    local_notes: Vec::new(),
                     revisions: Vec::new(),
                     traffic: Vec::new(),
                     traffic_error: None,
@@ -113,7 +112,10 @@ impl DevState {
                 }
             }
             state.spec = spec.clone();
-            state.dir = dir;
+            if state.local_notes != l.local.notes {
+                notes.extend(l.local.notes.iter().cloned());
+                state.local_notes = l.local.notes.clone();
+            }
             let latest_hash = state
                 .revisions
                 .last()
@@ -135,7 +137,7 @@ impl DevState {
                 } else {
                     spec.scale.initial.max(1)
                 };
-                let process = process_spec(spec, &state.dir, &rev_name, &mut notes);
+                let process = Box::new(process_spec(spec, &l.local, &rev_name));
                 actions.push(Action::Add {
                     key: key(&ns, &rev_name),
                     process,
@@ -360,12 +362,10 @@ fn describe(traffic: &[TrafficStatus]) -> String {
         .join(", ")
 }
 
-fn process_spec(
-    spec: &FunctionSpec,
-    dir: &Path,
-    revision: &str,
-    notes: &mut Vec<String>,
-) -> ProcessSpec {
+/// How the replicas of `revision` run: `command` and `args`, with the
+/// environment, directory and probes resolved from the manifest's
+/// directory (see `local::resolve`).
+fn process_spec(spec: &FunctionSpec, local: &LocalRun, revision: &str) -> ProcessSpec {
     let argv = spec
         .command
         .iter()
@@ -373,21 +373,11 @@ fn process_spec(
         .chain(spec.args.iter().flatten())
         .cloned()
         .collect();
-    let mut env = Vec::new();
-    for e in &spec.env {
-        match &e.value {
-            Some(v) => env.push((e.name.clone(), v.clone())),
-            None if e.value_from.is_some() => notes.push(format!(
-                "revision {revision}: env {} comes from a Secret/ConfigMap/field, which flint dev cannot read; it is left unset",
-                e.name
-            )),
-            None => env.push((e.name.clone(), String::new())),
-        }
-    }
     ProcessSpec {
         argv,
-        env,
-        dir: dir.to_path_buf(),
+        env: local.env.clone(),
+        dir: local.dir.clone(),
+        probes: local.probes.clone(),
         log_prefix: revision.to_owned(),
         startup_timeout: STARTUP_TIMEOUT,
         stop_grace: STOP_GRACE,

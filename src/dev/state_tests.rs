@@ -1,13 +1,18 @@
 use super::*;
+use std::path::PathBuf;
 
 fn loaded(yaml_spec: &str) -> Loaded {
     let text = format!(
         "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {{name: hello, namespace: default}}\nspec:\n  image: x\n  command: [python3, app.py]\n{yaml_spec}"
     );
     let function = flint_api::parse_functions(&text).expect("valid").remove(0);
+    let path = PathBuf::from("/fns/hello/function.yaml");
+    let local =
+        super::super::local::resolve(&function, &path, &Default::default()).expect("runs locally");
     Loaded {
-        path: PathBuf::from("/fns/hello/function.yaml"),
+        path,
         function,
+        local,
     }
 }
 

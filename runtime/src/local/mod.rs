@@ -1,10 +1,12 @@
 //! The local backend behind `flint dev`: each replica of a revision is a child
 //! process running the Function's command with `PORT` set, in the manifest's
-//! directory. It implements the same [`ScaleActuator`] as the Kubernetes
-//! backend, so the autoscaler drives it unchanged, and it feeds replica
-//! endpoints to the gateway through an [`EndpointSink`].
+//! directory (or its `workingDir` under it), probed as the manifest says. It
+//! implements the same [`ScaleActuator`] as the Kubernetes backend, so the
+//! autoscaler drives it unchanged, and it feeds replica endpoints to the
+//! gateway through an [`EndpointSink`].
 
 mod ports;
+mod probe;
 mod replica;
 mod sink;
 mod supervisor;
@@ -17,6 +19,7 @@ use std::time::Duration;
 use flint_api::backend::{Endpoint, Replicas, RevisionKey, ScaleActuator, ScaleError};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+pub use probe::{LocalProbe, ProbeCheck, Probes};
 pub use replica::ProcessSpec;
 use supervisor::{Command, Supervisor};
 
@@ -53,6 +56,18 @@ pub enum BackendEvent {
         startup: Duration,
         /// No other replica was serving: requests were waiting on this one.
         cold: bool,
+    },
+    /// A ready replica's readiness probe failed (it is out of rotation) or
+    /// passed again (it is back).
+    ReplicaReadiness {
+        /// The revision.
+        revision: RevisionKey,
+        /// Replica id.
+        replica: u64,
+        /// Whether it takes requests now.
+        ready: bool,
+        /// The probe's result, for people.
+        reason: String,
     },
     /// A replica's process ended.
     ReplicaExited {

@@ -1,5 +1,6 @@
 //! One replica: a child process running the Function's command with `PORT`
-//! set, probed for readiness, stopped with SIGTERM then SIGKILL.
+//! set, probed for readiness (and liveness, when the manifest asks),
+//! stopped with SIGTERM then SIGKILL.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -14,10 +15,16 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
+use super::probe::{LocalProbe, Probes};
+
 /// How often the readiness probe retries while a replica starts: a refused
 /// loopback connect costs microseconds, and every millisecond here is added
 /// to the cold start.
 const PROBE_INTERVAL: Duration = Duration::from_millis(1);
+/// How often a starting replica's own probe is retried once the app
+/// answers: often enough for a fast cold start, rarely enough not to flood
+/// an app that is still loading.
+const STARTING_PROBE_INTERVAL: Duration = Duration::from_millis(20);
 /// Lines of output kept to explain a crash.
 const KEPT_LINES: usize = 8;
 /// How long an exit waits for the rest of the process's output, so its
@@ -33,8 +40,10 @@ pub struct ProcessSpec {
     pub argv: Vec<String>,
     /// Extra environment (the manifest's `env` values); `PORT` is added per replica.
     pub env: Vec<(String, String)>,
-    /// Working directory: the manifest's directory.
+    /// Working directory: the manifest's directory, or `workingDir` under it.
     pub dir: PathBuf,
+    /// The manifest's startup, readiness and liveness probes.
+    pub probes: Probes,
     /// Prefix of the replica's output lines on Flint's stderr.
     pub log_prefix: String,
     /// Longest time a replica may take to become ready before it is restarted.
@@ -54,6 +63,16 @@ pub enum ReplicaEvent {
         addr: SocketAddr,
         /// Time from spawn to ready.
         startup: Duration,
+    },
+    /// A ready replica's readiness probe failed `failureThreshold` times
+    /// in a row (`ready: false`), or passed again (`ready: true`).
+    Readiness {
+        /// Replica id.
+        id: u64,
+        /// Whether it may take requests now.
+        ready: bool,
+        /// The last probe's result, for people.
+        reason: String,
     },
     /// The process is gone.
     Exited {
@@ -150,6 +169,7 @@ pub fn spawn(
         started,
         startup_timeout: spec.startup_timeout,
         grace: spec.stop_grace,
+        probes: spec.probes.clone(),
         tail,
         readers,
     };
@@ -166,6 +186,7 @@ struct Run {
     started: Instant,
     startup_timeout: Duration,
     grace: Duration,
+    probes: Probes,
     tail: Arc<Mutex<VecDeque<String>>>,
     /// The tasks forwarding its stdout and stderr.
     readers: Vec<tokio::task::JoinHandle<()>>,
@@ -178,12 +199,9 @@ impl Run {
         mut stop: oneshot::Receiver<()>,
         events: mpsc::UnboundedSender<ReplicaEvent>,
     ) {
-        // Starting: the process runs, the probe has not passed yet.
+        // Starting: the process runs, the probes have not passed yet.
         let outcome = tokio::select! {
-            ready = probe(self.addr, self.startup_timeout) => match ready {
-                true => None,
-                false => Some((false, format!("not ready after {:?} (no listener on port {})", self.startup_timeout, self.addr.port()))),
-            },
+            ready = self.start() => ready.err().map(|why| (false, why)),
             status = child.wait() => Some((false, self.describe(status).await)),
             _ = &mut stop => { terminate(&mut child, self.grace).await; Some((true, "stopped".to_owned())) }
         };
@@ -204,10 +222,27 @@ impl Run {
             addr: self.addr,
             startup: self.started.elapsed(),
         });
-        // Serving: until it exits or is asked to stop.
-        let (requested, reason) = tokio::select! {
-            status = child.wait() => (false, self.describe(status).await),
-            _ = &mut stop => { terminate(&mut child, self.grace).await; (true, "stopped".to_owned()) }
+        // Serving: until it exits, is asked to stop, or fails its liveness probe.
+        let mut readiness = Watch::new("readiness", self.probes.readiness.clone(), self.started);
+        let mut liveness = Watch::new("liveness", self.probes.liveness.clone(), self.started);
+        let mut ready = true;
+        let (requested, reason) = loop {
+            tokio::select! {
+                status = child.wait() => break (false, self.describe(status).await),
+                _ = &mut stop => { terminate(&mut child, self.grace).await; break (true, "stopped".to_owned()) }
+                changed = readiness.next(self.addr) => {
+                    if let Some((passing, why)) = changed && passing != ready {
+                        ready = passing;
+                        let _ = events.send(ReplicaEvent::Readiness { id: self.id, ready, reason: why });
+                    }
+                }
+                changed = liveness.next(self.addr) => {
+                    if let Some((false, why)) = changed {
+                        terminate(&mut child, self.grace).await;
+                        break (false, why);
+                    }
+                }
+            }
         };
         let _ = events.send(ReplicaEvent::Exited {
             id: self.id,
@@ -215,6 +250,78 @@ impl Run {
             requested,
             reason,
         });
+    }
+
+    /// Waits for the startup probe (if any), then for the readiness probe
+    /// (by default: a TCP connect) to pass, checking quickly rather than
+    /// every period so a cold start is not slower for it. The error says
+    /// why the replica never became ready.
+    async fn start(&self) -> Result<(), String> {
+        let mut deadline = tokio::time::Instant::from_std(self.started) + self.startup_timeout;
+        if let Some(startup) = &self.probes.startup {
+            // The kubelet allows initialDelaySeconds + failureThreshold periods.
+            let budget =
+                startup.initial_delay + startup.period.saturating_mul(startup.failure_threshold);
+            deadline = deadline.max(tokio::time::Instant::from_std(self.started) + budget);
+            self.until_passing(startup, 1, deadline)
+                .await
+                .map_err(|why| format!("startup probe did not pass: {why}"))?;
+        }
+        match &self.probes.readiness {
+            Some(readiness) => self
+                .until_passing(readiness, readiness.success_threshold.max(1), deadline)
+                .await
+                .map_err(|why| format!("readiness probe did not pass: {why}")),
+            None => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if probe(self.addr, left).await {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "not ready after {:?} (no listener on port {})",
+                        self.startup_timeout,
+                        self.addr.port()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Checks `p` until it passes `passes` times in a row, or `deadline`.
+    async fn until_passing(
+        &self,
+        p: &LocalProbe,
+        passes: u32,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), String> {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(self.started) + p.initial_delay)
+            .await;
+        let mut streak = 0;
+        let mut last = "never checked".to_owned();
+        while tokio::time::Instant::now() < deadline {
+            match p.check(self.addr).await {
+                Ok(()) => {
+                    streak += 1;
+                    if streak >= passes {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(STARTING_PROBE_INTERVAL).await;
+                }
+                Err(why) => {
+                    streak = 0;
+                    // Nothing listens yet: retry at once; the app answers
+                    // but fails: give it a moment.
+                    let pause = if why.starts_with("connect") {
+                        PROBE_INTERVAL
+                    } else {
+                        STARTING_PROBE_INTERVAL
+                    };
+                    last = why;
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        Err(last)
     }
 
     /// Why the process ended: its exit status and its last output line,
@@ -235,6 +342,71 @@ impl Run {
             Some(last) => format!("process {status}; last output: {last}"),
             None => format!("process {status}"),
         }
+    }
+}
+
+/// A probe run every period once the replica is ready, counting
+/// consecutive results against its thresholds.
+struct Watch {
+    name: &'static str,
+    probe: Option<LocalProbe>,
+    next_at: tokio::time::Instant,
+    passing: bool,
+    streak: u32,
+}
+
+impl Watch {
+    fn new(name: &'static str, probe: Option<LocalProbe>, started: Instant) -> Self {
+        let started = tokio::time::Instant::from_std(started);
+        let next_at = probe.as_ref().map_or(started, |p| {
+            (started + p.initial_delay).max(tokio::time::Instant::now() + p.period)
+        });
+        Self {
+            name,
+            probe,
+            next_at,
+            passing: true,
+            streak: 0,
+        }
+    }
+
+    /// Runs the next check when it is due; returns the probe's verdict
+    /// when it changed (`false` after `failureThreshold` failures in a
+    /// row, `true` after `successThreshold` passes in a row), with the last
+    /// check's result. Never returns without a probe.
+    async fn next(&mut self, addr: SocketAddr) -> Option<(bool, String)> {
+        let Some(p) = &self.probe else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until(self.next_at).await;
+        self.next_at = tokio::time::Instant::now() + p.period;
+        let result = p.check(addr).await;
+        let passed = result.is_ok();
+        if passed == self.passing {
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        let needed = if passed {
+            p.success_threshold
+        } else {
+            p.failure_threshold
+        };
+        if self.streak < needed.max(1) {
+            return None;
+        }
+        self.streak = 0;
+        self.passing = passed;
+        Some(match result {
+            Ok(()) => (true, format!("{} probe passes again", self.name)),
+            Err(why) => (
+                false,
+                match needed.max(1) {
+                    1 => format!("{} probe failed: {why}", self.name),
+                    n => format!("{} probe failed {n} times in a row: {why}", self.name),
+                },
+            ),
+        })
     }
 }
 
@@ -299,6 +471,7 @@ mod tests {
             started: Instant::now(),
             startup_timeout: Duration::from_secs(1),
             grace: Duration::from_secs(1),
+            probes: Probes::default(),
             tail,
             readers,
         }

@@ -233,6 +233,17 @@ impl Supervisor {
                     cold,
                 });
             }
+            ReplicaEvent::Readiness { id, ready, reason } => {
+                if let Some(r) = self.replicas.get_mut(&id) {
+                    r.ready = ready;
+                    let _ = self.events.send(BackendEvent::ReplicaReadiness {
+                        revision: self.key.clone(),
+                        replica: id,
+                        ready,
+                        reason,
+                    });
+                }
+            }
             ReplicaEvent::Exited {
                 id,
                 was_ready,
