@@ -134,6 +134,17 @@ pub trait ScaleActuator: Send + Sync + 'static {
         &self,
         revision: &RevisionKey,
     ) -> impl Future<Output = Result<Replicas, ScaleError>> + Send;
+    /// How long ago `revision`'s replicas were first asked for, where the
+    /// backend knows: an autoscaler that starts (a new leader, a restart)
+    /// takes over an older revision as it stands instead of treating it as
+    /// new. The default, unknown, treats every revision as new.
+    fn age(
+        &self,
+        revision: &RevisionKey,
+    ) -> impl Future<Output = Result<Option<std::time::Duration>, ScaleError>> + Send {
+        let _ = revision;
+        std::future::ready(Ok(None))
+    }
 }
 
 /// Receives the gateway's scale-from-zero pokes. Must not block: the gateway

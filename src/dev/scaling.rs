@@ -151,6 +151,16 @@ impl Scaler {
         let _ = self.stop.send(true);
     }
 
+    /// Why each revision's last replica is kept, pre-warmed or released,
+    /// in words (the autoscaler's keep-alive explanation).
+    pub fn keep_alive(&self) -> std::collections::HashMap<RevisionKey, String> {
+        self.handle
+            .keep_alive(std::time::SystemTime::now())
+            .into_iter()
+            .map(|(key, status)| (key, status.message))
+            .collect()
+    }
+
     /// `GET /metrics/autoscaler`: the autoscaler's own metrics.
     pub fn router(&self) -> axum::Router {
         let registry = self.registry.clone();

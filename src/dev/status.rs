@@ -22,6 +22,7 @@ pub fn render(
     gateway_url: &str,
     domain: &str,
     live: impl Fn(&RevisionKey) -> RevisionLive,
+    keep_alive: impl Fn(&RevisionKey) -> Option<String>,
 ) -> String {
     let mut out = String::new();
     if functions.is_empty() {
@@ -55,6 +56,11 @@ pub fn render(
                 key.revision, l.replicas.ready, l.replicas.desired, l.waiting
             );
         }
+        for (key, _) in &f.revisions {
+            if let Some(why) = keep_alive(key) {
+                let _ = writeln!(out, "  why      {}: {why}", key.revision);
+            }
+        }
         out.push('\n');
     }
     out
@@ -74,16 +80,28 @@ mod tests {
             traffic_error: None,
             revisions: vec![(key.clone(), "ready".into())],
         };
-        let page = render(&[summary], "http://127.0.0.1:8080", "localhost", |k| {
-            assert_eq!(k, &key);
-            RevisionLive {
-                replicas: Replicas {
-                    desired: 2,
-                    ready: 1,
-                },
-                waiting: 3,
-            }
-        });
+        let page = render(
+            &[summary],
+            "http://127.0.0.1:8080",
+            "localhost",
+            |k| {
+                assert_eq!(k, &key);
+                RevisionLive {
+                    replicas: Replicas {
+                        desired: 2,
+                        ready: 1,
+                    },
+                    waiting: 3,
+                }
+            },
+            |k| (k == &key).then(|| "fixed 5m: keeping the last replica until 14:05 UTC".into()),
+        );
+        assert!(
+            page.contains(
+                "  why      hello-00001: fixed 5m: keeping the last replica until 14:05 UTC\n"
+            ),
+            "{page}"
+        );
         assert!(
             page.contains("  url      http://hello.default.localhost:8080/\n"),
             "{page}"
@@ -100,7 +118,13 @@ mod tests {
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cols, ["hello-00001", "1", "2", "3", "ready"]);
         assert_eq!(
-            render(&[], "http://x:1", "localhost", |_| RevisionLive::default()),
+            render(
+                &[],
+                "http://x:1",
+                "localhost",
+                |_| RevisionLive::default(),
+                |_| None
+            ),
             "No functions loaded.\n"
         );
     }

@@ -243,15 +243,33 @@ def test_scale_down_under_load_with_long_requests_fails_no_request():
     assert "drain answered revision=flint-e2e/drain-00001" in logs, logs[-2000:]
 
 
+def keep_alive_entry(name, revision):
+    return next((e for e in status(name).get("keepAlive", []) if e["revision"] == revision), None)
+
+
 def test_leader_failover_scaling_goes_on():
+    rev = status("hello-rust")["latestCreatedRevision"]
+    wait_until("hello-rust at zero", lambda: revision_pods(rev) == [], 90, interval=1)
+    # The leader says in the status why the revision has no replica, and
+    # persists when its last request ended.
+    entry = wait_until("status.keepAlive of the revision at zero",
+                       lambda: (e := keep_alive_entry("hello-rust", rev)) and "released" in e["message"] and e, 30)
+    assert entry["policy"] == "fixed" and entry["message"].startswith("fixed"), entry
+    assert entry.get("learned"), entry
     before = lease_holder()
     kubectl("-n", NS, "delete", "pod", before, "--wait=false")
     after = wait_until("another operator to take the Lease",
                        lambda: (h := lease_holder()) and h != before and h, 60)
     assert after != before
+    # The new leader takes the revision over at zero: several decisions
+    # later it has woken nothing (no `initial` hold for an old revision),
+    # and it explains the revision as the old leader did.
+    time.sleep(12)
+    assert revision_pods(rev) == [], "the new leader woke a revision at zero"
+    # (Without what the old leader persisted it would know of no request.)
+    message = keep_alive_entry("hello-rust", rev)["message"]
+    assert message.startswith("fixed") and "released at" in message, message
     # Scaling goes on under the new leader: from zero and back.
-    rev = status("hello-rust")["latestCreatedRevision"]
-    wait_until("hello-rust at zero", lambda: revision_pods(rev) == [], 90, interval=1)
     assert request(host("hello-rust"), "/after-failover").status == 200
     # The gateway routes to a replica as soon as its port answers, which can
     # be before the kubelet's probe marks the pod Ready.

@@ -134,6 +134,27 @@ pub fn revisions_to_scale<'a>(
     out
 }
 
+/// What a previous leader persisted for `key` (its Function's
+/// `status.keepAlive[].learned`).
+pub fn persisted_learned<'a>(
+    functions: impl IntoIterator<Item = &'a Function>,
+    key: &RevisionKey,
+) -> Option<String> {
+    functions
+        .into_iter()
+        .find(|f| {
+            f.metadata.namespace.as_deref() == Some(key.namespace.as_str())
+                && f.metadata.name.as_deref() == Some(key.function.as_str())
+        })?
+        .status
+        .as_ref()?
+        .keep_alive
+        .iter()
+        .find(|e| e.revision == key.revision)?
+        .learned
+        .clone()
+}
+
 /// The `/metrics` URLs of the ready, not terminating endpoints in `slices`.
 pub fn gateway_urls<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
@@ -271,9 +292,14 @@ pub async fn run(
         registry,
     )?;
     let handle = autoscaler.handle();
+    let (functions, functions_writer) = reflector::store();
     tokio::spawn(until(
         halt_rx.clone(),
-        follow_functions(Api::all(client), handle.clone()),
+        follow_functions(Api::all(client.clone()), functions_writer, handle.clone()),
+    ));
+    tokio::spawn(until(
+        halt_rx.clone(),
+        super::status_writer::run(client, functions, handle.clone()),
     ));
 
     let listener = tokio::net::TcpListener::bind(config.poke_addr)
@@ -321,8 +347,12 @@ fn store_settled<K>(event: Result<watcher::Event<K>, watcher::Error>, what: &str
     }
 }
 
-async fn follow_functions(api: Api<Function>, handle: AutoscalerHandle) {
-    let (reader, writer) = reflector::store();
+async fn follow_functions(
+    api: Api<Function>,
+    writer: reflector::store::Writer<Function>,
+    handle: AutoscalerHandle,
+) {
+    let reader = writer.as_reader();
     let mut events = reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .boxed();
@@ -339,7 +369,12 @@ async fn follow_functions(api: Api<Function>, handle: AutoscalerHandle) {
         }
         for (key, spec) in &wanted {
             if tracked.get(key) != Some(spec) {
-                handle.upsert(key.clone(), spec.clone());
+                let learned = if tracked.contains_key(key) {
+                    None
+                } else {
+                    persisted_learned(state.iter().map(|f| f.as_ref()), key)
+                };
+                handle.upsert_restoring(key.clone(), spec.clone(), learned.as_deref());
             }
         }
         tracked = wanted;

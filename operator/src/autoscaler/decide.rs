@@ -263,11 +263,7 @@ pub fn decide_with_backlog(
             reason = Reason::Poke;
         }
     } else if desired <= 1 && state.panic_since.is_none() {
-        let hold = if spec.keep_alive != flint_api::KeepAlive::Fixed {
-            panic_window.max(cfg.adaptive.min_idle)
-        } else {
-            panic_window
-        };
+        let hold = activity_hold(spec, cfg);
         if last_seen.is_some_and(|t| now.saturating_sub(t) < hold) {
             if desired == 0 {
                 desired = 1;
@@ -327,6 +323,18 @@ pub fn decide_with_backlog(
         desired,
         reason,
         state,
+    }
+}
+
+/// How long after its last activity a revision counts as serving: its last
+/// replica is kept this long whatever the keep-alive policy (the panic
+/// window; for a learning policy at least the shortest idle time it records).
+pub fn activity_hold(spec: &ScaleSpec, cfg: &DecideConfig) -> Duration {
+    let panic_window = spec.panic_window().as_std();
+    if spec.keep_alive == flint_api::KeepAlive::Fixed {
+        panic_window
+    } else {
+        panic_window.max(cfg.adaptive.min_idle)
     }
 }
 

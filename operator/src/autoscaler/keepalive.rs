@@ -160,6 +160,20 @@ impl LearnedConfig {
     }
 }
 
+/// The counts of an [`IdleHistogram`]: what a new leader needs to make the
+/// same decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistogramParts {
+    /// Idle times per one-minute bin.
+    pub bins: [u16; BINS],
+    /// Idle times beyond the last bin.
+    pub out_of_range: u16,
+    /// Requests seen between the recorded idle times.
+    pub requests: u32,
+    /// Sum of the recorded idle times, in seconds.
+    pub idle_secs: u32,
+}
+
 /// The learned windows, relative to the end of the last request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windows {
@@ -371,6 +385,46 @@ impl IdleHistogram {
             cold_f += if t < g { 0.0 } else { c };
         }
         cold_l <= cold_f && idle_l <= idle_f * max_idle_ratio
+    }
+
+    /// The recorded counts, without the windows (which follow from them and
+    /// the policy): what is persisted for a new leader.
+    pub fn parts(&self) -> HistogramParts {
+        HistogramParts {
+            bins: self.bins,
+            out_of_range: self.out_of_range,
+            requests: self.requests,
+            idle_secs: self.idle_secs,
+        }
+    }
+
+    /// The histogram of recorded `parts`, with its windows recomputed for
+    /// `policy` as [`IdleHistogram::record`] or
+    /// [`IdleHistogram::record_learned`] would have left them.
+    pub fn from_parts(
+        parts: HistogramParts,
+        policy: KeepAlive,
+        grace: Duration,
+        adaptive: &AdaptiveConfig,
+        learned: &LearnedConfig,
+    ) -> Self {
+        let sum: u32 = parts.bins.iter().map(|&b| u32::from(b)).sum();
+        let mut h = Self {
+            bins: parts.bins,
+            out_of_range: parts.out_of_range,
+            total: u16::try_from(sum + u32::from(parts.out_of_range)).unwrap_or(u16::MAX),
+            requests: parts.requests,
+            idle_secs: parts.idle_secs,
+            windows: None,
+        };
+        h.windows = match policy {
+            KeepAlive::Fixed => None,
+            KeepAlive::Adaptive => h
+                .compute(adaptive)
+                .filter(|w| h.beats_fixed(w, grace, adaptive.max_idle_ratio)),
+            KeepAlive::Learned => Some(h.compute_learned(grace, learned)),
+        };
+        h
     }
 
     /// Idle times recorded (after decay).

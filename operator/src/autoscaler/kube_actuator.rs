@@ -264,6 +264,21 @@ impl ScaleActuator for KubeActuator {
     async fn replicas(&self, revision: &RevisionKey) -> Result<Replicas, ScaleError> {
         Ok(replicas_of(&self.deployment(revision).await?))
     }
+
+    async fn age(&self, revision: &RevisionKey) -> Result<Option<std::time::Duration>, ScaleError> {
+        let deployments: Api<Deployment> =
+            Api::namespaced(self.client.clone(), &revision.namespace);
+        let found = deployments
+            .get_opt(&revision.revision)
+            .await
+            .map_err(|e| Self::fail(revision, e))?;
+        // Not created yet: a new revision.
+        Ok(found.and_then(|d| {
+            let created = d.metadata.creation_timestamp?.0;
+            let age = k8s_openapi::jiff::Timestamp::now().duration_since(created);
+            std::time::Duration::try_from(age).ok()
+        }))
+    }
 }
 
 fn replicas_of(d: &Deployment) -> Replicas {

@@ -5,12 +5,15 @@ pub mod backlog;
 pub mod cluster;
 pub mod decide;
 pub mod drain;
+pub mod explain;
 pub mod keepalive;
 pub mod kube_actuator;
 pub mod metrics;
 pub mod runner;
+pub mod snapshot;
 pub mod source;
 pub mod state;
+pub mod status_writer;
 pub mod window;
 
 pub use backlog::{Backlog, BacklogRoute};

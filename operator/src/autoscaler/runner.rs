@@ -20,18 +20,20 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use flint_api::ScaleSpec;
 use flint_api::backend::{PokeSink, RevisionKey, ScaleActuator};
 use flint_api::drain::{ControlToken, WWW_AUTHENTICATE, authorize};
 use flint_api::poke::ScalePoke;
+use flint_api::{KeepAliveStatus, ScaleSpec};
 use prometheus::Registry;
 use tokio::sync::mpsc;
 
 use super::backlog::{Backlog, BacklogBook, BacklogRoute};
 use super::decide::{DecideConfig, Observation, ScaleState, decide_with_backlog};
+use super::explain;
 use super::metrics::AutoscalerMetrics;
+use super::snapshot::Snapshot;
 use super::source::{FunctionKey, MetricsSource, Pending};
 use super::window::{Sample, Window};
 
@@ -75,7 +77,17 @@ struct Tracked {
     state: ScaleState,
     written: Option<u32>,
     ready: u32,
+    /// Whether the revision's standing was read from the backend (see
+    /// [`ScaleState::adopt`]); no decision is made before.
+    adopted: bool,
+    /// What a previous leader persisted, applied at adoption.
+    restore: Option<Snapshot>,
 }
+
+/// The autoscaler's clock starts this far in, so that activity a previous
+/// leader persisted (up to this long before the start, far beyond any
+/// keep-alive window) still maps to a time on it.
+const CLOCK_ORIGIN: Duration = Duration::from_secs(24 * 3600);
 
 enum Command {
     Poke(ScalePoke),
@@ -83,6 +95,7 @@ enum Command {
 
 struct Shared {
     revisions: Mutex<HashMap<RevisionKey, Tracked>>,
+    decide: DecideConfig,
     backlogs: Mutex<BacklogBook>,
     epoch: Instant,
     commands: mpsc::UnboundedSender<Command>,
@@ -90,7 +103,7 @@ struct Shared {
 
 impl Shared {
     fn now(&self) -> Duration {
-        self.epoch.elapsed()
+        self.epoch.elapsed() + CLOCK_ORIGIN
     }
 }
 
@@ -110,6 +123,14 @@ impl AutoscalerHandle {
     /// Starts scaling `key` with `spec`, or updates its spec (keeping its
     /// state and samples).
     pub fn upsert(&self, key: RevisionKey, spec: ScaleSpec) {
+        self.upsert_restoring(key, spec, None);
+    }
+
+    /// As [`AutoscalerHandle::upsert`]; a revision not tracked yet also
+    /// takes up `learned`, what a previous leader persisted for it
+    /// (`status.keepAlive[].learned`). A damaged string is ignored: the
+    /// revision learns afresh.
+    pub fn upsert_restoring(&self, key: RevisionKey, spec: ScaleSpec, learned: Option<&str>) {
         let now = self.shared.now();
         let Ok(mut revs) = self.shared.revisions.lock() else {
             return;
@@ -120,6 +141,13 @@ impl AutoscalerHandle {
                 t.spec = spec;
             }
             None => {
+                let restore = learned.and_then(|text| match Snapshot::decode(text) {
+                    Ok(snapshot) => Some(snapshot),
+                    Err(error) => {
+                        tracing::warn!(revision = %key, %error, "persisted keep-alive state unreadable; learning afresh");
+                        None
+                    }
+                });
                 let state = ScaleState::new(&spec, now);
                 revs.insert(
                     key,
@@ -129,6 +157,8 @@ impl AutoscalerHandle {
                         spec,
                         written: None,
                         ready: 0,
+                        adopted: false,
+                        restore,
                     },
                 );
             }
@@ -155,6 +185,50 @@ impl AutoscalerHandle {
     pub fn desired(&self, key: &RevisionKey) -> Option<u32> {
         let revs = self.shared.revisions.lock().ok()?;
         revs.get(key).map(|t| t.state.desired)
+    }
+
+    /// Why each adopted revision's last replica is kept, pre-warmed or
+    /// released, and what its keep-alive policy has learned, as of
+    /// `wall_now`: the entries of its Function's `status.keepAlive`.
+    /// Revisions not adopted yet are left out.
+    pub fn keep_alive(&self, wall_now: SystemTime) -> Vec<(RevisionKey, KeepAliveStatus)> {
+        let config = &self.shared.decide;
+        let now = self.shared.now();
+        let unix = wall_now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let wall = |d: Duration| {
+            let ago = now.saturating_sub(d);
+            wall_now.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH)
+        };
+        let Ok(revs) = self.shared.revisions.lock() else {
+            return Vec::new();
+        };
+        revs.iter()
+            .filter(|(_, t)| t.adopted)
+            .map(|(key, t)| {
+                let (view, basis) = explain::view(&t.spec, config, &t.state, now);
+                let snapshot = t.state.snapshot(&t.spec, config, now, unix);
+                let status = KeepAliveStatus {
+                    revision: key.revision.clone(),
+                    policy: t.spec.keep_alive,
+                    message: explain::render(view, basis, wall),
+                    learned: (snapshot != Snapshot::default()).then(|| snapshot.encode()),
+                };
+                (key.clone(), status)
+            })
+            .collect()
+    }
+
+    /// Whether every tracked revision of `function` has been adopted.
+    pub fn adopted(&self, function: &FunctionKey) -> bool {
+        self.shared.revisions.lock().is_ok_and(|revs| {
+            revs.iter()
+                .filter(|(k, _)| {
+                    k.namespace == function.namespace && k.function == function.function
+                })
+                .all(|(_, t)| t.adopted)
+        })
     }
 
     /// Replaces how every Function's asynchronous backlog reaches its
@@ -194,6 +268,7 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
         registry: &Registry,
     ) -> Result<Self, AutoscalerError> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let decide = config.decide;
         Ok(Self {
             actuator,
             source,
@@ -201,6 +276,7 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
             metrics: AutoscalerMetrics::new(registry)?,
             shared: Arc::new(Shared {
                 revisions: Mutex::new(HashMap::new()),
+                decide,
                 backlogs: Mutex::new(BacklogBook::default()),
                 epoch: Instant::now(),
                 commands: tx,
@@ -310,7 +386,68 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
         }
     }
 
+    /// Reads where a revision stands before its first decision: a revision
+    /// older than a stable window was scaled by someone before (a previous
+    /// leader) and is taken over as it is, with what that one persisted.
+    /// False while that cannot be read (the decision waits).
+    async fn adopt(&self, key: &RevisionKey) -> bool {
+        let pending = self
+            .shared
+            .revisions
+            .lock()
+            .is_ok_and(|revs| revs.get(key).is_some_and(|t| !t.adopted));
+        if !pending {
+            return true;
+        }
+        let age = match self.actuator.age(key).await {
+            Ok(age) => age,
+            Err(err) => {
+                tracing::warn!(revision = %key, error = %err, "reading the revision's age failed; deciding later");
+                return false;
+            }
+        };
+        let replicas = match age {
+            Some(_) => match self.actuator.replicas(key).await {
+                Ok(r) => Some(r),
+                Err(err) => {
+                    tracing::warn!(revision = %key, error = %err, "reading replicas failed; deciding later");
+                    return false;
+                }
+            },
+            None => None,
+        };
+        let now = self.shared.now();
+        let wall_now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let Ok(mut revs) = self.shared.revisions.lock() else {
+            return false;
+        };
+        let Some(t) = revs.get_mut(key) else {
+            return false;
+        };
+        if let (Some(age), Some(r)) = (age, replicas) {
+            if age >= t.spec.stable_window.as_std() {
+                t.state.adopt(now, age, r.desired);
+                t.written = Some(r.desired);
+            } else {
+                // A revision still in its first stable window: new, with
+                // its `initial` hold counted from its creation.
+                t.state.started = now.saturating_sub(age);
+            }
+        }
+        if let Some(snapshot) = t.restore.take() {
+            t.state
+                .restore(&snapshot, &t.spec, &self.config.decide, now, wall_now);
+        }
+        t.adopted = true;
+        true
+    }
+
     async fn decide_one(&self, key: &RevisionKey, poke: Option<u32>) {
+        if !self.adopt(key).await {
+            return;
+        }
         let now = self.shared.now();
         let backlog = self
             .shared

@@ -5,9 +5,11 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use flint_api::ScaleSpec;
+use flint_api::{KeepAlive, ScaleSpec};
 
+use super::decide::{DecideConfig, activity_hold};
 use super::keepalive::IdleHistogram;
+use super::snapshot::Snapshot;
 
 /// The state a revision's decisions carry from one to the next.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +60,77 @@ impl ScaleState {
             delay: VecDeque::new(),
             idle: None,
             requests_since_idle: 0,
+        }
+    }
+
+    /// Takes over a revision that was being scaled before this autoscaler
+    /// started on it (a new leader, a restart): `age` since its replicas were
+    /// first asked for, `desired` the count its backend holds. The count is
+    /// kept, no `initial` hold applies, and a revision with replicas counts
+    /// as active now: idleness that was not observed is not assumed.
+    pub fn adopt(&mut self, now: Duration, age: Duration, desired: u32) {
+        self.desired = desired;
+        self.started = now.saturating_sub(age);
+        if desired > 0 {
+            self.last_active = Some(now);
+            self.last_active_observed = false;
+        }
+    }
+
+    /// Takes up what a previous leader persisted (`snapshot`, read at
+    /// `wall_now`, Unix seconds): the histogram, the requests since the last
+    /// idle time, and when the last activity ended.
+    pub fn restore(
+        &mut self,
+        snapshot: &Snapshot,
+        spec: &ScaleSpec,
+        cfg: &DecideConfig,
+        now: Duration,
+        wall_now: u64,
+    ) {
+        if let Some(parts) = snapshot.histogram
+            && spec.keep_alive != KeepAlive::Fixed
+        {
+            self.idle = Some(Box::new(IdleHistogram::from_parts(
+                parts,
+                spec.keep_alive,
+                spec.scale_to_zero_grace_period.as_std(),
+                &cfg.adaptive,
+                &cfg.learned,
+            )));
+        }
+        self.requests_since_idle = snapshot.requests_since_idle;
+        if let Some(at) = snapshot.last_active_unix {
+            let ago = Duration::from_secs(wall_now.saturating_sub(at));
+            self.last_active = Some(now.saturating_sub(ago));
+            self.last_active_observed = snapshot.last_active_observed;
+        }
+    }
+
+    /// What to persist at `now` (`wall_now`, Unix seconds). While the
+    /// revision serves, only the histogram: the last activity and the
+    /// request count move every second, and a new leader counts a serving
+    /// revision active anyway. Once idle, everything, which then holds still
+    /// until the next request.
+    pub fn snapshot(
+        &self,
+        spec: &ScaleSpec,
+        cfg: &DecideConfig,
+        now: Duration,
+        wall_now: u64,
+    ) -> Snapshot {
+        let histogram = self.idle.as_deref().map(IdleHistogram::parts);
+        match self.last_active {
+            Some(last) if self.idle_for(now) >= activity_hold(spec, cfg) => Snapshot {
+                last_active_unix: Some(wall_now.saturating_sub(now.saturating_sub(last).as_secs())),
+                last_active_observed: self.last_active_observed,
+                requests_since_idle: self.requests_since_idle,
+                histogram,
+            },
+            _ => Snapshot {
+                histogram,
+                ..Snapshot::default()
+            },
         }
     }
 

@@ -1,9 +1,11 @@
 //! An in-memory `ScaleActuator`: records every write in order and answers
 //! `replicas()` with the last replica count written (ready at once), so that
-//! tests of the autoscaler loop see exactly what it asked for.
+//! tests of the autoscaler loop see exactly what it asked for. Revisions
+//! given an age (and a count) stand for ones scaled before the loop started.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use flint_api::backend::{Replicas, RevisionKey, ScaleActuator, ScaleError};
 
@@ -12,12 +14,20 @@ use flint_api::backend::{Replicas, RevisionKey, ScaleActuator, ScaleError};
 pub struct Memory {
     writes: Arc<Mutex<Vec<(RevisionKey, u32)>>>,
     replicas: Arc<Mutex<HashMap<RevisionKey, u32>>>,
+    ages: Arc<Mutex<HashMap<RevisionKey, Duration>>>,
 }
 
 impl Memory {
     /// Every write so far, in order.
     pub fn writes(&self) -> Vec<(RevisionKey, u32)> {
         self.writes.lock().unwrap().clone()
+    }
+
+    /// Makes `key` a revision created `age` ago, standing at `replicas`.
+    #[allow(dead_code)]
+    pub fn existing(&self, key: &RevisionKey, age: Duration, replicas: u32) {
+        self.ages.lock().unwrap().insert(key.clone(), age);
+        self.replicas.lock().unwrap().insert(key.clone(), replicas);
     }
 
     /// The replica count last written for `key`; 0 if never written.
@@ -45,5 +55,9 @@ impl ScaleActuator for Memory {
             desired: n,
             ready: n,
         })
+    }
+
+    async fn age(&self, revision: &RevisionKey) -> Result<Option<Duration>, ScaleError> {
+        Ok(self.ages.lock().unwrap().get(revision).copied())
     }
 }
