@@ -1,5 +1,6 @@
 //! The autoscaler on a cluster: which revisions to scale (every revision in
-//! a Function's status, with the Function's scaling knobs), where the signal
+//! a Function's status; the latest with the Function's scaling knobs, the
+//! others with the ones they last followed), where the signal
 //! comes from (the gateway pods behind a Service, found through its
 //! EndpointSlices, or a Prometheus server), how each Function's async backlog
 //! reaches its revisions (its `async.maxInFlight` and `status.traffic`), and
@@ -89,13 +90,18 @@ pub enum ClusterError {
 }
 
 /// The revisions to scale: each revision a Function's status lists (and its
-/// latest created one), with the Function's current scaling knobs. `scale.min`
-/// holds only revisions that take traffic: those with a share above zero in
-/// the status, and the latest created one while the spec's traffic follows
-/// the latest revision (so a rollout's new revision comes up to `min` and
-/// takes over). Every other revision (an old one, or one only a tag at 0 %
-/// names) may scale to zero: `min` is a promise about serving, not a price
-/// paid per revision kept in history.
+/// latest created one), each with its own scaling knobs. The latest created
+/// revision follows the spec: it takes the Function's current `spec.scale`,
+/// so an edit applies at once, before the status catches up. Every other
+/// revision keeps the `scale` its `status.revisions[].scale` reports (the one
+/// it last followed as the latest, else the one it was created with), or the
+/// current `spec.scale` when none is recorded (a revision created before
+/// they were). `scale.min` holds only revisions that take traffic: those
+/// with a share above zero in the status, and the latest created one while
+/// the spec's traffic follows the latest revision (so a rollout's new
+/// revision comes up to `min` and takes over). Every other revision (an old
+/// one, or one only a tag at 0 % names) may scale to zero: `min` is a promise
+/// about serving, not a price paid per revision kept in history.
 pub fn revisions_to_scale<'a>(
     functions: impl IntoIterator<Item = &'a Function>,
 ) -> HashMap<RevisionKey, ScaleSpec> {
@@ -118,13 +124,24 @@ pub fn revisions_to_scale<'a>(
                 .any(|t| t.revision_name == rev && t.percent > 0)
                 || (follows_latest && status.latest_created_revision.as_deref() == Some(rev))
         };
+        let latest = status.latest_created_revision.as_deref();
+        let recorded = |rev: &str| {
+            status
+                .revisions
+                .iter()
+                .find(|r| r.name == rev)
+                .and_then(|r| r.scale.as_ref())
+        };
         let names = status
             .revisions
             .iter()
             .map(|r| r.name.as_str())
-            .chain(status.latest_created_revision.as_deref());
+            .chain(latest);
         for rev in names {
-            let mut spec = f.spec.scale.clone();
+            let mut spec = match recorded(rev) {
+                Some(own) if latest != Some(rev) => own.clone(),
+                _ => f.spec.scale.clone(),
+            };
             if !serving(rev) {
                 spec.min = 0;
             }
@@ -559,6 +576,122 @@ mod tests {
                 ("a-00003".into(), 0)
             ]
         );
+    }
+
+    #[test]
+    fn the_latest_revision_follows_the_spec_and_older_ones_keep_their_scale() {
+        use flint_api::KeepAlive;
+        // The spec now asks for min 2, max 20, fixed keep-alive. a-00001
+        // recorded its own scale; a-00002 was created before scale was
+        // recorded; the status still reports a-00003 (the latest) with
+        // settings from before the last edit.
+        let recorded = |min: u32, max: u32, keep_alive: KeepAlive| ScaleSpec {
+            min,
+            max,
+            initial: min,
+            keep_alive,
+            ..ScaleSpec::default()
+        };
+        let statuses = [
+            ("a-00001", Some(recorded(1, 5, KeepAlive::Learned))),
+            ("a-00002", None),
+            ("a-00003", Some(recorded(1, 3, KeepAlive::Adaptive))),
+        ];
+        let traffic = |rev: &str, percent: u32| {
+            serde_json::from_value::<flint_api::TrafficStatus>(serde_json::json!({
+                "revisionName": rev, "percent": percent
+            }))
+            .unwrap()
+        };
+        let build = |latest: &str, spec_traffic: serde_json::Value, status_traffic| {
+            let mut f = function("default", "a", &[], Some(latest));
+            f.spec.scale = recorded(2, 20, KeepAlive::Fixed);
+            f.spec.traffic = serde_json::from_value(spec_traffic).unwrap();
+            let status = f.status.as_mut().unwrap();
+            status.traffic = status_traffic;
+            status.revisions = statuses
+                .iter()
+                .map(|(name, scale)| flint_api::RevisionStatus {
+                    scale: scale.clone(),
+                    ..serde_json::from_value(serde_json::json!({"name": name, "ready": true}))
+                        .unwrap()
+                })
+                .collect();
+            f
+        };
+        type Want = (&'static str, u32, u32, KeepAlive);
+        let table: [(&str, Function, Vec<Want>); 4] = [
+            (
+                "following the latest: it takes the spec, older ones keep theirs at min 0",
+                build(
+                    "a-00003",
+                    serde_json::json!([]),
+                    vec![traffic("a-00003", 100)],
+                ),
+                vec![
+                    ("a-00001", 0, 5, KeepAlive::Learned),
+                    ("a-00002", 0, 20, KeepAlive::Fixed),
+                    ("a-00003", 2, 20, KeepAlive::Fixed),
+                ],
+            ),
+            (
+                "a pinned revision keeps its own scale, min included",
+                build(
+                    "a-00003",
+                    serde_json::json!([
+                        {"revision": "a-00001", "percent": 60},
+                        {"latestRevision": true, "percent": 40}
+                    ]),
+                    vec![traffic("a-00001", 60), traffic("a-00003", 40)],
+                ),
+                vec![
+                    ("a-00001", 1, 5, KeepAlive::Learned),
+                    ("a-00002", 0, 20, KeepAlive::Fixed),
+                    ("a-00003", 2, 20, KeepAlive::Fixed),
+                ],
+            ),
+            (
+                "a pinned revision with nothing recorded takes the spec; the latest unrouted goes to min 0",
+                build(
+                    "a-00003",
+                    serde_json::json!([{"revision": "a-00002", "percent": 100}]),
+                    vec![traffic("a-00002", 100)],
+                ),
+                vec![
+                    ("a-00001", 0, 5, KeepAlive::Learned),
+                    ("a-00002", 2, 20, KeepAlive::Fixed),
+                    ("a-00003", 0, 20, KeepAlive::Fixed),
+                ],
+            ),
+            (
+                "a rollout: the new latest follows the spec, the serving one keeps what it last followed",
+                build(
+                    "a-00004",
+                    serde_json::json!([]),
+                    vec![traffic("a-00003", 100)],
+                ),
+                vec![
+                    ("a-00001", 0, 5, KeepAlive::Learned),
+                    ("a-00002", 0, 20, KeepAlive::Fixed),
+                    ("a-00003", 1, 3, KeepAlive::Adaptive),
+                    ("a-00004", 2, 20, KeepAlive::Fixed),
+                ],
+            ),
+        ];
+        for (case, f, want) in table {
+            let mut got: Vec<Want> = revisions_to_scale([&f])
+                .into_iter()
+                .map(|(k, s)| {
+                    let rev = ["a-00001", "a-00002", "a-00003", "a-00004"]
+                        .into_iter()
+                        .find(|r| *r == k.revision)
+                        .unwrap();
+                    (rev, s.min, s.max, s.keep_alive)
+                })
+                .collect();
+            got.sort_by_key(|w| w.0);
+            assert_eq!(got, want, "{case}");
+        }
     }
 
     #[test]
