@@ -116,7 +116,7 @@ pub struct FunctionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<ImagePullPolicy>,
 
-    /// Working directory of the function's container (an absolute path); unset, the image's. Ignored by `flint dev`, which runs `command` in the manifest's directory.
+    /// Working directory of the function's container (an absolute path); unset, the image's. `flint dev` reads it under the manifest's directory (which stands for the image's root) and refuses a path that leaves it; unset, it runs `command` in the manifest's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096), regex(pattern = "^/"))]
     pub working_dir: Option<String>,
@@ -167,32 +167,32 @@ pub struct FunctionSpec {
     #[x_kube(validation = Rule::new(pod::reserved_keys_rule()).message(pod::reserved_keys_message().as_str()))]
     pub pod_annotations: BTreeMap<String, String>,
 
-    /// Node labels a node must carry to run the function's pods. Ignored by `flint dev`.
+    /// Node labels a node must carry to run the function's pods. Not applied by `flint dev`, which notes it at startup.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "pod::label_map_schema")]
     pub node_selector: BTreeMap<String, String>,
 
-    /// Taints the function's pods tolerate. Ignored by `flint dev`.
+    /// Taints the function's pods tolerate. Not applied by `flint dev`, which notes it at startup.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.all(t, !has(t.operator) || t.operator != 'Exists' || !has(t.value) || size(t.value) == 0)").message("a toleration with operator Exists must not have a value"))]
     pub tolerations: Vec<Toleration>,
 
-    /// Node affinity, pod affinity and pod anti-affinity of the function's pods. Ignored by `flint dev`.
+    /// Node affinity, pod affinity and pod anti-affinity of the function's pods. Not applied by `flint dev`, which notes it at startup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
 
-    /// How the function's pods spread across zones, nodes or other topology domains. Ignored by `flint dev`.
+    /// How the function's pods spread across zones, nodes or other topology domains. Not applied by `flint dev`, which notes it at startup.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
 
-    /// RuntimeClass the pods run with (e.g. a sandboxed runtime such as gVisor or Kata). Ignored by `flint dev`.
+    /// RuntimeClass the pods run with (e.g. a sandboxed runtime such as gVisor or Kata). Not applied by `flint dev`, which notes it at startup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = crate::names::DNS1123_SUBDOMAIN_PATTERN))]
     pub runtime_class_name: Option<String>,
 
-    /// PriorityClass of the pods, for scheduling order and preemption. Ignored by `flint dev`.
+    /// PriorityClass of the pods, for scheduling order and preemption. Not applied by `flint dev`, which notes it at startup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = crate::names::DNS1123_SUBDOMAIN_PATTERN))]
     pub priority_class_name: Option<String>,

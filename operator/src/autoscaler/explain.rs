@@ -199,13 +199,10 @@ pub fn render(view: View, basis: Basis, wall: impl Fn(Duration) -> SystemTime) -
     }
 }
 
+/// `30s`, `10m`, `1h30m`: the way a Function's durations are written.
 fn minutes(d: Duration) -> String {
-    let s = d.as_secs();
-    if s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
+    let millis = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    flint_api::Duration::from_millis(millis).to_string()
 }
 
 #[cfg(test)]
