@@ -39,7 +39,7 @@ fn main() {
     if gateway_process_support::run_child_role() {
         return;
     }
-    let tests: [Test; 4] = [
+    let tests: [Test; 7] = [
         (
             "queue_overflow_under_a_large_backlog_is_503_and_memory_stays_bounded",
             || run(backlog()),
@@ -55,6 +55,26 @@ fn main() {
         (
             "a_flood_of_heads_and_async_bodies_stays_within_the_memory_budget",
             || run(gateway_process_support::budget::flood()),
+        ),
+        (
+            "two_gateways_share_a_replicas_concurrency_without_losing_throughput",
+            || {
+                run(gateway_process_support::sharing::gateways_share_a_replica(
+                    2,
+                ))
+            },
+        ),
+        (
+            "three_gateways_share_a_replicas_concurrency_without_losing_throughput",
+            || {
+                run(gateway_process_support::sharing::gateways_share_a_replica(
+                    3,
+                ))
+            },
+        ),
+        (
+            "gateways_that_do_not_share_each_admit_the_whole_concurrency",
+            || run(gateway_process_support::sharing::without_sharing_the_limit_is_per_gateway()),
         ),
     ];
     let args: Vec<String> = std::env::args().skip(1).collect();

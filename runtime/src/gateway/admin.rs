@@ -2,7 +2,8 @@
 //! (the process runs), `/readyz` (a routing table has been received), and
 //! for the operator only (control token), `/v1/drain` and `/v1/release`:
 //! replicas about to be removed leave rotation and are reported drained
-//! once nothing runs on them.
+//! once nothing runs on them; and for the other gateways (control token),
+//! `/v1/capacity`: asks for free slots on replicas ([`super::capacity`]).
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,14 @@ impl Gateway {
                 Router::new()
                     .route(DRAIN_PATH, post(drain))
                     .route(RELEASE_PATH, post(release))
+                    .route(
+                        super::capacity::wire::CAPACITY_PATH,
+                        post(super::capacity::lend::capacity).layer(
+                            axum::extract::DefaultBodyLimit::max(
+                                super::capacity::wire::MAX_BODY_BYTES,
+                            ),
+                        ),
+                    )
                     .route_layer(axum::middleware::from_fn_with_state(
                         self.clone(),
                         control_only,

@@ -10,11 +10,13 @@
 mod admin;
 pub mod balancer;
 mod body;
+pub mod capacity;
 mod config;
 mod error;
 mod handler;
 pub mod host;
 pub mod kube;
+mod peers;
 pub mod poke;
 mod pool;
 mod proxy;
@@ -58,6 +60,8 @@ pub(crate) struct Shared {
     routes_set: AtomicBool,
     intake: std::sync::OnceLock<crate::events::AsyncIntake>,
     control_token: std::sync::OnceLock<flint_api::drain::ControlToken>,
+    /// Replicas' slots shared with the other gateways.
+    sharing: Arc<capacity::Sharing>,
 }
 
 /// A handle on a gateway; cheap to clone, all clones drive the same gateway.
@@ -104,6 +108,7 @@ impl Gateway {
                 routes_set: AtomicBool::new(false),
                 intake: std::sync::OnceLock::new(),
                 control_token: std::sync::OnceLock::new(),
+                sharing: Arc::new(capacity::Sharing::new(capacity::DEFAULT_SETTLE)),
             }),
         })
     }
@@ -152,14 +157,17 @@ impl Gateway {
 
     fn state_of(
         metrics: &GatewayMetrics,
+        sharing: &Arc<capacity::Sharing>,
         revisions: &mut HashMap<RevisionKey, Arc<RevisionState>>,
         key: &RevisionKey,
     ) -> Arc<RevisionState> {
-        Arc::clone(
-            revisions.entry(key.clone()).or_insert_with(|| {
-                Arc::new(RevisionState::new(key.clone(), metrics.revision(key)))
-            }),
-        )
+        Arc::clone(revisions.entry(key.clone()).or_insert_with(|| {
+            Arc::new(RevisionState::new(
+                key.clone(),
+                metrics.revision(key),
+                Arc::clone(sharing),
+            ))
+        }))
     }
 
     /// Replaces the whole routing table at once; requests in progress keep
@@ -167,15 +175,18 @@ impl Gateway {
     /// no replica and no waiting request are forgotten.
     pub fn set_routes(&self, routes: Vec<FunctionRoute>) {
         let mut revisions = self.revisions();
-        let metrics = &self.shared.metrics;
+        let (metrics, sharing) = (&self.shared.metrics, &self.shared.sharing);
         let table = RouteTable::build(&routes, &self.shared.config.domain, |key| {
-            Self::state_of(metrics, &mut revisions, key)
+            Self::state_of(metrics, sharing, &mut revisions, key)
         });
         let routed: std::collections::HashSet<&RevisionKey> =
             table.revisions().map(|r| &r.key).collect();
         for entry in table.revisions() {
             entry.state.set_failure(entry.route.failure.clone());
             entry.state.set_probe_starting(entry.route.probe_starting);
+            if entry.state.set_concurrency(entry.route.concurrency) {
+                self.settle_later(vec![Arc::clone(&entry.state)], sharing.bump());
+            }
         }
         revisions.retain(|key, state| {
             routed.contains(key) || state.replicas() > 0 || state.waiting() > 0
@@ -193,7 +204,12 @@ impl Gateway {
     /// Replaces the replicas of `revision`. Replicas not ready or terminating
     /// leave rotation at once; new ready replicas release waiting requests.
     pub fn set_endpoints(&self, revision: &RevisionKey, endpoints: Vec<Endpoint>) {
-        let state = Self::state_of(&self.shared.metrics, &mut self.revisions(), revision);
+        let state = Self::state_of(
+            &self.shared.metrics,
+            &self.shared.sharing,
+            &mut self.revisions(),
+            revision,
+        );
         state.set_endpoints(&endpoints, Instant::now());
         tracing::debug!(%revision, ready = state.replicas(), given = endpoints.len(), "endpoints updated");
     }

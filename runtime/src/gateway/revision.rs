@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+mod sharing;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -13,6 +15,7 @@ use flint_api::backend::{Endpoint, RevisionKey};
 use tokio::sync::Notify;
 
 use super::balancer::{self, Load};
+use super::capacity::{Sharing, Slots};
 use super::pool::Pool;
 use crate::metrics::RevisionMetrics;
 
@@ -31,18 +34,20 @@ const PROBE_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 pub struct Upstream {
     /// Its identity and address.
     pub endpoint: Endpoint,
-    in_flight: AtomicU32,
+    /// Its slots at this gateway: in flight, and the limit when shared
+    /// with other gateways.
+    slots: Slots,
     /// Its connections.
     pub pool: Pool,
 }
 
 impl Load for Upstream {
     fn load(&self) -> u32 {
-        Load::load(&self.in_flight)
+        self.slots.in_flight()
     }
 
     fn try_take(&self, limit: u32) -> bool {
-        self.in_flight.try_take(limit)
+        self.slots.try_take(limit)
     }
 }
 
@@ -70,7 +75,7 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.upstream.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.upstream.slots.put_back();
         let revision = &self.revision;
         if revision.waiting.load(Ordering::Acquire) > 0 {
             if revision.rewaiting.load(Ordering::Acquire) > 0 {
@@ -135,6 +140,12 @@ pub struct RevisionState {
     probed: Mutex<std::collections::HashSet<String>>,
     /// Starting replicas the gateway is probing now.
     probing: Mutex<std::collections::HashSet<String>>,
+    /// How this gateway shares replicas' slots with its peers.
+    sharing: Arc<Sharing>,
+    /// The revision's `concurrency` (0 until routed, or no limit).
+    concurrency: AtomicU32,
+    /// Rounds of asks to peers for slots.
+    pace: Mutex<sharing::Pace>,
     /// Its metric handles.
     pub metrics: RevisionMetrics,
 }
@@ -179,8 +190,9 @@ impl Drop for Rewaiting<'_> {
 }
 
 impl RevisionState {
-    /// A revision with no replica yet.
-    pub fn new(key: RevisionKey, metrics: RevisionMetrics) -> Self {
+    /// A revision with no replica yet, whose replicas' slots are shared
+    /// through `sharing`.
+    pub fn new(key: RevisionKey, metrics: RevisionMetrics, sharing: Arc<Sharing>) -> Self {
         Self {
             key,
             upstreams: ArcSwap::from_pointee(Vec::new()),
@@ -196,6 +208,9 @@ impl RevisionState {
             probe_starting: std::sync::atomic::AtomicBool::new(false),
             probed: Mutex::new(std::collections::HashSet::new()),
             probing: Mutex::new(std::collections::HashSet::new()),
+            sharing,
+            concurrency: AtomicU32::new(0),
+            pace: Mutex::new(sharing::Pace::default()),
             metrics,
         }
     }
@@ -384,6 +399,7 @@ impl RevisionState {
             .iter()
             .map(|u| ((u.endpoint.id.as_str(), u.endpoint.addr), u))
             .collect();
+        let concurrency = self.concurrency.load(Ordering::Acquire);
         let next: Vec<Arc<Upstream>> = endpoints
             .iter()
             .filter(|e| {
@@ -393,7 +409,7 @@ impl RevisionState {
                 Some(kept) => Arc::clone(kept),
                 None => Arc::new(Upstream {
                     endpoint: e.clone(),
-                    in_flight: AtomicU32::new(0),
+                    slots: self.sharing.slots_for(concurrency, &e.id, now),
                     pool: Pool::new(e.addr),
                 }),
             })
@@ -500,9 +516,11 @@ impl RevisionState {
             {
                 return Err(Refused::Failed(reason));
             }
-            if tokio::time::timeout(REPOKE_INTERVAL, notified)
-                .await
-                .is_err()
+            // With peers to borrow from, a waiting request asks them for
+            // slots (one round per revision at a time) and looks again
+            // after the round's pace, in case it missed the wake-up.
+            let wait = self.want_slots(Instant::now()).unwrap_or(REPOKE_INTERVAL);
+            if tokio::time::timeout(wait, notified).await.is_err()
                 && self.upstreams.load().is_empty()
                 && self.repoke_due(Instant::now())
             {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod budget;
+pub mod sharing;
 pub mod streaming;
 
 use std::convert::Infallible;
@@ -39,6 +40,9 @@ pub enum Command {
     Routes(Vec<FunctionRoute>),
     /// Replace one revision's replicas.
     Endpoints(RevisionKey, Vec<Endpoint>),
+    /// Share replicas' slots: this gateway's admin address, and the ready
+    /// gateways' (`Gateway::set_peers`).
+    Peers(SocketAddr, Vec<SocketAddr>),
 }
 
 struct NoPoke;
@@ -59,6 +63,8 @@ pub fn run_child_role() -> bool {
         "gateway" => rt.block_on(child_gateway()),
         "app" => rt.block_on(child_app()),
         "budget-gateway" => rt.block_on(budget::child_gateway()),
+        "share-gateway" => rt.block_on(sharing::child_gateway()),
+        "counting-app" => rt.block_on(sharing::counting_app()),
         other => panic!("unknown child role {other}"),
     }
     true
@@ -112,6 +118,7 @@ pub async fn serve_child(gateway: Gateway) {
         match serde_json::from_str(&line).unwrap() {
             Command::Routes(routes) => gateway.set_routes(routes),
             Command::Endpoints(key, endpoints) => gateway.set_endpoints(&key, endpoints),
+            Command::Peers(me, ready) => gateway.set_peers(me, ready),
         }
         println!("ok");
     }

@@ -1,0 +1,74 @@
+//! Rounds of asks: while requests wait at this gateway for a revision that
+//! has replicas, it takes back released slots nobody collected, and
+//! otherwise asks every peer at once for free slots. At most one round per
+//! revision runs at a time, and rounds that get nothing back off.
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::Sharing;
+use super::peer::PeerClient;
+use super::wire::CapacityAsk;
+use crate::gateway::revision::RevisionState;
+
+/// Runs a round for each revision queued, until the gateway is gone.
+pub(super) async fn dispatch(
+    sharing: Weak<Sharing>,
+    client: PeerClient,
+    mut asks: mpsc::Receiver<Arc<RevisionState>>,
+) {
+    while let Some(state) = asks.recv().await {
+        let view = sharing.upgrade().and_then(|s| s.view());
+        match view {
+            Some(view) => {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let got = round(&state, &view, &client).await;
+                    state.round_done(got, Instant::now());
+                });
+            }
+            None => state.round_done(0, Instant::now()),
+        }
+    }
+}
+
+/// One round for `state`; returns the slots gained.
+async fn round(state: &Arc<RevisionState>, view: &super::View, client: &PeerClient) -> u32 {
+    if state.reclaim_stale(Instant::now()) {
+        state.wake_waiters();
+        return 1;
+    }
+    let ask = CapacityAsk {
+        namespace: state.key.namespace.clone(),
+        function: state.key.function.clone(),
+        revision: state.key.revision.clone(),
+        want: state.slots_wanted(),
+        replicas: state.replica_refs(),
+    };
+    if ask.want == 0 || ask.replicas.is_empty() {
+        return 0;
+    }
+    let peers: Vec<_> = view.peers().collect();
+    let answers = futures::future::join_all(peers.iter().map(|&peer| client.ask(peer, &ask))).await;
+    let mut got = 0u32;
+    for (peer, answer) in peers.iter().zip(answers) {
+        match answer {
+            Ok(grant) => {
+                let gained = state.take_grant(&grant);
+                if gained > 0 {
+                    tracing::debug!(revision = %state.key, %peer, slots = gained, "borrowed slots");
+                }
+                got = got.saturating_add(gained);
+            }
+            Err(error) => {
+                tracing::debug!(revision = %state.key, %peer, %error, kind = error.label(), "a peer did not lend");
+            }
+        }
+    }
+    if got > 0 {
+        state.wake_waiters();
+    }
+    got
+}

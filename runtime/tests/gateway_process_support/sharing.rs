@@ -1,0 +1,224 @@
+//! Several gateway processes in front of one replica with `concurrency: 4`
+//! under a backlog: the replica never has more than 4 requests in flight
+//! from all of them together, and they serve as many requests per second
+//! as one gateway does, whether the traffic is spread over every gateway
+//! or all of it arrives at one (whose own share alone would be 1 or 2).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flint_api::backend::{PokeSink, RevisionKey};
+use flint_api::drain::ControlToken;
+use flint_api::poke::ScalePoke;
+use flint_runtime::gateway::capacity::{DEFAULT_SETTLE, View};
+use flint_runtime::gateway::{Gateway, GatewayConfig};
+use http::StatusCode;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use super::{Child, Command, stdin_lines};
+use crate::gateway_support::{get, ready, revision, single};
+
+/// The control token the child gateways share.
+const TOKEN: &str = "test-control-token";
+/// The replica's hard limit.
+const CONCURRENCY: u32 = 4;
+/// How long the replica takes per request: long enough that throughput
+/// measures capacity (4 / 40 ms = 100 requests per second), not CPU.
+const SERVICE: Duration = Duration::from_millis(40);
+/// Clients sending requests back to back: the backlog.
+const CLIENTS: usize = 16;
+/// Requests per measurement (about 3 s at full capacity).
+const REQUESTS: usize = 300;
+/// The replica's id, as every gateway knows it.
+const REPLICA: &str = "app-0";
+const HOST: &str = "sh.ns.localhost";
+
+struct NoPoke;
+impl PokeSink for NoPoke {
+    fn poke(&self, _: ScalePoke) {}
+}
+
+/// A gateway (data and admin ports printed on one line) with the control
+/// token, so it can share slots once told its peers.
+pub async fn child_gateway() {
+    let mut config = GatewayConfig::dev();
+    config.domain = "localhost".into();
+    config.queue_size = 200;
+    config.max_buffered_bytes = 16 * 1024;
+    let gateway = Gateway::new(config, Arc::new(NoPoke)).unwrap();
+    gateway.set_control_token(ControlToken::new(TOKEN).unwrap());
+    super::serve_child(gateway).await;
+}
+
+/// A replica whose `/work` takes [`SERVICE`]; `/max` tells the most
+/// requests it ever had in flight at once and starts counting anew.
+pub async fn counting_app() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("{}", listener.local_addr().unwrap());
+    let now = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (now, max) = (Arc::clone(&now), Arc::clone(&max));
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let (now, max) = (Arc::clone(&now), Arc::clone(&max));
+                async move {
+                    let body = match req.uri().path() {
+                        "/work" => {
+                            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                            max.fetch_max(n, Ordering::SeqCst);
+                            tokio::time::sleep(SERVICE).await;
+                            now.fetch_sub(1, Ordering::SeqCst);
+                            "done".to_owned()
+                        }
+                        "/max" => max.swap(0, Ordering::SeqCst).to_string(),
+                        _ => "app".to_owned(),
+                    };
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body))))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc),
+            );
+        }
+    });
+    let mut lines = stdin_lines();
+    while lines.recv().await.is_some() {}
+}
+
+/// Starts `n` gateways routing to the replica at `app`; with `share`, each
+/// is told the others (and the test waits for the split to settle).
+async fn gateways(n: usize, app: SocketAddr, share: bool) -> Vec<Child> {
+    let mut gws = Vec::new();
+    for _ in 0..n {
+        gws.push(Child::start("share-gateway", &[]).await);
+    }
+    let admins: Vec<SocketAddr> = gws.iter().map(|g| g.addrs[1]).collect();
+    let key = RevisionKey::new("ns", "sh", "sh-00001");
+    for gw in &mut gws {
+        if share {
+            gw.send(&Command::Peers(gw.addrs[1], admins.clone())).await;
+        }
+        let rev = revision("sh-00001", CONCURRENCY, 60);
+        gw.send(&Command::Routes(vec![single("sh", rev)])).await;
+        gw.send(&Command::Endpoints(key.clone(), vec![ready(REPLICA, app)]))
+            .await;
+    }
+    if share {
+        tokio::time::sleep(DEFAULT_SETTLE + Duration::from_millis(300)).await;
+    }
+    gws
+}
+
+/// One measurement: [`CLIENTS`] clients send [`REQUESTS`] requests in all,
+/// back to back, client `i` to `targets[i % len]`.
+struct Run {
+    per_second: f64,
+    max_in_flight: usize,
+}
+
+async fn run(targets: &[SocketAddr], app: SocketAddr) -> Run {
+    let (_, _, _) = get(app, "app", "/max").await; // start counting now
+    let next = Arc::new(AtomicUsize::new(0));
+    let began = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let target = targets[i % targets.len()];
+            let next = Arc::clone(&next);
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::SeqCst) < REQUESTS {
+                    let (status, _, body) = get(target, HOST, "/work").await;
+                    assert_eq!(status, StatusCode::OK, "{body}");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let elapsed = began.elapsed();
+    let (_, _, max) = get(app, "app", "/max").await;
+    Run {
+        per_second: REQUESTS as f64 / elapsed.as_secs_f64(),
+        max_in_flight: max.trim().parse().unwrap(),
+    }
+}
+
+/// The gateway whose own share of the replica is smallest: all traffic
+/// there is the hardest case for lending.
+fn smallest_share(gws: &[Child]) -> SocketAddr {
+    let admins: Vec<SocketAddr> = gws.iter().map(|g| g.addrs[1]).collect();
+    let now = Instant::now();
+    gws.iter()
+        .min_by_key(|g| View::new(g.addrs[1], admins.clone(), 1, now).share(CONCURRENCY, REPLICA))
+        .map(|g| g.addrs[0])
+        .unwrap()
+}
+
+/// `n` gateways sharing one replica: spread and one-gateway traffic both
+/// stay within `concurrency` and within 10 % of one gateway's throughput.
+pub async fn gateways_share_a_replica(n: usize) {
+    let app = Child::start("counting-app", &[]).await;
+    let app_addr = app.addrs[0];
+
+    let solo = gateways(1, app_addr, false).await;
+    let base = run(&[solo[0].addrs[0]], app_addr).await;
+    drop(solo);
+    println!(
+        "one gateway: {:.1} req/s, max in flight {}",
+        base.per_second, base.max_in_flight
+    );
+    assert!(base.max_in_flight <= CONCURRENCY as usize);
+    assert!(
+        base.per_second > 0.8 * f64::from(CONCURRENCY) / SERVICE.as_secs_f64(),
+        "one gateway should nearly fill the replica: {:.1} req/s",
+        base.per_second
+    );
+
+    let gws = gateways(n, app_addr, true).await;
+    let all: Vec<SocketAddr> = gws.iter().map(|g| g.addrs[0]).collect();
+    let spread = run(&all, app_addr).await;
+    let one = run(&[smallest_share(&gws)], app_addr).await;
+    for (shape, r) in [("spread", &spread), ("one gateway", &one)] {
+        let ratio = r.per_second / base.per_second;
+        println!(
+            "{n} gateways, {shape}: {:.1} req/s ({ratio:.3} of one gateway's), max in flight {}",
+            r.per_second, r.max_in_flight
+        );
+        assert!(
+            r.max_in_flight <= CONCURRENCY as usize,
+            "{n} gateways, {shape}: the replica had {} in flight",
+            r.max_in_flight
+        );
+        assert!(
+            ratio >= 0.9,
+            "{n} gateways, {shape}: {:.1} req/s against {:.1} with one gateway",
+            r.per_second,
+            base.per_second
+        );
+    }
+}
+
+/// The measurement can fail: two gateways told nothing of each other each
+/// admit `concurrency`, and the replica sees more than 4 at once.
+pub async fn without_sharing_the_limit_is_per_gateway() {
+    let app = Child::start("counting-app", &[]).await;
+    let gws = gateways(2, app.addrs[0], false).await;
+    let all: Vec<SocketAddr> = gws.iter().map(|g| g.addrs[0]).collect();
+    let r = run(&all, app.addrs[0]).await;
+    println!("2 gateways, not sharing: max in flight {}", r.max_in_flight);
+    assert!(
+        r.max_in_flight > CONCURRENCY as usize,
+        "{}",
+        r.max_in_flight
+    );
+}
