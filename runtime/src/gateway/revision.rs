@@ -7,6 +7,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 mod sharing;
+pub use sharing::Round;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 

@@ -124,20 +124,25 @@ async fn gateways(n: usize, app: SocketAddr, share: bool) -> Vec<Child> {
 struct Run {
     per_second: f64,
     max_in_flight: usize,
+    /// Requests answered, per target.
+    served: Vec<usize>,
 }
 
 async fn run(targets: &[SocketAddr], app: SocketAddr) -> Run {
     let (_, _, _) = get(app, "app", "/max").await; // start counting now
     let next = Arc::new(AtomicUsize::new(0));
+    let served: Arc<Vec<AtomicUsize>> =
+        Arc::new(targets.iter().map(|_| AtomicUsize::new(0)).collect());
     let began = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
             let target = targets[i % targets.len()];
-            let next = Arc::clone(&next);
+            let (next, served) = (Arc::clone(&next), Arc::clone(&served));
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::SeqCst) < REQUESTS {
                     let (status, _, body) = get(target, HOST, "/work").await;
                     assert_eq!(status, StatusCode::OK, "{body}");
+                    served[i % served.len()].fetch_add(1, Ordering::SeqCst);
                 }
             })
         })
@@ -150,6 +155,7 @@ async fn run(targets: &[SocketAddr], app: SocketAddr) -> Run {
     Run {
         per_second: REQUESTS as f64 / elapsed.as_secs_f64(),
         max_in_flight: max.trim().parse().unwrap(),
+        served: served.iter().map(|s| s.load(Ordering::SeqCst)).collect(),
     }
 }
 
@@ -166,6 +172,9 @@ fn smallest_share(gws: &[Child]) -> SocketAddr {
 
 /// `n` gateways sharing one replica: spread and one-gateway traffic both
 /// stay within `concurrency` and within 10 % of one gateway's throughput.
+/// After the one-gateway run, that gateway holds every slot; when the
+/// traffic spreads again the others get their shares back (each serves
+/// its part), though it still has a backlog of its own.
 pub async fn gateways_share_a_replica(n: usize) {
     let app = Child::start("counting-app", &[]).await;
     let app_addr = app.addrs[0];
@@ -188,7 +197,12 @@ pub async fn gateways_share_a_replica(n: usize) {
     let all: Vec<SocketAddr> = gws.iter().map(|g| g.addrs[0]).collect();
     let spread = run(&all, app_addr).await;
     let one = run(&[smallest_share(&gws)], app_addr).await;
-    for (shape, r) in [("spread", &spread), ("one gateway", &one)] {
+    let again = run(&all, app_addr).await;
+    for (shape, r) in [
+        ("spread", &spread),
+        ("one gateway", &one),
+        ("spread again", &again),
+    ] {
         let ratio = r.per_second / base.per_second;
         println!(
             "{n} gateways, {shape}: {:.1} req/s ({ratio:.3} of one gateway's), max in flight {}",
@@ -204,6 +218,14 @@ pub async fn gateways_share_a_replica(n: usize) {
             "{n} gateways, {shape}: {:.1} req/s against {:.1} with one gateway",
             r.per_second,
             base.per_second
+        );
+    }
+    for r in [&spread, &again] {
+        println!("{n} gateways, requests served per gateway: {:?}", r.served);
+        assert!(
+            r.served.iter().all(|&s| s >= REQUESTS / (3 * n)),
+            "every gateway gets its share: {:?}",
+            r.served
         );
     }
 }

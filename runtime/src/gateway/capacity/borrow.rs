@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::Sharing;
 use super::peer::PeerClient;
 use super::wire::CapacityAsk;
-use crate::gateway::revision::RevisionState;
+use crate::gateway::revision::{RevisionState, Round};
 
 /// Runs a round for each revision queued, until the gateway is gone.
 pub(super) async fn dispatch(
@@ -25,20 +25,20 @@ pub(super) async fn dispatch(
             Some(view) => {
                 let client = client.clone();
                 tokio::spawn(async move {
-                    let got = round(&state, &view, &client).await;
-                    state.round_done(got, Instant::now());
+                    let outcome = round(&state, &view, &client).await;
+                    state.round_done(outcome, Instant::now());
                 });
             }
-            None => state.round_done(0, Instant::now()),
+            None => state.round_done(Round::Nothing, Instant::now()),
         }
     }
 }
 
-/// One round for `state`; returns the slots gained.
-async fn round(state: &Arc<RevisionState>, view: &super::View, client: &PeerClient) -> u32 {
+/// One round for `state`.
+async fn round(state: &Arc<RevisionState>, view: &super::View, client: &PeerClient) -> Round {
     if state.reclaim_stale(Instant::now()) {
         state.wake_waiters();
-        return 1;
+        return Round::Gained;
     }
     let ask = CapacityAsk {
         namespace: state.key.namespace.clone(),
@@ -48,14 +48,15 @@ async fn round(state: &Arc<RevisionState>, view: &super::View, client: &PeerClie
         replicas: state.replica_refs(),
     };
     if ask.want == 0 || ask.replicas.is_empty() {
-        return 0;
+        return Round::Nothing;
     }
     let peers: Vec<_> = view.peers().collect();
     let answers = futures::future::join_all(peers.iter().map(|&peer| client.ask(peer, &ask))).await;
-    let mut got = 0u32;
+    let (mut got, mut released) = (0u32, 0u32);
     for (peer, answer) in peers.iter().zip(answers) {
         match answer {
             Ok(grant) => {
+                released = released.saturating_add(grant.released);
                 let gained = state.take_grant(&grant);
                 if gained > 0 {
                     tracing::debug!(revision = %state.key, %peer, slots = gained, "borrowed slots");
@@ -69,6 +70,10 @@ async fn round(state: &Arc<RevisionState>, view: &super::View, client: &PeerClie
     }
     if got > 0 {
         state.wake_waiters();
+        Round::Gained
+    } else if released > 0 {
+        Round::Released
+    } else {
+        Round::Nothing
     }
-    got
 }

@@ -220,6 +220,11 @@ impl Slots {
         }
     }
 
+    /// Busy slots released for peers, handed to the next ask once free.
+    pub fn released(&self) -> u32 {
+        self.ledger().released
+    }
+
     /// Slots owned here now (`limit + released`), for tests and logs;
     /// `None` when not shared.
     pub fn owned(&self) -> Option<u32> {

@@ -45,7 +45,6 @@ pub struct CapacityAsk {
 
 /// Slots handed over on one replica: the lender no longer has them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ReplicaGrant {
     /// The replica.
     #[serde(flatten)]
@@ -54,10 +53,14 @@ pub struct ReplicaGrant {
     pub slots: u32,
 }
 
-/// The answer to a [`CapacityAsk`].
+/// The answer to a [`CapacityAsk`]. Unknown fields are ignored, so a
+/// newer lender can say more to an older borrower.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CapacityGrant {
     /// Per replica, the slots handed over (replicas with none are left out).
     pub grants: Vec<ReplicaGrant>,
+    /// Busy slots the lender has released on the replicas named: free
+    /// soon, and handed to the next ask, so the asker asks again soon.
+    #[serde(default)]
+    pub released: u32,
 }

@@ -29,6 +29,17 @@ pub(super) struct Pace {
     backoff: Duration,
 }
 
+/// What a round of asks came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// Slots were gained.
+    Gained,
+    /// None yet, but a peer released busy slots for this gateway's asks.
+    Released,
+    /// Nothing.
+    Nothing,
+}
+
 impl Default for Pace {
     fn default() -> Self {
         Self {
@@ -106,17 +117,21 @@ impl RevisionState {
         Some(pace.backoff)
     }
 
-    /// A round gained `got` slots: the next may start at once if it did,
-    /// else after a pause that doubles up to [`PACE_MAX`].
-    pub fn round_done(&self, got: u32, now: Instant) {
+    /// A round ended: it gained slots (the next may start at once), or
+    /// peers `released` slots that free soon (the next after
+    /// [`PACE_MIN`]), or neither (after a pause that doubles up to
+    /// [`PACE_MAX`]).
+    pub fn round_done(&self, outcome: Round, now: Instant) {
         let mut pace = self.pace();
         pace.asking = false;
-        pace.backoff = if got > 0 {
-            PACE_MIN
-        } else {
-            (pace.backoff * 2).min(PACE_MAX)
+        pace.backoff = match outcome {
+            Round::Gained | Round::Released => PACE_MIN,
+            Round::Nothing => (pace.backoff * 2).min(PACE_MAX),
         };
-        pace.next_at = (got == 0).then(|| now + pace.backoff);
+        pace.next_at = match outcome {
+            Round::Gained => None,
+            Round::Released | Round::Nothing => Some(now + pace.backoff),
+        };
     }
 
     /// Takes back released slots that no peer collected; returns whether
@@ -195,17 +210,20 @@ impl RevisionState {
                 .saturating_mul(u32::try_from(replicas.len()).unwrap_or(u32::MAX)),
         );
         let mut grants = Vec::new();
+        let mut released = 0u32;
         for r in replicas.iter().take(MAX_ASK_REPLICAS) {
-            if left == 0 {
-                break;
-            }
             let Some(u) = upstreams
                 .iter()
                 .find(|u| u.endpoint.id == r.id && u.endpoint.addr == r.addr)
             else {
                 continue;
             };
+            if left == 0 {
+                released = released.saturating_add(u.slots.released());
+                continue;
+            }
             let slots = u.slots.lend(waiting, left, now);
+            released = released.saturating_add(u.slots.released());
             if slots > 0 {
                 left -= slots;
                 grants.push(ReplicaGrant {
@@ -214,6 +232,6 @@ impl RevisionState {
                 });
             }
         }
-        CapacityGrant { grants }
+        CapacityGrant { grants, released }
     }
 }
