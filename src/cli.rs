@@ -197,6 +197,47 @@ struct GatewayArgs {
     /// Token shared with the operator (from a Secret; never on the command line): required of its drains, and presented with every scale-from-zero poke [default: drains are refused, and the operator refuses the pokes].
     #[arg(long, env = flint_api::drain::CONTROL_TOKEN_ENV, hide_env_values = true)]
     control_token: Option<String>,
+    /// Headless Service whose ready endpoints are every gateway's admin port (the chart's `<release>-gateway-admin`): each replica's `concurrency` is split over them, and they lend each other free slots (needs the control token and --pod-ip) [default: the gateway admits a replica's whole concurrency, as if alone].
+    #[arg(long, env = "FLINT_PEER_SERVICE")]
+    peer_service: Option<String>,
+    /// Namespace of --peer-service (the pod's own, from the downward API).
+    #[arg(long, env = "FLINT_POD_NAMESPACE", default_value = "default")]
+    pod_namespace: String,
+    /// This gateway's pod IP, as the other gateways see it in --peer-service's endpoints (from the downward API).
+    #[arg(long, env = "FLINT_POD_IP")]
+    pod_ip: Option<std::net::IpAddr>,
+    /// A fixed set of gateways instead of --peer-service: every gateway's admin address, this one's (--pod-ip and the admin port) included, comma-separated.
+    #[arg(
+        long,
+        env = "FLINT_PEERS",
+        value_delimiter = ',',
+        conflicts_with = "peer_service"
+    )]
+    peers: Vec<std::net::SocketAddr>,
+}
+
+/// The other gateways named by `args`: a Service's endpoints, a fixed
+/// list, or none (alone). Either needs this pod's IP.
+fn peer_gateways(args: &GatewayArgs) -> anyhow::Result<flint_runtime::gateway::PeerGateways> {
+    use flint_runtime::gateway::PeerGateways;
+    if args.peer_service.is_none() && args.peers.is_empty() {
+        return Ok(PeerGateways::Alone);
+    }
+    let ip = args
+        .pod_ip
+        .context("--pod-ip (FLINT_POD_IP) is needed with --peer-service or --peers")?;
+    let me = std::net::SocketAddr::new(ip, args.admin_addr.port());
+    Ok(match &args.peer_service {
+        Some(name) => PeerGateways::Service {
+            namespace: args.pod_namespace.clone(),
+            name: name.clone(),
+            me,
+        },
+        None => PeerGateways::Fixed {
+            me,
+            all: args.peers.clone(),
+        },
+    })
 }
 
 /// Colours in logs only on a terminal: a pod's log is read by people and
@@ -212,6 +253,7 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .with_env_filter(filter)
         .with_ansi(colour_logs())
         .try_init();
+    let peers = peer_gateways(&args)?;
     let opts = flint_runtime::gateway::kube::ClusterOptions {
         gateway: flint_runtime::gateway::GatewayConfig {
             domain: args.domain,
@@ -236,6 +278,7 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
                 upgrade_drain_timeout: Duration::from_secs(args.upgrade_drain_seconds),
                 trusted_proxies: args.trusted_proxies,
             },
+            peers,
         },
         admin_addr: args.admin_addr,
         autoscaler_url: args.autoscaler_url,

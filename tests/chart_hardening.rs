@@ -43,13 +43,14 @@ fn network_policies_are_on_by_default_and_only_the_gateway_may_poke() {
     assert_eq!(from.len(), 1, "{from:?}");
     assert_eq!(peer_component(&from[0]), "gateway");
     assert!(from[0].get("namespaceSelector").is_none());
-    // The gateway's admin port (metrics, drains): the operator only.
+    // The gateway's admin port (metrics, drains, capacity asks): the
+    // operator and the other gateways only.
     let admin = rules_for(&objects, "flint-gateway", "admin");
     assert_eq!(admin.len(), 1);
     let from = admin[0]["from"].as_sequence().unwrap();
     assert_eq!(
         from.iter().map(peer_component).collect::<Vec<_>>(),
-        ["operator"]
+        ["operator", "gateway"]
     );
     // Turned off, none is rendered.
     let off = render(&["--set", "networkPolicy.enabled=false"]);
@@ -105,7 +106,8 @@ fn a_prometheus_source_fenced_off_by_the_policies_is_refused() {
     ]);
     let objects = render(&with_scraper);
     let admin = rules_for(&objects, "flint-gateway", "admin");
-    assert_eq!(admin[0]["from"].as_sequence().unwrap().len(), 2);
+    // The operator, the other gateways, and the scraper.
+    assert_eq!(admin[0]["from"].as_sequence().unwrap().len(), 3);
 }
 
 #[test]

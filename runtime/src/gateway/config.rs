@@ -35,6 +35,39 @@ pub struct GatewayConfig {
     /// Limits and timeouts of client connections, and the peers trusted to
     /// say who the client is.
     pub clients: ClientSettings,
+    /// The other gateways in front of the same replicas, with which each
+    /// replica's `concurrency` is shared ([`super::capacity`]).
+    pub peers: PeerGateways,
+}
+
+/// Where a gateway learns the other gateways in front of the same
+/// replicas. Sharing needs the control token too: peers present it to
+/// each other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PeerGateways {
+    /// No other gateway: each replica's whole `concurrency` is this
+    /// gateway's (`flint dev`, a single gateway).
+    #[default]
+    Alone,
+    /// A fixed set of gateways, by admin address, this one's (`me`) among
+    /// them.
+    Fixed {
+        /// This gateway's admin address, as the others reach it.
+        me: SocketAddr,
+        /// Every gateway's admin address.
+        all: Vec<SocketAddr>,
+    },
+    /// The ready endpoints of a Service's EndpointSlices: on a cluster,
+    /// the gateways' own (headless) admin Service, so gateways that come
+    /// and go are followed.
+    Service {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service's name.
+        name: String,
+        /// This gateway's admin address, as it appears in the slices.
+        me: SocketAddr,
+    },
 }
 
 impl GatewayConfig {
@@ -51,6 +84,7 @@ impl GatewayConfig {
             retry_after_seconds: 1,
             memory_budget_bytes: crate::budget::DEFAULT_MEMORY_BUDGET_BYTES,
             clients: ClientSettings::default(),
+            peers: PeerGateways::Alone,
         }
     }
 }

@@ -34,7 +34,9 @@ use arc_swap::ArcSwap;
 use flint_api::backend::{Endpoint, FunctionRoute, PokeSink, RevisionKey};
 
 pub use body::GatewayBody;
-pub use config::{ClientSettings, GatewayConfig, TrustedProxies, TrustedProxiesError};
+pub use config::{
+    ClientSettings, GatewayConfig, PeerGateways, TrustedProxies, TrustedProxiesError,
+};
 pub use error::{GatewayError, ProxyError};
 pub use handler::MAX_URI_BYTES;
 pub use poke::HttpPokeSink;

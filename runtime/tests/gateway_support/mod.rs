@@ -253,6 +253,7 @@ pub fn config() -> GatewayConfig {
         retry_after_seconds: 2,
         memory_budget_bytes: flint_runtime::budget::DEFAULT_MEMORY_BUDGET_BYTES,
         clients: ClientSettings::default(),
+        peers: Default::default(),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Cluster mode: the gateway's routes from watching Functions, its replicas
-//! from watching the EndpointSlices labelled `flint.dev/revision`.
+//! from watching the EndpointSlices labelled `flint.dev/revision`, and the
+//! other gateways from its own admin Service's EndpointSlices.
 
 pub(crate) mod cluster;
+pub mod peers;
 pub mod translate;
 mod watch;
 

@@ -27,8 +27,9 @@ pub enum WatchError {
 }
 
 /// Watches Functions and EndpointSlices (in `namespace`, or all namespaces)
-/// and keeps `gateway`'s routes and endpoints in step. Runs until a watch
-/// stream ends.
+/// and keeps `gateway`'s routes and endpoints in step, and follows the
+/// other gateways its configuration names ([`super::peers::follow`]).
+/// Runs until a watch stream ends.
 pub async fn run(
     client: Client,
     namespace: Option<String>,
@@ -37,13 +38,14 @@ pub async fn run(
     let (functions, slices): (Api<Function>, Api<EndpointSlice>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
+            Api::namespaced(client.clone(), ns),
         ),
-        None => (Api::all(client.clone()), Api::all(client)),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     tokio::select! {
         r = watch_functions(functions, gateway.clone()) => r,
-        r = watch_slices(slices, gateway) => r,
+        r = watch_slices(slices, gateway.clone()) => r,
+        () = super::peers::follow(client, gateway) => Ok(()),
     }
 }
 
