@@ -385,6 +385,15 @@ struct OperatorArgs {
     /// Where the leader accepts the gateways' scale-from-zero pokes (POST /v1/poke).
     #[arg(long, env = "FLINT_POKE_ADDR", default_value = "0.0.0.0:8090")]
     poke_addr: std::net::SocketAddr,
+    /// Registries whose image tags are not resolved to digests, comma-separated: `host` (any port), `host:port`, or `*` for all (images loaded straight into the nodes live there).
+    #[arg(long, env = "FLINT_SKIP_TAG_RESOLUTION_REGISTRIES", value_delimiter = ',', default_values_t = flint_operator::image::DEFAULT_SKIP_REGISTRIES.iter().map(|r| (*r).to_owned()).collect::<Vec<String>>())]
+    skip_tag_resolution_registries: Vec<String>,
+    /// Registries spoken to over plain HTTP when resolving image tags, comma-separated (`host` or `host:port`; loopback and test registries only).
+    #[arg(long, env = "FLINT_INSECURE_REGISTRIES", value_delimiter = ',')]
+    insecure_registries: Vec<String>,
+    /// Seconds one image tag resolution may take, token request included.
+    #[arg(long, env = "FLINT_TAG_RESOLUTION_TIMEOUT_SECONDS", default_value_t = flint_operator::image::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=60))]
+    tag_resolution_timeout_seconds: u64,
     /// Log filter (tracing EnvFilter syntax, e.g. info or flint_operator=debug).
     #[arg(long, env = "FLINT_LOG", default_value = "info")]
     log: String,
@@ -463,6 +472,13 @@ fn run_operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
         },
         autoscaler,
         schedule_gateway_url: args.gateway_url,
+        images: Some(flint_operator::reconcile::pin::ImagePinning {
+            skip: flint_operator::image::RegistryList::new(&args.skip_tag_resolution_registries),
+            resolver: flint_operator::image::Resolver::new(
+                flint_operator::image::RegistryList::new(&args.insecure_registries),
+                Duration::from_secs(args.tag_resolution_timeout_seconds),
+            ),
+        }),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -58,7 +58,7 @@ use crate::pod::{self, ImagePullPolicy};
 #[x_kube(validation = Rule::new("(!has(self.sidecars) || self.sidecars.all(c, !has(c.ports) || c.ports.all(p, p.containerPort != self.port))) && (!has(self.initContainers) || self.initContainers.all(c, !has(c.ports) || c.ports.all(p, p.containerPort != self.port)))").message("sidecars: a sidecar or init container must not use the function's port").field_path(".sidecars"))]
 #[x_kube(validation = Rule::new("!has(self.initContainers) || !has(self.sidecars) || self.initContainers.all(i, self.sidecars.all(c, c.name != i.name))").message("initContainers: a name is already used by a sidecar").field_path(".initContainers"))]
 pub struct FunctionSpec {
-    /// Container image that serves the function on a cluster (ignored by `flint dev`, which runs `command` locally).
+    /// Container image that serves the function on a cluster (ignored by `flint dev`, which runs `command` locally). When a revision is cut, its tag is resolved to a digest that the revision keeps (status.images).
     #[schemars(length(min = 1, max = 1024))]
     pub image: String,
 
@@ -505,12 +505,29 @@ pub struct FunctionStatus {
     /// Replicas the autoscaler wants across all revisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_replicas: Option<i32>,
+    /// The image each kept revision runs, as its Deployment has it: pinned
+    /// by digest (`repo@sha256:…`) when the tag was resolved as the
+    /// revision was cut, so a later push of the tag does not change it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["revision"]))]
+    pub images: Vec<RevisionImage>,
     /// Per revision: why the keep-alive policy keeps, pre-warms or releases
     /// the last replica, and what it has learned (written by the autoscaler,
     /// read back by the next operator leader).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["revision"]))]
     pub keep_alive: Vec<KeepAliveStatus>,
+}
+
+/// The image one revision runs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionImage {
+    /// The revision.
+    pub revision: String,
+    /// Its image: `spec.image` with the tag resolved to a digest, or as
+    /// written (given by digest, or in a registry the operator skips).
+    pub image: String,
 }
 
 /// The keep-alive policy's view of one revision. Written by the autoscaler

@@ -30,8 +30,8 @@ pub use k8s_openapi;
 pub use duration::Duration;
 pub use function::{
     AsyncSpec, Function, FunctionSpec, FunctionStatus, FunctionVolume, KeepAlive, KeepAliveStatus,
-    Protocol, RevisionStatus, ScaleMetric, ScaleSpec, Schedule, ScheduleMethod, TrafficStatus,
-    TrafficTarget,
+    Protocol, RevisionImage, RevisionStatus, ScaleMetric, ScaleSpec, Schedule, ScheduleMethod,
+    TrafficStatus, TrafficTarget,
 };
 pub use manifest::{ManifestError, parse_functions};
 pub use validate::{FieldError, ValidationErrors, validate};

@@ -98,6 +98,13 @@ pub const OPERATOR: &[Rule] = &[
         why: "before a scale-down the autoscaler sets the controller.kubernetes.io/pod-deletion-cost annotation on the pods to remove first, and changes nothing else (RBAC cannot limit a patch to one field: the code is the limit, and the rule is confined to the namespaces that hold Functions where the chart lists them)",
     },
     Rule {
+        api_group: "",
+        resource: "secrets",
+        verbs: &["get"],
+        scope: Scope::FunctionNamespaces,
+        why: "when a revision is cut, its image tag is resolved to a digest with the credentials of the Secrets the Function names in imagePullSecrets, read one by one by name (never listed or watched; RBAC cannot name Secrets chosen by each Function, so the code is the limit, and the rule is confined to the namespaces that hold Functions where the chart lists them)",
+    },
+    Rule {
         api_group: "events.k8s.io",
         resource: "events",
         verbs: &["create", "patch"],

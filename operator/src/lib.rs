@@ -9,6 +9,7 @@
 )]
 
 pub mod autoscaler;
+pub mod image;
 pub mod leader;
 pub mod reconcile;
 pub mod schedule;

@@ -492,13 +492,10 @@ fn a_new_call_without_a_rule_fails_the_comparison() {
     let mut scan = scan_dir("operator/src");
     scan.file(
         "added.rs",
-        "async fn f(c: Client) { let s: Api<Secret> = Api::namespaced(c, \"x\");\n s.get(\"a\").await; }",
+        "async fn f(c: Client) { let s: Api<Node> = Api::all(c);\n s.get(\"a\").await; }",
     );
     let (missing, unused) = scan.compare(rbac::OPERATOR);
-    assert_eq!(
-        missing,
-        vec![r#"get secrets (group "") used at added.rs:2"#]
-    );
+    assert_eq!(missing, vec![r#"get nodes (group "") used at added.rs:2"#]);
     assert!(unused.is_empty());
 }
 

@@ -26,8 +26,9 @@ use super::desired::{DesiredState, desired_objects};
 use super::error::Error;
 use super::metrics::ReconcileMetrics;
 use super::notices::{Notice, transitions};
+use super::pin::{ImagePinning, pin_image};
 use super::revision::observe_revisions;
-use super::status::{StatusInput, compute_status};
+use super::status::{StatusInput, compute_status, with_image_failure};
 
 /// How soon a Function is looked at again while a revision is still deploying
 /// or failing (pod changes also trigger a reconcile at once).
@@ -45,6 +46,9 @@ pub struct Context {
     pub metrics: ReconcileMetrics,
     /// Cluster domain of Function hosts (`<fn>.<ns>.<domain>`).
     pub domain: String,
+    /// How new revisions' images are pinned to digests; `None` runs them
+    /// as written (tags and all).
+    pub images: Option<ImagePinning>,
     /// Consecutive failures per Function (`namespace/name`), for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -62,8 +66,15 @@ impl Context {
             client,
             metrics,
             domain,
+            images: None,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same context, pinning new revisions' images with `pinning`.
+    pub fn with_image_pinning(mut self, pinning: ImagePinning) -> Self {
+        self.images = Some(pinning);
+        self
     }
 
     fn record_failure(&self, key: String) -> u32 {
@@ -198,7 +209,22 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
         .map_err(list_error("pods", &name))?
         .items;
     let existing = observe_revisions(&name, &owned, &pod_list, function.status.as_ref());
-    let desired = desired_objects(function, &existing)?;
+    let mut desired = desired_objects(function, &existing)?;
+    let held = match (&ctx.images, desired.latest.created) {
+        (Some(pinning), true) => match pin_image(function, client, pinning).await {
+            Ok(Some(image)) => {
+                desired.pin_image(&image);
+                None
+            }
+            Ok(None) => None,
+            Err(error) => {
+                warn!(revision = %desired.latest.name, error = %error.describe(), "the new revision's image could not be resolved; the revision is not cut");
+                desired = desired.hold(&existing);
+                Some(error)
+            }
+        },
+        _ => None,
+    };
 
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     if let Some(deployment) = &desired.deployment {
@@ -228,13 +254,17 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
         delete_revisions(&name, uid, &deployments, &services, &owned, &desired.delete).await?;
     }
 
-    let status = compute_status(StatusInput {
+    let now = Timestamp::now();
+    let mut status = compute_status(StatusInput {
         function,
         desired: &desired,
         revisions: &existing,
         domain: &ctx.domain,
-        now: Timestamp::now(),
+        now,
     });
+    if let Some(error) = &held {
+        status = with_image_failure(status, function, &error.describe(), now);
+    }
     let api: Api<Function> = Api::namespaced(client.clone(), &namespace);
     let patch = serde_json::json!({
         "apiVersion": flint_api::names::API_VERSION,
@@ -250,6 +280,13 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
 
     for notice in transitions(function.status.as_ref(), &status, &desired) {
         publish(ctx, function, notice).await;
+    }
+    // A held revision is retried with the Function's backoff.
+    if let Some(source) = held {
+        return Err(Error::Image {
+            function: name,
+            source: Box::new(source),
+        });
     }
     Ok(next_action(&desired, &status))
 }

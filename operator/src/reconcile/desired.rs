@@ -70,6 +70,75 @@ pub struct DesiredState {
     pub delete: Vec<String>,
 }
 
+impl DesiredState {
+    /// Runs the new revision's function container on `image` (its tag
+    /// resolved to a digest, see [`super::pin`]). The spec hash stays the
+    /// spec's: the revision is the spec's, pinned once, as it is cut. Does
+    /// nothing when no revision is cut.
+    pub fn pin_image(&mut self, image: &str) {
+        let app = self
+            .deployment
+            .as_mut()
+            .and_then(|d| d.spec.as_mut())
+            .and_then(|s| s.template.spec.as_mut())
+            .and_then(|p| {
+                p.containers
+                    .iter_mut()
+                    .find(|c| c.name == objects::CONTAINER_NAME)
+            });
+        if let Some(app) = app {
+            app.image = Some(image.to_owned());
+        }
+    }
+
+    /// The image the new revision's function container runs, if one is cut.
+    pub fn new_image(&self) -> Option<&str> {
+        self.deployment
+            .as_ref()?
+            .spec
+            .as_ref()?
+            .template
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .find(|c| c.name == objects::CONTAINER_NAME)?
+            .image
+            .as_deref()
+    }
+
+    /// The state to apply when the new revision cannot be cut (its image
+    /// could not be resolved): no Deployment and no Service for it, the
+    /// newest existing revision stays the latest, and nothing is deleted
+    /// until the Function settles again. The revisions that exist keep
+    /// serving as they do. Unchanged when no revision was to be cut.
+    pub fn hold(mut self, existing: &[ExistingRevision]) -> Self {
+        if !self.latest.created {
+            return self;
+        }
+        let held = std::mem::take(&mut self.latest.name);
+        self.services
+            .retain(|s| s.metadata.name.as_deref() != Some(held.as_str()));
+        self.deployment = None;
+        self.delete.clear();
+        match existing.iter().max_by_key(|r| r.number) {
+            Some(newest) => {
+                self.latest = LatestRevision {
+                    name: newest.name.clone(),
+                    number: newest.number,
+                    spec_hash: newest.spec_hash.clone(),
+                    created: false,
+                };
+            }
+            None => {
+                self.latest.name = held;
+                self.latest.created = false;
+            }
+        }
+        self
+    }
+}
+
 /// Computes the desired state of `function` given the revisions that exist.
 /// A new revision is cut when the pod-shaping spec differs from the latest
 /// existing revision's (a return to an older spec is a new revision too, as

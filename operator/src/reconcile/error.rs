@@ -1,6 +1,7 @@
 //! Errors of the reconciler, each with a low-cardinality metric label.
 
 use super::desired::DesiredError;
+use super::pin::PinError;
 
 /// Why one reconcile of one Function failed. The controller requeues the
 /// Function with backoff; other Functions are unaffected.
@@ -47,6 +48,16 @@ pub enum Error {
         /// The API error.
         source: kube::Error,
     },
+    /// The image of a new revision could not be resolved to a digest: the
+    /// revision was not cut, and the status says why.
+    #[error("the image of function {function:?} could not be resolved: {source}")]
+    Image {
+        /// The Function.
+        function: String,
+        /// What failed (boxed: registry errors are large, and every
+        /// reconcile result carries this enum).
+        source: Box<PinError>,
+    },
     /// Removing an earlier operator version's finalizer failed.
     #[error("removing the finalizer of function {function:?}: {source}")]
     Finalizer {
@@ -67,6 +78,7 @@ impl Error {
             Error::Delete { .. } => "delete",
             Error::Status { .. } => "status",
             Error::Finalizer { .. } => "finalizer",
+            Error::Image { .. } => "image_resolution",
         }
     }
 }

@@ -6,7 +6,8 @@
 //! Deployment and Service, its pods' security contexts) — are separate from the I/O in [`controller`],
 //! which lists, applies with server-side apply (field manager
 //! `flint-operator`), writes the status and publishes Events; [`cleanup`]
-//! deletes old revisions, only objects the Function owns. [`render`]
+//! deletes old revisions, only objects the Function owns; [`pin`] resolves a
+//! new revision's image tag to a digest before it is cut. [`render`]
 //! prints what would be created, for schema validation; [`run`] is
 //! `flint operator`.
 
@@ -19,6 +20,7 @@ pub mod hash;
 pub mod metrics;
 pub mod notices;
 pub mod objects;
+pub mod pin;
 pub mod render;
 pub mod revision;
 pub mod run;

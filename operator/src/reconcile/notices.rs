@@ -6,7 +6,7 @@
 use flint_api::FunctionStatus;
 
 use super::desired::DesiredState;
-use super::status::ROUTES_READY;
+use super::status::{CONFIGURATIONS_READY, IMAGE_RESOLUTION_FAILED, ROUTES_READY};
 
 /// One Event to publish on the Function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +99,24 @@ pub fn transitions(
                 "NoReadyRevision"
             },
             action: "ResolveTraffic",
+            note: message,
+        });
+    }
+    // A new revision held back because its image could not be resolved:
+    // once per generation, not on every retry.
+    let held = |s: &FunctionStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == CONFIGURATIONS_READY && c.reason == IMAGE_RESOLUTION_FAILED)
+            .map(|c| (c.observed_generation, c.message.clone()))
+    };
+    if let Some((generation, message)) = held(next)
+        && previous.and_then(held).map(|p| p.0) != Some(generation)
+    {
+        out.push(Notice {
+            warning: true,
+            reason: IMAGE_RESOLUTION_FAILED,
+            action: "ResolveImage",
             note: message,
         });
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use flint_api::names::{
     ANNOTATION_CONCURRENCY, ANNOTATION_PROTOCOL, ANNOTATION_SCALE, ANNOTATION_SPEC_HASH,
-    ANNOTATION_TIMEOUT_SECONDS, LABEL_GENERATION, LABEL_REVISION, revision_number,
+    ANNOTATION_TIMEOUT_SECONDS, CONTAINER_NAME, LABEL_GENERATION, LABEL_REVISION, revision_number,
 };
 use flint_api::{FunctionSpec, FunctionStatus, Protocol, ScaleSpec};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -33,6 +33,9 @@ pub struct ExistingRevision {
     pub health: RevisionHealth,
     /// The serving settings it was created with (its Deployment's annotations).
     pub serving: ServingSettings,
+    /// The image its function container runs (the `app` container of its
+    /// Deployment): pinned by digest when the tag was resolved as it was cut.
+    pub image: Option<String>,
 }
 
 /// The serving settings a revision was created with, read back from its
@@ -113,6 +116,7 @@ impl ExistingRevision {
             ready_replicas: 0,
             health: RevisionHealth::Ready,
             serving: ServingSettings::default(),
+            image: None,
         }
     }
 
@@ -180,11 +184,27 @@ pub fn observe_revisions(
                 serving: ServingSettings::from_annotations(
                     deployment.metadata.annotations.as_ref(),
                 ),
+                image: app_image(deployment),
             })
         })
         .collect();
     revisions.sort_by_key(|r| r.number);
     revisions
+}
+
+/// The image of a revision Deployment's function container.
+fn app_image(deployment: &Deployment) -> Option<String> {
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == CONTAINER_NAME)?
+        .image
+        .clone()
 }
 
 /// The health of one revision: serving replicas win; then a failure found in

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use super::controller::{Context, run_controller};
 use super::metrics::ReconcileMetrics;
+use super::pin::ImagePinning;
 use crate::autoscaler::cluster::{self as autoscaler, ClusterAutoscalerConfig};
 use crate::leader::{LeaderConfig, LeaderElector, Leadership};
 use crate::telemetry::serve_admin;
@@ -39,6 +40,9 @@ pub struct OperatorConfig {
     /// Base URL of the gateway, where cron schedules are fired as async
     /// invocations; `None` runs no schedules.
     pub schedule_gateway_url: Option<String>,
+    /// How new revisions' images are pinned to digests; `None` runs them
+    /// as written.
+    pub images: Option<ImagePinning>,
 }
 
 /// Why the operator stopped other than by a shutdown signal.
@@ -151,7 +155,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             let _ = halt_tx.send(true);
         });
 
-        let ctx = Arc::new(Context::new(
+        let mut ctx = Context::new(
             client.clone(),
             Reporter {
                 controller: CONTROLLER_NAME.to_owned(),
@@ -159,7 +163,12 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             },
             metrics,
             config.domain.clone(),
-        ));
+        );
+        if let Some(pinning) = config.images.clone() {
+            info!(skip = %pinning.skip, "image tags of new revisions are resolved to digests");
+            ctx = ctx.with_image_pinning(pinning);
+        }
+        let ctx = Arc::new(ctx);
         // Leader-only tasks, each ending when `halt_rx` turns true: the
         // reconciler, and the autoscaler (the only writer of replica counts).
         let scaler = {

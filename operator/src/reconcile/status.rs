@@ -3,7 +3,7 @@
 //! `lastTransitionTime` while their status does not change.
 
 use flint_api::names::{function_host, tagged_host};
-use flint_api::{Function, FunctionStatus, RevisionStatus, ScaleSpec};
+use flint_api::{Function, FunctionStatus, RevisionImage, RevisionStatus, ScaleSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -17,6 +17,9 @@ pub const READY: &str = "Ready";
 pub const CONFIGURATIONS_READY: &str = "ConfigurationsReady";
 /// Condition type: every traffic target resolves to a revision.
 pub const ROUTES_READY: &str = "RoutesReady";
+/// Condition reason: the image of a new revision could not be resolved to
+/// a digest, so the revision was not cut.
+pub const IMAGE_RESOLUTION_FAILED: &str = "ImageResolutionFailed";
 
 /// What the status is computed from.
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +112,24 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
     let kept = revisions
         .iter()
         .filter(|r| !desired.delete.contains(&r.name));
+    let mut images: Vec<RevisionImage> = kept
+        .clone()
+        .filter_map(|r| {
+            Some(RevisionImage {
+                revision: r.name.clone(),
+                image: r.image.clone()?,
+            })
+        })
+        .collect();
+    if latest.created
+        && let Some(image) = desired.new_image()
+    {
+        images.push(RevisionImage {
+            revision: latest.name.clone(),
+            image: image.to_owned(),
+        });
+    }
+    images.sort_by(|a, b| b.revision.cmp(&a.revision));
     FunctionStatus {
         observed_generation: generation,
         conditions,
@@ -119,10 +140,56 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
         revisions: statuses,
         replicas: Some(kept.clone().map(|r| r.ready_replicas).sum()),
         desired_replicas: Some(kept.map(|r| r.desired_replicas).sum()),
+        images,
         // The autoscaler's, under its own field manager: left out here so
         // that this apply neither claims nor clears it.
         keep_alive: Vec::new(),
     }
+}
+
+/// The status while the new revision of the Function's spec is held back
+/// because its image could not be resolved (`why`): `status`, computed from
+/// the held desired state (see [`DesiredState::hold`]), with
+/// ConfigurationsReady and Ready False for reason
+/// [`IMAGE_RESOLUTION_FAILED`], and no latest created revision when none
+/// exists. The revisions that exist, and the traffic, are as they were.
+pub fn with_image_failure(
+    mut status: FunctionStatus,
+    function: &Function,
+    why: &str,
+    now: Timestamp,
+) -> FunctionStatus {
+    let generation = function.metadata.generation;
+    let serving = status
+        .latest_ready_revision
+        .as_deref()
+        .map_or_else(String::new, |r| format!("; revision {r} keeps serving"));
+    let message = format!(
+        "no revision was cut for generation {}: {why}{serving}; retried with backoff",
+        generation.unwrap_or_default()
+    );
+    let previous = function.status.as_ref();
+    for type_ in [READY, CONFIGURATIONS_READY] {
+        let condition = settle(
+            Cond {
+                type_,
+                status: "False",
+                reason: IMAGE_RESOLUTION_FAILED.to_owned(),
+                message: message.clone(),
+            },
+            previous,
+            generation,
+            now,
+        );
+        match status.conditions.iter_mut().find(|c| c.type_ == type_) {
+            Some(slot) => *slot = condition,
+            None => status.conditions.push(condition),
+        }
+    }
+    if status.revisions.is_empty() {
+        status.latest_created_revision = None;
+    }
+    status
 }
 
 fn revision_status(r: &ExistingRevision) -> RevisionStatus {

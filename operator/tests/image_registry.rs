@@ -1,0 +1,356 @@
+//! Tag-to-digest resolution against a real registry: Debian's
+//! `docker-registry` (the CNCF distribution registry) on 127.0.0.1 with a
+//! temporary storage directory, and images built FROM scratch and pushed by
+//! the project's own `scripts/image` (buildah). Nothing leaves the machine.
+//!
+//! The point of pinning: a revision cut from `hello:v1` runs the digest the
+//! tag named then; pushing the tag again changes what a new resolution
+//! finds, never what the existing revision runs.
+
+// Only the happy path's helpers are used here; the failures are in
+// reconcile_image.rs.
+#[allow(dead_code)]
+#[path = "support/api_server.rs"]
+mod api_server;
+#[path = "support/mock_serve.rs"]
+mod mock_serve;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use api_server::{Exchange, exchange, mocked_client};
+use flint_api::Function;
+use flint_operator::image::{RegistryList, Resolver};
+use flint_operator::reconcile::hash::spec_hash;
+use flint_operator::reconcile::metrics::ReconcileMetrics;
+use flint_operator::reconcile::pin::ImagePinning;
+use flint_operator::reconcile::{Context, reconcile};
+use http::Method;
+use kube::runtime::events::Reporter;
+use oci_client::Reference;
+use oci_client::secrets::RegistryAuth;
+use serde_json::{Value, json};
+
+const NS: &str = "/namespaces/ns";
+const SSA: &str = "?&force=true&fieldManager=flint-operator";
+const BY_FN: &str = "?&labelSelector=flint.dev%2Ffunction%3Dhello";
+
+/// A `docker-registry` on a free loopback port, stopped and its storage
+/// removed on drop.
+struct Registry {
+    child: Child,
+    dir: PathBuf,
+    addr: String,
+}
+
+impl Registry {
+    fn start() -> Self {
+        assert!(
+            Command::new("docker-registry")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            "docker-registry is not installed (apt-get install -y docker-registry; scripts/test installs it)"
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("flint-registry-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  secret: flint-test\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = Self { child, dir, addr };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(&registry.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {}",
+                registry.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// Runs `scripts/image ARGS...`, failing the test with its output if it fails.
+fn image_script(args: &[&str]) {
+    let out = Command::new(repo_root().join("scripts/image"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/image {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds a tiny image holding `text` and pushes it to `dest`; returns the
+/// digest the push reports.
+fn push_marker(text: &str, dest: &str, scratch: &Path) -> String {
+    let local = format!("localhost/flint-test/marker-{}:latest", std::process::id());
+    image_script(&["marker", &local, text]);
+    let digest_file = scratch.join("digest");
+    image_script(&["push", &local, dest, digest_file.to_str().unwrap()]);
+    std::fs::read_to_string(digest_file)
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn resolver(registry: &Registry) -> Resolver {
+    Resolver::new(
+        RegistryList::new([registry.addr.as_str()]),
+        Duration::from_secs(5),
+    )
+}
+
+async fn resolve(registry: &Registry, image: &str) -> String {
+    let reference = Reference::try_from(image).unwrap();
+    resolver(registry)
+        .digest(&reference, &RegistryAuth::Anonymous)
+        .await
+        .unwrap()
+}
+
+// ---- the reconciler, against a mocked API server and the real registry ----
+
+fn function(spec: Value, generation: i64) -> Function {
+    serde_json::from_value(json!({
+        "apiVersion": "flint.dev/v1alpha1", "kind": "Function",
+        "metadata": {"name": "hello", "namespace": "ns", "uid": "uid-1", "generation": generation},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn context(registry: &Registry, client: kube::Client) -> Arc<Context> {
+    let reporter = Reporter {
+        controller: "flint-operator".into(),
+        instance: Some("test".into()),
+    };
+    let metrics = ReconcileMetrics::register(&prometheus::Registry::new()).unwrap();
+    Arc::new(
+        Context::new(client, reporter, metrics, "example.com".into()).with_image_pinning(
+            ImagePinning {
+                skip: RegistryList::default_skip(),
+                resolver: resolver(registry),
+            },
+        ),
+    )
+}
+
+/// Revision `name` as the API server lists it, cut from `spec`, running `image`.
+fn deployment(name: &str, spec: &Value, image: &str) -> Value {
+    let hash = spec_hash(&function(spec.clone(), 1).spec);
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": name, "namespace": "ns",
+            "labels": {"flint.dev/function": "hello", "flint.dev/revision": name, "flint.dev/generation": "1"},
+            "annotations": {"flint.dev/spec-hash": hash},
+            "ownerReferences": [{"apiVersion": "flint.dev/v1alpha1", "kind": "Function", "name": "hello", "uid": "uid-1", "controller": true}]
+        },
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"flint.dev/revision": name}},
+                 "template": {"spec": {"containers": [{"name": "app", "image": image}]}}},
+        "status": {"availableReplicas": 1, "readyReplicas": 1, "replicas": 1}
+    })
+}
+
+fn script(deployments: Vec<Value>, rest: Vec<Exchange>) -> Vec<Exchange> {
+    let list = |kind: &str, v: &str, items: Vec<Value>| json!({"apiVersion": v, "kind": kind, "metadata": {}, "items": items});
+    let mut out = vec![
+        exchange(
+            Method::GET,
+            format!("/apis/apps/v1{NS}/deployments{BY_FN}"),
+            None,
+            list("DeploymentList", "apps/v1", deployments),
+        ),
+        exchange(
+            Method::GET,
+            format!("/api/v1{NS}/pods{BY_FN}"),
+            None,
+            list("PodList", "v1", vec![]),
+        ),
+    ];
+    out.extend(rest);
+    out
+}
+
+fn apply_deployment(name: &str, image: &str) -> Exchange {
+    exchange(
+        Method::PATCH,
+        format!("/apis/apps/v1{NS}/deployments/{name}{SSA}"),
+        Some(
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}),
+        ),
+        Value::Null,
+    )
+}
+
+fn apply_service(name: &str) -> Exchange {
+    exchange(
+        Method::PATCH,
+        format!("/api/v1{NS}/services/{name}{SSA}"),
+        Some(json!({"metadata": {"name": name}})),
+        Value::Null,
+    )
+}
+
+fn apply_status(images: Value) -> Exchange {
+    exchange(
+        Method::PATCH,
+        format!("/apis/flint.dev/v1alpha1/namespaces/ns/functions/hello/status{SSA}"),
+        Some(json!({"status": {"images": images}})),
+        serde_json::to_value(function(json!({"image": "x"}), 1)).unwrap(),
+    )
+}
+
+fn event(reason: &str) -> Exchange {
+    exchange(
+        Method::POST,
+        "/apis/events.k8s.io/v1/namespaces/ns/events?",
+        Some(json!({"reason": reason})),
+        Value::Null,
+    )
+}
+
+async fn reconcile_once(registry: &Registry, f: Function, script: Vec<Exchange>) {
+    let (client, verifier) = mocked_client();
+    let ctx = context(registry, client);
+    // The context (and its client) outlives the check: a dropped client
+    // would look like one more request to the verifier.
+    let result = verifier
+        .check(script, reconcile(Arc::new(f), ctx.clone()))
+        .await;
+    assert!(result.is_ok(), "{result:?}");
+    drop(ctx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_tag_is_pinned_and_a_re_push_leaves_the_revision_alone() {
+    let registry = Registry::start();
+    let addr = registry.addr.clone();
+    let tag = format!("{addr}/team/hello:v1");
+
+    // Push A; a new revision resolves the tag to A's digest and runs it.
+    let pushed_a = push_marker("content A", &tag, &registry.dir);
+    let a = resolve(&registry, &tag).await;
+    assert_eq!(a, pushed_a, "the resolved digest is the one pushed");
+    let pinned_a = format!("{addr}/team/hello@{a}");
+    let v1 = json!({"image": tag});
+    reconcile_once(
+        &registry,
+        function(v1.clone(), 1),
+        script(
+            vec![],
+            vec![
+                apply_deployment("hello-00001", &pinned_a),
+                apply_service("hello-00001"),
+                apply_status(json!([{"revision": "hello-00001", "image": pinned_a}])),
+                event("RevisionCreated"),
+            ],
+        ),
+    )
+    .await;
+
+    // Push B under the same tag: a new resolution finds B ...
+    let pushed_b = push_marker("content B", &tag, &registry.dir);
+    assert_ne!(pushed_b, a, "different content, different digest");
+    let b = resolve(&registry, &tag).await;
+    assert_eq!(b, pushed_b);
+
+    // ... but the existing revision is not resolved again: no Deployment is
+    // applied, and it still reports (and runs) A.
+    let existing = deployment("hello-00001", &v1, &pinned_a);
+    reconcile_once(
+        &registry,
+        function(v1.clone(), 1),
+        script(
+            vec![existing.clone()],
+            vec![
+                apply_service("hello-00001"),
+                apply_status(json!([{"revision": "hello-00001", "image": pinned_a}])),
+                event("RevisionReady"),
+            ],
+        ),
+    )
+    .await;
+
+    // A new revision (another setting changed) is cut with B, the old keeps A.
+    let pinned_b = format!("{addr}/team/hello@{b}");
+    let v2 = json!({"image": tag, "env": [{"name": "GREETING", "value": "hi"}]});
+    reconcile_once(
+        &registry,
+        function(v2, 2),
+        script(
+            vec![existing],
+            vec![
+                apply_deployment("hello-00002", &pinned_b),
+                apply_service("hello-00001"),
+                apply_service("hello-00002"),
+                apply_status(json!([
+                    {"revision": "hello-00002", "image": pinned_b},
+                    {"revision": "hello-00001", "image": pinned_a},
+                ])),
+                event("RevisionCreated"),
+                event("RevisionReady"),
+            ],
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_tag_is_a_registry_error_naming_the_image() {
+    let registry = Registry::start();
+    let image = format!("{}/team/absent:v9", registry.addr);
+    let reference = Reference::try_from(image.as_str()).unwrap();
+    let error = resolver(&registry)
+        .digest(&reference, &RegistryAuth::Anonymous)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains(&registry.addr), "{text}");
+    assert!(text.contains("team/absent:v9"), "{text}");
+}
