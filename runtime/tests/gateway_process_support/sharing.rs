@@ -244,3 +244,44 @@ pub async fn without_sharing_the_limit_is_per_gateway() {
         r.max_in_flight
     );
 }
+
+/// A gateway that dies costs only its share: the survivor goes on with its
+/// own slots at once (asking the dead one fails fast and holds nothing
+/// up), and once the gateway set drops the dead one and settles, it has
+/// the whole replica again.
+pub async fn a_dead_peer_costs_only_its_share_until_the_set_changes() {
+    let app = Child::start("counting-app", &[]).await;
+    let app_addr = app.addrs[0];
+    let solo = gateways(1, app_addr, false).await;
+    let base = run(&[solo[0].addrs[0]], app_addr).await;
+    drop(solo);
+
+    let mut gws = gateways(2, app_addr, true).await;
+    let mut dead = gws.pop().unwrap();
+    dead.process.kill().await.unwrap();
+    let survivor = &mut gws[0];
+    let alone = run(&[survivor.addrs[0]], app_addr).await;
+    let ratio = alone.per_second / base.per_second;
+    println!(
+        "2 gateways, one dead: {:.1} req/s ({ratio:.3} of one gateway's), max in flight {}",
+        alone.per_second, alone.max_in_flight
+    );
+    assert!(alone.max_in_flight <= CONCURRENCY as usize);
+    assert!(
+        (0.4..0.7).contains(&ratio),
+        "its own share (2 of 4) serves, no more: {ratio:.3}"
+    );
+
+    survivor
+        .send(&Command::Peers(survivor.addrs[1], vec![survivor.addrs[1]]))
+        .await;
+    tokio::time::sleep(DEFAULT_SETTLE + Duration::from_millis(300)).await;
+    let whole = run(&[survivor.addrs[0]], app_addr).await;
+    let ratio = whole.per_second / base.per_second;
+    println!(
+        "the dead gateway left the set: {:.1} req/s ({ratio:.3} of one gateway's), max in flight {}",
+        whole.per_second, whole.max_in_flight
+    );
+    assert!(whole.max_in_flight <= CONCURRENCY as usize);
+    assert!(ratio >= 0.9, "{ratio:.3}");
+}
