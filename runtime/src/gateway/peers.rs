@@ -43,7 +43,14 @@ impl Gateway {
             settle_ms = sharing.settle().as_millis() as u64,
             "gateway set changed; replicas' slots split anew"
         );
-        self.settle_later(states, view.epoch);
+        if view.settled(now, sharing.settle()) {
+            // Alone: nobody else can hold slots, nothing to wait for.
+            for state in &states {
+                state.settle();
+            }
+        } else {
+            self.settle_later(states, view.epoch);
+        }
     }
 
     /// Once the settle delay has passed with no newer change, gives

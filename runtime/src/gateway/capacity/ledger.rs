@@ -68,10 +68,15 @@ pub fn lend(h: Holding, fair: u32, waiting: bool, want: u32) -> Lent {
     }
 }
 
-/// A peer handed over `got` slots.
-pub fn borrow(h: Holding, got: u32) -> Holding {
+/// A peer handed over `got` slots (or a change settled and the rest of
+/// the share came): never more than `concurrency` owned here, whatever a
+/// peer says; past it, slots are dropped, which only lowers the total.
+pub fn borrow(h: Holding, got: u32, concurrency: u32) -> Holding {
     Holding {
-        limit: h.limit.saturating_add(got),
+        limit: h
+            .limit
+            .saturating_add(got)
+            .min(concurrency.saturating_sub(h.released)),
         ..h
     }
 }
@@ -224,7 +229,9 @@ mod tests {
             in_flight: 1,
             released: 2,
         };
-        assert_eq!(borrow(h, 3).limit, 4);
+        assert_eq!(borrow(h, 3, 8).limit, 4);
+        assert_eq!(borrow(h, 3, 4).limit, 2, "owns at most concurrency");
+        assert_eq!(borrow(h, 300, 4).owned(), 4);
         assert_eq!(
             reclaim(h),
             Holding {

@@ -161,11 +161,12 @@ impl Slots {
         give
     }
 
-    /// A peer handed over `got` slots; `false` (and the slots are dropped,
-    /// which can only lower the total) when this replica is not shared.
-    pub fn borrow(&self, got: u32) -> bool {
+    /// A peer handed over `got` slots of a replica with `concurrency`;
+    /// `false` (and the slots are dropped, which can only lower the total)
+    /// when this replica is not shared.
+    pub fn borrow(&self, got: u32, concurrency: u32) -> bool {
         let mut ledger = self.ledger();
-        self.update(&mut ledger, |h| ledger::borrow(h, got))
+        self.update(&mut ledger, |h| ledger::borrow(h, got, concurrency))
             .is_some()
     }
 
@@ -211,12 +212,13 @@ impl Slots {
         ledger.pending = pending;
     }
 
-    /// The change settled: the pending part of the share becomes usable.
-    pub fn settle(&self) {
+    /// The change settled: the pending part of the share of a replica
+    /// with `concurrency` becomes usable.
+    pub fn settle(&self, concurrency: u32) {
         let mut ledger = self.ledger();
         let pending = std::mem::take(&mut ledger.pending);
         if pending > 0 {
-            self.update(&mut ledger, |h| ledger::borrow(h, pending));
+            self.update(&mut ledger, |h| ledger::borrow(h, pending, concurrency));
         }
     }
 
@@ -264,7 +266,7 @@ mod tests {
         assert_eq!(s.lend(false, 3, now), 1);
         assert_eq!(s.owned(), Some(1));
         assert!(!s.try_take(4), "the lent slot is gone");
-        assert!(s.borrow(3));
+        assert!(s.borrow(3, 4));
         assert_eq!(s.limit(), 4);
         assert!(s.try_take(4));
         assert!(!s.try_take(4) || s.in_flight() <= 4);
@@ -274,7 +276,7 @@ mod tests {
     fn released_slots_are_handed_over_or_taken_back() {
         let t0 = Instant::now();
         let s = Slots::shared(1, true);
-        assert!(s.borrow(3));
+        assert!(s.borrow(3, 4));
         assert!((0..4).all(|_| s.try_take(4)));
         // A peer asks while all four are busy and requests wait here.
         assert_eq!(s.lend(true, 2, t0), 0);
@@ -290,29 +292,29 @@ mod tests {
     #[test]
     fn a_reshare_waits_for_the_settle_to_grow() {
         let s = Slots::shared(2, true);
-        assert!(s.borrow(2));
+        assert!(s.borrow(2, 4));
         assert!((0..3).all(|_| s.try_take(4)));
         s.reshare(1);
         assert_eq!(s.limit(), 1, "shrinks at once");
         assert!(!s.try_take(4));
-        s.settle();
+        s.settle(4);
         assert_eq!(s.limit(), 1, "nothing pending");
         s.reshare(3);
         assert_eq!(s.limit(), 1, "owns 1, share 3: grows only at the settle");
-        s.settle();
+        s.settle(4);
         assert_eq!(s.limit(), 3);
-        assert!(s.borrow(2));
+        assert!(s.borrow(2, 4));
         s.reshare(2);
         assert_eq!(s.limit(), 2, "owns 5, share 2: keeps 2");
         let fresh = Slots::shared(2, false);
         assert!(!fresh.try_take(4));
-        fresh.settle();
+        fresh.settle(4);
         assert!(fresh.try_take(4) && fresh.try_take(4) && !fresh.try_take(4));
         let was_alone = Slots::unshared();
         assert!(was_alone.try_take(4));
         was_alone.reshare(2);
         assert_eq!(was_alone.limit(), 0);
-        was_alone.settle();
+        was_alone.settle(4);
         assert_eq!(was_alone.limit(), 2);
     }
 }

@@ -26,8 +26,14 @@ pub struct View {
 impl View {
     /// The view of gateway `me` given the ready gateways `ready` (which
     /// may or may not include `me`: a gateway not yet ready owns no slot
-    /// and only borrows).
+    /// and only borrows). With no ready gateway at all, `me` is alone: the
+    /// first gateway of an install is, and so is a gateway whose peer
+    /// Service is misnamed, which then behaves as a single gateway rather
+    /// than owning nothing.
     pub fn new(me: SocketAddr, mut ready: Vec<SocketAddr>, epoch: u64, since: Instant) -> Self {
+        if ready.is_empty() {
+            ready.push(me);
+        }
         ready.sort_unstable();
         ready.dedup();
         if ready.len() > MAX_GATEWAYS {
@@ -46,9 +52,13 @@ impl View {
         }
     }
 
-    /// Whether `other` lists the same gateways.
+    /// Whether `ready` lists the same gateways as this view.
     pub fn same_members(&self, me: SocketAddr, ready: &[SocketAddr]) -> bool {
-        let mut ready = ready.to_vec();
+        let mut ready = if ready.is_empty() {
+            vec![me]
+        } else {
+            ready.to_vec()
+        };
         ready.sort_unstable();
         ready.dedup();
         ready.truncate(MAX_GATEWAYS);
@@ -79,10 +89,11 @@ impl View {
         self.peers().next().is_some()
     }
 
-    /// Whether the view is at least `settle` old: every gateway has had
-    /// time to see it and shrink to its new share.
+    /// Whether the view is at least `settle` old, so every gateway has had
+    /// time to see it and shrink to its new share; a gateway alone has
+    /// nobody to wait for.
     pub fn settled(&self, now: Instant, settle: Duration) -> bool {
-        now.saturating_duration_since(self.since) >= settle
+        !self.has_peers() || now.saturating_duration_since(self.since) >= settle
     }
 }
 
@@ -112,7 +123,18 @@ mod tests {
         assert_eq!(member.peers().collect::<Vec<_>>(), vec![addr(1), addr(3)]);
         assert!(member.same_members(addr(2), &[addr(3), addr(2), addr(1), addr(1)]));
         assert!(!member.same_members(addr(2), &[addr(3), addr(2)]));
-        assert!(!View::new(addr(1), vec![addr(1)], 1, now).has_peers());
+        let alone = View::new(addr(1), vec![addr(1)], 1, now);
+        assert!(!alone.has_peers());
+        assert!(
+            alone.settled(now, Duration::from_secs(2)),
+            "nobody to wait for"
+        );
+        assert!(!member.settled(now, Duration::from_secs(2)));
+        assert!(member.settled(now + Duration::from_secs(2), Duration::from_secs(2)));
+        // Nobody ready yet: the gateway is alone, not without slots.
+        let first = View::new(addr(5), vec![], 1, now);
+        assert_eq!(first.share(4, "a"), 4);
+        assert!(first.same_members(addr(5), &[]));
     }
 
     #[test]

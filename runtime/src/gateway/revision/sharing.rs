@@ -92,8 +92,9 @@ impl RevisionState {
 
     /// The last change settled: replicas get the rest of their shares.
     pub fn settle(&self) {
+        let concurrency = self.concurrency.load(Ordering::Acquire);
         for upstream in self.upstreams.load().iter() {
-            upstream.slots.settle();
+            upstream.slots.settle(concurrency);
         }
         self.notify.notify_waiters();
     }
@@ -187,7 +188,7 @@ impl RevisionState {
                 .iter()
                 .find(|u| u.endpoint.id == g.replica.id && u.endpoint.addr == g.replica.addr);
             match upstream {
-                Some(u) if slots > 0 && u.slots.borrow(slots) => {
+                Some(u) if slots > 0 && u.slots.borrow(slots, concurrency) => {
                     added = added.saturating_add(slots)
                 }
                 _ => {
