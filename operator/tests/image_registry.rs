@@ -47,7 +47,18 @@ struct Registry {
 }
 
 impl Registry {
+    /// A registry anyone may pull from and push to.
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A registry that asks for `user:password` (HTTP basic, an htpasswd
+    /// file with a bcrypt hash made by Python's crypt module).
+    fn start_private(user: &str, password: &str) -> Self {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> Self {
         assert!(
             Command::new("docker-registry")
                 .arg("--version")
@@ -70,14 +81,31 @@ impl Registry {
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  secret: flint-test\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  secret: flint-test\n",
+            dir.join("data").display()
+        );
+        if let Some((user, password)) = login {
+            let htpasswd = dir.join("htpasswd");
+            let out = Command::new("python3")
+                .args([
+                    "-W",
+                    "ignore",
+                    "-c",
+                    "import crypt, sys; print(sys.argv[1] + ':' + crypt.crypt(sys.argv[2], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+                    user,
+                    password,
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "hashing the password: {out:?}");
+            std::fs::write(&htpasswd, &out.stdout).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: flint-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
@@ -113,10 +141,18 @@ fn repo_root() -> &'static Path {
 
 /// Runs `scripts/image ARGS...`, failing the test with its output if it fails.
 fn image_script(args: &[&str]) {
-    let out = Command::new(repo_root().join("scripts/image"))
-        .args(args)
-        .output()
-        .unwrap();
+    image_script_as(None, args);
+}
+
+/// Runs `scripts/image ARGS...` logging in to registries as `creds`
+/// (`user:password`), failing the test with its output if it fails.
+fn image_script_as(creds: Option<&str>, args: &[&str]) {
+    let mut command = Command::new(repo_root().join("scripts/image"));
+    command.args(args).env_remove("FLINT_REGISTRY_CREDS");
+    if let Some(creds) = creds {
+        command.env("FLINT_REGISTRY_CREDS", creds);
+    }
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
         "scripts/image {args:?} failed: {}{}",
@@ -130,8 +166,13 @@ fn image_script(args: &[&str]) {
 fn push_marker(text: &str, dest: &str, scratch: &Path) -> String {
     let local = format!("localhost/flint-test/marker-{}:latest", std::process::id());
     image_script(&["marker", &local, text]);
+    push_marker_image(&local, dest, scratch)
+}
+
+/// Pushes the built image `local` to `dest`; returns the digest the push reports.
+fn push_marker_image(local: &str, dest: &str, scratch: &Path) -> String {
     let digest_file = scratch.join("digest");
-    image_script(&["push", &local, dest, digest_file.to_str().unwrap()]);
+    image_script(&["push", local, dest, digest_file.to_str().unwrap()]);
     std::fs::read_to_string(digest_file)
         .unwrap()
         .trim()
@@ -339,6 +380,136 @@ async fn a_pushed_tag_is_pinned_and_a_re_push_leaves_the_revision_alone() {
         ),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_platform_tag_is_pinned_to_its_index() {
+    // The tag names an image index (one image per platform): the revision
+    // is pinned to the index, not to one platform's image, so every node
+    // still pulls its own.
+    let registry = Registry::start();
+    let pid = std::process::id();
+    let (amd, arm, list) = (
+        format!("localhost/flint-test/amd-{pid}:latest"),
+        format!("localhost/flint-test/arm-{pid}:latest"),
+        format!("localhost/flint-test/index-{pid}:latest"),
+    );
+    image_script(&["marker", &amd, "amd64 build"]);
+    image_script(&["marker", &arm, "arm64 build"]);
+    image_script(&["index", &list, &amd, &arm]);
+    let tag = format!("{}/team/multi:v1", registry.addr);
+    let digest_file = registry.dir.join("index-digest");
+    image_script(&["push-index", &list, &tag, digest_file.to_str().unwrap()]);
+    let index = std::fs::read_to_string(&digest_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    let resolved = resolve(&registry, &tag).await;
+    assert_eq!(resolved, index, "the index's digest, not a platform's");
+    // Each platform's manifest has a digest of its own, which is not it.
+    for (i, platform) in [&amd, &arm].into_iter().enumerate() {
+        let one = format!("{}/team/single-{i}:v1", registry.addr);
+        let pushed = push_marker_image(platform, &one, &registry.dir);
+        assert_ne!(pushed, resolved);
+    }
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret `name` logging in to `registry`.
+fn pull_secret(name: &str, registry: &str, user: &str, password: &str) -> Value {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let config = json!({"auths": {registry: {"auth": b64(&format!("{user}:{password}"))}}});
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+           "metadata": {"name": name, "namespace": "ns"},
+           "data": {".dockerconfigjson": b64(&config.to_string())}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_registry_is_asked_with_the_functions_pull_secret() {
+    let registry = Registry::start_private("alice", "s3cret");
+    let addr = registry.addr.clone();
+    let tag = format!("{addr}/team/private:v1");
+    let local = format!("localhost/flint-test/private-{}:latest", std::process::id());
+    image_script(&["marker", &local, "private content"]);
+    let digest_file = registry.dir.join("digest");
+    image_script_as(
+        Some("alice:s3cret"),
+        &["push", &local, &tag, digest_file.to_str().unwrap()],
+    );
+    let pushed = std::fs::read_to_string(&digest_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // Anonymous: refused, and the error names the registry and the image.
+    let reference = Reference::try_from(tag.as_str()).unwrap();
+    let refused = resolver(&registry)
+        .digest(&reference, &RegistryAuth::Anonymous)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains(&addr) && refused.contains("team/private:v1"),
+        "{refused}"
+    );
+
+    // With the Secret the Function names: the revision is cut, pinned.
+    let spec = json!({"image": tag, "imagePullSecrets": [{"name": "regcred"}]});
+    let pinned = format!("{addr}/team/private@{pushed}");
+    let get_secret = |secret: Value| {
+        exchange(
+            Method::GET,
+            format!("/api/v1{NS}/secrets/regcred"),
+            None,
+            secret,
+        )
+    };
+    reconcile_once(
+        &registry,
+        function(spec.clone(), 1),
+        script(
+            vec![],
+            vec![
+                get_secret(pull_secret("regcred", &addr, "alice", "s3cret")),
+                apply_deployment("hello-00001", &pinned),
+                apply_service("hello-00001"),
+                apply_status(json!([{"revision": "hello-00001", "image": pinned}])),
+                event("RevisionCreated"),
+            ],
+        ),
+    )
+    .await;
+
+    // A wrong password: no revision, and the status says why.
+    let (client, verifier) = mocked_client();
+    let ctx = context(&registry, client);
+    let result = verifier
+        .check(
+            script(
+                vec![],
+                vec![
+                    get_secret(pull_secret("regcred", &addr, "alice", "wrong")),
+                    exchange(
+                        Method::PATCH,
+                        format!(
+                            "/apis/flint.dev/v1alpha1/namespaces/ns/functions/hello/status{SSA}"
+                        ),
+                        Some(json!({"status": {"conditions": [
+                            {"type": "Ready", "reason": "ImageResolutionFailed"},
+                            {"type": "ConfigurationsReady", "reason": "ImageResolutionFailed"},
+                            {"type": "RoutesReady"},
+                        ]}})),
+                        serde_json::to_value(function(json!({"image": "x"}), 1)).unwrap(),
+                    ),
+                    event("ImageResolutionFailed"),
+                ],
+            ),
+            reconcile(Arc::new(function(spec, 1)), ctx.clone()),
+        )
+        .await;
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains(&addr), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

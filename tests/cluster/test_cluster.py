@@ -122,7 +122,11 @@ def test_chart_installs_with_its_own_accounts_and_one_leader():
     assert can(gw, "get", "secrets", "-A") == "no"
     assert can(op, "patch", "deployments.apps/scale", "-n", FN_NS) == "yes"
     assert can(op, "create", "pods", "-n", FN_NS) == "no"
-    assert can(op, "get", "secrets", "-n", FN_NS) == "no"
+    # Secrets: only read by name, the imagePullSecrets a Function names, to
+    # resolve a new revision's image tag; never listed or watched.
+    assert can(op, "get", "secrets", "-n", FN_NS) == "yes"
+    assert can(op, "list", "secrets", "-n", FN_NS) == "no"
+    assert can(op, "watch", "secrets", "-n", FN_NS) == "no"
 
 
 def test_crd_printer_columns_explain_and_refusals_naming_the_field():
@@ -163,6 +167,39 @@ def test_crd_printer_columns_explain_and_refusals_naming_the_field():
 
 
 # ---------------------------------------------------------------- scaling
+
+
+def test_an_unresolvable_image_tag_cuts_no_revision_and_says_why():
+    """Tag-to-digest resolution on the cluster: an image in a skipped registry
+    (localhost, the images `ctr import` loaded) runs as written; a tag that
+    cannot be resolved (a registry that does not exist) cuts no revision, the
+    previous one keeps its traffic, and the status and an Event say why."""
+    apply(function("pinning", scale={"initial": 0}))
+    wait_until("pinning to be routed", lambda: routed("pinning"), 60)
+    s = status("pinning")
+    rev = s["latestCreatedRevision"]
+    assert s.get("images") == [{"revision": rev, "image": RUST_IMAGE}], s.get("images")
+
+    apply(function("pinning", image="registry.invalid/flint/absent:v1", scale={"initial": 0}))
+
+    def held():
+        conds = {c["type"]: c for c in status("pinning").get("conditions", [])}
+        c = conds.get("ConfigurationsReady", {})
+        return c if c.get("reason") == "ImageResolutionFailed" else None
+
+    cond = wait_until("the ImageResolutionFailed condition", held, 60)
+    assert "registry.invalid" in cond["message"], cond
+    s = status("pinning")
+    assert s["latestCreatedRevision"] == rev, s
+    assert [t["revisionName"] for t in s["traffic"]] == [rev], s["traffic"]
+    deployments = kjson("-n", FN_NS, "get", "deployments", "-l", "flint.dev/function=pinning")
+    assert [d["metadata"]["name"] for d in deployments["items"]] == [rev]
+    wait_until(
+        "the ImageResolutionFailed Event",
+        lambda: "ImageResolutionFailed" in [r for r, _ in events("pinning")],
+        30,
+    )
+    kubectl("-n", FN_NS, "delete", "fn", "pinning", "--wait=true")
 
 
 def test_example_scales_from_zero_serves_and_returns_to_zero():
