@@ -517,11 +517,13 @@ impl RevisionState {
             {
                 return Err(Refused::Failed(reason));
             }
-            // With peers to borrow from, a waiting request asks them for
-            // slots (one round per revision at a time) and looks again
-            // after the round's pace, in case it missed the wake-up.
-            let wait = self.want_slots(Instant::now()).unwrap_or(REPOKE_INTERVAL);
-            if tokio::time::timeout(wait, notified).await.is_err()
+            // With peers to borrow from, a waiting request makes sure a
+            // round of asks runs for the revision (one at a time, going on
+            // while requests wait); slots it gains wake the waiters.
+            self.want_slots();
+            if tokio::time::timeout(REPOKE_INTERVAL, notified)
+                .await
+                .is_err()
                 && self.upstreams.load().is_empty()
                 && self.repoke_due(Instant::now())
             {

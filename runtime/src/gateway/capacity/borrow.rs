@@ -1,7 +1,8 @@
 //! Rounds of asks: while requests wait at this gateway for a revision that
 //! has replicas, it takes back released slots nobody collected, and
-//! otherwise asks every peer at once for free slots. At most one round per
-//! revision runs at a time, and rounds that get nothing back off.
+//! otherwise asks every peer at once for free slots. One task per revision
+//! runs the rounds, one after the other, until no request waits; rounds
+//! that get nothing back off.
 
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -20,17 +21,21 @@ pub(super) async fn dispatch(
     mut asks: mpsc::Receiver<Arc<RevisionState>>,
 ) {
     while let Some(state) = asks.recv().await {
-        let view = sharing.upgrade().and_then(|s| s.view());
-        match view {
-            Some(view) => {
-                let client = client.clone();
-                tokio::spawn(async move {
-                    let outcome = round(&state, &view, &client).await;
-                    state.round_done(outcome, Instant::now());
-                });
+        let (sharing, client) = (sharing.clone(), client.clone());
+        tokio::spawn(async move {
+            loop {
+                let Some(view) = sharing.upgrade().and_then(|s| s.view()) else {
+                    state.rounds_stopped();
+                    return;
+                };
+                let outcome = round(&state, &view, &client).await;
+                match state.round_done(outcome) {
+                    Some(pause) if pause.is_zero() => tokio::task::yield_now().await,
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => return,
+                }
             }
-            None => state.round_done(Round::Nothing, Instant::now()),
-        }
+        });
     }
 }
 

@@ -21,10 +21,8 @@ const UNCOLLECTED: Duration = Duration::from_millis(500);
 /// The pace of one revision's rounds of asks.
 #[derive(Debug)]
 pub(super) struct Pace {
-    /// A round is queued or running.
+    /// Rounds are queued or running (one task per revision at most).
     asking: bool,
-    /// No round before this.
-    next_at: Option<Instant>,
     /// The pause after a round that got nothing.
     backoff: Duration,
 }
@@ -44,7 +42,6 @@ impl Default for Pace {
     fn default() -> Self {
         Self {
             asking: false,
-            next_at: None,
             backoff: PACE_MIN,
         }
     }
@@ -99,40 +96,55 @@ impl RevisionState {
         self.notify.notify_waiters();
     }
 
-    /// Called by a request that has to wait: with peers to borrow from and
-    /// replicas to borrow slots on, queues a round of asks unless one is
-    /// running or due later. Returns how long to wait before looking again
-    /// (`None`: nothing to borrow, wait as before sharing).
-    pub(super) fn want_slots(self: &Arc<Self>, now: Instant) -> Option<Duration> {
-        let view = self.sharing.view()?;
-        if !view.has_peers()
-            || self.concurrency.load(Ordering::Acquire) == 0
-            || self.upstreams.load().is_empty()
-        {
-            return None;
-        }
-        let mut pace = self.pace();
-        if !pace.asking && pace.next_at.is_none_or(|at| now >= at) {
-            pace.asking = self.sharing.ask(Arc::clone(self));
-        }
-        Some(pace.backoff)
+    /// Whether there is anything to borrow: peers, a `concurrency`, and
+    /// replicas to borrow slots on.
+    fn can_borrow(&self) -> bool {
+        self.sharing.view().is_some_and(|v| v.has_peers())
+            && self.concurrency.load(Ordering::Acquire) > 0
+            && !self.upstreams.load().is_empty()
     }
 
-    /// A round ended: it gained slots (the next may start at once), or
-    /// peers `released` slots that free soon (the next after
-    /// [`PACE_MIN`]), or neither (after a pause that doubles up to
-    /// [`PACE_MAX`]).
-    pub fn round_done(&self, outcome: Round, now: Instant) {
+    /// Called by a request that has to wait: when there is anything to
+    /// borrow, starts the revision's rounds of asks unless they run
+    /// already. They go on, paced, while requests wait
+    /// ([`RevisionState::round_done`]): one timer per revision, however
+    /// many requests wait.
+    pub(super) fn want_slots(self: &Arc<Self>) {
+        if !self.can_borrow() {
+            return;
+        }
         let mut pace = self.pace();
-        pace.asking = false;
+        if !pace.asking {
+            pace.backoff = PACE_MIN;
+            pace.asking = self.sharing.ask(Arc::clone(self));
+        }
+    }
+
+    /// A round ended. Returns the pause before the next, or `None` when no
+    /// request waits any more (or there is nothing to borrow) and the
+    /// rounds stop: none after slots were gained, [`PACE_MIN`] when a peer
+    /// released busy slots that free soon, else a pause that doubles up to
+    /// [`PACE_MAX`]. Decided under the pace lock, so a request that starts
+    /// to wait meanwhile either is seen here or starts the rounds again.
+    pub fn round_done(&self, outcome: Round) -> Option<Duration> {
+        let mut pace = self.pace();
+        if self.waiting() == 0 || !self.can_borrow() {
+            pace.asking = false;
+            return None;
+        }
         pace.backoff = match outcome {
             Round::Gained | Round::Released => PACE_MIN,
             Round::Nothing => (pace.backoff * 2).min(PACE_MAX),
         };
-        pace.next_at = match outcome {
-            Round::Gained => None,
-            Round::Released | Round::Nothing => Some(now + pace.backoff),
-        };
+        Some(match outcome {
+            Round::Gained => Duration::ZERO,
+            Round::Released | Round::Nothing => pace.backoff,
+        })
+    }
+
+    /// The rounds could not go on (the gateway is shutting down).
+    pub fn rounds_stopped(&self) {
+        self.pace().asking = false;
     }
 
     /// Takes back released slots that no peer collected; returns whether
