@@ -23,7 +23,8 @@ use flint_api::names::{function_host, tagged_host};
 use flint_fuzz::{FunctionSpec, request, table};
 use flint_runtime::events::intake::Routing;
 use flint_runtime::events::invocation::{INVOCATION_ID_HEADER, valid_id};
-use flint_runtime::events::queue::{DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Ticket};
+use flint_runtime::events::queue::Enqueued;
+use flint_runtime::events::scripted::{Script, Scripted};
 use flint_runtime::events::{
     AsyncIntake, EventMetrics, FunctionId, Invocation, Queue, QueueError, Target, Targets,
 };
@@ -124,7 +125,7 @@ struct Memory {
     stored: Mutex<Vec<Invocation>>,
 }
 
-impl Queue for Memory {
+impl Script for Memory {
     fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
         Box::pin(async move {
             if self.full {
@@ -136,32 +137,6 @@ impl Queue for Memory {
             self.stored.lock().unwrap().push(invocation);
             Ok(Enqueued::New)
         })
-    }
-    fn fetch<'a>(
-        &'a self,
-        _: &'a FunctionId,
-        _: FetchLimits,
-    ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    fn complete(&self, _: Ticket) -> BoxFuture<'_, Result<(), QueueError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn retry(&self, _: Ticket, _: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn dead_letter<'a>(&'a self, _: Delivery, _: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionId, Depth)>, QueueError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    fn dead_letters<'a>(
-        &'a self,
-        _: &'a FunctionId,
-        _: usize,
-    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, QueueError>> {
-        Box::pin(async { Ok(Vec::new()) })
     }
 }
 
@@ -209,10 +184,10 @@ fuzz_target!(|input: Input<'_>| {
             .map(|s| (FunctionId::new(s.namespace, s.name), target))
             .collect::<HashMap<_, _>>(),
     );
-    let queue = Arc::new(Memory {
+    let queue = Arc::new(Scripted(Memory {
         full: input.queue_full,
         ..Memory::default()
-    });
+    }));
     let intake = AsyncIntake::new(
         Arc::clone(&queue) as Arc<dyn Queue>,
         targets.clone(),
@@ -241,7 +216,7 @@ fuzz_target!(|input: Input<'_>| {
         return;
     }
     let resp = runtime().block_on(intake.accept(req, routing));
-    let stored = queue.stored.lock().unwrap();
+    let stored = queue.0.stored.lock().unwrap();
     match resp.status() {
         StatusCode::ACCEPTED => {
             assert_eq!(stored.len(), 1);

@@ -25,6 +25,8 @@ pub mod metrics;
 pub mod nats;
 pub mod policy;
 pub mod queue;
+#[cfg(any(test, feature = "test-support"))]
+pub mod scripted;
 pub mod targets;
 pub mod worker;
 

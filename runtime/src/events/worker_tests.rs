@@ -9,7 +9,8 @@ use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 
 use super::*;
-use crate::events::queue::{DeadLetter, Depth, Enqueued, Ticket, TicketKind};
+use crate::events::queue::{Ticket, TicketKind};
+use crate::events::scripted::{Script, Scripted};
 use crate::events::{Invocation, Queue};
 
 /// Hands out the same invocation on its first two fetches, as a queue
@@ -34,10 +35,7 @@ fn invocation() -> Invocation {
     }
 }
 
-impl Queue for ForgetfulQueue {
-    fn enqueue(&self, _: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
-        Box::pin(async { Ok(Enqueued::New) })
-    }
+impl Script for ForgetfulQueue {
     fn fetch<'a>(
         &'a self,
         _: &'a FunctionId,
@@ -62,22 +60,6 @@ impl Queue for ForgetfulQueue {
         self.completes.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     }
-    fn retry(&self, _: Ticket, _: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn dead_letter<'a>(&'a self, _: Delivery, _: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionId, Depth)>, QueueError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    fn dead_letters<'a>(
-        &'a self,
-        _: &'a FunctionId,
-        _: usize,
-    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, QueueError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
 }
 
 /// A "gateway" that counts requests and answers each only once released.
@@ -98,7 +80,7 @@ async fn held_function(requests: Arc<AtomicUsize>, release: Arc<Semaphore>) -> S
 
 #[tokio::test]
 async fn an_invocation_offered_again_while_still_held_is_delivered_once() {
-    let queue = Arc::new(ForgetfulQueue::default());
+    let queue = Arc::new(Scripted(ForgetfulQueue::default()));
     let requests = Arc::new(AtomicUsize::new(0));
     let release = Arc::new(Semaphore::new(0));
     let gateway = held_function(Arc::clone(&requests), Arc::clone(&release)).await;
@@ -130,16 +112,16 @@ async fn an_invocation_offered_again_while_still_held_is_delivered_once() {
 
     // The second copy has been fetched (a third fetch began) while the first
     // is still at the function.
-    while queue.fetches.load(Ordering::SeqCst) < 3 || requests.load(Ordering::SeqCst) < 1 {
+    while queue.0.fetches.load(Ordering::SeqCst) < 3 || requests.load(Ordering::SeqCst) < 1 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     release.add_permits(Semaphore::MAX_PERMITS);
-    while queue.completes.load(Ordering::SeqCst) < 1 {
+    while queue.0.completes.load(Ordering::SeqCst) < 1 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.send(true).unwrap();
     run.await.unwrap();
 
     assert_eq!(requests.load(Ordering::SeqCst), 1, "delivered once");
-    assert_eq!(queue.completes.load(Ordering::SeqCst), 1, "settled once");
+    assert_eq!(queue.0.completes.load(Ordering::SeqCst), 1, "settled once");
 }

@@ -14,9 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use flint_api::backend::{PokeSink, RevisionRoute};
 use flint_api::poke::ScalePoke;
-use flint_runtime::events::queue::{DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Ticket};
+use flint_runtime::events::queue::Enqueued;
+use flint_runtime::events::scripted::{Script, Scripted};
 use flint_runtime::events::{
-    AsyncIntake, EventMetrics, FunctionId, Invocation, Queue, QueueError, Target, Targets,
+    AsyncIntake, EventMetrics, FunctionId, Invocation, QueueError, Target, Targets,
 };
 use flint_runtime::gateway::{Gateway, GatewayConfig};
 use futures::future::BoxFuture;
@@ -56,7 +57,7 @@ impl PokeSink for NoPoke {
 /// it: the flood tests the gateway's memory, not a store's.
 struct SlowStore;
 
-impl Queue for SlowStore {
+impl Script for SlowStore {
     fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
         Box::pin(async move {
             let encoded = invocation.encode().unwrap();
@@ -64,35 +65,6 @@ impl Queue for SlowStore {
             drop(encoded);
             Ok(Enqueued::New)
         })
-    }
-    fn fetch<'a>(
-        &'a self,
-        _: &'a FunctionId,
-        limits: FetchLimits,
-    ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
-        Box::pin(async move {
-            tokio::time::sleep(limits.wait).await;
-            Ok(Vec::new())
-        })
-    }
-    fn complete(&self, _: Ticket) -> BoxFuture<'_, Result<(), QueueError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn retry(&self, _: Ticket, _: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn dead_letter<'a>(&'a self, _: Delivery, _: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionId, Depth)>, QueueError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    fn dead_letters<'a>(
-        &'a self,
-        _: &'a FunctionId,
-        _: usize,
-    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, QueueError>> {
-        Box::pin(async { Ok(Vec::new()) })
     }
 }
 
@@ -126,7 +98,7 @@ pub async fn child_gateway() {
             .collect(),
     );
     gateway.set_async_intake(AsyncIntake::new(
-        Arc::new(SlowStore),
+        Arc::new(Scripted(SlowStore)),
         targets,
         EventMetrics::new().unwrap(),
     ));
