@@ -14,7 +14,9 @@ use super::peer::PeerClient;
 use super::wire::CapacityAsk;
 use crate::gateway::revision::{RevisionState, Round};
 
-/// Runs a round for each revision queued, until the gateway is gone.
+/// Starts the rounds of each revision queued: one task per revision, which
+/// runs rounds while requests wait there ([`RevisionState::round_done`]).
+/// Ends when the gateway is gone.
 pub(super) async fn dispatch(
     sharing: Weak<Sharing>,
     client: PeerClient,

@@ -44,8 +44,8 @@ use super::revision::RevisionState;
 /// gateway to have seen the change and shrunk to its own new share.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
-/// The most revisions waiting for a round of asks at once; past it, a
-/// revision asks at its next wake-up.
+/// The most revisions whose rounds of asks wait to start at once; past it,
+/// a revision starts them when its next request has to wait.
 const ASK_QUEUE: usize = 1024;
 
 /// The gateway's part in sharing replicas' slots with its peers.
@@ -150,8 +150,8 @@ impl Sharing {
         }
     }
 
-    /// Queues a round of asks for `state`; `false` when none can run
-    /// (not started, or too many revisions already waiting for one).
+    /// Queues the start of `state`'s rounds of asks; `false` when they
+    /// cannot run (not started, or [`ASK_QUEUE`] revisions already wait).
     pub(crate) fn ask(&self, state: Arc<RevisionState>) -> bool {
         self.asks.get().is_some_and(|tx| tx.try_send(state).is_ok())
     }
