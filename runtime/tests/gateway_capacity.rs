@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use flint_api::drain::ControlToken;
 use flint_api::function::Protocol;
+use flint_runtime::gateway::PeerGateways;
 use flint_runtime::gateway::capacity::wire::{
     CAPACITY_PATH, CapacityAsk, CapacityGrant, MAX_ASK_REPLICAS, ReplicaRef,
 };
@@ -98,6 +99,44 @@ async fn only_peers_with_the_control_token_may_ask_for_slots() {
         .collect();
     let (status, _, body) = post(admin, Some(TOKEN), &ask(many, 1)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_gateway_that_shares_is_ready_only_once_it_knows_the_gateway_set() {
+    let mut cfg = config();
+    let me: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    cfg.peers = PeerGateways::Service {
+        namespace: "flint".into(),
+        name: "flint-gateway-admin".into(),
+        me,
+    };
+    let gw = gateway(cfg).await;
+    let admin = admin(&gw).await;
+    gw.gateway.set_routes(vec![]);
+    // Without the control token it cannot share: ready as a single gateway.
+    let (status, _, _) = get(admin, "admin", "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    gw.gateway
+        .set_control_token(ControlToken::new(TOKEN).unwrap());
+    let (status, _, body) = get(admin, "admin", "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, "waiting for the gateway set\n");
+    gw.gateway.set_peers(me, vec![]);
+    let (status, _, _) = get(admin, "admin", "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    gw.shutdown().await;
+
+    // A set that cannot be learnt does not keep it unready.
+    let mut cfg = config();
+    cfg.peers = PeerGateways::Fixed { me, all: vec![me] };
+    let gw = gateway(cfg).await;
+    gw.gateway.set_routes(vec![]);
+    gw.gateway
+        .set_control_token(ControlToken::new(TOKEN).unwrap());
+    assert!(!gw.gateway.is_ready());
+    gw.gateway.peers_unavailable();
+    assert!(gw.gateway.is_ready());
     gw.shutdown().await;
 }
 

@@ -71,13 +71,18 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(gateway): State<Gateway>) -> (StatusCode, &'static str) {
-    if gateway.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
+    if !gateway.routes_known() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "waiting for the routing table\n",
         )
+    } else if !gateway.peers_known() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the gateway set\n",
+        )
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }
 

@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     control_token: std::sync::OnceLock<flint_api::drain::ControlToken>,
     /// Replicas' slots shared with the other gateways.
     sharing: Arc<capacity::Sharing>,
+    /// The gateway set cannot be learnt (its watch failed before the first
+    /// answer): the gateway serves without it rather than not at all.
+    peers_unavailable: AtomicBool,
 }
 
 /// A handle on a gateway; cheap to clone, all clones drive the same gateway.
@@ -111,6 +114,7 @@ impl Gateway {
                 intake: std::sync::OnceLock::new(),
                 control_token: std::sync::OnceLock::new(),
                 sharing: Arc::new(capacity::Sharing::new(capacity::DEFAULT_SETTLE)),
+                peers_unavailable: AtomicBool::new(false),
             }),
         })
     }
@@ -226,8 +230,15 @@ impl Gateway {
         self.shared.table.load_full()
     }
 
-    /// Whether a routing table has been set (the gateway is ready to serve).
+    /// Whether a routing table has been set (the gateway is ready to serve)
+    /// and, when the gateway shares replicas' slots with peers, it knows
+    /// the gateway set ([`Gateway::peers_known`]).
     pub fn is_ready(&self) -> bool {
+        self.routes_known() && self.peers_known()
+    }
+
+    /// Whether a routing table has been set.
+    pub fn routes_known(&self) -> bool {
         self.shared.routes_set.load(Ordering::Acquire)
     }
 

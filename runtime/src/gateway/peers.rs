@@ -6,9 +6,35 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Gateway, RevisionState};
+use super::{Gateway, PeerGateways, RevisionState};
+use std::sync::atomic::Ordering;
 
 impl Gateway {
+    /// Whether the gateway knows whom it shares replicas' slots with: it
+    /// shares with nobody (no peers configured, or no control token), or
+    /// it has been given the gateway set, or that set cannot be learnt
+    /// ([`Gateway::peers_unavailable`]). Until then it is not ready: it
+    /// would admit each replica's whole `concurrency` as if alone, on top
+    /// of what the other gateways admit.
+    pub fn peers_known(&self) -> bool {
+        matches!(self.config().peers, PeerGateways::Alone)
+            || self.control_token().is_none()
+            || self.shared.sharing.view().is_some()
+            || self.shared.peers_unavailable.load(Ordering::Acquire)
+    }
+
+    /// The gateway set cannot be learnt for now (its watch failed before
+    /// a first answer): the gateway turns ready without it and admits each
+    /// replica's whole `concurrency`, as a single gateway does, until a
+    /// set arrives.
+    pub fn peers_unavailable(&self) {
+        if !self.shared.peers_unavailable.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                "the gateway set is unknown: serving without sharing replicas' slots until it is known"
+            );
+        }
+    }
+
     /// Shares replicas' `concurrency` slots with the gateways `ready` (the
     /// ready gateways' admin addresses, this one's, `me`, included once it
     /// is ready), asking them for slots while requests wait here and

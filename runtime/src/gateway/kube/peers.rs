@@ -80,10 +80,13 @@ async fn watch_service(
             Ok(Some(event)) => event,
             Ok(None) => {
                 tracing::warn!(%namespace, service = %name, "the gateway peer watch ended; the gateway set stays as it was");
+                gateway.peers_unavailable();
                 return std::future::pending().await;
             }
             Err(error) => {
                 tracing::warn!(%namespace, service = %name, %error, "gateway peer watch error; retrying");
+                // Not knowing the set must not keep the gateway unready.
+                gateway.peers_unavailable();
                 continue;
             }
         };
