@@ -26,8 +26,8 @@ use super::desired::{DesiredState, desired_objects};
 use super::error::Error;
 use super::metrics::ReconcileMetrics;
 use super::notices::{Notice, transitions};
-use super::pin::{ImagePinning, pin_image};
-use super::revision::observe_revisions;
+use super::pin::{ImagePinning, PinError, pin_image};
+use super::revision::{ExistingRevision, observe_revisions};
 use super::status::{StatusInput, compute_status, with_image_failure};
 
 /// How soon a Function is looked at again while a revision is still deploying
@@ -209,22 +209,8 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
         .map_err(list_error("pods", &name))?
         .items;
     let existing = observe_revisions(&name, &owned, &pod_list, function.status.as_ref());
-    let mut desired = desired_objects(function, &existing)?;
-    let held = match (&ctx.images, desired.latest.created) {
-        (Some(pinning), true) => match pin_image(function, client, pinning).await {
-            Ok(Some(image)) => {
-                desired.pin_image(&image);
-                None
-            }
-            Ok(None) => None,
-            Err(error) => {
-                warn!(revision = %desired.latest.name, error = %error.describe(), "the new revision's image could not be resolved; the revision is not cut");
-                desired = desired.hold(&existing);
-                Some(error)
-            }
-        },
-        _ => None,
-    };
+    let desired = desired_objects(function, &existing)?;
+    let (desired, held) = pin_new_revision(function, ctx, desired, &existing).await;
 
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     if let Some(deployment) = &desired.deployment {
@@ -289,6 +275,31 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
         });
     }
     Ok(next_action(&desired, &status))
+}
+
+/// Pins the image of the revision `desired` cuts, if any, to its digest; or,
+/// when it cannot be resolved, holds the revision back (nothing new is
+/// applied) and returns why, for the status and a retry with backoff.
+async fn pin_new_revision(
+    function: &Function,
+    ctx: &Context,
+    mut desired: DesiredState,
+    existing: &[ExistingRevision],
+) -> (DesiredState, Option<PinError>) {
+    let Some(pinning) = ctx.images.as_ref().filter(|_| desired.latest.created) else {
+        return (desired, None);
+    };
+    match pin_image(function, &ctx.client, pinning).await {
+        Ok(Some(image)) => {
+            desired.pin_image(&image);
+            (desired, None)
+        }
+        Ok(None) => (desired, None),
+        Err(error) => {
+            warn!(revision = %desired.latest.name, error = %error.describe(), "the new revision's image could not be resolved; the revision is not cut");
+            (desired.hold(existing), Some(error))
+        }
+    }
 }
 
 /// Settled functions are looked at rarely; anything still moving, often.
