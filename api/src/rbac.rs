@@ -102,7 +102,14 @@ pub const OPERATOR: &[Rule] = &[
         resource: "secrets",
         verbs: &["get"],
         scope: Scope::FunctionNamespaces,
-        why: "when a revision is cut, its image tag is resolved to a digest with the credentials of the Secrets the Function names in imagePullSecrets, read one by one by name (never listed or watched; RBAC cannot name Secrets chosen by each Function, so the code is the limit, and the rule is confined to the namespaces that hold Functions where the chart lists them)",
+        why: "when a revision is cut, its image tag is resolved to a digest with the credentials of the Secrets the Function (or its ServiceAccount) names in imagePullSecrets, read one by one by name (never listed or watched; RBAC cannot name Secrets chosen by each Function, so the code is the limit, and the rule is confined to the namespaces that hold Functions where the chart lists them)",
+    },
+    Rule {
+        api_group: "",
+        resource: "serviceaccounts",
+        verbs: &["get"],
+        scope: Scope::FunctionNamespaces,
+        why: "when a revision is cut, the imagePullSecrets of the Function's ServiceAccount are read too (Kubernetes adds them to the pods'), by name, never listed or watched",
     },
     Rule {
         api_group: "events.k8s.io",

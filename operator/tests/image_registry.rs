@@ -258,6 +258,18 @@ fn script(deployments: Vec<Value>, rest: Vec<Exchange>) -> Vec<Exchange> {
     out
 }
 
+/// The Function's ServiceAccount `name`, read for its imagePullSecrets, naming `secrets`.
+fn get_account(name: &str, secrets: &[&str]) -> Exchange {
+    let refs: Vec<Value> = secrets.iter().map(|s| json!({"name": s})).collect();
+    exchange(
+        Method::GET,
+        format!("/api/v1{NS}/serviceaccounts/{name}"),
+        None,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": name, "namespace": "ns"}, "imagePullSecrets": refs}),
+    )
+}
+
 fn apply_deployment(name: &str, image: &str) -> Exchange {
     exchange(
         Method::PATCH,
@@ -326,6 +338,7 @@ async fn a_pushed_tag_is_pinned_and_a_re_push_leaves_the_revision_alone() {
         script(
             vec![],
             vec![
+                get_account("default", &[]),
                 apply_deployment("hello-00001", &pinned_a),
                 apply_service("hello-00001"),
                 apply_status(json!([{"revision": "hello-00001", "image": pinned_a}])),
@@ -367,6 +380,7 @@ async fn a_pushed_tag_is_pinned_and_a_re_push_leaves_the_revision_alone() {
         script(
             vec![existing],
             vec![
+                get_account("default", &[]),
                 apply_deployment("hello-00002", &pinned_b),
                 apply_service("hello-00001"),
                 apply_service("hello-00002"),
@@ -472,6 +486,7 @@ async fn a_private_registry_is_asked_with_the_functions_pull_secret() {
             vec![],
             vec![
                 get_secret(pull_secret("regcred", &addr, "alice", "s3cret")),
+                get_account("default", &[]),
                 apply_deployment("hello-00001", &pinned),
                 apply_service("hello-00001"),
                 apply_status(json!([{"revision": "hello-00001", "image": pinned}])),
@@ -490,6 +505,7 @@ async fn a_private_registry_is_asked_with_the_functions_pull_secret() {
                 vec![],
                 vec![
                     get_secret(pull_secret("regcred", &addr, "alice", "wrong")),
+                    get_account("default", &[]),
                     exchange(
                         Method::PATCH,
                         format!(
@@ -510,6 +526,27 @@ async fn a_private_registry_is_asked_with_the_functions_pull_secret() {
         .await;
     let error = result.unwrap_err().to_string();
     assert!(error.contains(&addr), "{error}");
+    drop(ctx);
+
+    // The Secret named by the Function's ServiceAccount, not by the
+    // Function: used too (Kubernetes adds it to the pods').
+    let spec = json!({"image": tag, "serviceAccountName": "builder"});
+    reconcile_once(
+        &registry,
+        function(spec, 1),
+        script(
+            vec![],
+            vec![
+                get_account("builder", &["regcred"]),
+                get_secret(pull_secret("regcred", &addr, "alice", "s3cret")),
+                apply_deployment("hello-00001", &pinned),
+                apply_service("hello-00001"),
+                apply_status(json!([{"revision": "hello-00001", "image": pinned}])),
+                event("RevisionCreated"),
+            ],
+        ),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

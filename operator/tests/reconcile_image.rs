@@ -3,7 +3,9 @@
 //! resolved before its Deployment is created; when it cannot be, no revision
 //! is cut, the previous one keeps its traffic, and the status and an Event
 //! say why. A registry is never reached here: the failures are a missing or
-//! wrong Secret (before any network) and a closed loopback port. Resolution
+//! wrong Secret (before any network) and a closed loopback port. The
+//! Function's ServiceAccount is read for its imagePullSecrets once the
+//! Function's own are read. Resolution
 //! against a real registry: tests/image_registry.rs.
 
 #[path = "support/api_server.rs"]
@@ -115,6 +117,17 @@ fn after_listing(
     ];
     script.extend(rest);
     script
+}
+
+/// The Function's ServiceAccount `default` is read for its imagePullSecrets;
+/// here it names none.
+fn default_account() -> Exchange {
+    exchange(
+        Method::GET,
+        format!("/api/v1{NS}/serviceaccounts/default"),
+        None,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "ns"}}),
+    )
 }
 
 fn get_secret(name: &str, secret: Value) -> Exchange {
@@ -253,6 +266,7 @@ async fn a_pull_secret_of_the_wrong_type_is_named_in_the_status() {
                 json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "token", "namespace": "ns"},
                        "type": "Opaque", "data": {"token": "eA=="}}),
             ),
+            default_account(),
             apply_service("hello-00001"),
             apply_status(json!({
                 "latestCreatedRevision": "hello-00001",
@@ -278,6 +292,11 @@ async fn an_unreachable_registry_holds_the_first_revision() {
     let script = after_listing(
         vec![],
         [
+            failing(
+                Method::GET,
+                format!("/api/v1{NS}/serviceaccounts/default"),
+                404,
+            ),
             apply_status(json!({
                 "observedGeneration": 1,
                 "latestCreatedRevision": null,
@@ -299,6 +318,45 @@ async fn an_unreachable_registry_holds_the_first_revision() {
     let text = source.describe();
     assert!(text.contains("127.0.0.1:1/hello:1"), "{text}");
     assert!(text.to_lowercase().contains("connection refused"), "{text}");
+}
+
+#[tokio::test]
+async fn a_service_accounts_stale_pull_secrets_are_skipped_as_the_kubelet_skips_them() {
+    // The ServiceAccount names a Secret that is gone and one that is no
+    // Docker config: neither stops the resolution, which then fails on the
+    // registry (closed port) and says so.
+    let image = format!("{CLOSED}/hello:1");
+    let spec = json!({"image": image, "serviceAccountName": "builder"});
+    let script = after_listing(
+        vec![],
+        [
+            exchange(
+                Method::GET,
+                format!("/api/v1{NS}/serviceaccounts/builder"),
+                None,
+                json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                       "metadata": {"name": "builder", "namespace": "ns"},
+                       "imagePullSecrets": [{"name": "gone"}, {"name": "token"}]}),
+            ),
+            failing(Method::GET, format!("/api/v1{NS}/secrets/gone"), 404),
+            get_secret(
+                "token",
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "token", "namespace": "ns"},
+                       "type": "Opaque", "data": {"token": "eA=="}}),
+            ),
+            apply_status(json!({"conditions": [
+                condition("Ready", "False", "ImageResolutionFailed"),
+                condition("ConfigurationsReady", "False", "ImageResolutionFailed"),
+                condition("RoutesReady", "Unknown", "RevisionDeploying"),
+            ]})),
+            event("ImageResolutionFailed", "Warning"),
+        ],
+    );
+    let (result, _) = run(function(spec, 1, Value::Null), script).await;
+    let Err(Error::Image { source, .. }) = result else {
+        panic!("{result:?}");
+    };
+    assert!(matches!(*source, PinError::Resolve(_)), "{source:?}");
 }
 
 #[tokio::test]

@@ -122,11 +122,13 @@ def test_chart_installs_with_its_own_accounts_and_one_leader():
     assert can(gw, "get", "secrets", "-A") == "no"
     assert can(op, "patch", "deployments.apps/scale", "-n", FN_NS) == "yes"
     assert can(op, "create", "pods", "-n", FN_NS) == "no"
-    # Secrets: only read by name, the imagePullSecrets a Function names, to
-    # resolve a new revision's image tag; never listed or watched.
-    assert can(op, "get", "secrets", "-n", FN_NS) == "yes"
-    assert can(op, "list", "secrets", "-n", FN_NS) == "no"
-    assert can(op, "watch", "secrets", "-n", FN_NS) == "no"
+    # Secrets and ServiceAccounts: only read by name, for the imagePullSecrets
+    # a Function or its ServiceAccount names, to resolve a new revision's
+    # image tag; never listed or watched.
+    for kind in ("secrets", "serviceaccounts"):
+        assert can(op, "get", kind, "-n", FN_NS) == "yes"
+        assert can(op, "list", kind, "-n", FN_NS) == "no"
+        assert can(op, "watch", kind, "-n", FN_NS) == "no"
 
 
 def test_crd_printer_columns_explain_and_refusals_naming_the_field():

@@ -1,17 +1,19 @@
 //! Pins a new revision's image: its tag resolved to a digest in the
-//! registry, with the credentials of the Secrets the Function names in
-//! `imagePullSecrets`, before the revision's Deployment is created. Only a
+//! registry, with the credentials of the Secrets the Function (or its
+//! ServiceAccount) names in `imagePullSecrets`, before the revision's
+//! Deployment is created. Only a
 //! new revision is pinned; an existing one keeps the image it was created
 //! with, whatever the tag names now.
 
 use std::error::Error as StdError;
 
 use flint_api::Function;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
-use tracing::{info, instrument};
+use tracing::{debug, info, instrument};
 
+use crate::image::credentials::DOCKER_CONFIG_JSON_TYPE;
 use crate::image::{
     CredentialError, Plan, ReferenceError, RegistryList, ResolveError, Resolver, pinned, plan,
     registry_auth,
@@ -47,6 +49,14 @@ pub enum PinError {
     SecretRead {
         /// The Secret's name.
         secret: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Reading the Function's ServiceAccount (for its `imagePullSecrets`) failed.
+    #[error("reading ServiceAccount {account:?} for its imagePullSecrets: {source}")]
+    AccountRead {
+        /// The ServiceAccount's name.
+        account: String,
         /// The API error.
         source: kube::Error,
     },
@@ -102,29 +112,85 @@ pub async fn pin_image(
     Ok(Some(image))
 }
 
-/// The Secrets the Function names in `imagePullSecrets`, in order: read one
-/// by one (`get`, the only access the operator has to Secrets), never listed.
+/// The Secrets to log in with, in order: those the Function names in
+/// `imagePullSecrets`, then those its ServiceAccount names (which Kubernetes
+/// adds to the pods' own). Each is read by name (`get`, the operator's only
+/// access to Secrets), never listed. A Secret the Function names must exist;
+/// one its ServiceAccount names is skipped when missing or not a Docker
+/// config, as the kubelet skips it.
 async fn pull_secrets(function: &Function, client: &Client) -> Result<Vec<Secret>, PinError> {
     let namespace = function.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let mut out = Vec::with_capacity(function.spec.image_pull_secrets.len());
-    for reference in &function.spec.image_pull_secrets {
-        let name = reference.name.clone();
-        match secrets.get(&name).await {
-            Ok(secret) => out.push(secret),
-            Err(kube::Error::Api(status)) if status.code == 404 => {
+    let named: Vec<&str> = function
+        .spec
+        .image_pull_secrets
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for name in &named {
+        match read_secret(&secrets, name).await? {
+            Some(secret) => out.push(secret),
+            None => {
                 return Err(PinError::SecretMissing {
-                    secret: name,
+                    secret: (*name).to_owned(),
                     namespace,
-                });
-            }
-            Err(source) => {
-                return Err(PinError::SecretRead {
-                    secret: name,
-                    source,
                 });
             }
         }
     }
+    for name in account_secrets(function, client, &namespace).await? {
+        if named.contains(&name.as_str()) {
+            continue;
+        }
+        match read_secret(&secrets, &name).await? {
+            Some(secret) if secret.type_.as_deref() == Some(DOCKER_CONFIG_JSON_TYPE) => {
+                out.push(secret);
+            }
+            _ => {
+                debug!(secret = %name, "skipping a ServiceAccount's imagePullSecret that is missing or not a Docker config")
+            }
+        }
+    }
     Ok(out)
+}
+
+/// Secret `name`, `None` when it does not exist.
+async fn read_secret(secrets: &Api<Secret>, name: &str) -> Result<Option<Secret>, PinError> {
+    match secrets.get(name).await {
+        Ok(secret) => Ok(Some(secret)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(source) => Err(PinError::SecretRead {
+            secret: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The names of the `imagePullSecrets` of the Function's ServiceAccount
+/// (`serviceAccountName`, else `default`); none when it does not exist.
+async fn account_secrets(
+    function: &Function,
+    client: &Client,
+    namespace: &str,
+) -> Result<Vec<String>, PinError> {
+    let name = function
+        .spec
+        .service_account_name
+        .as_deref()
+        .unwrap_or("default");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    match accounts.get(name).await {
+        Ok(account) => Ok(account
+            .image_pull_secrets
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+        Err(source) => Err(PinError::AccountRead {
+            account: name.to_owned(),
+            source,
+        }),
+    }
 }
