@@ -109,6 +109,15 @@ pub struct Replicas {
     pub ready: u32,
 }
 
+/// Where an existing revision stands when an autoscaler starts scaling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// How long ago its replicas were first asked for.
+    pub age: std::time::Duration,
+    /// Its replica counts now.
+    pub replicas: Replicas,
+}
+
 /// Why the backend could not carry out a scale write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("scaling {revision} failed: {reason}")]
@@ -134,14 +143,15 @@ pub trait ScaleActuator: Send + Sync + 'static {
         &self,
         revision: &RevisionKey,
     ) -> impl Future<Output = Result<Replicas, ScaleError>> + Send;
-    /// How long ago `revision`'s replicas were first asked for, where the
-    /// backend knows: an autoscaler that starts (a new leader, a restart)
-    /// takes over an older revision as it stands instead of treating it as
-    /// new. The default, unknown, treats every revision as new.
-    fn age(
+    /// How long ago `revision`'s replicas were first asked for and how
+    /// many there are, in one read, where the backend knows: an autoscaler
+    /// that starts (a new leader, a restart) takes over an older revision
+    /// as it stands instead of treating it as new. The default, unknown,
+    /// treats every revision as new.
+    fn standing(
         &self,
         revision: &RevisionKey,
-    ) -> impl Future<Output = Result<Option<std::time::Duration>, ScaleError>> + Send {
+    ) -> impl Future<Output = Result<Option<Standing>, ScaleError>> + Send {
         let _ = revision;
         std::future::ready(Ok(None))
     }

@@ -155,18 +155,20 @@ async fn a_restarted_autoscaler_wakes_no_revision_at_zero() {
     let writes = actuator.writes();
     assert!(writes.iter().all(|(k, _)| k != &idle), "{writes:?}");
     assert_eq!(writes.first(), Some(&(new.clone(), 1)), "{writes:?}");
-    let reports = handle.keep_alive(SystemTime::now());
+    let report = handle.keep_alive(SystemTime::now());
     let message = |k: &RevisionKey| {
-        reports
+        report
+            .entries
             .iter()
             .find(|(r, _)| r == k)
             .map(|(_, s)| s.message.clone())
     };
     assert_eq!(message(&idle).as_deref(), Some("fixed 30s: no request yet"));
+    let idle_function = flint_operator::autoscaler::source::FunctionKey::new("default", "idle");
     assert!(
-        handle.adopted(&flint_operator::autoscaler::source::FunctionKey::new(
-            "default", "idle"
-        ))
+        !report.taking_over.contains(&idle_function),
+        "{:?}",
+        report.taking_over
     );
 }
 
@@ -192,7 +194,7 @@ async fn what_a_leader_reports_restores_the_next_one() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         for _ in 0..50 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let reports = handle.keep_alive(SystemTime::now());
+            let reports = handle.keep_alive(SystemTime::now()).entries;
             if !reports.is_empty() {
                 *seen.lock().unwrap() = reports;
                 break;

@@ -156,6 +156,7 @@ impl Scaler {
     pub fn keep_alive(&self) -> std::collections::HashMap<RevisionKey, String> {
         self.handle
             .keep_alive(std::time::SystemTime::now())
+            .entries
             .into_iter()
             .map(|(key, status)| (key, status.message))
             .collect()

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use flint_api::backend::{Replicas, RevisionKey, ScaleActuator, ScaleError};
+use flint_api::backend::{Replicas, RevisionKey, ScaleActuator, ScaleError, Standing};
 use flint_api::drain::DrainRequest;
 use flint_api::names::{ANNOTATION_POD_DELETION_COST, LABEL_REVISION};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -265,18 +265,22 @@ impl ScaleActuator for KubeActuator {
         Ok(replicas_of(&self.deployment(revision).await?))
     }
 
-    async fn age(&self, revision: &RevisionKey) -> Result<Option<std::time::Duration>, ScaleError> {
+    async fn standing(&self, revision: &RevisionKey) -> Result<Option<Standing>, ScaleError> {
         let deployments: Api<Deployment> =
             Api::namespaced(self.client.clone(), &revision.namespace);
         let found = deployments
             .get_opt(&revision.revision)
             .await
             .map_err(|e| Self::fail(revision, e))?;
-        // Not created yet: a new revision.
+        // Not created yet (or no creation time): a new revision.
         Ok(found.and_then(|d| {
-            let created = d.metadata.creation_timestamp?.0;
+            let created = d.metadata.creation_timestamp.as_ref()?.0;
             let age = k8s_openapi::jiff::Timestamp::now().duration_since(created);
-            std::time::Duration::try_from(age).ok()
+            let age = std::time::Duration::try_from(age).ok()?;
+            Some(Standing {
+                age,
+                replicas: replicas_of(&d),
+            })
         }))
     }
 }

@@ -20,5 +20,7 @@ pub use backlog::{Backlog, BacklogRoute};
 pub use decide::{
     DecideConfig, Decision, Observation, Reason, ScaleState, decide, decide_with_backlog,
 };
-pub use runner::{Autoscaler, AutoscalerConfig, AutoscalerError, AutoscalerHandle, poke_router};
+pub use runner::{
+    Autoscaler, AutoscalerConfig, AutoscalerError, AutoscalerHandle, KeepAliveReport, poke_router,
+};
 pub use window::{Sample, Window};

@@ -18,11 +18,11 @@
 //! while the reading is no older than the staleness limit of the samples.
 //! A Function with no route set adds no backlog demand.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use flint_api::backend::{PokeSink, RevisionKey, ScaleActuator};
+use flint_api::backend::{PokeSink, RevisionKey, ScaleActuator, Standing};
 use flint_api::drain::{ControlToken, WWW_AUTHENTICATE, authorize};
 use flint_api::poke::ScalePoke;
 use flint_api::{KeepAliveStatus, ScaleSpec};
@@ -119,6 +119,17 @@ impl std::fmt::Debug for AutoscalerHandle {
     }
 }
 
+/// What [`AutoscalerHandle::keep_alive`] reports: the `status.keepAlive`
+/// entries of the revisions taken over, and the Functions with a revision
+/// not taken over yet (whose persisted entries are still needed).
+#[derive(Debug, Clone, Default)]
+pub struct KeepAliveReport {
+    /// Each adopted revision's entry.
+    pub entries: Vec<(RevisionKey, KeepAliveStatus)>,
+    /// Functions with at least one revision not adopted yet.
+    pub taking_over: HashSet<FunctionKey>,
+}
+
 impl AutoscalerHandle {
     /// Starts scaling `key` with `spec`, or updates its spec (keeping its
     /// state and samples).
@@ -190,8 +201,9 @@ impl AutoscalerHandle {
     /// Why each adopted revision's last replica is kept, pre-warmed or
     /// released, and what its keep-alive policy has learned, as of
     /// `wall_now`: the entries of its Function's `status.keepAlive`.
-    /// Revisions not adopted yet are left out.
-    pub fn keep_alive(&self, wall_now: SystemTime) -> Vec<(RevisionKey, KeepAliveStatus)> {
+    /// Revisions not adopted yet are left out, and their Functions listed
+    /// as still being taken over, from the same pass over the revisions.
+    pub fn keep_alive(&self, wall_now: SystemTime) -> KeepAliveReport {
         let config = &self.shared.decide;
         let now = self.shared.now();
         let unix = wall_now
@@ -201,34 +213,28 @@ impl AutoscalerHandle {
             let ago = now.saturating_sub(d);
             wall_now.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH)
         };
+        let mut report = KeepAliveReport::default();
         let Ok(revs) = self.shared.revisions.lock() else {
-            return Vec::new();
+            return report;
         };
-        revs.iter()
-            .filter(|(_, t)| t.adopted)
-            .map(|(key, t)| {
-                let (view, basis) = explain::view(&t.spec, config, &t.state, now);
-                let snapshot = t.state.snapshot(&t.spec, config, now, unix);
-                let status = KeepAliveStatus {
-                    revision: key.revision.clone(),
-                    policy: t.spec.keep_alive,
-                    message: explain::render(view, basis, wall),
-                    learned: (snapshot != Snapshot::default()).then(|| snapshot.encode()),
-                };
-                (key.clone(), status)
-            })
-            .collect()
-    }
-
-    /// Whether every tracked revision of `function` has been adopted.
-    pub fn adopted(&self, function: &FunctionKey) -> bool {
-        self.shared.revisions.lock().is_ok_and(|revs| {
-            revs.iter()
-                .filter(|(k, _)| {
-                    k.namespace == function.namespace && k.function == function.function
-                })
-                .all(|(_, t)| t.adopted)
-        })
+        for (key, t) in revs.iter() {
+            if !t.adopted {
+                report
+                    .taking_over
+                    .insert(FunctionKey::new(&key.namespace, &key.function));
+                continue;
+            }
+            let (view, basis) = explain::view(&t.spec, config, &t.state, now);
+            let snapshot = t.state.snapshot(&t.spec, config, now, unix);
+            let status = KeepAliveStatus {
+                revision: key.revision.clone(),
+                policy: t.spec.keep_alive,
+                message: explain::render(view, basis, wall),
+                learned: (snapshot != Snapshot::default()).then(|| snapshot.encode()),
+            };
+            report.entries.push((key.clone(), status));
+        }
+        report
     }
 
     /// Replaces how every Function's asynchronous backlog reaches its
@@ -399,22 +405,12 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
         if !pending {
             return true;
         }
-        let age = match self.actuator.age(key).await {
-            Ok(age) => age,
+        let standing = match self.actuator.standing(key).await {
+            Ok(standing) => standing,
             Err(err) => {
-                tracing::warn!(revision = %key, error = %err, "reading the revision's age failed; deciding later");
+                tracing::warn!(revision = %key, error = %err, "reading where the revision stands failed; deciding later");
                 return false;
             }
-        };
-        let replicas = match age {
-            Some(_) => match self.actuator.replicas(key).await {
-                Ok(r) => Some(r),
-                Err(err) => {
-                    tracing::warn!(revision = %key, error = %err, "reading replicas failed; deciding later");
-                    return false;
-                }
-            },
-            None => None,
         };
         let now = self.shared.now();
         let wall_now = SystemTime::now()
@@ -426,10 +422,10 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
         let Some(t) = revs.get_mut(key) else {
             return false;
         };
-        if let (Some(age), Some(r)) = (age, replicas) {
+        if let Some(Standing { age, replicas }) = standing {
             if age >= t.spec.stable_window.as_std() {
-                t.state.adopt(now, age, r.desired);
-                t.written = Some(r.desired);
+                t.state.adopt(now, age, replicas.desired);
+                t.written = Some(replicas.desired);
             } else {
                 // A revision still in its first stable window: new, with
                 // its `initial` hold counted from its creation.

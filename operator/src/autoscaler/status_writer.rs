@@ -96,9 +96,10 @@ pub async fn write_round(
     handle: &AutoscalerHandle,
 ) {
     let functions = store.state();
-    let reports = handle.keep_alive(SystemTime::now());
-    let updates = status_updates(functions.iter().map(|f| f.as_ref()), reports, |k| {
-        handle.adopted(k)
+    let report = handle.keep_alive(SystemTime::now());
+    let taking_over = report.taking_over;
+    let updates = status_updates(functions.iter().map(|f| f.as_ref()), report.entries, |k| {
+        !taking_over.contains(k)
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for update in updates.iter().take(MAX_WRITES_PER_ROUND) {

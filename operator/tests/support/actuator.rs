@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flint_api::backend::{Replicas, RevisionKey, ScaleActuator, ScaleError};
+use flint_api::backend::{Replicas, RevisionKey, ScaleActuator, ScaleError, Standing};
 
 /// The actuator; clones share the same record.
 #[derive(Clone, Default)]
@@ -57,7 +57,15 @@ impl ScaleActuator for Memory {
         })
     }
 
-    async fn age(&self, revision: &RevisionKey) -> Result<Option<Duration>, ScaleError> {
-        Ok(self.ages.lock().unwrap().get(revision).copied())
+    async fn standing(&self, revision: &RevisionKey) -> Result<Option<Standing>, ScaleError> {
+        let age = self.ages.lock().unwrap().get(revision).copied();
+        let n = self.replicas_of(revision);
+        Ok(age.map(|age| Standing {
+            age,
+            replicas: Replicas {
+                desired: n,
+                ready: n,
+            },
+        }))
     }
 }
