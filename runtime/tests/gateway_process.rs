@@ -39,7 +39,7 @@ fn main() {
     if gateway_process_support::run_child_role() {
         return;
     }
-    let tests: [Test; 8] = [
+    let tests: [Test; 9] = [
         (
             "queue_overflow_under_a_large_backlog_is_503_and_memory_stays_bounded",
             || run(backlog()),
@@ -76,6 +76,12 @@ fn main() {
             "a_dead_gateway_costs_only_its_share_until_the_gateway_set_changes",
             || {
                 run(gateway_process_support::sharing::a_dead_peer_costs_only_its_share_until_the_set_changes())
+            },
+        ),
+        (
+            "a_gateway_joining_and_leaving_under_load_never_exceeds_concurrency",
+            || {
+                run(gateway_process_support::sharing::a_gateway_joining_and_leaving_under_load_never_exceeds_concurrency())
             },
         ),
         (

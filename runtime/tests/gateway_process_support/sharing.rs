@@ -129,6 +129,11 @@ struct Run {
 }
 
 async fn run(targets: &[SocketAddr], app: SocketAddr) -> Run {
+    run_n(targets, app, REQUESTS).await
+}
+
+/// [`run`] with `requests` requests.
+async fn run_n(targets: &[SocketAddr], app: SocketAddr, requests: usize) -> Run {
     let (_, _, _) = get(app, "app", "/max").await; // start counting now
     let next = Arc::new(AtomicUsize::new(0));
     let served: Arc<Vec<AtomicUsize>> =
@@ -139,7 +144,7 @@ async fn run(targets: &[SocketAddr], app: SocketAddr) -> Run {
             let target = targets[i % targets.len()];
             let (next, served) = (Arc::clone(&next), Arc::clone(&served));
             tokio::spawn(async move {
-                while next.fetch_add(1, Ordering::SeqCst) < REQUESTS {
+                while next.fetch_add(1, Ordering::SeqCst) < requests {
                     let (status, _, body) = get(target, HOST, "/work").await;
                     assert_eq!(status, StatusCode::OK, "{body}");
                     served[i % served.len()].fetch_add(1, Ordering::SeqCst);
@@ -153,7 +158,7 @@ async fn run(targets: &[SocketAddr], app: SocketAddr) -> Run {
     let elapsed = began.elapsed();
     let (_, _, max) = get(app, "app", "/max").await;
     Run {
-        per_second: REQUESTS as f64 / elapsed.as_secs_f64(),
+        per_second: requests as f64 / elapsed.as_secs_f64(),
         max_in_flight: max.trim().parse().unwrap(),
         served: served.iter().map(|s| s.load(Ordering::SeqCst)).collect(),
     }
@@ -284,4 +289,43 @@ pub async fn a_dead_peer_costs_only_its_share_until_the_set_changes() {
     );
     assert!(whole.max_in_flight <= CONCURRENCY as usize);
     assert!(ratio >= 0.9, "{ratio:.3}");
+}
+
+/// The gateway set changes under a backlog: a third gateway joins the two
+/// serving it, then leaves again. Every gateway keeps at most its new
+/// share at once and grows only once the change settled, so the replica
+/// never has more than 4 in flight, and every request is served.
+pub async fn a_gateway_joining_and_leaving_under_load_never_exceeds_concurrency() {
+    let app = Child::start("counting-app", &[]).await;
+    let app_addr = app.addrs[0];
+    let mut gws = gateways(3, app_addr, false).await;
+    let admins: Vec<SocketAddr> = gws.iter().map(|g| g.addrs[1]).collect();
+    let (two, three) = (admins[..2].to_vec(), admins.clone());
+    for gw in &mut gws {
+        gw.send(&Command::Peers(gw.addrs[1], two.clone())).await;
+    }
+    tokio::time::sleep(DEFAULT_SETTLE + Duration::from_millis(300)).await;
+    // The traffic goes to the first two; the third, once in the set,
+    // lends its share to them.
+    let targets: Vec<SocketAddr> = gws[..2].iter().map(|g| g.addrs[0]).collect();
+    let load = tokio::spawn(async move { run_n(&targets, app_addr, 700).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for gw in &mut gws {
+        gw.send(&Command::Peers(gw.addrs[1], three.clone())).await;
+    }
+    tokio::time::sleep(DEFAULT_SETTLE + Duration::from_millis(1000)).await;
+    for gw in &mut gws {
+        gw.send(&Command::Peers(gw.addrs[1], two.clone())).await;
+    }
+    let r = load.await.unwrap();
+    println!(
+        "a gateway joined and left under load: {:.1} req/s, max in flight {}, served {:?}",
+        r.per_second, r.max_in_flight, r.served
+    );
+    assert!(
+        r.max_in_flight <= CONCURRENCY as usize,
+        "the replica had {} in flight",
+        r.max_in_flight
+    );
+    assert_eq!(r.served.iter().sum::<usize>(), 700);
 }
