@@ -5,7 +5,9 @@
 use flint_api::{Function, FunctionStatus};
 use flint_operator::reconcile::hash::spec_hash;
 use flint_operator::reconcile::notices::transitions;
-use flint_operator::reconcile::status::{StatusInput, compute_status, with_image_failure};
+use flint_operator::reconcile::status::{
+    StatusInput, WHY_MAX_BYTES, compute_status, with_image_failure,
+};
 use flint_operator::reconcile::{DesiredState, ExistingRevision, desired_objects};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
@@ -207,4 +209,21 @@ fn a_held_condition_keeps_its_transition_time_across_retries() {
     );
     let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!(ready.last_transition_time.0, later);
+}
+
+#[test]
+fn a_long_registry_answer_is_clipped_to_fit_an_event() {
+    let f = function(json!({"image": "reg.example/hello:1"}), 1, None);
+    let held = desired_objects(&f, &[]).unwrap().hold(&[]);
+    let now = Timestamp::from_second(1_000).unwrap();
+    let why = "é".repeat(5_000);
+    let s = with_image_failure(status(&f, &held, &[]), &f, &why, now);
+    let message = &s.conditions[0].message;
+    assert!(message.len() <= 1024, "{} bytes", message.len());
+    // Cut on a character boundary ("é" is two bytes), and marked.
+    let kept = "é".repeat(WHY_MAX_BYTES / 2);
+    assert!(
+        message.contains(&format!(": {kept}…; retried")),
+        "{message}"
+    );
 }

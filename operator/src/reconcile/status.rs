@@ -165,8 +165,9 @@ pub fn with_image_failure(
         .as_deref()
         .map_or_else(String::new, |r| format!("; revision {r} keeps serving"));
     let message = format!(
-        "no revision was cut for generation {}: {why}{serving}; retried with backoff",
-        generation.unwrap_or_default()
+        "no revision was cut for generation {}: {}{serving}; retried with backoff",
+        generation.unwrap_or_default(),
+        clip(why, WHY_MAX_BYTES)
     );
     let previous = function.status.as_ref();
     for type_ in [READY, CONFIGURATIONS_READY] {
@@ -190,6 +191,24 @@ pub fn with_image_failure(
         status.latest_created_revision = None;
     }
     status
+}
+
+/// The longest reason a held revision's message quotes, in bytes: the
+/// reason carries the registry's own words, and the message must fit an
+/// Event's note (at most 1024 bytes) as well as the condition.
+pub const WHY_MAX_BYTES: usize = 700;
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with
+/// `…` when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}…", &text[..end])
 }
 
 fn revision_status(r: &ExistingRevision) -> RevisionStatus {
