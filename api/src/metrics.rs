@@ -86,3 +86,12 @@ pub const MEMORY_BUDGET_HELD_BYTES: &str = "flint_memory_budget_held_bytes";
 pub const MEMORY_BUDGET_REFUSED_TOTAL: &str = "flint_memory_budget_refused_total";
 /// Label: what a memory-budget charge was for.
 pub const LABEL_USE: &str = "use";
+
+/// Counter: replicas' `concurrency` slots this gateway handed to other
+/// gateways (`direction="lent"`) and got from them (`"borrowed"`).
+pub const CAPACITY_SLOTS_TOTAL: &str = "flint_capacity_slots_total";
+/// Counter: asks for slots this gateway sent to other gateways, by result
+/// (`answered`, `failed`: no answer in time, refused, or unreadable).
+pub const CAPACITY_ASKS_TOTAL: &str = "flint_capacity_asks_total";
+/// Label: which way slots went between gateways.
+pub const LABEL_DIRECTION: &str = "direction";

@@ -66,8 +66,12 @@ pub struct GatewayMetrics {
     budget_limit: IntGauge,
     budget_held: IntGauge,
     budget_refused: IntCounterVec,
-    /// Held while the budget's refusal counts are copied in, so two
-    /// scrapes at once do not both add the same refusals.
+    /// Slots lent to and borrowed from other gateways.
+    capacity_slots: IntCounterVec,
+    /// Asks for slots sent to other gateways, by result.
+    capacity_asks: IntCounterVec,
+    /// Held while the budget's refusal counts (and sharing's counts) are
+    /// copied in, so two scrapes at once do not both add the same ones.
     budget_sync: std::sync::Arc<Mutex<()>>,
 }
 
@@ -198,6 +202,28 @@ impl GatewayMetrics {
                     &[names::LABEL_USE],
                 ),
             )?,
+            capacity_slots: register(
+                r,
+                names::CAPACITY_SLOTS_TOTAL,
+                IntCounterVec::new(
+                    Opts::new(
+                        names::CAPACITY_SLOTS_TOTAL,
+                        "Replicas' concurrency slots handed to other gateways (lent) and got from them (borrowed).",
+                    ),
+                    &[names::LABEL_DIRECTION],
+                ),
+            )?,
+            capacity_asks: register(
+                r,
+                names::CAPACITY_ASKS_TOTAL,
+                IntCounterVec::new(
+                    Opts::new(
+                        names::CAPACITY_ASKS_TOTAL,
+                        "Asks for slots sent to other gateways, by result.",
+                    ),
+                    &[names::LABEL_RESULT],
+                ),
+            )?,
             budget_sync: std::sync::Arc::new(Mutex::new(())),
             registry,
         })
@@ -219,6 +245,26 @@ impl GatewayMetrics {
                 .with_label_values(&[what.metric_label()]);
             let refused = budget.refused(what);
             counter.inc_by(refused.saturating_sub(counter.get()));
+        }
+    }
+
+    /// Copies what sharing replicas' slots with other gateways did into its
+    /// counters (at each scrape: sharing keeps plain atomics).
+    pub fn publish_capacity(&self, counts: &crate::gateway::capacity::Counts) {
+        let _sync = self
+            .budget_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let pairs = [
+            (&self.capacity_slots, "lent", &counts.lent),
+            (&self.capacity_slots, "borrowed", &counts.borrowed),
+            (&self.capacity_asks, "answered", &counts.answered),
+            (&self.capacity_asks, "failed", &counts.failed),
+        ];
+        for (vec, label, count) in pairs {
+            let counter = vec.with_label_values(&[label]);
+            let now = count.load(std::sync::atomic::Ordering::Relaxed);
+            counter.inc_by(now.saturating_sub(counter.get()));
         }
     }
 

@@ -192,6 +192,19 @@ async fn a_lender_gives_only_free_slots_and_no_longer_uses_them() {
     let (_, _, body) = post(me, Some(TOKEN), &ask(r0, 4)).await;
     let again: CapacityGrant = serde_json::from_str(&body).unwrap();
     assert!(again.grants.is_empty(), "lent twice: {again:?}");
+    // Counted: the slots lent, and the asks to the gone peer that failed.
+    let (_, _, text) = get(me, "admin", "/metrics").await;
+    let slots = samples(&text, "flint_capacity_slots_total");
+    assert_eq!(
+        slots.get(r#"{direction="lent"}"#),
+        Some(&f64::from(share)),
+        "{slots:?}"
+    );
+    let asks = samples(&text, "flint_capacity_asks_total");
+    assert!(
+        asks.get(r#"{result="failed"}"#).is_some_and(|n| *n >= 1.0),
+        "{asks:?}"
+    );
     app.gate.add_permits(1);
     let (status, _, _) = get(gw.addr, "c.ns.localhost", "/hold").await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);

@@ -251,6 +251,9 @@ impl Gateway {
             state.metrics.flush(now);
         }
         self.shared.metrics.publish_budget(&self.shared.budget);
+        self.shared
+            .metrics
+            .publish_capacity(&self.shared.sharing.counts);
         let mut text = self.shared.metrics.encode()?;
         if let Some(intake) = self.shared.intake.get() {
             text.push_str(&intake.metrics_text()?);

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::Sharing;
 use super::peer::PeerClient;
 use super::wire::CapacityAsk;
+use super::{Counts, Sharing};
 use crate::gateway::revision::{RevisionState, Round};
 
 /// Starts the rounds of each revision queued: one task per revision, which
@@ -30,7 +30,7 @@ pub(super) async fn dispatch(
                     state.rounds_stopped();
                     return;
                 };
-                let outcome = round(&state, &view, &client).await;
+                let outcome = round(&state, &view, &client, &sharing).await;
                 match state.round_done(outcome) {
                     Some(pause) if pause.is_zero() => tokio::task::yield_now().await,
                     Some(pause) => tokio::time::sleep(pause).await,
@@ -41,8 +41,13 @@ pub(super) async fn dispatch(
     }
 }
 
-/// One round for `state`.
-async fn round(state: &Arc<RevisionState>, view: &super::View, client: &PeerClient) -> Round {
+/// One round for `state`, counted in `sharing`'s counts.
+async fn round(
+    state: &Arc<RevisionState>,
+    view: &super::View,
+    client: &PeerClient,
+    sharing: &Weak<Sharing>,
+) -> Round {
     if state.reclaim_stale(Instant::now()) {
         state.wake_waiters();
         return Round::Gained;
@@ -59,7 +64,7 @@ async fn round(state: &Arc<RevisionState>, view: &super::View, client: &PeerClie
     }
     let peers: Vec<_> = view.peers().collect();
     let answers = futures::future::join_all(peers.iter().map(|&peer| client.ask(peer, &ask))).await;
-    let (mut got, mut released) = (0u32, 0u32);
+    let (mut got, mut released, mut failed) = (0u32, 0u32, 0u32);
     for (peer, answer) in peers.iter().zip(answers) {
         match answer {
             Ok(grant) => {
@@ -71,9 +76,17 @@ async fn round(state: &Arc<RevisionState>, view: &super::View, client: &PeerClie
                 got = got.saturating_add(gained);
             }
             Err(error) => {
+                failed += 1;
                 tracing::debug!(revision = %state.key, %peer, %error, kind = error.label(), "a peer did not lend");
             }
         }
+    }
+    if let Some(sharing) = sharing.upgrade() {
+        let counts = &sharing.counts;
+        Counts::add(&counts.borrowed, got);
+        Counts::add(&counts.failed, failed);
+        let asked = u32::try_from(peers.len()).unwrap_or(u32::MAX);
+        Counts::add(&counts.answered, asked.saturating_sub(failed));
     }
     if got > 0 {
         state.wake_waiters();

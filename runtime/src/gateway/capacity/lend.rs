@@ -36,6 +36,7 @@ pub(crate) async fn capacity(
     };
     if !grant.grants.is_empty() {
         let slots: u32 = grant.grants.iter().map(|g| g.slots).sum();
+        super::Counts::add(&gateway.shared.sharing.counts.lent, slots);
         tracing::debug!(revision = %key, slots, "lent slots to a peer");
     }
     Json(grant).into_response()

@@ -48,8 +48,30 @@ pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 /// a revision starts them when its next request has to wait.
 const ASK_QUEUE: usize = 1024;
 
+/// What sharing did so far, for the metrics (published at each scrape).
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Slots handed to peers.
+    pub lent: AtomicU64,
+    /// Slots got from peers.
+    pub borrowed: AtomicU64,
+    /// Asks a peer answered.
+    pub answered: AtomicU64,
+    /// Asks that got no usable answer.
+    pub failed: AtomicU64,
+}
+
+impl Counts {
+    /// Adds `n` to `counter`.
+    pub fn add(counter: &AtomicU64, n: u32) {
+        counter.fetch_add(u64::from(n), Ordering::Relaxed);
+    }
+}
+
 /// The gateway's part in sharing replicas' slots with its peers.
 pub struct Sharing {
+    /// What it did so far.
+    pub counts: Counts,
     view: ArcSwapOption<View>,
     epoch: AtomicU64,
     settle: Duration,
@@ -69,6 +91,7 @@ impl Sharing {
     /// Not sharing (yet); a change of the gateway set settles in `settle`.
     pub fn new(settle: Duration) -> Self {
         Self {
+            counts: Counts::default(),
             view: ArcSwapOption::empty(),
             epoch: AtomicU64::new(0),
             settle,
