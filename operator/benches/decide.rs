@@ -48,7 +48,10 @@ fn bench(c: &mut Criterion) {
             state.last_active = Some(Duration::from_secs(400));
             state.last_active_observed = true;
         }
-        let obs = Observation { ready, poke: None };
+        let obs = Observation {
+            ready,
+            ..Observation::default()
+        };
         c.bench_function(name, |b| {
             b.iter(|| {
                 decide(

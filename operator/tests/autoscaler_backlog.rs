@@ -1,4 +1,4 @@
-//! Table tests of the asynchronous backlog in `decide_with_backlog()`: the
+//! Table tests of the asynchronous backlog in `decide()`: the
 //! scenario driver feeds one sample per second, with a pending count set per
 //! run (0 until set), and decides every 2 s, with the actuator assumed
 //! instant (ready = the previous decision).
@@ -9,9 +9,7 @@ mod scenario;
 use std::time::Duration;
 
 use flint_api::ScaleSpec;
-use flint_operator::autoscaler::{
-    Backlog, BacklogRoute, Observation, Reason, decide, decide_with_backlog,
-};
+use flint_operator::autoscaler::{Backlog, BacklogRoute, Observation, Reason, decide};
 use scenario::Scenario;
 
 /// The Function's `async.maxInFlight` in these tests.
@@ -28,7 +26,7 @@ fn backlog(pending: u64, percent: u32) -> Backlog {
 
 /// The scenario driver deciding with the backlog (these tests only).
 impl Scenario {
-    /// Decides with `decide_with_backlog()`, for a revision at `percent` of
+    /// Decides with a backlog observed, for a revision at `percent` of
     /// the traffic, nothing pending yet.
     fn with_backlog(spec: ScaleSpec, percent: u32) -> Self {
         let mut r = Scenario::new(spec);
@@ -73,16 +71,16 @@ fn zero_pending_decides_exactly_as_without_a_backlog() {
                 without.tick(load);
                 if with.now.is_multiple_of(2) {
                     let now = Duration::from_secs(with.now);
-                    let obs = |r: &Scenario| Observation {
+                    let obs = |r: &Scenario, backlog| Observation {
                         ready: r.state.desired,
                         poke: None,
+                        backlog,
                     };
-                    let a = decide_with_backlog(
+                    let a = decide(
                         &with.spec,
                         &with.cfg,
                         &with.window,
-                        obs(&with),
-                        pending_share,
+                        obs(&with, pending_share),
                         now,
                         with.state.clone(),
                     );
@@ -90,7 +88,7 @@ fn zero_pending_decides_exactly_as_without_a_backlog() {
                         &without.spec,
                         &without.cfg,
                         &without.window,
-                        obs(&without),
+                        obs(&without, Backlog::NONE),
                         now,
                         without.state.clone(),
                     );

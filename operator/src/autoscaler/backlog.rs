@@ -22,49 +22,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use flint_api::{Function, TrafficStatus};
+use flint_api::TrafficStatus;
 
 use flint_api::backend::RevisionKey;
 
-use super::decide::wanted_for_waiting;
+pub use super::decide::Backlog;
 use super::source::{FunctionKey, Pending};
-
-/// One revision's view of its Function's asynchronous backlog: the input
-/// `decide_with_backlog()` turns into replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Backlog {
-    /// Invocations pending for the Function (accepted, not settled).
-    pub pending: u64,
-    /// The Function's `async.maxInFlight`: most deliveries running at once.
-    pub max_in_flight: u32,
-    /// Percent of the Function's traffic this revision receives (0 to 100).
-    pub percent: u32,
-}
-
-impl Backlog {
-    /// No backlog: the decision is the one without this signal.
-    pub const NONE: Backlog = Backlog {
-        pending: 0,
-        max_in_flight: 0,
-        percent: 0,
-    };
-
-    /// Deliveries this revision is expected to run at once:
-    /// `ceil(min(pending, maxInFlight) × percent / 100)`; 0 without pending
-    /// work or without a traffic share.
-    pub fn in_flight(&self) -> u64 {
-        let running = self.pending.min(u64::from(self.max_in_flight));
-        let percent = u64::from(self.percent.min(100));
-        (running * percent).div_ceil(100)
-    }
-
-    /// Replicas this share needs at `target` per replica: `ceil(in_flight / target)`.
-    pub fn replicas(&self, target: f64) -> u32 {
-        // `in_flight` is bounded by `maxInFlight`, a u32.
-        let work = u32::try_from(self.in_flight()).unwrap_or(u32::MAX);
-        wanted_for_waiting(work, target.max(f64::MIN_POSITIVE))
-    }
-}
 
 /// How a Function's backlog reaches its revisions: its delivery limit and
 /// its resolved traffic split.
@@ -98,31 +61,6 @@ impl BacklogRoute {
             self.traffic.push((revision.clone(), 100));
         }
         self
-    }
-
-    /// The route of a Function on a cluster: `spec.async.maxInFlight` and
-    /// `status.traffic`. While no traffic is resolved yet (no revision was
-    /// ever ready) the whole backlog goes to the latest ready revision, or
-    /// else the latest created one: that is the revision the split will
-    /// route to once it is ready, and waking it is what resolves the split.
-    /// `None` for a Function without namespace, name or status.
-    pub fn of_function(f: &Function) -> Option<(FunctionKey, Self)> {
-        let namespace = f.metadata.namespace.clone()?;
-        let function = f.metadata.name.clone()?;
-        let status = f.status.as_ref()?;
-        let max_in_flight = f.spec.async_.max_in_flight;
-        let newest = status
-            .latest_ready_revision
-            .as_ref()
-            .or(status.latest_created_revision.as_ref());
-        let route = Self::from_traffic(max_in_flight, &status.traffic).or_all_to(newest);
-        Some((
-            FunctionKey {
-                namespace,
-                function,
-            },
-            route,
-        ))
     }
 
     /// The backlog `revision` sees when its Function has `pending` invocations.
@@ -267,62 +205,5 @@ mod tests {
             book.of(&unrouted, Duration::from_secs(10), stale),
             Backlog::NONE
         );
-    }
-
-    fn function(traffic: &[(&str, u32)], ready: Option<&str>, created: Option<&str>) -> Function {
-        let spec: flint_api::FunctionSpec = serde_json::from_value(serde_json::json!({
-            "image": "x", "async": {"maxInFlight": 12}
-        }))
-        .unwrap();
-        let mut f = Function::new("a", spec);
-        f.metadata.namespace = Some("ns".into());
-        f.status = Some(flint_api::FunctionStatus {
-            traffic: traffic
-                .iter()
-                .map(|&(r, p)| TrafficStatus {
-                    revision_name: r.into(),
-                    percent: p,
-                    latest_revision: false,
-                    tag: None,
-                    url: None,
-                })
-                .collect(),
-            latest_ready_revision: ready.map(Into::into),
-            latest_created_revision: created.map(Into::into),
-            ..flint_api::FunctionStatus::default()
-        });
-        f
-    }
-
-    #[test]
-    fn a_functions_route_follows_its_resolved_traffic_or_its_latest_revision() {
-        let key = FunctionKey {
-            namespace: "ns".into(),
-            function: "a".into(),
-        };
-        let split = function(&[("a-2", 50), ("a-1", 50)], Some("a-2"), Some("a-3"));
-        assert_eq!(
-            BacklogRoute::of_function(&split),
-            Some((
-                key.clone(),
-                BacklogRoute {
-                    max_in_flight: 12,
-                    traffic: vec![("a-2".into(), 50), ("a-1".into(), 50)],
-                }
-            ))
-        );
-        let unresolved = function(&[], Some("a-2"), Some("a-3"));
-        assert_eq!(
-            BacklogRoute::of_function(&unresolved).map(|(_, r)| r.traffic),
-            Some(vec![("a-2".into(), 100)])
-        );
-        let never_ready = function(&[], None, Some("a-1"));
-        assert_eq!(
-            BacklogRoute::of_function(&never_ready).map(|(_, r)| r.traffic),
-            Some(vec![("a-1".into(), 100)])
-        );
-        let mut no_status = function(&[], None, None);
-        no_status.status = None;
-        assert_eq!(BacklogRoute::of_function(&no_status), None);
     }
 }

@@ -151,6 +151,31 @@ pub fn revisions_to_scale<'a>(
     out
 }
 
+/// How a Function's asynchronous backlog reaches its revisions on a cluster: `spec.async.maxInFlight` and
+/// `status.traffic`. While no traffic is resolved yet (no revision was
+/// ever ready) the whole backlog goes to the latest ready revision, or
+/// else the latest created one: that is the revision the split will
+/// route to once it is ready, and waking it is what resolves the split.
+/// `None` for a Function without namespace, name or status.
+pub fn backlog_route(f: &Function) -> Option<(FunctionKey, BacklogRoute)> {
+    let namespace = f.metadata.namespace.clone()?;
+    let function = f.metadata.name.clone()?;
+    let status = f.status.as_ref()?;
+    let max_in_flight = f.spec.async_.max_in_flight;
+    let newest = status
+        .latest_ready_revision
+        .as_ref()
+        .or(status.latest_created_revision.as_ref());
+    let route = BacklogRoute::from_traffic(max_in_flight, &status.traffic).or_all_to(newest);
+    Some((
+        FunctionKey {
+            namespace,
+            function,
+        },
+        route,
+    ))
+}
+
 /// What a previous leader persisted for `key` (its Function's
 /// `status.keepAlive[].learned`).
 pub fn persisted_learned<'a>(
@@ -395,10 +420,8 @@ async fn follow_functions(
             }
         }
         tracked = wanted;
-        let now: HashMap<FunctionKey, BacklogRoute> = state
-            .iter()
-            .filter_map(|f| BacklogRoute::of_function(f))
-            .collect();
+        let now: HashMap<FunctionKey, BacklogRoute> =
+            state.iter().filter_map(|f| backlog_route(f)).collect();
         if now != routes {
             handle.set_backlog_routes(now.clone());
             routes = now;
@@ -739,5 +762,66 @@ mod tests {
             matches!(got, Err(SourceError::GatewaysDown { up: 0, total: 0 })),
             "{got:?}"
         );
+    }
+
+    fn routed_function(
+        traffic: &[(&str, u32)],
+        ready: Option<&str>,
+        created: Option<&str>,
+    ) -> Function {
+        let spec: flint_api::FunctionSpec = serde_json::from_value(serde_json::json!({
+            "image": "x", "async": {"maxInFlight": 12}
+        }))
+        .unwrap();
+        let mut f = Function::new("a", spec);
+        f.metadata.namespace = Some("ns".into());
+        f.status = Some(flint_api::FunctionStatus {
+            traffic: traffic
+                .iter()
+                .map(|&(r, p)| flint_api::TrafficStatus {
+                    revision_name: r.into(),
+                    percent: p,
+                    latest_revision: false,
+                    tag: None,
+                    url: None,
+                })
+                .collect(),
+            latest_ready_revision: ready.map(Into::into),
+            latest_created_revision: created.map(Into::into),
+            ..flint_api::FunctionStatus::default()
+        });
+        f
+    }
+
+    #[test]
+    fn a_functions_route_follows_its_resolved_traffic_or_its_latest_revision() {
+        let key = FunctionKey {
+            namespace: "ns".into(),
+            function: "a".into(),
+        };
+        let split = routed_function(&[("a-2", 50), ("a-1", 50)], Some("a-2"), Some("a-3"));
+        assert_eq!(
+            backlog_route(&split),
+            Some((
+                key.clone(),
+                BacklogRoute {
+                    max_in_flight: 12,
+                    traffic: vec![("a-2".into(), 50), ("a-1".into(), 50)],
+                }
+            ))
+        );
+        let unresolved = routed_function(&[], Some("a-2"), Some("a-3"));
+        assert_eq!(
+            backlog_route(&unresolved).map(|(_, r)| r.traffic),
+            Some(vec![("a-2".into(), 100)])
+        );
+        let never_ready = routed_function(&[], None, Some("a-1"));
+        assert_eq!(
+            backlog_route(&never_ready).map(|(_, r)| r.traffic),
+            Some(vec![("a-1".into(), 100)])
+        );
+        let mut no_status = routed_function(&[], None, None);
+        no_status.status = None;
+        assert_eq!(backlog_route(&no_status), None);
     }
 }

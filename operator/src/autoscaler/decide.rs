@@ -19,20 +19,24 @@
 //! 5. `scaleDownDelay`: the maximum over that trailing window; then `initial`
 //!    for the first stable window, then min/max.
 //!
-//! [`decide_with_backlog`] adds the asynchronous backlog (see
-//! [`super::backlog`]): never fewer than `ceil(share / target)` replicas, also
-//! from zero and while metrics are missing, and pending work counts as
-//! activity, so a revision with a backlog never reaches zero. [`decide`] is
-//! the same decision without a backlog.
+//! The asynchronous backlog is one of the observed inputs ([`Backlog`], how
+//! [`super::backlog`] routes a Function's pending work to this revision):
+//! never fewer than `ceil(share / target)` replicas, also from zero and
+//! while metrics are missing, and pending work counts as activity, so a
+//! revision with a backlog never reaches zero.
+//!
+//! Each rule is a small function of its own in [`rules`], taking the
+//! `(desired, reason)` so far and returning the next.
 
 use std::time::Duration;
 
 use flint_api::ScaleSpec;
 
-use super::backlog::Backlog;
-use super::keepalive::{self, AdaptiveConfig, IdleHistogram, LastReplica, LearnedConfig};
+use super::keepalive::{AdaptiveConfig, LearnedConfig};
 pub use super::state::ScaleState;
 use super::window::Window;
+
+mod rules;
 
 /// Global autoscaler tunables (not per Function).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,6 +72,46 @@ pub struct Observation {
     pub ready: u32,
     /// Set when the gateway poked: requests waiting for a replica.
     pub poke: Option<u32>,
+    /// This revision's share of its Function's pending asynchronous
+    /// invocations ([`Backlog::NONE`] when there are none).
+    pub backlog: Backlog,
+}
+
+/// One revision's view of its Function's asynchronous backlog: how many
+/// deliveries it is expected to run, which the decision turns into replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Invocations pending for the Function (accepted, not settled).
+    pub pending: u64,
+    /// The Function's `async.maxInFlight`: most deliveries running at once.
+    pub max_in_flight: u32,
+    /// Percent of the Function's traffic this revision receives (0 to 100).
+    pub percent: u32,
+}
+
+impl Backlog {
+    /// No backlog: the decision is the one without this signal.
+    pub const NONE: Backlog = Backlog {
+        pending: 0,
+        max_in_flight: 0,
+        percent: 0,
+    };
+
+    /// Deliveries this revision is expected to run at once:
+    /// `ceil(min(pending, maxInFlight) × percent / 100)`; 0 without pending
+    /// work or without a traffic share.
+    pub fn in_flight(&self) -> u64 {
+        let running = self.pending.min(u64::from(self.max_in_flight));
+        let percent = u64::from(self.percent.min(100));
+        (running * percent).div_ceil(100)
+    }
+
+    /// Replicas this share needs at `target` per replica: `ceil(in_flight / target)`.
+    pub fn replicas(&self, target: f64) -> u32 {
+        // `in_flight` is bounded by `maxInFlight`, a u32.
+        let work = u32::try_from(self.in_flight()).unwrap_or(u32::MAX);
+        wanted_for_waiting(work, target.max(f64::MIN_POSITIVE))
+    }
 }
 
 /// Why the desired count is what it is (the last rule that set it).
@@ -127,197 +171,38 @@ pub struct Decision {
     pub state: ScaleState,
 }
 
-/// Decides the desired replica count of one revision. Pure and deterministic.
-/// The same as [`decide_with_backlog`] with [`Backlog::NONE`].
+/// Decides the desired replica count of one revision. Pure and
+/// deterministic: the rules of the module documentation, in order.
 pub fn decide(
     spec: &ScaleSpec,
     cfg: &DecideConfig,
     window: &Window,
     obs: Observation,
     now: Duration,
-    state: ScaleState,
-) -> Decision {
-    decide_with_backlog(spec, cfg, window, obs, Backlog::NONE, now, state)
-}
-
-/// Decides the desired replica count of one revision whose Function has
-/// `backlog` pending asynchronous invocations routed to it: at least
-/// `backlog.replicas(target)`, with `target` the per-replica target of the
-/// stable and panic demand. Pure and deterministic.
-pub fn decide_with_backlog(
-    spec: &ScaleSpec,
-    cfg: &DecideConfig,
-    window: &Window,
-    obs: Observation,
-    backlog: Backlog,
-    now: Duration,
     mut state: ScaleState,
 ) -> Decision {
-    let target = spec.effective_target().max(f64::MIN_POSITIVE);
-    let backlog_pods = backlog.replicas(target);
-    let max = spec.max.max(spec.min);
-    let grace = spec.scale_to_zero_grace_period.as_std();
-    if let Some(waiting) = obs.poke {
-        let recent = state
-            .last_poke
-            .is_some_and(|t| now.saturating_sub(t) < spec.panic_window().as_std());
-        state.poke_waiting = if recent {
-            state.poke_waiting.max(waiting)
-        } else {
-            waiting
-        };
-        state.last_poke = Some(now);
-    }
+    let inputs = rules::Inputs::new(spec, obs);
+    rules::note_poke(spec, obs.poke, now, &mut state);
     let fresh = window
         .latest()
         .is_some_and(|s| s.at <= now && now - s.at <= cfg.stale_after);
     if !fresh {
-        // 1. Blind: hold, but let a poke bring the revision up from zero.
-        // Blind time counts as traffic only while something runs (so no
-        // replica is removed blind); a revision at zero has nothing to
-        // protect, and must not wake up when the data returns.
-        // Pending work, read in the same scrape, is observed activity.
-        if state.desired > 0 || backlog_pods > 0 {
-            state.last_active = Some(now);
-            state.last_active_observed = backlog_pods > 0;
-        }
-        let mut desired = state.desired;
-        let mut reason = Reason::NoData;
-        if let Some(waiting) = obs.poke {
-            let want = wanted_for_waiting(waiting, target).max(1);
-            if want > desired {
-                desired = want.min(max);
-                reason = Reason::Poke;
-            }
-        }
-        if backlog_pods > desired {
-            desired = backlog_pods.min(max);
-            reason = Reason::Backlog;
-        }
-        state.desired = desired.clamp(spec.min, max);
+        let (desired, reason) = rules::hold_when_blind(spec, &inputs, obs.poke, now, &mut state);
+        state.desired = desired;
         return Decision {
-            desired: state.desired,
+            desired,
             reason,
             state,
         };
     }
-    observe_activity(spec, cfg, window, &mut state);
-    if backlog_pods > 0 {
-        // Pending work is activity: the keep-alive clock restarts now.
-        state.last_active = state.last_active.max(Some(now));
-        state.last_active_observed = true;
-    }
-
-    // 2. Stable and panic demand, rate-bounded.
-    let ready = f64::from(obs.ready.max(1));
-    let stable = window
-        .average(spec.metric, now, spec.stable_window.as_std())
-        .unwrap_or(0.0);
-    let panic_avg = window
-        .average(spec.metric, now, spec.panic_window().as_std())
-        .unwrap_or(0.0);
-    let dspc = (stable / target).ceil();
-    let dppc = (panic_avg / target).ceil();
-    let max_up = (cfg.max_scale_up_rate * ready).ceil();
-    let max_down = (ready / cfg.max_scale_down_rate).floor();
-    let stable_pods = to_count(dspc.max(max_down).min(max_up));
-    let panic_pods = to_count(dppc.max(max_down).min(max_up));
-
-    // 3. Panic mode.
-    let over = dppc / ready >= f64::from(spec.panic_threshold_percent) / 100.0;
-    if over {
-        if state.panic_since.is_none() {
-            state.max_panic = state.desired;
-        }
-        state.panic_since = Some(now);
-    } else if let Some(since) = state.panic_since
-        && now >= since + spec.stable_window.as_std()
-    {
-        state.panic_since = None;
-        state.max_panic = 0;
-    }
-    let mut desired = stable_pods;
-    let mut reason = Reason::Stable;
-    if state.panic_since.is_some() {
-        state.max_panic = state.max_panic.max(stable_pods.max(panic_pods));
-        desired = state.max_panic;
-        reason = Reason::Panic;
-    }
-    // 3b. The backlog's share, before the last-replica rules it outranks.
-    if backlog_pods > desired {
-        desired = backlog_pods;
-        reason = Reason::Backlog;
-    }
-
-    // 4. The last replica: traffic just seen or a poke keeps (or brings) one;
-    // otherwise the keep-alive policy decides between zero and one.
-    let last_seen = state.last_active.max(state.last_poke);
-    let panic_window = spec.panic_window().as_std();
-    let poked_recently = state
-        .last_poke
-        .is_some_and(|t| now.saturating_sub(t) < panic_window);
-    if poked_recently {
-        let want = wanted_for_waiting(state.poke_waiting, target).max(1);
-        if want > desired {
-            desired = want;
-            reason = Reason::Poke;
-        }
-    } else if desired <= 1 && state.panic_since.is_none() {
-        let hold = activity_hold(spec, cfg);
-        if last_seen.is_some_and(|t| now.saturating_sub(t) < hold) {
-            if desired == 0 {
-                desired = 1;
-                reason = Reason::KeepAlive;
-            }
-        } else if last_seen.is_none() && state.desired == 0 {
-            // Never had traffic and nothing running: nothing to keep alive.
-            desired = 0;
-            reason = Reason::ScaleToZero;
-        } else {
-            let idle = state.idle_for(now);
-            let want = keepalive::last_replica(spec.keep_alive, grace, state.idle.as_deref(), idle);
-            (desired, reason) = match want {
-                LastReplica::Keep => (
-                    1,
-                    if desired == 1 {
-                        reason
-                    } else {
-                        Reason::KeepAlive
-                    },
-                ),
-                LastReplica::PreWarm => (1, Reason::PreWarm),
-                LastReplica::Release => (0, Reason::ScaleToZero),
-            };
-        }
-    }
-
-    // 5. Scale-down delay, initial scale, bounds.
-    let delay = spec.scale_down_delay.as_std();
-    if !delay.is_zero() {
-        let from = now.saturating_sub(delay);
-        while state.delay.front().is_some_and(|&(t, _)| t <= from) {
-            state.delay.pop_front();
-        }
-        while state.delay.back().is_some_and(|&(_, d)| d <= desired) {
-            state.delay.pop_back();
-        }
-        state.delay.push_back((now, desired));
-        if let Some(&(_, held)) = state.delay.front()
-            && held > desired
-        {
-            desired = held;
-            reason = Reason::ScaleDownDelay;
-        }
-    }
-    if now < state.started + spec.stable_window.as_std() && desired < spec.initial {
-        desired = spec.initial;
-        reason = Reason::Initial;
-    }
-    let bounded = desired.clamp(spec.min, max);
-    if bounded != desired {
-        desired = bounded;
-        reason = Reason::Bounds;
-    }
+    rules::observe_activity(spec, cfg, window, &mut state);
+    rules::note_backlog_activity(&inputs, now, &mut state);
+    let demand = rules::demand(spec, cfg, window, &inputs, obs.ready, now);
+    let step = rules::panic(spec, demand, now, &mut state);
+    let step = rules::backlog_floor(&inputs, step);
+    let step = rules::last_replica(spec, cfg, &inputs, step, now, &state);
+    let step = rules::scale_down_delay(spec, step, now, &mut state);
+    let (desired, reason) = rules::initial_and_bounds(spec, &inputs, step, now, &state);
     state.desired = desired;
     Decision {
         desired,
@@ -340,10 +225,12 @@ pub fn activity_hold(spec: &ScaleSpec, cfg: &DecideConfig) -> Duration {
 
 /// Replicas needed for `waiting` queued requests (or pending deliveries)
 /// at `target` each.
-pub(super) fn wanted_for_waiting(waiting: u32, target: f64) -> u32 {
+fn wanted_for_waiting(waiting: u32, target: f64) -> u32 {
     to_count((f64::from(waiting) / target).ceil())
 }
 
+/// A replica count from a non-negative float (NaN and negatives are 0,
+/// saturating at `u32::MAX`).
 fn to_count(x: f64) -> u32 {
     if x.is_nan() || x <= 0.0 {
         0
@@ -351,58 +238,5 @@ fn to_count(x: f64) -> u32 {
         u32::MAX
     } else {
         x as u32
-    }
-}
-
-/// Walks the samples not seen yet: updates the last active time and records
-/// idle times (and the requests between them) into the histogram of an
-/// adaptive or learned revision.
-fn observe_activity(spec: &ScaleSpec, cfg: &DecideConfig, window: &Window, state: &mut ScaleState) {
-    let policy = spec.keep_alive;
-    let grace = spec.scale_to_zero_grace_period.as_std();
-    let seen = state.seen_until;
-    let unseen = window.iter().rev().take_while(|s| s.at > seen).count();
-    for s in window.iter().skip(window.len() - unseen) {
-        if !s.is_active() {
-            continue;
-        }
-        if let Some(last) = state.last_active {
-            let gap = s.at.saturating_sub(last);
-            if state.last_active_observed && gap >= cfg.adaptive.min_idle {
-                match policy {
-                    flint_api::KeepAlive::Fixed => {}
-                    flint_api::KeepAlive::Adaptive => {
-                        state.idle.get_or_insert_with(Box::default).record(
-                            gap,
-                            grace,
-                            &cfg.adaptive,
-                        );
-                    }
-                    flint_api::KeepAlive::Learned => {
-                        let requests = std::mem::take(&mut state.requests_since_idle);
-                        state
-                            .idle
-                            .get_or_insert_with(|| {
-                                Box::new(IdleHistogram::learned(grace, &cfg.learned))
-                            })
-                            .record_learned(gap, requests, grace, &cfg.learned);
-                    }
-                }
-            }
-        }
-        if policy == flint_api::KeepAlive::Learned {
-            // Windows from the prior alone until the first idle time.
-            state
-                .idle
-                .get_or_insert_with(|| Box::new(IdleHistogram::learned(grace, &cfg.learned)));
-            state.requests_since_idle = state
-                .requests_since_idle
-                .saturating_add(s.rps.round().clamp(0.0, f64::from(u32::MAX)) as u32);
-        }
-        state.last_active = Some(s.at);
-        state.last_active_observed = true;
-    }
-    if let Some(latest) = window.latest() {
-        state.seen_until = state.seen_until.max(latest.at);
     }
 }

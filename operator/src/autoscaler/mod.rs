@@ -17,9 +17,7 @@ pub mod status_writer;
 pub mod window;
 
 pub use backlog::{Backlog, BacklogRoute};
-pub use decide::{
-    DecideConfig, Decision, Observation, Reason, ScaleState, decide, decide_with_backlog,
-};
+pub use decide::{DecideConfig, Decision, Observation, Reason, ScaleState, decide};
 pub use runner::{
     Autoscaler, AutoscalerConfig, AutoscalerError, AutoscalerHandle, KeepAliveReport, poke_router,
 };

@@ -30,7 +30,7 @@ use prometheus::Registry;
 use tokio::sync::mpsc;
 
 use super::backlog::{Backlog, BacklogBook, BacklogRoute};
-use super::decide::{DecideConfig, Observation, ScaleState, decide_with_backlog};
+use super::decide::{DecideConfig, Observation, ScaleState, decide};
 use super::explain;
 use super::metrics::AutoscalerMetrics;
 use super::snapshot::Snapshot;
@@ -463,16 +463,9 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
             let obs = Observation {
                 ready: t.ready,
                 poke,
-            };
-            let d = decide_with_backlog(
-                &t.spec,
-                &self.config.decide,
-                &t.window,
-                obs,
                 backlog,
-                now,
-                state,
-            );
+            };
+            let d = decide(&t.spec, &self.config.decide, &t.window, obs, now, state);
             self.metrics
                 .decision_latency
                 .observe(started.elapsed().as_secs_f64());

@@ -217,6 +217,7 @@ pub fn simulate(
                 let obs = Observation {
                     ready: 0,
                     poke: Some(waiting_in_cold_start),
+                    ..Observation::default()
                 };
                 let d = decide(spec, cfg, &window, obs, dur(a), state);
                 state = d.state;
@@ -244,7 +245,7 @@ pub fn simulate(
         if sec.is_multiple_of(tick_s) {
             let obs = Observation {
                 ready: replicas.ready,
-                poke: None,
+                ..Observation::default()
             };
             let d = decide(spec, cfg, &window, obs, Duration::from_secs(sec), state);
             state = d.state;

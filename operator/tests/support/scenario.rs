@@ -1,14 +1,13 @@
 //! A scenario driver for the pure scaling decision: one sample per second
 //! into the window and a decision every 2 s, with the actuator assumed
-//! instant (ready = the previous decision). Decides with `decide()`, or with
-//! `decide_with_backlog()` once a backlog is set.
+//! instant (ready = the previous decision). Decides with `decide()`,
+//! observing the backlog once one is set.
 
 use std::time::Duration;
 
 use flint_api::ScaleSpec;
 use flint_operator::autoscaler::{
     Backlog, DecideConfig, Observation, Reason, Sample, ScaleState, Window, decide,
-    decide_with_backlog,
 };
 
 /// One decision: (time in seconds, desired, reason, panicking after it).
@@ -73,27 +72,17 @@ impl Scenario {
         let obs = Observation {
             ready: self.state.desired,
             poke,
+            backlog: self.backlog.unwrap_or(Backlog::NONE),
         };
         let now = Duration::from_secs(self.now);
-        let d = match self.backlog {
-            None => decide(
-                &self.spec,
-                &self.cfg,
-                &self.window,
-                obs,
-                now,
-                self.state.clone(),
-            ),
-            Some(backlog) => decide_with_backlog(
-                &self.spec,
-                &self.cfg,
-                &self.window,
-                obs,
-                backlog,
-                now,
-                self.state.clone(),
-            ),
-        };
+        let d = decide(
+            &self.spec,
+            &self.cfg,
+            &self.window,
+            obs,
+            now,
+            self.state.clone(),
+        );
         self.state = d.state;
         self.log
             .push((self.now, d.desired, d.reason, self.state.panicking()));
