@@ -33,6 +33,13 @@ pub const AUTOSCALER_BACKLOG: &str = "flint_autoscaler_backlog";
 pub const DECISIONS_TOTAL: &str = "flint_autoscaler_decisions_total";
 /// Counter: failures to read the scaling signal, by source.
 pub const METRICS_SOURCE_ERRORS_TOTAL: &str = "flint_autoscaler_metrics_source_errors_total";
+/// Counter: images of new revisions, by outcome: `resolved` (the tag to a
+/// digest), `as_written` (given by digest, or a skipped registry) or
+/// `failed` (the revision was held back).
+pub const IMAGE_RESOLUTIONS_TOTAL: &str = "flint_image_resolutions_total";
+/// Histogram: how long resolving a new revision's image took (pull Secrets
+/// read, registry asked), by outcome (`resolved` or `failed`).
+pub const IMAGE_RESOLUTION_DURATION_SECONDS: &str = "flint_image_resolution_duration_seconds";
 /// Counter: reconciles, by result.
 pub const RECONCILES_TOTAL: &str = "flint_reconciles_total";
 /// Counter: reconcile errors, by error kind.

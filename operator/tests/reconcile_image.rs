@@ -39,12 +39,12 @@ const CLOSED: &str = "127.0.0.1:1";
 
 /// A context resolving tags with the default skip list, plain HTTP to the
 /// closed loopback port.
-fn context(client: kube::Client) -> Arc<Context> {
+fn context(client: kube::Client, registry: &prometheus::Registry) -> Arc<Context> {
     let reporter = Reporter {
         controller: "flint-operator".into(),
         instance: Some("test".into()),
     };
-    let metrics = ReconcileMetrics::register(&prometheus::Registry::new()).unwrap();
+    let metrics = ReconcileMetrics::register(registry).unwrap();
     let pinning = ImagePinning {
         skip: RegistryList::default_skip(),
         resolver: Resolver::new(RegistryList::new([CLOSED]), Duration::from_secs(3)),
@@ -55,12 +55,35 @@ fn context(client: kube::Client) -> Arc<Context> {
 }
 
 async fn run(function: Function, script: Vec<Exchange>) -> (Result<Action, Error>, Arc<Context>) {
+    let (result, ctx, _) = run_measured(function, script).await;
+    (result, ctx)
+}
+
+/// As [`run`], also giving the count of `flint_image_resolutions_total`
+/// by outcome afterwards.
+async fn run_measured(
+    function: Function,
+    script: Vec<Exchange>,
+) -> (Result<Action, Error>, Arc<Context>, Vec<(String, u64)>) {
     let (client, verifier) = mocked_client();
-    let ctx = context(client);
+    let registry = prometheus::Registry::new();
+    let ctx = context(client, &registry);
     let result = verifier
         .check(script, reconcile(Arc::new(function), ctx.clone()))
         .await;
-    (result, ctx)
+    let outcomes = registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "flint_image_resolutions_total")
+        .flat_map(|f| f.get_metric().to_vec())
+        .map(|m| {
+            (
+                m.get_label()[0].value().to_owned(),
+                m.get_counter().get_value() as u64,
+            )
+        })
+        .collect();
+    (result, ctx, outcomes)
 }
 
 /// A Function `hello` in `ns` at `generation` with `spec` and `status`.
@@ -232,7 +255,8 @@ async fn a_missing_pull_secret_holds_the_new_revision_and_the_old_keeps_serving(
             event("ImageResolutionFailed", "Warning").expecting(json!({"note": message})),
         ],
     );
-    let (result, ctx) = run(f.clone(), script).await;
+    let (result, ctx, outcomes) = run_measured(f.clone(), script).await;
+    assert_eq!(outcomes, [("failed".to_owned(), 1)]);
     let error = result.unwrap_err();
     assert_eq!(error.metric_label(), "image_resolution");
     let Error::Image { source, .. } = &error else {
@@ -437,8 +461,9 @@ async fn an_image_in_a_skipped_registry_runs_with_its_tag() {
             event("RevisionCreated", "Normal"),
         ],
     );
-    let (result, _) = run(function(spec, 1, Value::Null), script).await;
+    let (result, _, outcomes) = run_measured(function(spec, 1, Value::Null), script).await;
     assert_eq!(result.unwrap(), Action::requeue(REQUEUE_PENDING));
+    assert_eq!(outcomes, [("as_written".to_owned(), 1)]);
 }
 
 #[tokio::test]
@@ -466,6 +491,7 @@ async fn an_existing_revision_is_never_resolved_again() {
             })),
         ],
     );
-    let (result, _) = run(function(spec, 1, status), script).await;
+    let (result, _, outcomes) = run_measured(function(spec, 1, status), script).await;
     assert!(result.is_ok(), "{result:?}");
+    assert!(outcomes.is_empty(), "{outcomes:?}");
 }

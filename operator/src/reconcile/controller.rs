@@ -289,13 +289,21 @@ async fn pin_new_revision(
     let Some(pinning) = ctx.images.as_ref().filter(|_| desired.latest.created) else {
         return (desired, None);
     };
-    match pin_image(function, &ctx.client, pinning).await {
+    let started = Instant::now();
+    let pinned = pin_image(function, &ctx.client, pinning).await;
+    let took = started.elapsed().as_secs_f64();
+    match pinned {
         Ok(Some(image)) => {
+            ctx.metrics.observe_image("resolved", Some(took));
             desired.pin_image(&image);
             (desired, None)
         }
-        Ok(None) => (desired, None),
+        Ok(None) => {
+            ctx.metrics.observe_image("as_written", None);
+            (desired, None)
+        }
         Err(error) => {
+            ctx.metrics.observe_image("failed", Some(took));
             warn!(revision = %desired.latest.name, error = %error.describe(), "the new revision's image could not be resolved; the revision is not cut");
             (desired.hold(existing), Some(error))
         }
