@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use flint_runtime::gateway::{ClientSettings, TrustedProxies};
+use flint_runtime::gateway::{ClientSettings, MinBodyRate, TrustedProxies};
 
 /// Flint: a serverless platform for Kubernetes.
 #[derive(Debug, Parser)]
@@ -167,6 +167,12 @@ struct GatewayArgs {
     /// Seconds a request body may send nothing, or a client read nothing of its response, before the request fails (408 if the response has not started) and frees its replica slot.
     #[arg(long, env = "FLINT_IO_TIMEOUT_SECONDS", default_value_t = ClientSettings::default().io_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     io_timeout_seconds: u64,
+    /// Slowest a request body may arrive, in bytes per second on average over the time spent waiting for it, before the request fails (408) and frees its replica slot (0: no minimum).
+    #[arg(long, env = "FLINT_MIN_BODY_BYTES_PER_SECOND", default_value_t = ClientSettings::default().min_body_rate.map_or(0, |r| r.bytes_per_second))]
+    min_body_bytes_per_second: u32,
+    /// Seconds of waiting for a request body before its minimum rate applies.
+    #[arg(long, env = "FLINT_MIN_BODY_RATE_GRACE_SECONDS", default_value_t = ClientSettings::default().min_body_rate.map_or(5, |r| r.grace.as_secs()))]
+    min_body_rate_grace_seconds: u64,
     /// Seconds an upgraded connection (WebSocket) may pass no byte either way before it is closed.
     #[arg(long, env = "FLINT_UPGRADE_IDLE_TIMEOUT_SECONDS", default_value_t = ClientSettings::default().upgrade_idle_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     upgrade_idle_timeout_seconds: u64,
@@ -274,6 +280,10 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
                 tcp_keepalive: (args.tcp_keepalive_seconds > 0)
                     .then(|| Duration::from_secs(args.tcp_keepalive_seconds)),
                 io_timeout: Duration::from_secs(args.io_timeout_seconds),
+                min_body_rate: (args.min_body_bytes_per_second > 0).then(|| MinBodyRate {
+                    bytes_per_second: args.min_body_bytes_per_second,
+                    grace: Duration::from_secs(args.min_body_rate_grace_seconds),
+                }),
                 upgrade_idle_timeout: Duration::from_secs(args.upgrade_idle_timeout_seconds),
                 upgrade_drain_timeout: Duration::from_secs(args.upgrade_drain_seconds),
                 trusted_proxies: args.trusted_proxies,

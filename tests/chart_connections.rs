@@ -44,6 +44,16 @@ fn connection_bounds_default_to_the_gateways_own() {
             d.io_timeout.as_secs().to_string(),
         ),
         (
+            "FLINT_MIN_BODY_BYTES_PER_SECOND",
+            d.min_body_rate
+                .map_or(0, |r| r.bytes_per_second)
+                .to_string(),
+        ),
+        (
+            "FLINT_MIN_BODY_RATE_GRACE_SECONDS",
+            d.min_body_rate.map_or(0, |r| r.grace.as_secs()).to_string(),
+        ),
+        (
             "FLINT_UPGRADE_IDLE_TIMEOUT_SECONDS",
             d.upgrade_idle_timeout.as_secs().to_string(),
         ),
@@ -71,6 +81,11 @@ fn connection_values_reach_the_gateway() {
             "gateway.connections.ioTimeoutSeconds=7",
             "FLINT_IO_TIMEOUT_SECONDS",
             "7",
+        ),
+        (
+            "gateway.connections.minBodyBytesPerSecond=0",
+            "FLINT_MIN_BODY_BYTES_PER_SECOND",
+            "0",
         ),
         (
             "gateway.connections.http2KeepAliveSeconds=0",

@@ -160,12 +160,13 @@ fn bytes(quantity: &str) -> u64 {
         .unwrap_or_else(|| quantity.parse().unwrap())
 }
 
-/// What the gateway needs beside its memory budget, as the chart and the
-/// gateway both say (docs/gateway.md, "Memory bounds").
-const HEADROOM: u64 = 128 << 20;
+/// What the gateway needs beside its memory budget and its connections'
+/// buffers, as the chart and the gateway both say (docs/gateway.md,
+/// "Memory bounds").
+const HEADROOM: u64 = 32 << 20;
 
 #[test]
-fn the_default_gateway_memory_limit_holds_its_budget_with_headroom() {
+fn the_default_gateway_memory_limit_holds_its_budget_buffers_and_headroom() {
     let objects = render(&[]);
     let gateway = container(object(&objects, "Deployment", "flint-gateway"));
     let number =
@@ -178,9 +179,15 @@ fn the_default_gateway_memory_limit_holds_its_budget_with_headroom() {
         flint_runtime::budget::DEFAULT_MEMORY_BUDGET_BYTES as u64
     );
     assert_eq!(HEADROOM, flint_runtime::budget::HEADROOM_BYTES as u64);
+    // Every connection the gateway accepts, with its read buffer full.
+    let buffers = number("FLINT_MAX_CONNECTIONS") * number("FLINT_MAX_BUFFERED_BYTES");
+    assert_eq!(
+        number("FLINT_MAX_CONNECTIONS"),
+        flint_runtime::gateway::ClientSettings::default().max_connections as u64
+    );
     assert!(
-        budget + HEADROOM < limit,
-        "limit {limit} does not hold the budget {budget} and {HEADROOM} of headroom"
+        budget + buffers + HEADROOM <= limit,
+        "limit {limit} does not hold the budget {budget}, {buffers} of connection buffers and {HEADROOM} of headroom"
     );
     // The budget bounds every queue together: one revision's full queue of
     // the largest heads fits in it, with room to spare for the others.
@@ -192,14 +199,15 @@ fn the_default_gateway_memory_limit_holds_its_budget_with_headroom() {
 fn a_gateway_memory_limit_below_its_budget_is_refused() {
     let refused = |args: &[&str]| {
         let err = try_render(args).unwrap_err();
-        assert!(
-            err.contains("below the gateway's memory budget plus headroom"),
-            "{err}"
-        );
+        assert!(err.contains("is below what the gateway may hold"), "{err}");
     };
     refused(&["--set", "gateway.resources.limits.memory=100Mi"]);
-    // One byte more budget than the default limit holds with its headroom.
-    refused(&["--set", "gateway.memoryBudgetBytes=134217729"]);
+    // One byte more budget than the default limit holds with the default
+    // connections' buffers and the headroom.
+    refused(&["--set", "gateway.memoryBudgetBytes=103809025"]);
+    // More connections, or larger buffers, than the default limit holds.
+    refused(&["--set", "gateway.connections.max=4000"]);
+    refused(&["--set", "gateway.maxBufferedBytes=131072"]);
     refused(&[
         "--set",
         "gateway.memoryBudgetBytes=268435456",
@@ -211,8 +219,17 @@ fn a_gateway_memory_limit_below_its_budget_is_refused() {
         "--set",
         "gateway.memoryBudgetBytes=268435456",
         "--set",
-        "gateway.resources.limits.memory=384Mi",
+        "gateway.resources.limits.memory=448Mi",
     ]);
+    fits(&[
+        "--set",
+        "gateway.connections.max=10000",
+        "--set",
+        "gateway.resources.limits.memory=768Mi",
+    ]);
+    // Exactly at the default limit: 96Mi + 2000 × 64Ki + 32Mi = 253Mi; the
+    // largest budget that still fits it.
+    fits(&["--set", "gateway.memoryBudgetBytes=103809024"]);
     // Larger queues need no larger limit: the budget bounds them all.
     fits(&["--set", "gateway.queueSize=4000"]);
     // No limit, nothing to exceed.

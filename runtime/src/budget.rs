@@ -20,19 +20,19 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Default budget: 96 MiB. With [`HEADROOM_BYTES`] for the rest of the
-/// process it fits the chart's default memory limit for the gateway
-/// (256Mi); `tests/chart_hardening.rs` checks that the two agree.
+/// Default budget: 96 MiB. With the default connections' buffers and
+/// [`HEADROOM_BYTES`] for the rest of the process it fits the chart's
+/// default memory limit for the gateway (256Mi); `tests/chart_hardening.rs`
+/// checks that they agree.
 pub const DEFAULT_MEMORY_BUDGET_BYTES: usize = 96 << 20;
 
-/// What a gateway needs beside its budget: 128 MiB for the process itself
-/// (about 8 MiB at rest), the connections being read, proxied or refused
-/// (each holds up to `max_buffered_bytes` of buffer, outside the budget),
-/// and the allocator's slack under churn. Measured: a flood of 5,000
-/// 60 KiB heads and 1,000 500 KiB bodies took the gateway's peak RSS about
-/// 100 MiB above its budget (`tests/gateway_process.rs`). A pod's memory
-/// limit should be at least the budget plus this; the chart refuses less.
-pub const HEADROOM_BYTES: usize = 128 << 20;
+/// What a gateway needs beside its budget and its client connections'
+/// read buffers (each up to `max_buffered_bytes`, outside the budget, so
+/// `max_connections × max_buffered_bytes` at most): 32 MiB for the process
+/// itself (about 8 MiB at rest) and the allocator's slack under churn. A
+/// pod's memory limit should be at least the budget, plus the connections'
+/// buffers, plus this; the chart refuses less.
+pub const HEADROOM_BYTES: usize = 32 << 20;
 
 /// Smallest budget accepted: 4 MiB, room for a few waiting requests and one
 /// asynchronous body of the largest size. A smaller one would refuse nearly

@@ -1,8 +1,10 @@
 //! Slow clients cannot hold a replica's `concurrency` slot for the
 //! revision's whole `timeoutSeconds`, over real sockets on 127.0.0.1: a
 //! request body trickled at 1 byte/s, and a client that stops reading its
-//! response, each lose their request after the I/O timeout, and the
-//! request waiting behind them on a `concurrency: 1` replica is served.
+//! response, each lose their request after the I/O timeout; a body sent one
+//! byte a second, well inside the default I/O timeout, loses it once below
+//! the minimum body rate; and the request waiting behind them on a
+//! `concurrency: 1` replica is served.
 
 mod gateway_support;
 
@@ -76,6 +78,53 @@ async fn a_body_trickled_at_one_byte_a_second_loses_its_slot() {
             }
         });
         served_behind(gw.addr, "slow.ns.localhost", "app GET /").await;
+        let head = read_head(&mut reader).await;
+        assert!(head.starts_with("http/1.1 408 "), "{protocol:?}: {head}");
+        trickle.abort();
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_body_below_the_minimum_rate_loses_its_slot_with_the_default_settings() {
+    // Defaults: a 30 s I/O timeout (one byte a second never trips it) and
+    // 240 bytes/s after 5 s of grace.
+    let defaults = config().clients;
+    let min = defaults
+        .min_body_rate
+        .expect("a minimum body rate by default");
+    assert!(defaults.io_timeout >= Duration::from_secs(10));
+    for protocol in [Protocol::Http1, Protocol::H2c] {
+        let app = app("app", protocol).await;
+        let gw = gateway(config()).await;
+        let mut rev = revision("trickle-00001", 1, TIMEOUT_SECONDS);
+        rev.protocol = protocol;
+        gw.serve_single("trickle", rev, vec![ready("p", app.addr)]);
+        let (mut reader, mut writer) = connect(gw.addr).await.into_split();
+        writer
+            .write_all(
+                b"POST /echo HTTP/1.1\r\nhost: trickle.ns.localhost\r\ncontent-length: 100\r\n\r\nx",
+            )
+            .await
+            .unwrap();
+        eventually(|| app.stats.in_flight.load(Ordering::SeqCst) == 1).await;
+        let trickle = tokio::spawn(async move {
+            for _ in 0..TIMEOUT_SECONDS {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if writer.write_all(b"x").await.is_err() {
+                    break;
+                }
+            }
+        });
+        let started = Instant::now();
+        let (status, _, body) = get(gw.addr, "trickle.ns.localhost", "/").await;
+        let waited = started.elapsed();
+        assert_eq!(status, StatusCode::OK, "{protocol:?}: {body}");
+        // Served once the grace was spent, long before the I/O timeout.
+        assert!(
+            waited >= min.grace - Duration::from_secs(1) && waited < defaults.io_timeout / 2,
+            "{protocol:?}: waited {waited:?}"
+        );
         let head = read_head(&mut reader).await;
         assert!(head.starts_with("http/1.1 408 "), "{protocol:?}: {head}");
         trickle.abort();

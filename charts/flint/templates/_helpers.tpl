@@ -156,12 +156,14 @@ as an integer string; fails on a form it does not know.
 {{/*
 The memory a gateway needs, in bytes: its memory budget
 (gateway.memoryBudgetBytes, which bounds every revision's waiting requests,
-asynchronous bodies and callbacks together) plus 128Mi of headroom for the
-rest of the process (HEADROOM_BYTES in runtime/src/budget.rs).
-docs/gateway.md, "Memory bounds".
+asynchronous bodies and callbacks together), every open connection's read
+buffer full (gateway.connections.max × gateway.maxBufferedBytes, outside the
+budget), and 32Mi for the rest of the process (HEADROOM_BYTES in
+runtime/src/budget.rs). docs/gateway.md, "Memory bounds".
 */}}
 {{- define "flint.gatewayMemoryNeed" -}}
-{{- add 134217728 (int64 .Values.gateway.memoryBudgetBytes) -}}
+{{- $buffers := mul (int64 .Values.gateway.connections.max) (int64 .Values.gateway.maxBufferedBytes) -}}
+{{- add 33554432 (int64 .Values.gateway.memoryBudgetBytes) $buffers -}}
 {{- end -}}
 
 {{/*
@@ -205,7 +207,7 @@ the values and says what to change.
 {{- $limit := include "flint.bytes" . | int64 -}}
 {{- $need := include "flint.gatewayMemoryNeed" $ | int64 -}}
 {{- if lt $limit $need -}}
-{{- fail (printf "gateway.resources.limits.memory (%s) is below the gateway's memory budget plus headroom, %d bytes (gateway.memoryBudgetBytes %d plus 128Mi for the rest of the process): a flood of waiting requests or asynchronous bodies could get the gateway OOM-killed. Raise the limit, or lower memoryBudgetBytes" (toString .) $need (int64 $.Values.gateway.memoryBudgetBytes)) -}}
+{{- fail (printf "gateway.resources.limits.memory (%s) is below what the gateway may hold, %d bytes (gateway.memoryBudgetBytes %d, plus gateway.connections.max %d × gateway.maxBufferedBytes %d of connection buffers, plus 32Mi for the rest of the process): a flood of waiting requests, asynchronous bodies or request heads could get the gateway OOM-killed. Raise the limit, or lower memoryBudgetBytes, connections.max or maxBufferedBytes" (toString .) $need (int64 $.Values.gateway.memoryBudgetBytes) (int64 $.Values.gateway.connections.max) (int64 $.Values.gateway.maxBufferedBytes)) -}}
 {{- end -}}
 {{- end -}}
 {{- if eq (int .Values.gateway.port) (int .Values.gateway.adminPort) -}}

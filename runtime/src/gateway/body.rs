@@ -2,11 +2,12 @@
 //! connection and metrics until the last byte (or the client's departure),
 //! so in-flight counts and the concurrency integral cover the whole response.
 //! Request bodies: streamed from the client, each piece within the I/O
-//! timeout, so a client trickling its body cannot hold a replica's slot.
+//! timeout and the whole at a minimum pace, so a client trickling its body
+//! cannot hold a replica's slot.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ use hyper::body::Incoming;
 use super::error::ProxyError;
 use super::pool::Conn;
 use super::revision::{RevisionState, Slot};
-use super::server::Stall;
+use super::server::{Pace, Stall};
 use crate::metrics::Counted;
 
 /// Error type of response bodies.
@@ -191,50 +192,99 @@ impl Body for Tracked {
 
 /// A client's request body on its way to the replica. A piece that does
 /// not arrive within the I/O timeout ends it with [`ProxyError::BodyStalled`],
-/// which fails the replica request (freeing the slot) and, when the
-/// response has not started, answers the client 408.
+/// and a body below its minimum pace with [`ProxyError::BodyTooSlow`]; either
+/// fails the replica request (freeing the slot) and, when the response has
+/// not started, answers the client 408.
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Incoming,
     stall: Stall,
-    /// Set when the body stalled, for a caller that cannot see the error
+    pace: Option<Pace>,
+    /// Set to why the body failed, for a caller that cannot see the error
     /// itself (an HTTP/2 replica connection resets the stream instead).
-    stalled: Option<Arc<AtomicBool>>,
+    failed: Option<Arc<AtomicU8>>,
 }
 
+/// [`RequestBody::report_failure`]'s flag: nothing went wrong.
+const FINE: u8 = 0;
+/// The flag: a piece did not arrive within the I/O timeout.
+const STALLED: u8 = 1;
+/// The flag: the body fell below its minimum pace.
+const TOO_SLOW: u8 = 2;
+
 impl RequestBody {
-    /// `inner`, whose pieces may each take at most `stall`'s limit.
-    pub(crate) fn new(inner: Incoming, stall: Stall) -> Self {
+    /// `inner`, whose pieces may each take at most `stall`'s limit, and
+    /// which must keep `pace` when given.
+    pub(crate) fn new(inner: Incoming, stall: Stall, pace: Option<Pace>) -> Self {
+        let pace = pace.filter(|_| !inner.is_end_stream());
         Self {
             inner,
             stall,
-            stalled: None,
+            pace,
+            failed: None,
         }
     }
 
-    /// A flag set if the body stalls. Only HTTP/2 replica requests with a
-    /// body need it (it costs an allocation): over HTTP/1 the stall comes
-    /// back as the request's error (see [`RequestBody::stalled`]).
-    pub(crate) fn report_stall(&mut self) -> Option<Arc<AtomicBool>> {
+    /// A flag set if the body fails. Only HTTP/2 replica requests with a
+    /// body need it (it costs an allocation): over HTTP/1 the failure comes
+    /// back as the request's error (see [`RequestBody::failure`]).
+    pub(crate) fn report_failure(&mut self) -> Option<Arc<AtomicU8>> {
         if self.inner.is_end_stream() {
             return None;
         }
-        let flag = Arc::new(AtomicBool::new(false));
-        self.stalled = Some(Arc::clone(&flag));
+        let flag = Arc::new(AtomicU8::new(FINE));
+        self.failed = Some(Arc::clone(&flag));
         Some(flag)
     }
 
-    /// Whether `err` (a replica request's failure) came from a stalled
-    /// request body, and after how many seconds.
-    pub fn stalled(err: &(dyn std::error::Error + 'static)) -> Option<f64> {
+    /// The client's fault a replica request's failure `err` came from, if
+    /// it came from the request body.
+    pub fn failure(err: &(dyn std::error::Error + 'static)) -> Option<ProxyError> {
         let mut source = Some(err);
         while let Some(err) = source {
-            if let Some(ProxyError::BodyStalled { seconds }) = err.downcast_ref::<ProxyError>() {
-                return Some(*seconds);
+            match err.downcast_ref::<ProxyError>() {
+                Some(ProxyError::BodyStalled { seconds }) => {
+                    return Some(ProxyError::BodyStalled { seconds: *seconds });
+                }
+                Some(ProxyError::BodyTooSlow {
+                    bytes_per_second,
+                    grace_seconds,
+                }) => {
+                    return Some(ProxyError::BodyTooSlow {
+                        bytes_per_second: *bytes_per_second,
+                        grace_seconds: *grace_seconds,
+                    });
+                }
+                _ => source = err.source(),
             }
-            source = err.source();
         }
         None
+    }
+
+    /// The failure `flag` (from [`RequestBody::report_failure`]) records,
+    /// given the settings the body was held to.
+    pub(crate) fn flagged(
+        flag: &AtomicU8,
+        io_timeout: std::time::Duration,
+        pace: Option<super::server::MinBodyRate>,
+    ) -> Option<ProxyError> {
+        match flag.load(Ordering::Acquire) {
+            STALLED => Some(ProxyError::BodyStalled {
+                seconds: io_timeout.as_secs_f64(),
+            }),
+            TOO_SLOW => pace.map(|p| ProxyError::BodyTooSlow {
+                bytes_per_second: p.bytes_per_second,
+                grace_seconds: p.grace.as_secs_f64(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn fail(&self, why: u8, error: ProxyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(flag) = &self.failed {
+            flag.store(why, Ordering::Release);
+        }
+        Poll::Ready(Some(Err(Box::new(error))))
     }
 }
 
@@ -249,11 +299,27 @@ impl Body for RequestBody {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if this.stall.waited_too_long(polled.is_ready(), cx) {
-            if let Some(flag) = &this.stalled {
-                flag.store(true, Ordering::Release);
-            }
             let seconds = this.stall.limit().as_secs_f64();
-            return Poll::Ready(Some(Err(Box::new(ProxyError::BodyStalled { seconds }))));
+            return this.fail(STALLED, ProxyError::BodyStalled { seconds });
+        }
+        if let Some(pace) = this.pace.as_mut() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    pace.progress(frame.data_ref().map_or(0, Bytes::len));
+                }
+                Poll::Ready(_) => this.pace = None,
+                Poll::Pending if pace.too_slow(cx) => {
+                    let min = pace.min();
+                    return this.fail(
+                        TOO_SLOW,
+                        ProxyError::BodyTooSlow {
+                            bytes_per_second: min.bytes_per_second,
+                            grace_seconds: min.grace.as_secs_f64(),
+                        },
+                    );
+                }
+                Poll::Pending => {}
+            }
         }
         polled.map(|frame| frame.map(|r| r.map_err(Into::into)))
     }

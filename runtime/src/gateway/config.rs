@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::server::MinBodyRate;
 use crate::cidr::{Cidr, CidrError, CidrProblem};
 
 /// How a gateway is set up.
@@ -128,6 +129,11 @@ pub struct ClientSettings {
     /// stops reading its response, loses the request (408 when its
     /// response has not started) and frees the replica's slot.
     pub io_timeout: Duration,
+    /// The slowest a request body may arrive, on average over the time the
+    /// gateway waited for it, after a grace period (`None`: no minimum). A
+    /// client sending one byte just inside each I/O timeout loses the
+    /// request (408) once below it, and frees the replica's slot.
+    pub min_body_rate: Option<MinBodyRate>,
     /// How long an upgraded connection (WebSocket) may pass no byte either
     /// way before it is closed.
     pub upgrade_idle_timeout: Duration,
@@ -144,13 +150,20 @@ pub struct ClientSettings {
 impl Default for ClientSettings {
     fn default() -> Self {
         Self {
-            max_connections: 10_000,
+            // With 64 KiB buffers: 125 MiB of connection buffers at most,
+            // which the chart's default memory limit holds (budget.rs).
+            max_connections: 2_000,
             first_byte_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             http2_keep_alive_interval: Some(Duration::from_secs(30)),
             http2_keep_alive_timeout: Duration::from_secs(20),
             tcp_keepalive: Some(Duration::from_secs(60)),
             io_timeout: Duration::from_secs(30),
+            // Kestrel's MinRequestBodyDataRate.
+            min_body_rate: Some(MinBodyRate {
+                bytes_per_second: 240,
+                grace: Duration::from_secs(5),
+            }),
             upgrade_idle_timeout: Duration::from_secs(300),
             upgrade_drain_timeout: Duration::from_secs(30),
             trusted_proxies: TrustedProxies::default(),

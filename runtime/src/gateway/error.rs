@@ -97,6 +97,17 @@ pub enum ProxyError {
         /// The timeout, in seconds.
         seconds: f64,
     },
+    /// The client sent its request body slower than the minimum rate, on
+    /// average over the time the gateway waited for it, past the grace.
+    #[error(
+        "the request body arrived slower than {bytes_per_second} bytes/s (after {grace_seconds}s of grace)"
+    )]
+    BodyTooSlow {
+        /// The minimum rate.
+        bytes_per_second: u32,
+        /// The grace period, in seconds.
+        grace_seconds: f64,
+    },
     /// The request would have had to wait for a replica, and the gateway's
     /// memory budget has no room for another waiting request.
     #[error("{0}; retry later")]
@@ -120,7 +131,7 @@ impl ProxyError {
             Self::TooManyConnections { .. } | Self::OverBudget(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::BodyStalled { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyStalled { .. } | Self::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -140,6 +151,7 @@ impl ProxyError {
             Self::MissingHost => "missing_host",
             Self::SeveralHosts { .. } => "several_hosts",
             Self::BodyStalled { .. } => "body_stalled",
+            Self::BodyTooSlow { .. } => "body_too_slow",
             Self::OverBudget(_) => "memory_budget",
         }
     }
@@ -224,6 +236,13 @@ mod tests {
             (ProxyError::MissingHost, 400),
             (ProxyError::SeveralHosts { count: 2 }, 400),
             (ProxyError::BodyStalled { seconds: 1.0 }, 408),
+            (
+                ProxyError::BodyTooSlow {
+                    bytes_per_second: 240,
+                    grace_seconds: 5.0,
+                },
+                408,
+            ),
             (
                 ProxyError::OverBudget(crate::budget::OverBudget {
                     what: crate::budget::Use::WaitingRequest,

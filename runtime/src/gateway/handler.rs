@@ -16,7 +16,7 @@ use super::error::ProxyError;
 use super::pool::Conn;
 use super::proxy::{self, Forwarding};
 use super::revision::{Refused, RevisionState, Slot};
-use super::server::{Client, Stall, Tunnel};
+use super::server::{Client, Pace, Stall, Tunnel};
 use crate::budget::{Use, head_bytes};
 use crate::events::intake::Routing;
 
@@ -114,7 +114,8 @@ pub(super) async fn handle(client: &Client, req: Request<Incoming>) -> Response<
         )
     };
     let stall = Stall::new(shared.config.clients.io_timeout);
-    let req = req.map(|body| RequestBody::new(body, stall));
+    let pace = shared.config.clients.min_body_rate.map(Pace::new);
+    let req = req.map(|body| RequestBody::new(body, stall, pace));
     let target = Target {
         state,
         settings,
@@ -271,7 +272,7 @@ async fn forward(
         .await
         .map_err(refused)?;
     let stalled = match settings.protocol {
-        Protocol::H2c => req.body_mut().report_stall(),
+        Protocol::H2c => req.body_mut().report_failure(),
         Protocol::Http1 => None,
     };
     let mut tried = Vec::new();
@@ -280,14 +281,14 @@ async fn forward(
             Ok(mut conn) => match proxy::send(&mut conn, req).await {
                 Ok(resp) => return Ok((resp, conn, slot)),
                 Err((source, None)) => {
-                    let seconds = RequestBody::stalled(&source).or_else(|| {
-                        stalled
-                            .as_ref()
-                            .filter(|s| s.load(std::sync::atomic::Ordering::Acquire))
-                            .map(|_| shared.config.clients.io_timeout.as_secs_f64())
+                    let clients = &shared.config.clients;
+                    let body_failure = RequestBody::failure(&source).or_else(|| {
+                        stalled.as_ref().and_then(|flag| {
+                            RequestBody::flagged(flag, clients.io_timeout, clients.min_body_rate)
+                        })
                     });
-                    if let Some(seconds) = seconds {
-                        return Err(ProxyError::BodyStalled { seconds });
+                    if let Some(failure) = body_failure {
+                        return Err(failure);
                     }
                     return Err(ProxyError::Upstream {
                         revision: state.key.revision.clone(),

@@ -41,7 +41,7 @@ pub use error::{GatewayError, ProxyError};
 pub use handler::MAX_URI_BYTES;
 pub use poke::HttpPokeSink;
 pub use revision::{Cold, RevisionState};
-pub use server::{LISTEN_BACKLOG, listener};
+pub use server::{LISTEN_BACKLOG, MinBodyRate, listener};
 pub use table::RouteTable;
 
 use crate::budget::MemoryBudget;

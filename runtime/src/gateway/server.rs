@@ -21,6 +21,7 @@ mod connection;
 mod first_bytes;
 mod io;
 mod limit;
+mod pace;
 mod stall;
 mod tunnel;
 
@@ -38,6 +39,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 pub(crate) use client::Client;
+pub use pace::MinBodyRate;
+pub(crate) use pace::Pace;
 pub(crate) use stall::Stall;
 pub(crate) use tunnel::Tunnel;
 

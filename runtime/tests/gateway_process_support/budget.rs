@@ -78,10 +78,13 @@ fn at_zero(i: usize) -> RevisionRoute {
 
 /// The child: a gateway with the chart's defaults (queue size, buffer and
 /// memory budget) whose async intake stores into [`SlowStore`]; data and
-/// admin ports printed on one line, routes fed as JSON on stdin.
+/// admin ports printed on one line, routes fed as JSON on stdin. Its
+/// connection cap is raised above the flood's 6,000 connections, so that
+/// every request reaches the budget (the cap is tested on its own).
 pub async fn child_gateway() {
     let mut config = GatewayConfig::dev();
     config.domain = "localhost".into();
+    config.clients.max_connections = 8_000;
     config.retry_after_seconds = 1;
     let gateway = Gateway::new(config, Arc::new(NoPoke)).unwrap();
     let targets = Targets::default();
