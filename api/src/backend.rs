@@ -44,6 +44,38 @@ impl std::fmt::Display for RevisionKey {
     }
 }
 
+/// Identifies one Function: what the autoscaler keys a Function's backlog
+/// and status by, and what asynchronous invocations are addressed to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionKey {
+    /// Namespace of the Function.
+    pub namespace: String,
+    /// Name of the Function.
+    pub function: String,
+}
+
+impl FunctionKey {
+    /// The Function `namespace/function`.
+    pub fn new(namespace: impl Into<String>, function: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            function: function.into(),
+        }
+    }
+
+    /// The Function a revision belongs to.
+    pub fn of(revision: &RevisionKey) -> Self {
+        Self::new(revision.namespace.clone(), revision.function.clone())
+    }
+}
+
+impl std::fmt::Display for FunctionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.function)
+    }
+}
+
 /// One replica of a revision as the gateway sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -26,7 +26,7 @@ use flint_runtime::events::invocation::{INVOCATION_ID_HEADER, valid_id};
 use flint_runtime::events::queue::Enqueued;
 use flint_runtime::events::scripted::{Script, Scripted};
 use flint_runtime::events::{
-    AsyncIntake, EventMetrics, FunctionId, Invocation, Queue, QueueError, Target, Targets,
+    AsyncIntake, EventMetrics, FunctionKey, Invocation, Queue, QueueError, Target, Targets,
 };
 use futures::future::BoxFuture;
 use http::StatusCode;
@@ -181,7 +181,7 @@ fuzz_target!(|input: Input<'_>| {
     targets.set(
         specs
             .iter()
-            .map(|s| (FunctionId::new(s.namespace, s.name), target))
+            .map(|s| (FunctionKey::new(s.namespace, s.name), target))
             .collect::<HashMap<_, _>>(),
     );
     let queue = Arc::new(Scripted(Memory {

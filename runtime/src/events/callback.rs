@@ -162,7 +162,7 @@ impl Callbacks {
         &self,
         url: &str,
         request: &CallbackRequest,
-        target: &super::invocation::FunctionId,
+        target: &super::invocation::FunctionKey,
         id: &str,
     ) {
         let mut last = String::new();
@@ -267,12 +267,12 @@ impl CallbackRequest {
 mod tests {
     use super::*;
     use crate::events::address::loopback;
-    use crate::events::invocation::{FunctionId, now_ms};
+    use crate::events::invocation::{FunctionKey, now_ms};
 
     fn invocation(callback: String) -> Invocation {
         Invocation {
             id: "cb-1".into(),
-            target: FunctionId::new("default", "work"),
+            target: FunctionKey::new("default", "work"),
             method: "POST".into(),
             uri: "/".into(),
             host: None,

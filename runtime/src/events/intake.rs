@@ -14,7 +14,7 @@ use super::address::AddressPolicy;
 use super::body::{self, BodyError};
 use super::connect::{CallbackTargetError, check_url};
 use super::invocation::{
-    ATTEMPT_HEADER, CALLBACK_HEADER, FunctionId, INVOCATION_ID_HEADER, Invocation, new_id, now_ms,
+    ATTEMPT_HEADER, CALLBACK_HEADER, FunctionKey, INVOCATION_ID_HEADER, Invocation, new_id, now_ms,
     valid_id,
 };
 use super::metrics::EventMetrics;
@@ -95,7 +95,7 @@ fn prefers_async(headers: &HeaderMap) -> bool {
 /// Where an accepted request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Addressed {
-    target: FunctionId,
+    target: FunctionKey,
     uri: String,
     host: Option<String>,
 }
@@ -190,7 +190,7 @@ impl AsyncIntake {
         let Some(routed) = table.route(host, routed_path.as_deref().unwrap_or(path)) else {
             return Routing::Unknown;
         };
-        let target = FunctionId::new(&routed.function.namespace, &routed.function.name);
+        let target = FunctionKey::new(&routed.function.namespace, &routed.function.name);
         match routed.path {
             // Routed by path: delivered to `/function/<ns>/<fn>/…`.
             Some(p) => {
@@ -388,7 +388,7 @@ fn refusal(err: &QueueError) -> Response<Bytes> {
 impl AsyncIntake {
     /// The 503 refusing a request the memory budget has no room for,
     /// counted as `flint_async_refused_total{reason="memory_budget"}`.
-    fn over_budget(&self, target: &FunctionId, over: &OverBudget) -> Response<Bytes> {
+    fn over_budget(&self, target: &FunctionKey, over: &OverBudget) -> Response<Bytes> {
         tracing::debug!(function = %target, wanted = over.wanted, held = over.held, limit = over.limit, "async request refused: memory budget spent");
         self.metrics.refused(target, "memory_budget");
         let mut resp = answer(
@@ -407,7 +407,7 @@ impl AsyncIntake {
         &self,
         url: &str,
         uri: &http::Uri,
-        target: &FunctionId,
+        target: &FunctionKey,
     ) -> Result<(), Response<Bytes>> {
         let Err(err) = check_url(&self.callbacks, uri).await else {
             return Ok(());

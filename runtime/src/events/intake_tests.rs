@@ -21,12 +21,12 @@ fn intake(dir: &std::path::Path) -> (AsyncIntake, EmbeddedQueue) {
     let store = EmbeddedQueue::open(dir).unwrap();
     let targets = Targets::default();
     targets.set(HashMap::from([
-        (FunctionId::new("default", "hello"), target()),
-        (FunctionId::new("team", "my-fn"), target()),
-        (FunctionId::new("ns", "a"), target()),
-        (FunctionId::new("other", "fn"), target()),
+        (FunctionKey::new("default", "hello"), target()),
+        (FunctionKey::new("team", "my-fn"), target()),
+        (FunctionKey::new("ns", "a"), target()),
+        (FunctionKey::new("other", "fn"), target()),
         (
-            FunctionId::new("default", "with-creds"),
+            FunctionKey::new("default", "with-creds"),
             Target {
                 store_credentials: true,
                 ..target()
@@ -78,10 +78,10 @@ fn table() -> RouteTable<()> {
 }
 
 /// Where the synchronous router sends a request: `namespace/function`.
-fn sync_route(table: &RouteTable<()>, host: &str, path: &str) -> Option<FunctionId> {
+fn sync_route(table: &RouteTable<()>, host: &str, path: &str) -> Option<FunctionKey> {
     table
         .route(host, path)
-        .map(|r| FunctionId::new(&r.function.namespace, &r.function.name))
+        .map(|r| FunctionKey::new(&r.function.namespace, &r.function.name))
 }
 
 fn req(uri: &str, host: &str, prefer: Option<&str>) -> Request<http_body_util::Full<Bytes>> {
@@ -104,7 +104,7 @@ fn which_requests_are_taken_and_where_they_go() {
     let table = table();
     let stored = |ns: &str, f: &str, uri: &str, host: Option<&str>| {
         Some(Routing::Store(Addressed {
-            target: FunctionId::new(ns, f),
+            target: FunctionKey::new(ns, f),
             uri: uri.to_owned(),
             host: host.map(str::to_owned),
         }))
@@ -313,7 +313,7 @@ async fn credentials_are_stored_only_when_the_function_opts_in() {
     let stored = |function: &'static str| {
         let store = store.clone();
         async move {
-            let f = FunctionId::new("default", function);
+            let f = FunctionKey::new("default", function);
             let batch = store.fetch(&f, limits).await.unwrap();
             assert_eq!(batch.len(), 1, "{function}");
             let mut names: Vec<String> = batch[0]

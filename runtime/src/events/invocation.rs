@@ -16,39 +16,14 @@ pub const CALLBACK_HEADER: &str = "x-callback-url";
 /// Longest invocation id a client may choose.
 pub const MAX_ID_LEN: usize = 128;
 
-/// Which Function an invocation is for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct FunctionId {
-    /// Namespace of the Function.
-    pub namespace: String,
-    /// Name of the Function.
-    pub function: String,
-}
+pub use flint_api::backend::FunctionKey;
 
-impl FunctionId {
-    /// The Function `namespace/function`.
-    pub fn new(namespace: impl Into<String>, function: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            function: function.into(),
-        }
-    }
-}
-
-impl FunctionId {
-    /// The key of invocation `id` of this Function, `<ns>/<fn>/<id>`: what
-    /// duplicate detection and settled markers are keyed by, so the same
-    /// id sent to two Functions makes two invocations. Unambiguous, since
-    /// neither names nor ids ([`valid_id`]) hold a `/`.
-    pub fn invocation_key(&self, id: &str) -> String {
-        format!("{}/{}/{id}", self.namespace, self.function)
-    }
-}
-
-impl std::fmt::Display for FunctionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.function)
-    }
+/// The key of invocation `id` of `function`, `<ns>/<fn>/<id>`: what
+/// duplicate detection and settled markers are keyed by, so the same id
+/// sent to two Functions makes two invocations. Unambiguous, since neither
+/// names nor ids ([`valid_id`]) hold a `/`.
+pub fn invocation_key(function: &FunctionKey, id: &str) -> String {
+    format!("{}/{}/{id}", function.namespace, function.function)
 }
 
 /// An accepted request, waiting to be delivered.
@@ -57,7 +32,7 @@ pub struct Invocation {
     /// Unique id, answered to the client and sent to the function.
     pub id: String,
     /// The Function it is for.
-    pub target: FunctionId,
+    pub target: FunctionKey,
     /// HTTP method.
     pub method: String,
     /// Path and query as the gateway routes them (`/function/<ns>/<fn>/…`
@@ -92,9 +67,9 @@ pub enum DecodeError {
 }
 
 impl Invocation {
-    /// Its key, `<ns>/<fn>/<id>` (see [`FunctionId::invocation_key`]).
+    /// Its key, `<ns>/<fn>/<id>` (see [`invocation_key`]).
     pub fn key(&self) -> String {
-        self.target.invocation_key(&self.id)
+        invocation_key(&self.target, &self.id)
     }
 
     /// The bytes stored on the queue.
@@ -157,7 +132,7 @@ mod tests {
     fn sample(body: &'static [u8]) -> Invocation {
         Invocation {
             id: "abc".into(),
-            target: FunctionId::new("default", "hello"),
+            target: FunctionKey::new("default", "hello"),
             method: "POST".into(),
             uri: "/function/default/hello/x?y=1".into(),
             host: None,
@@ -192,8 +167,8 @@ mod tests {
 
     #[test]
     fn keys_name_the_function() {
-        let a = FunctionId::new("team", "a").invocation_key("job-1");
-        let b = FunctionId::new("team", "b").invocation_key("job-1");
+        let a = invocation_key(&FunctionKey::new("team", "a"), "job-1");
+        let b = invocation_key(&FunctionKey::new("team", "b"), "job-1");
         assert_eq!(a, "team/a/job-1");
         assert_ne!(a, b);
         assert_eq!(sample(b"").key(), "default/hello/abc");

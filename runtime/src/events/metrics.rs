@@ -4,7 +4,7 @@
 use flint_api::metrics as names;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use super::invocation::FunctionId;
+use super::invocation::FunctionKey;
 use super::queue::Depth;
 
 const FN_LABELS: [&str; 2] = [names::LABEL_NAMESPACE, names::LABEL_FUNCTION];
@@ -112,27 +112,27 @@ impl EventMetrics {
         })
     }
 
-    fn labels(f: &FunctionId) -> [&str; 2] {
+    fn labels(f: &FunctionKey) -> [&str; 2] {
         [f.namespace.as_str(), f.function.as_str()]
     }
 
     /// One invocation accepted.
-    pub fn accepted(&self, f: &FunctionId) {
+    pub fn accepted(&self, f: &FunctionKey) {
         self.accepted.with_label_values(&Self::labels(f)).inc();
     }
 
     /// One invocation delivered.
-    pub fn delivered(&self, f: &FunctionId) {
+    pub fn delivered(&self, f: &FunctionKey) {
         self.delivered.with_label_values(&Self::labels(f)).inc();
     }
 
     /// One attempt failed transiently and will be retried.
-    pub fn retried(&self, f: &FunctionId) {
+    pub fn retried(&self, f: &FunctionKey) {
         self.retries.with_label_values(&Self::labels(f)).inc();
     }
 
     /// One invocation dead-lettered for `reason`.
-    pub fn dead_lettered(&self, f: &FunctionId, reason: &str) {
+    pub fn dead_lettered(&self, f: &FunctionKey, reason: &str) {
         self.dead
             .with_label_values(&[f.namespace.as_str(), f.function.as_str(), reason])
             .inc();
@@ -140,7 +140,7 @@ impl EventMetrics {
 
     /// One callback ended with `result` (`delivered`, `retried`, `dropped`,
     /// `refused` by the address policy).
-    pub fn callback(&self, f: &FunctionId, result: &str) {
+    pub fn callback(&self, f: &FunctionKey, result: &str) {
         self.callbacks
             .with_label_values(&[f.namespace.as_str(), f.function.as_str(), result])
             .inc();
@@ -148,7 +148,7 @@ impl EventMetrics {
 
     /// One request refused because the queue did not take it (`reason`:
     /// `full`, `nats`, `store`, …, the error's metric label).
-    pub fn refused(&self, f: &FunctionId, reason: &str) {
+    pub fn refused(&self, f: &FunctionKey, reason: &str) {
         self.refused
             .with_label_values(&[f.namespace.as_str(), f.function.as_str(), reason])
             .inc();
@@ -156,7 +156,7 @@ impl EventMetrics {
 
     /// Replaces the pending gauges with `depths` at `now_ms`; Functions not
     /// listed have nothing pending.
-    pub fn set_depths(&self, depths: &[(FunctionId, Depth)], now_ms: u64) {
+    pub fn set_depths(&self, depths: &[(FunctionKey, Depth)], now_ms: u64) {
         self.pending.reset();
         self.oldest.reset();
         for (f, depth) in depths {

@@ -36,7 +36,7 @@ use std::sync::Arc;
 pub use address::{AddressPolicy, Cidr};
 pub use embedded::EmbeddedQueue;
 pub use intake::AsyncIntake;
-pub use invocation::{FunctionId, Invocation};
+pub use invocation::{FunctionKey, Invocation};
 pub use metrics::EventMetrics;
 pub use nats::{NatsQueue, NatsSettings};
 pub use queue::{Queue, QueueError};

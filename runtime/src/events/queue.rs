@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::invocation::{FunctionId, Invocation};
+use super::invocation::{FunctionKey, Invocation};
 
 /// How long a queue recognises a resubmitted invocation, in both backends.
 /// An id sent again to the same Function within this window of its first
@@ -154,7 +154,7 @@ pub trait Queue: Send + Sync + 'static {
     /// waiting up to `limits.wait` when none is.
     fn fetch<'a>(
         &'a self,
-        target: &'a FunctionId,
+        target: &'a FunctionKey,
         limits: FetchLimits,
     ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>>;
     /// Removes a delivered invocation.
@@ -168,11 +168,11 @@ pub trait Queue: Send + Sync + 'static {
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), QueueError>>;
     /// Pending work per Function (Functions with none may be left out).
-    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionId, Depth)>, QueueError>>;
+    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionKey, Depth)>, QueueError>>;
     /// The dead letters of `target`, oldest first, at most `limit`.
     fn dead_letters<'a>(
         &'a self,
-        target: &'a FunctionId,
+        target: &'a FunctionKey,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, QueueError>>;
 }

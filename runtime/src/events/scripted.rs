@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::invocation::{FunctionId, Invocation};
+use super::invocation::{FunctionKey, Invocation};
 use super::queue::{DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError, Ticket};
 
 /// The parts of a queue a test scripts. Each default is what an empty,
@@ -23,7 +23,7 @@ pub trait Script: Send + Sync + 'static {
     /// as a real queue's long poll does).
     fn fetch<'a>(
         &'a self,
-        target: &'a FunctionId,
+        target: &'a FunctionKey,
         limits: FetchLimits,
     ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
         let _ = target;
@@ -50,7 +50,7 @@ impl<S: Script> Queue for Scripted<S> {
     }
     fn fetch<'a>(
         &'a self,
-        target: &'a FunctionId,
+        target: &'a FunctionKey,
         limits: FetchLimits,
     ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
         self.0.fetch(target, limits)
@@ -64,12 +64,12 @@ impl<S: Script> Queue for Scripted<S> {
     fn dead_letter<'a>(&'a self, _: Delivery, _: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
         Box::pin(async { Ok(()) })
     }
-    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionId, Depth)>, QueueError>> {
+    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionKey, Depth)>, QueueError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
     fn dead_letters<'a>(
         &'a self,
-        _: &'a FunctionId,
+        _: &'a FunctionKey,
         _: usize,
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, QueueError>> {
         Box::pin(async { Ok(Vec::new()) })

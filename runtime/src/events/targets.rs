@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use flint_api::{AsyncSpec, Function};
 use tokio::sync::watch;
 
-use super::invocation::FunctionId;
+use super::invocation::FunctionKey;
 
 /// A Function's delivery settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ impl Target {
 /// The current set of targets; cheap to clone, all clones see updates.
 #[derive(Clone, Debug)]
 pub struct Targets {
-    map: Arc<ArcSwap<HashMap<FunctionId, Target>>>,
+    map: Arc<ArcSwap<HashMap<FunctionKey, Target>>>,
     changed: watch::Sender<u64>,
 }
 
@@ -60,7 +60,7 @@ impl Default for Targets {
 
 impl Targets {
     /// Replaces every target at once.
-    pub fn set(&self, targets: HashMap<FunctionId, Target>) {
+    pub fn set(&self, targets: HashMap<FunctionKey, Target>) {
         self.map.store(Arc::new(targets));
         self.changed.send_modify(|v| *v += 1);
     }
@@ -78,7 +78,7 @@ impl Targets {
                     .clone()
                     .unwrap_or_else(|| "default".into());
                 Some((
-                    FunctionId::new(ns, name),
+                    FunctionKey::new(ns, name),
                     Target::from_spec(&f.spec.async_, f.spec.timeout_seconds),
                 ))
             })
@@ -87,12 +87,12 @@ impl Targets {
     }
 
     /// The target of `f`, if it accepts invocations.
-    pub fn get(&self, f: &FunctionId) -> Option<Target> {
+    pub fn get(&self, f: &FunctionKey) -> Option<Target> {
         self.map.load().get(f).copied()
     }
 
     /// Every target.
-    pub fn all(&self) -> Arc<HashMap<FunctionId, Target>> {
+    pub fn all(&self) -> Arc<HashMap<FunctionKey, Target>> {
         self.map.load_full()
     }
 

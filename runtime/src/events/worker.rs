@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use super::callback::{CallbackConfig, Callbacks, Settled};
 use super::deliver::{self, HttpClient, Outcome};
-use super::invocation::{FunctionId, now_ms};
+use super::invocation::{FunctionKey, now_ms};
 use super::metrics::EventMetrics;
 use super::policy::{self, Backoff, Limits, Next};
 use super::queue::{Delivery, FetchLimits, Queue, QueueError};
@@ -120,7 +120,7 @@ impl DeliveryWorker {
     /// Runs until `stop` turns true, then lets deliveries in flight finish
     /// and settle before returning.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut loops: HashMap<FunctionId, (Target, watch::Sender<bool>)> = HashMap::new();
+        let mut loops: HashMap<FunctionKey, (Target, watch::Sender<bool>)> = HashMap::new();
         let mut tasks = JoinSet::new();
         let mut changed = self.shared.targets.subscribe();
         let mut depth_tick = tokio::time::interval(self.shared.config.depth_every);
@@ -203,7 +203,7 @@ impl Shared {
 
 async fn function_loop(
     shared: Arc<Shared>,
-    id: FunctionId,
+    id: FunctionKey,
     target: Target,
     mut halt: watch::Receiver<bool>,
 ) {

@@ -24,7 +24,7 @@ struct ForgetfulQueue {
 fn invocation() -> Invocation {
     Invocation {
         id: "inv-1".into(),
-        target: FunctionId::new("default", "work"),
+        target: FunctionKey::new("default", "work"),
         method: "POST".into(),
         uri: "/".into(),
         host: None,
@@ -38,7 +38,7 @@ fn invocation() -> Invocation {
 impl Script for ForgetfulQueue {
     fn fetch<'a>(
         &'a self,
-        _: &'a FunctionId,
+        _: &'a FunctionKey,
         limits: FetchLimits,
     ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
         Box::pin(async move {
@@ -86,7 +86,7 @@ async fn an_invocation_offered_again_while_still_held_is_delivered_once() {
     let gateway = held_function(Arc::clone(&requests), Arc::clone(&release)).await;
     let targets = Targets::default();
     targets.set(HashMap::from([(
-        FunctionId::new("default", "work"),
+        FunctionKey::new("default", "work"),
         Target {
             max_retries: 3,
             max_age: Duration::from_secs(600),

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use flint_api::backend::{Endpoint, FunctionRoute, PokeSink, RevisionKey, RevisionRoute};
 use flint_api::poke::ScalePoke;
 use flint_api::{Protocol, TrafficStatus};
-use flint_runtime::events::{AsyncIntake, FunctionId, Target, Targets};
+use flint_runtime::events::{AsyncIntake, FunctionKey, Target, Targets};
 use flint_runtime::gateway::{Gateway, GatewayConfig};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -38,8 +38,8 @@ pub const REVISION: &str = "work-00001";
 /// Replica concurrency of the function (the gateway's hard limit).
 pub const CONCURRENCY: u32 = 8;
 
-pub fn function_id() -> FunctionId {
-    FunctionId::new(NS, FUNCTION)
+pub fn function_id() -> FunctionKey {
+    FunctionKey::new(NS, FUNCTION)
 }
 
 pub fn revision_key() -> RevisionKey {
@@ -260,7 +260,7 @@ pub fn set_targets(targets: &Targets, names: &[&str], max_retries: u32, max_in_f
     targets.set(
         names
             .iter()
-            .map(|name| (FunctionId::new(NS, *name), target))
+            .map(|name| (FunctionKey::new(NS, *name), target))
             .collect(),
     );
 }

@@ -17,7 +17,7 @@ use flint_api::poke::ScalePoke;
 use flint_runtime::events::queue::Enqueued;
 use flint_runtime::events::scripted::{Script, Scripted};
 use flint_runtime::events::{
-    AsyncIntake, EventMetrics, FunctionId, Invocation, QueueError, Target, Targets,
+    AsyncIntake, EventMetrics, FunctionKey, Invocation, QueueError, Target, Targets,
 };
 use flint_runtime::gateway::{Gateway, GatewayConfig};
 use futures::future::BoxFuture;
@@ -97,7 +97,7 @@ pub async fn child_gateway() {
     };
     targets.set(
         (0..REVISIONS)
-            .map(|i| (FunctionId::new("ns", function(i)), target))
+            .map(|i| (FunctionKey::new("ns", function(i)), target))
             .collect(),
     );
     gateway.set_async_intake(AsyncIntake::new(

@@ -37,30 +37,7 @@ pub struct Reading {
 /// no reading this time (not the same as zero load).
 pub type Readings = HashMap<RevisionKey, Reading>;
 
-/// A Function, by namespace and name: the labels of the per-Function
-/// asynchronous-invocation gauges.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FunctionKey {
-    /// Namespace of the Function.
-    pub namespace: String,
-    /// Name of the Function.
-    pub function: String,
-}
-
-impl FunctionKey {
-    /// The Function `namespace/function`.
-    pub fn new(namespace: impl Into<String>, function: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            function: function.into(),
-        }
-    }
-
-    /// The Function a revision belongs to.
-    pub fn of(revision: &RevisionKey) -> Self {
-        Self::new(revision.namespace.clone(), revision.function.clone())
-    }
-}
+pub use flint_api::backend::FunctionKey;
 
 /// Pending asynchronous invocations per Function, the maximum over gateway
 /// replicas. A Function missing from the map has nothing pending.

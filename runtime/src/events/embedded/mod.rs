@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::Notify;
 
-use super::invocation::{FunctionId, Invocation, now_ms};
+use super::invocation::{FunctionKey, Invocation, now_ms};
 use super::queue::{
     DEDUPE_WINDOW, DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError, Ticket,
     TicketKind,
@@ -29,12 +29,12 @@ const POLL: Duration = Duration::from_millis(50);
 /// metrics; by invocation key (`<ns>/<fn>/<id>`).
 #[derive(Default)]
 struct Pending {
-    by_function: HashMap<FunctionId, BTreeSet<(u64, String)>>,
-    index: HashMap<String, (FunctionId, u64)>,
+    by_function: HashMap<FunctionKey, BTreeSet<(u64, String)>>,
+    index: HashMap<String, (FunctionKey, u64)>,
 }
 
 impl Pending {
-    fn add(&mut self, target: FunctionId, enqueued_ms: u64, key: String) {
+    fn add(&mut self, target: FunctionKey, enqueued_ms: u64, key: String) {
         self.index
             .insert(key.clone(), (target.clone(), enqueued_ms));
         self.by_function
@@ -87,11 +87,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-fn function_prefix(target: &FunctionId) -> String {
+fn function_prefix(target: &FunctionKey) -> String {
     format!("{}/{}\0", target.namespace, target.function)
 }
 
-fn due_key(target: &FunctionId, due_ms: u64, id: &str) -> String {
+fn due_key(target: &FunctionKey, due_ms: u64, id: &str) -> String {
     format!("{}{due_ms:020}\0{id}", function_prefix(target))
 }
 
@@ -188,7 +188,7 @@ impl EmbeddedQueue {
     /// at all (waiting for a retry, or leased).
     fn due_now(
         &self,
-        target: &FunctionId,
+        target: &FunctionKey,
         max: usize,
         lease: Duration,
     ) -> Result<(Vec<Delivery>, bool), QueueError> {
@@ -293,7 +293,7 @@ impl Queue for EmbeddedQueue {
 
     fn fetch<'a>(
         &'a self,
-        target: &'a FunctionId,
+        target: &'a FunctionKey,
         limits: FetchLimits,
     ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
         Box::pin(async move {
@@ -387,7 +387,7 @@ impl Queue for EmbeddedQueue {
         })
     }
 
-    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionId, Depth)>, QueueError>> {
+    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionKey, Depth)>, QueueError>> {
         Box::pin(async move {
             let pending = lock(&self.inner.pending);
             Ok(pending
@@ -406,7 +406,7 @@ impl Queue for EmbeddedQueue {
 
     fn dead_letters<'a>(
         &'a self,
-        target: &'a FunctionId,
+        target: &'a FunctionKey,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, QueueError>> {
         Box::pin(async move {
@@ -428,7 +428,7 @@ impl Queue for EmbeddedQueue {
     }
 }
 
-fn due_key_for_dead(target: &FunctionId, at_ms: u64, id: &str) -> String {
+fn due_key_for_dead(target: &FunctionKey, at_ms: u64, id: &str) -> String {
     due_key(target, at_ms, id)
 }
 

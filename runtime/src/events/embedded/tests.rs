@@ -12,7 +12,7 @@ fn dir(name: &str) -> std::path::PathBuf {
 fn invocation(id: &str) -> Invocation {
     Invocation {
         id: id.into(),
-        target: FunctionId::new("default", "hello"),
+        target: FunctionKey::new("default", "hello"),
         method: "POST".into(),
         uri: "/function/default/hello/".into(),
         host: None,
@@ -35,7 +35,7 @@ fn limits(max: usize) -> FetchLimits {
 #[tokio::test]
 async fn lifecycle_survives_reopening() {
     let d = dir("lifecycle");
-    let f = FunctionId::new("default", "hello");
+    let f = FunctionKey::new("default", "hello");
     {
         let q = EmbeddedQueue::open(&d).unwrap();
         for id in ["a", "b", "c"] {
@@ -101,7 +101,7 @@ async fn lifecycle_survives_reopening() {
 #[tokio::test]
 async fn retries_wait_for_their_delay() {
     let d = dir("delay");
-    let f = FunctionId::new("default", "hello");
+    let f = FunctionKey::new("default", "hello");
     let q = EmbeddedQueue::open(&d).unwrap();
     q.enqueue(invocation("x")).await.unwrap();
     let first = q.fetch(&f, limits(1)).await.unwrap().remove(0);
@@ -117,7 +117,7 @@ async fn retries_wait_for_their_delay() {
 async fn a_fetch_waiting_on_an_empty_queue_is_woken_by_an_enqueue() {
     let d = dir("wake");
     let q = std::sync::Arc::new(EmbeddedQueue::open(&d).unwrap());
-    let f = FunctionId::new("default", "hello");
+    let f = FunctionKey::new("default", "hello");
     // Nothing stored: the fetch sleeps until its wait ends or work arrives.
     let long = FetchLimits {
         wait: Duration::from_secs(60),
@@ -144,8 +144,8 @@ async fn a_fetch_waiting_on_an_empty_queue_is_woken_by_an_enqueue() {
 #[tokio::test]
 async fn the_same_id_for_two_functions_makes_two_invocations() {
     let d = dir("per-function");
-    let (a, b) = (FunctionId::new("team", "a"), FunctionId::new("team", "b"));
-    let to = |target: &FunctionId| Invocation {
+    let (a, b) = (FunctionKey::new("team", "a"), FunctionKey::new("team", "b"));
+    let to = |target: &FunctionKey| Invocation {
         target: target.clone(),
         ..invocation("job-1")
     };
@@ -168,7 +168,7 @@ async fn the_same_id_for_two_functions_makes_two_invocations() {
     let depth = q.depth().await.unwrap();
     assert_eq!(depth.len(), 1);
     assert_eq!((&depth[0].0, depth[0].1.pending), (&b, 1));
-    let c = FunctionId::new("team", "c");
+    let c = FunctionKey::new("team", "c");
     assert_eq!(q.enqueue(to(&c)).await.unwrap(), Enqueued::New);
     drop(q);
     let _ = std::fs::remove_dir_all(&d);
@@ -179,7 +179,7 @@ async fn a_store_keyed_by_bare_ids_is_rekeyed_and_old_settled_ids_are_forgotten(
     use super::writer::{DUE, INVOCATIONS, SETTLED};
     let d = dir("rekey");
     std::fs::create_dir_all(&d).unwrap();
-    let f = FunctionId::new("default", "hello");
+    let f = FunctionKey::new("default", "hello");
     {
         // As an earlier version left it: keys without their Function, and
         // a settled id of the same Function far past the window.

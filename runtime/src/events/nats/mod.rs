@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 
 use self::record::SettleRecord;
 pub use self::setup::{DEFAULT_MAX_BYTES, MIN_MAX_BYTES, NatsSettings, StreamBudget};
-use super::invocation::{FunctionId, Invocation};
+use super::invocation::{FunctionKey, Invocation};
 use super::queue::{
     DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError, Ticket, TicketKind,
 };
@@ -54,7 +54,7 @@ fn nats_err(operation: &'static str) -> impl FnOnce(String) -> QueueError {
     move |reason| QueueError::Nats { operation, reason }
 }
 
-fn subject(prefix: &str, target: &FunctionId) -> String {
+fn subject(prefix: &str, target: &FunctionKey) -> String {
     format!("{prefix}.{}.{}", target.namespace, target.function)
 }
 
@@ -71,7 +71,7 @@ pub struct NatsQueue {
     dead: stream::Stream,
     settled: stream::Stream,
     budget: StreamBudget,
-    consumers: Mutex<HashMap<FunctionId, (PullConsumer, FetchLimits)>>,
+    consumers: Mutex<HashMap<FunctionKey, (PullConsumer, FetchLimits)>>,
 }
 
 impl std::fmt::Debug for NatsQueue {
@@ -123,7 +123,7 @@ impl NatsQueue {
     /// The Function's consumer, created or updated to `limits`.
     async fn consumer(
         &self,
-        target: &FunctionId,
+        target: &FunctionKey,
         limits: FetchLimits,
     ) -> Result<PullConsumer, QueueError> {
         let mut consumers = self.consumers.lock().await;
@@ -334,7 +334,7 @@ impl Queue for NatsQueue {
 
     fn fetch<'a>(
         &'a self,
-        target: &'a FunctionId,
+        target: &'a FunctionKey,
         limits: FetchLimits,
     ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
         Box::pin(async move {
@@ -400,7 +400,7 @@ impl Queue for NatsQueue {
         })
     }
 
-    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionId, Depth)>, QueueError>> {
+    fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionKey, Depth)>, QueueError>> {
         Box::pin(async move {
             let mut subjects = self
                 .stream
@@ -429,7 +429,7 @@ impl Queue for NatsQueue {
                     Err(_) => None,
                 };
                 out.push((
-                    FunctionId::new(namespace, function),
+                    FunctionKey::new(namespace, function),
                     Depth {
                         pending: count as u64,
                         oldest_enqueued_ms: oldest,
@@ -442,7 +442,7 @@ impl Queue for NatsQueue {
 
     fn dead_letters<'a>(
         &'a self,
-        target: &'a FunctionId,
+        target: &'a FunctionKey,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, QueueError>> {
         Box::pin(async move {
