@@ -135,8 +135,10 @@ async fn silent_and_partial_preface_sockets_are_closed_at_the_deadline() {
     assert!(cpu < waited / 2, "{cpu:?} of CPU in {waited:?}");
     drop(sockets);
     ok_get(gw.addr).await;
+    // Back to the baseline or below (a replica connection pooled at the
+    // baseline may have been closed since): none of the sockets leaked.
     tokio::time::timeout(BOUND, async {
-        while open_descriptors() != baseline {
+        while open_descriptors() > baseline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
