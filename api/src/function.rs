@@ -249,6 +249,34 @@ pub enum Protocol {
     H2c,
 }
 
+impl Protocol {
+    /// The protocol as spelled in the Function spec and in a revision's
+    /// annotation (the serde name).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::H2c => "h2c",
+        }
+    }
+}
+
+/// A protocol name that is not one of the spec's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown protocol {0:?}: expected \"http1\" or \"h2c\"")]
+pub struct UnknownProtocol(pub String);
+
+impl std::str::FromStr for Protocol {
+    type Err = UnknownProtocol;
+
+    /// Parses the spec's spelling (see [`Protocol::as_str`]).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Http1, Self::H2c]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownProtocol(s.to_owned()))
+    }
+}
+
 /// A volume mounted into the function's container: a Secret, a ConfigMap, a
 /// projected volume, an emptyDir or a PersistentVolumeClaim.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]

@@ -1,7 +1,8 @@
 //! The reconciler: Function → revisions, Deployments, Services and status.
 //!
 //! Pure parts — [`hash`] (revision identity), [`revision`] (reading what
-//! exists), [`desired`] (`desired_objects`), [`traffic`], [`status`],
+//! exists), [`desired`] (`desired_objects`), [`traffic`], [`status`] (with the
+//! condition types and reasons of [`condition`]),
 //! [`notices`] (which Events), [`objects`] and [`security`] (a revision's
 //! Deployment and Service, its pods' security contexts) — are separate from the I/O in [`controller`],
 //! which lists, applies with server-side apply (field manager
@@ -13,6 +14,7 @@
 
 pub mod backoff;
 pub mod cleanup;
+pub mod condition;
 pub mod controller;
 pub mod desired;
 pub mod error;

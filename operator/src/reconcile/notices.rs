@@ -5,8 +5,8 @@
 
 use flint_api::FunctionStatus;
 
+use super::condition::{ConditionStatus, ConditionType, Reason};
 use super::desired::DesiredState;
-use super::status::{CONFIGURATIONS_READY, IMAGE_RESOLUTION_FAILED, ROUTES_READY};
 
 /// One Event to publish on the Function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub fn transitions(
             && rev
                 .reason
                 .as_deref()
-                .is_some_and(|r| r != "RevisionDeploying");
+                .is_some_and(|r| !Reason::RevisionDeploying.is(r));
         if failed && old.is_none_or(|o| o.reason != rev.reason) {
             out.push(Notice {
                 warning: true,
@@ -85,7 +85,10 @@ pub fn transitions(
     let routes_false = |s: &FunctionStatus| {
         s.conditions
             .iter()
-            .find(|c| c.type_ == ROUTES_READY && c.status == "False")
+            .find(|c| {
+                c.type_ == ConditionType::RoutesReady.as_str()
+                    && c.status == ConditionStatus::False.as_str()
+            })
             .map(|c| (c.reason.clone(), c.message.clone()))
     };
     if let Some((reason, message)) = routes_false(next)
@@ -93,10 +96,10 @@ pub fn transitions(
     {
         out.push(Notice {
             warning: true,
-            reason: if reason == "TrafficTargetNotFound" {
-                "TrafficTargetNotFound"
+            reason: if Reason::TrafficTargetNotFound.is(&reason) {
+                Reason::TrafficTargetNotFound.as_str()
             } else {
-                "NoReadyRevision"
+                Reason::NoReadyRevision.as_str()
             },
             action: "ResolveTraffic",
             note: message,
@@ -107,7 +110,10 @@ pub fn transitions(
     let held = |s: &FunctionStatus| {
         s.conditions
             .iter()
-            .find(|c| c.type_ == CONFIGURATIONS_READY && c.reason == IMAGE_RESOLUTION_FAILED)
+            .find(|c| {
+                c.type_ == ConditionType::ConfigurationsReady.as_str()
+                    && Reason::ImageResolutionFailed.is(&c.reason)
+            })
             .map(|c| (c.observed_generation, c.message.clone()))
     };
     if let Some((generation, message)) = held(next)
@@ -115,7 +121,7 @@ pub fn transitions(
     {
         out.push(Notice {
             warning: true,
-            reason: IMAGE_RESOLUTION_FAILED,
+            reason: Reason::ImageResolutionFailed.as_str(),
             action: "ResolveImage",
             note: message,
         });

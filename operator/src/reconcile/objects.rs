@@ -9,7 +9,7 @@ use flint_api::names::{
     ANNOTATION_TIMEOUT_SECONDS, API_VERSION, KIND, LABEL_FUNCTION, LABEL_GENERATION,
     LABEL_MANAGED_BY, LABEL_REVISION, MANAGED_BY,
 };
-use flint_api::{FunctionSpec, FunctionVolume, Protocol};
+use flint_api::{FunctionSpec, FunctionVolume};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Probe,
@@ -81,14 +81,6 @@ fn selector(revision: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(LABEL_REVISION.to_owned(), revision.to_owned())])
 }
 
-/// How a protocol is spelled in an annotation: as in the Function spec.
-pub fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Http1 => "http1",
-        Protocol::H2c => "h2c",
-    }
-}
-
 /// The serving settings a revision is created with, as annotations of its
 /// Deployment. A revision's pods are built for them, so they stay with the
 /// revision (Deployments are never re-applied) and the gateway routes to it
@@ -110,7 +102,7 @@ pub fn serving_annotations(spec: &FunctionSpec) -> Vec<(String, String)> {
         ),
         (
             ANNOTATION_PROTOCOL.to_owned(),
-            protocol_name(spec.protocol).to_owned(),
+            spec.protocol.as_str().to_owned(),
         ),
     ];
     // Serializing a ScaleSpec cannot fail (strings and numbers only); were

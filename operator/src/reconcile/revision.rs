@@ -11,8 +11,6 @@ use flint_api::names::{
 use flint_api::{FunctionSpec, FunctionStatus, Protocol, ScaleSpec};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use serde::Deserialize;
-use serde::de::IntoDeserializer;
 
 /// One revision that exists on the cluster (its Deployment exists).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,16 +71,10 @@ impl ServingSettings {
         Self {
             concurrency: get(ANNOTATION_CONCURRENCY).and_then(|v| v.parse().ok()),
             timeout_seconds: get(ANNOTATION_TIMEOUT_SECONDS).and_then(|v| v.parse().ok()),
-            protocol: get(ANNOTATION_PROTOCOL).and_then(parse_protocol),
+            protocol: get(ANNOTATION_PROTOCOL).and_then(|v| v.parse().ok()),
             scale: get(ANNOTATION_SCALE).and_then(|v| serde_json::from_str(v).ok()),
         }
     }
-}
-
-/// A protocol spelled as in the Function spec (the same serde names).
-fn parse_protocol(value: &str) -> Option<Protocol> {
-    Protocol::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(value))
-        .ok()
 }
 
 /// Whether a revision can take traffic, and if not, why.

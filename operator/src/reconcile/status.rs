@@ -7,19 +7,10 @@ use flint_api::{Function, FunctionStatus, RevisionImage, RevisionStatus, ScaleSp
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use super::condition::{ConditionStatus, ConditionType, Reason};
 use super::desired::DesiredState;
 use super::revision::{ExistingRevision, RevisionHealth, ServingSettings};
 use super::traffic::TrafficError;
-
-/// Condition type: the Function serves its latest configuration on its routes.
-pub const READY: &str = "Ready";
-/// Condition type: the latest created revision is ready.
-pub const CONFIGURATIONS_READY: &str = "ConfigurationsReady";
-/// Condition type: every traffic target resolves to a revision.
-pub const ROUTES_READY: &str = "RoutesReady";
-/// Condition reason: the image of a new revision could not be resolved to
-/// a digest, so the revision was not cut.
-pub const IMAGE_RESOLUTION_FAILED: &str = "ImageResolutionFailed";
 
 /// What the status is computed from.
 #[derive(Debug, Clone, Copy)]
@@ -38,8 +29,9 @@ pub struct StatusInput<'a> {
 
 /// A condition before its transition time is settled.
 struct Cond {
-    type_: &'static str,
-    status: &'static str,
+    type_: ConditionType,
+    status: ConditionStatus,
+    /// A reason the reconciler names, or a failed revision's own.
     reason: String,
     message: String,
 }
@@ -73,7 +65,7 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
             name: latest.name.clone(),
             ready: false,
             replicas: 0,
-            reason: Some("RevisionDeploying".to_owned()),
+            reason: Some(Reason::RevisionDeploying.as_str().to_owned()),
             message: Some("the revision was just created".to_owned()),
             concurrency: serving.concurrency,
             timeout_seconds: serving.timeout_seconds,
@@ -151,7 +143,7 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
 /// because its image could not be resolved (`why`): `status`, computed from
 /// the held desired state (see [`DesiredState::hold`]), with
 /// ConfigurationsReady and Ready False for reason
-/// [`IMAGE_RESOLUTION_FAILED`], and no latest created revision when none
+/// [`Reason::ImageResolutionFailed`], and no latest created revision when none
 /// exists. The revisions that exist, and the traffic, are as they were.
 pub fn with_image_failure(
     mut status: FunctionStatus,
@@ -170,19 +162,23 @@ pub fn with_image_failure(
         clip(why, WHY_MAX_BYTES)
     );
     let previous = function.status.as_ref();
-    for type_ in [READY, CONFIGURATIONS_READY] {
+    for type_ in [ConditionType::Ready, ConditionType::ConfigurationsReady] {
         let condition = settle(
             Cond {
                 type_,
-                status: "False",
-                reason: IMAGE_RESOLUTION_FAILED.to_owned(),
+                status: ConditionStatus::False,
+                reason: Reason::ImageResolutionFailed.as_str().to_owned(),
                 message: message.clone(),
             },
             previous,
             generation,
             now,
         );
-        match status.conditions.iter_mut().find(|c| c.type_ == type_) {
+        match status
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == type_.as_str())
+        {
             Some(slot) => *slot = condition,
             None => status.conditions.push(condition),
         }
@@ -215,7 +211,7 @@ fn revision_status(r: &ExistingRevision) -> RevisionStatus {
     let (reason, message) = match &r.health {
         RevisionHealth::Ready => (None, None),
         RevisionHealth::Deploying => (
-            Some("RevisionDeploying".to_owned()),
+            Some(Reason::RevisionDeploying.as_str().to_owned()),
             Some("waiting for a replica to become ready".to_owned()),
         ),
         RevisionHealth::Failed { reason, message } => (Some(reason.clone()), Some(message.clone())),
@@ -257,23 +253,23 @@ fn revision_scale(function: &Function, latest: &str, r: &ExistingRevision) -> Op
 fn configurations_ready(latest: &str, health: &RevisionHealth) -> Cond {
     let (status, reason, message) = match health {
         RevisionHealth::Ready => (
-            "True",
-            "RevisionReady".to_owned(),
+            ConditionStatus::True,
+            Reason::RevisionReady.as_str().to_owned(),
             format!("revision {latest} is ready"),
         ),
         RevisionHealth::Deploying => (
-            "Unknown",
-            "RevisionDeploying".to_owned(),
+            ConditionStatus::Unknown,
+            Reason::RevisionDeploying.as_str().to_owned(),
             format!("waiting for revision {latest} to become ready"),
         ),
         RevisionHealth::Failed { reason, message } => (
-            "False",
+            ConditionStatus::False,
             reason.clone(),
             format!("revision {latest}: {message}"),
         ),
     };
     Cond {
-        type_: CONFIGURATIONS_READY,
+        type_: ConditionType::ConfigurationsReady,
         status,
         reason,
         message,
@@ -286,30 +282,32 @@ fn routes_ready(
 ) -> Cond {
     let (status, reason, message) = match (resolved, latest) {
         (Ok(_), _) => (
-            "True",
-            "TrafficResolved",
+            ConditionStatus::True,
+            Reason::TrafficResolved,
             "every traffic target resolves to a revision".to_owned(),
         ),
         (Err(e @ TrafficError::TargetNotFound(_)), _) => (
-            "False",
-            "TrafficTargetNotFound",
+            ConditionStatus::False,
+            Reason::TrafficTargetNotFound,
             format!(
                 "{e}; name an existing revision (see status.revisions) or use latestRevision: true"
             ),
         ),
         (Err(e @ TrafficError::NoReadyRevision), RevisionHealth::Failed { .. }) => (
-            "False",
-            "NoReadyRevision",
+            ConditionStatus::False,
+            Reason::NoReadyRevision,
             format!("{e}, and the latest revision failed (see ConfigurationsReady)"),
         ),
-        (Err(e @ TrafficError::NoReadyRevision), _) => {
-            ("Unknown", "RevisionDeploying", e.to_string())
-        }
+        (Err(e @ TrafficError::NoReadyRevision), _) => (
+            ConditionStatus::Unknown,
+            Reason::RevisionDeploying,
+            e.to_string(),
+        ),
     };
     Cond {
-        type_: ROUTES_READY,
+        type_: ConditionType::RoutesReady,
         status,
-        reason: reason.to_owned(),
+        reason: reason.as_str().to_owned(),
         message,
     }
 }
@@ -319,21 +317,21 @@ fn routes_ready(
 fn overall(configurations: &Cond, routes: &Cond) -> Cond {
     let pick = [configurations, routes]
         .into_iter()
-        .find(|c| c.status == "False")
+        .find(|c| c.status == ConditionStatus::False)
         .or_else(|| {
             [configurations, routes]
                 .into_iter()
-                .find(|c| c.status != "True")
+                .find(|c| c.status != ConditionStatus::True)
         });
     match pick {
         None => Cond {
-            type_: READY,
-            status: "True",
-            reason: "Ready".to_owned(),
+            type_: ConditionType::Ready,
+            status: ConditionStatus::True,
+            reason: Reason::Ready.as_str().to_owned(),
             message: "the latest revision is ready and every route resolves".to_owned(),
         },
         Some(c) => Cond {
-            type_: READY,
+            type_: ConditionType::Ready,
             status: c.status,
             reason: c.reason.clone(),
             message: c.message.clone(),
@@ -348,12 +346,12 @@ fn settle(
     now: Timestamp,
 ) -> Condition {
     let since = previous
-        .and_then(|s| s.conditions.iter().find(|p| p.type_ == c.type_))
-        .filter(|p| p.status == c.status)
+        .and_then(|s| s.conditions.iter().find(|p| p.type_ == c.type_.as_str()))
+        .filter(|p| p.status == c.status.as_str())
         .map_or(Time(now), |p| p.last_transition_time.clone());
     Condition {
-        type_: c.type_.to_owned(),
-        status: c.status.to_owned(),
+        type_: c.type_.as_str().to_owned(),
+        status: c.status.as_str().to_owned(),
         reason: c.reason,
         message: c.message,
         last_transition_time: since,
