@@ -469,7 +469,7 @@ fn run_operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
         .identity
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
         .unwrap_or_else(|| format!("flint-operator-{}", std::process::id()));
-    let config = flint_operator::reconcile::run::OperatorConfig {
+    let config = flint_operator::process::OperatorConfig {
         admin_addr: args.admin_addr,
         domain: args.domain,
         leader: flint_operator::leader::LeaderConfig {
@@ -494,7 +494,7 @@ fn run_operator(args: OperatorArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(flint_operator::reconcile::run::run(config))?;
+        .block_on(flint_operator::process::run(config))?;
     Ok(ExitCode::SUCCESS)
 }
 

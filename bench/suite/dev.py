@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 
 # A stub Python function: answers 200 "ok", sleeps ?ms= first.
 STUB_APP = r'''
@@ -163,6 +164,31 @@ class Dev:
     def mark(self):
         with self.lock:
             return len(self.lines)
+
+    def metrics(self):
+        """The unlabelled samples of the admin port's `/metrics`, by name."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
+                out[parts[0]] = float(parts[1])
+        return out
+
+    def wait_swap(self, functions, after=0.0, timeout=120):
+        """Waits until `/metrics` reports a routing-table swap routing
+        `functions` Functions at or after Unix time `after`; returns
+        (Unix time of the swap, swap duration in seconds)."""
+        deadline = time.time() + timeout
+        while True:
+            m = self.metrics()
+            at = m.get("flint_route_swap_timestamp_seconds", 0.0)
+            if m.get("flint_route_table_functions") == functions and at >= after:
+                return at, m["flint_route_swap_seconds"]
+            if time.time() > deadline:
+                raise TimeoutError(f"no routing-table swap to {functions} functions: {m}")
+            time.sleep(0.01)
 
     def stop(self):
         self.proc.terminate()

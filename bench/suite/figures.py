@@ -2,7 +2,6 @@
 timing, resource use idle and under load, and 1,000 Functions at zero."""
 import asyncio
 import os
-import re
 import subprocess
 import time
 
@@ -129,17 +128,6 @@ def resources(flint, bench_bin, rates=(1000, 5000), seconds=5):
     return {"idle_rss_kib": idle_rss, "idle_cpu_cores": idle_cpu, "rss_after_load_kib": after_rss, "load": loads}
 
 
-SWAP = re.compile(r"^(\S+).*routing table swapped functions=(\d+) micros=(\d+)")
-
-
-def _log_time(stamp):
-    """Seconds since the epoch of a tracing timestamp (2026-01-02T03:04:05.123456Z)."""
-    import datetime
-    stamp = re.sub(r"\x1b\[[0-9;]*m", "", stamp)
-    return datetime.datetime.strptime(stamp.rstrip("Z")[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(
-        tzinfo=datetime.timezone.utc).timestamp()
-
-
 def scale(flint, n=1000):
     """`n` Functions at zero in one flint dev: memory, CPU idle, routing table swap time."""
     spec = "  scale: {initial: 0}\n"
@@ -148,30 +136,28 @@ def scale(flint, n=1000):
         for i in range(n):
             write_stub(root, f"s{i:04}", spec)
         t0 = time.time()
-        dev = Dev(flint, root, extra=("--log", "flint=debug"))
+        dev = Dev(flint, root)
         try:
-            _, m = dev.wait_line(rf"routing table swapped.*functions={n} ", timeout=300)
+            _, first_swap = dev.wait_swap(n, timeout=300)
             loaded = time.time() - t0
             time.sleep(3)
             rss = rss_kib(dev.pid)
             c0 = cpu_seconds(dev.pid)
             time.sleep(5)
             idle_cpu = (cpu_seconds(dev.pid) - c0) / 5
-            initial = [int(x.group(1)) for x in dev.matches(rf"routing table swapped.*functions={n} micros=(\d+)")]
+            initial = [first_swap * 1e6]
             # One more Function: time from its manifest on disk to the swap
             # that routes it (includes the 500 ms manifest rescan), and the
             # swap itself.
             reloads = []
             for k in range(3):
                 name = f"s{n + k:04}"
-                mark = dev.mark()
                 wrote = time.time()
                 write_stub(root, name, spec)
-                _, m = dev.wait_line(rf"routing table swapped.*functions={n + k + 1} micros=(\d+)", start=mark)
-                line = m.string
+                at, took = dev.wait_swap(n + k + 1, after=wrote)
                 reloads.append({
-                    "swap_us": int(m.group(1)),
-                    "manifest_to_route_ms": (_log_time(line.split()[0]) - wrote) * 1000,
+                    "swap_us": took * 1e6,
+                    "manifest_to_route_ms": (at - wrote) * 1000,
                 })
             status, ttfb = http_get(dev.port, f"/function/default/s{n:04}/")
         finally:

@@ -9,8 +9,8 @@
 //! `flint-operator`), writes the status and publishes Events; [`cleanup`]
 //! deletes old revisions, only objects the Function owns; [`pin`] resolves a
 //! new revision's image tag to a digest before it is cut. [`render`]
-//! prints what would be created, for schema validation; [`run`] is
-//! `flint operator`.
+//! prints what would be created, for schema validation. The process
+//! that runs the reconciler is `crate::process`.
 
 pub mod backoff;
 pub mod cleanup;
@@ -25,7 +25,6 @@ pub mod objects;
 pub mod pin;
 pub mod render;
 pub mod revision;
-pub mod run;
 pub mod security;
 pub mod status;
 pub mod traffic;

@@ -23,6 +23,7 @@ mod proxy;
 mod revision;
 mod server;
 pub mod split;
+pub mod swap_metrics;
 pub mod table;
 
 use std::collections::HashMap;
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     table: ArcSwap<Table>,
     revisions: Mutex<HashMap<RevisionKey, Arc<RevisionState>>>,
     metrics: GatewayMetrics,
+    /// The last routing-table swap, as its owner reported it.
+    swap: swap_metrics::SwapMetrics,
     /// What waiting requests, asynchronous bodies and callbacks hold.
     budget: MemoryBudget,
     poke: Arc<dyn PokeSink>,
@@ -108,6 +111,7 @@ impl Gateway {
                 table: ArcSwap::from_pointee(RouteTable::default()),
                 revisions: Mutex::new(HashMap::new()),
                 metrics: GatewayMetrics::new()?,
+                swap: swap_metrics::SwapMetrics::new()?,
                 budget,
                 poke,
                 routes_set: AtomicBool::new(false),
@@ -237,6 +241,15 @@ impl Gateway {
         self.routes_known() && self.peers_known()
     }
 
+    /// Records, for `/metrics`, that a table routing `functions` Functions
+    /// was swapped in, taking `took` (as its owner measures it: `flint dev`
+    /// counts building the table too) and ending now.
+    pub fn record_route_swap(&self, functions: usize, took: std::time::Duration) {
+        self.shared
+            .swap
+            .record(functions, took, std::time::SystemTime::now());
+    }
+
     /// Whether a routing table has been set.
     pub fn routes_known(&self) -> bool {
         self.shared.routes_set.load(Ordering::Acquire)
@@ -255,6 +268,7 @@ impl Gateway {
             .metrics
             .publish_capacity(&self.shared.sharing.counts);
         let mut text = self.shared.metrics.encode()?;
+        text.push_str(&self.shared.swap.encode()?);
         if let Some(intake) = self.shared.intake.get() {
             text.push_str(&intake.metrics_text()?);
         }

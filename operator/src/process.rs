@@ -16,11 +16,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::controller::{Context, run_controller};
-use super::metrics::ReconcileMetrics;
-use super::pin::ImagePinning;
 use crate::autoscaler::cluster::{self as autoscaler, ClusterAutoscalerConfig};
 use crate::leader::{LeaderConfig, LeaderElector, Leadership};
+use crate::reconcile::controller::{Context, run_controller};
+use crate::reconcile::metrics::ReconcileMetrics;
+use crate::reconcile::pin::ImagePinning;
 use crate::telemetry::serve_admin;
 
 /// Name the operator reports Events under.
