@@ -21,6 +21,7 @@ pub mod names;
 pub mod pod;
 pub mod poke;
 pub mod rbac;
+pub mod revision_plan;
 pub mod validate;
 
 /// The Kubernetes API types a Function embeds (containers, probes,
@@ -34,4 +35,5 @@ pub use function::{
     TrafficStatus, TrafficTarget,
 };
 pub use manifest::{ManifestError, parse_functions};
+pub use revision_plan::{PlanError, PlanRevision, PlanSpec, RevisionPlan, plan_revisions};
 pub use validate::{FieldError, ValidationErrors, validate};

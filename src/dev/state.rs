@@ -1,15 +1,19 @@
 //! What `flint dev` runs, decided without I/O: which revisions exist for the
 //! manifests on disk, which of them are ready, how traffic is split, and which
-//! old revisions go. It uses the operator's own revision identity (spec hash)
-//! and traffic resolution, so a manifest behaves the same here as on a cluster.
+//! old revisions go. It uses the operator's own revision identity (spec hash),
+//! traffic resolution and revision plan (`flint_api::revision_plan`: which
+//! revision is cut and numbered, which are kept and which deleted), so a
+//! manifest behaves the same here as on a cluster.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flint_api::backend::{FunctionRoute, RevisionKey, RevisionRoute};
-use flint_api::{FunctionSpec, ScaleSpec, TrafficStatus, names};
+use flint_api::revision_plan::{PlanSpec, plan_revisions};
+use flint_api::{FunctionSpec, ScaleSpec, TrafficStatus};
+use flint_operator::reconcile::desired::plan_input;
 use flint_operator::reconcile::hash::spec_hash;
-use flint_operator::reconcile::traffic::{latest_ready, resolve};
+use flint_operator::reconcile::traffic::resolve;
 use flint_operator::reconcile::{ExistingRevision, RevisionHealth};
 use flint_runtime::local::ProcessSpec;
 
@@ -116,15 +120,27 @@ impl DevState {
                 notes.extend(l.local.notes.iter().cloned());
                 state.local_notes = l.local.notes.clone();
             }
-            let latest_hash = state
-                .revisions
-                .last()
-                .map(|r| r.existing.spec_hash.as_str());
-            if latest_hash != Some(hash.as_str()) {
-                let number = state.revisions.last().map_or(1, |r| r.existing.number + 1);
-                let rev_name = names::revision_name(&name, number);
+            let existing: Vec<ExistingRevision> =
+                state.revisions.iter().map(|r| r.existing.clone()).collect();
+            let plan = plan_revisions(
+                plan_spec(&name, &hash, spec),
+                &plan_input(&existing),
+                &state.traffic,
+                |ready| resolve(&spec.traffic, &existing, ready),
+            );
+            let latest = match plan {
+                Ok(plan) => plan.latest,
+                Err(e) => {
+                    notes.push(format!("no revision cut for {ns}/{name}: {e}"));
+                    continue;
+                }
+            };
+            if latest.created {
+                let number = latest.number;
+                let rev_name = latest.name;
                 let first = state.revisions.is_empty();
-                let mut existing = ExistingRevision::new(rev_name.clone(), number, hash);
+                let mut existing =
+                    ExistingRevision::new(rev_name.clone(), number, latest.spec_hash);
                 // The first revision has nothing to protect: it is ready at
                 // zero. Later ones must start a replica before taking traffic.
                 existing.health = if first {
@@ -229,9 +245,18 @@ impl DevState {
         for ((ns, name), state) in &mut self.functions {
             let existing: Vec<ExistingRevision> =
                 state.revisions.iter().map(|r| r.existing.clone()).collect();
-            let latest_created = existing.last().map(|r| r.name.clone()).unwrap_or_default();
-            let ready = latest_ready(&latest_created, &existing).map(|r| r.name.clone());
-            match resolve(&state.spec.traffic, &existing, ready.as_deref()) {
+            // Settling cuts nothing: the spec is the latest revision's.
+            let latest_hash = existing.last().map_or("", |r| r.spec_hash.as_str());
+            let plan = plan_revisions(
+                plan_spec(name, latest_hash, &state.spec),
+                &plan_input(&existing),
+                &state.traffic,
+                |ready| resolve(&state.spec.traffic, &existing, ready),
+            );
+            let Ok(plan) = plan else {
+                continue;
+            };
+            match plan.resolved {
                 Ok(traffic) => {
                     if traffic != state.traffic {
                         notes.push(format!("traffic {ns}/{name}: {}", describe(&traffic)));
@@ -249,24 +274,15 @@ impl DevState {
                     }
                 }
             }
-            // History: revisions without traffic, beyond the limit, oldest first.
-            let limit = state.spec.revision_history_limit as usize;
-            let idle: Vec<String> = state
-                .revisions
-                .iter()
-                .map(|r| r.existing.name.clone())
-                .filter(|n| {
-                    *n != latest_created && !state.traffic.iter().any(|t| t.revision_name == *n)
-                })
-                .collect();
-            if idle.len() > limit {
-                for old in &idle[..idle.len() - limit] {
-                    state.revisions.retain(|r| r.existing.name != *old);
-                    actions.push(Action::Remove { key: key(ns, old) });
-                    notes.push(format!(
-                        "revision {ns}/{old} deleted (beyond revisionHistoryLimit {limit})"
-                    ));
-                }
+            // History: the plan's deletions come newest first; report them
+            // oldest first.
+            let limit = state.spec.revision_history_limit;
+            for old in plan.delete.iter().rev() {
+                state.revisions.retain(|r| r.existing.name != *old);
+                actions.push(Action::Remove { key: key(ns, old) });
+                notes.push(format!(
+                    "revision {ns}/{old} deleted (beyond revisionHistoryLimit {limit})"
+                ));
             }
         }
     }
@@ -341,6 +357,18 @@ pub struct FunctionSummary {
     pub traffic_error: Option<String>,
     /// Each revision and its health.
     pub revisions: Vec<(RevisionKey, String)>,
+}
+
+/// What the shared revision plan reads of a local function's spec; `hash` is
+/// the revision identity `flint dev` uses (the spec hash and the local
+/// environment's).
+fn plan_spec<'a>(function: &'a str, hash: &'a str, spec: &'a FunctionSpec) -> PlanSpec<'a> {
+    PlanSpec {
+        function,
+        spec_hash: hash,
+        traffic: &spec.traffic,
+        history_limit: spec.revision_history_limit,
+    }
 }
 
 fn key(ns: &str, revision: &str) -> RevisionKey {

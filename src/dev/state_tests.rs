@@ -199,3 +199,101 @@ fn idle_revisions_beyond_the_history_limit_are_deleted_oldest_first() {
         .collect();
     assert_eq!(names, ["hello-00003", "hello-00004"]);
 }
+
+/// The revisions `flint dev` still runs for the one function.
+fn revision_names(state: &DevState) -> Vec<String> {
+    state.routes()[0]
+        .revisions
+        .iter()
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+fn removed(actions: &[Action]) -> Vec<RevisionKey> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Remove { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+// The drift from the operator, fixed by the shared revision plan: each test
+// below failed before `flint dev` called `plan_revisions`.
+
+#[test]
+fn no_revision_is_numbered_past_the_maximum() {
+    let mut state = DevState::default();
+    state.apply(&[loaded("")]);
+    for f in state.functions.values_mut() {
+        for r in &mut f.revisions {
+            r.existing.number = flint_api::names::MAX_REVISION_NUMBER;
+            r.existing.name =
+                flint_api::names::revision_name("hello", flint_api::names::MAX_REVISION_NUMBER);
+        }
+    }
+    let (actions, notes) = state.apply(&[loaded("  args: [v2]\n")]);
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Add { .. })),
+        "{actions:?}"
+    );
+    assert!(notes.iter().any(|n| n.contains("99999")), "{notes:?}");
+    assert_eq!(revision_names(&state), ["hello-99999"]);
+    assert_eq!(traffic(&state), [("hello-99999".to_owned(), 100)]);
+}
+
+#[test]
+fn the_latest_ready_revision_is_kept_past_the_history_limit() {
+    let mut state = DevState::default();
+    let pinned =
+        "  traffic:\n    - {revision: hello-00001, percent: 100}\n  revisionHistoryLimit: 0\n";
+    state.apply(&[loaded(pinned)]);
+    state.apply(&[loaded(&format!("  args: [v2]\n{pinned}"))]);
+    let (ready, _) = state.revision_ready(&rev(2));
+    let (cut, _) = state.apply(&[loaded(&format!("  args: [v3]\n{pinned}"))]);
+    // hello-00002 is what `latestRevision: true` stands for while
+    // hello-00003 deploys: the operator keeps it, and so must `flint dev`.
+    assert_eq!(removed(&ready), []);
+    assert_eq!(removed(&cut), []);
+    assert_eq!(
+        revision_names(&state),
+        ["hello-00001", "hello-00002", "hello-00003"]
+    );
+}
+
+/// A spec whose traffic cannot be resolved (hello-00009 does not exist), so
+/// the previous split (all to hello-00002) stays in force, and whose
+/// `pin` target names hello-00001.
+fn unresolvable_with(pin: &str) -> String {
+    format!(
+        "  args: [v2]\n  revisionHistoryLimit: 0\n  traffic:\n    - {pin}\n    - {{revision: hello-00009, percent: 50}}\n"
+    )
+}
+
+fn revision_pinned_in_spec_traffic_is_kept(pin: &str) {
+    let mut state = DevState::default();
+    state.apply(&[loaded("")]);
+    state.apply(&[loaded("  args: [v2]\n")]);
+    state.revision_ready(&rev(2));
+    assert_eq!(traffic(&state), [("hello-00002".to_owned(), 100)]);
+    let (actions, notes) = state.apply(&[loaded(&unresolvable_with(pin))]);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("keeping the previous split")),
+        "{notes:?}"
+    );
+    assert_eq!(removed(&actions), []);
+    assert_eq!(revision_names(&state), ["hello-00001", "hello-00002"]);
+}
+
+#[test]
+fn a_revision_pinned_by_name_in_spec_traffic_is_kept() {
+    revision_pinned_in_spec_traffic_is_kept("{revision: hello-00001, percent: 50}");
+}
+
+#[test]
+fn a_revision_pinned_by_a_tag_in_spec_traffic_is_kept() {
+    revision_pinned_in_spec_traffic_is_kept("{revision: hello-00001, percent: 50, tag: old}");
+}

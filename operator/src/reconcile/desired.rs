@@ -3,9 +3,7 @@
 //! be created), its Deployment, every kept revision's Service, the resolved
 //! traffic and which old revisions to delete. Pure; the apply step does I/O.
 
-use std::collections::BTreeSet;
-
-use flint_api::names::{MAX_REVISION_NUMBER, revision_name};
+use flint_api::revision_plan::{PlanError, PlanRevision, PlanSpec, RevisionPlan, plan_revisions};
 use flint_api::{Function, TrafficStatus};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -34,18 +32,9 @@ pub enum DesiredError {
     RevisionNumbersExhausted(String),
 }
 
-/// The revision the Function's current spec maps to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LatestRevision {
-    /// Its name, e.g. `hello-00003`.
-    pub name: String,
-    /// Its number.
-    pub number: u32,
-    /// The hash of the current pod-shaping spec.
-    pub spec_hash: String,
-    /// Whether it does not exist yet and this reconcile creates it.
-    pub created: bool,
-}
+/// The revision the Function's current spec maps to, as the shared revision
+/// plan decides it (re-exported so the reconciler's callers keep one path).
+pub use flint_api::revision_plan::LatestRevision;
 
 /// Everything the cluster should hold for one Function.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,10 +128,28 @@ impl DesiredState {
     }
 }
 
+/// What the shared revision plan reads of each existing revision: its name,
+/// number, spec hash and whether it is ready. `flint dev` uses it too.
+pub fn plan_input(existing: &[ExistingRevision]) -> Vec<PlanRevision> {
+    existing
+        .iter()
+        .map(|r| PlanRevision {
+            name: r.name.clone(),
+            number: r.number,
+            spec_hash: r.spec_hash.clone(),
+            ready: r.is_ready(),
+        })
+        .collect()
+}
+
 /// Computes the desired state of `function` given the revisions that exist.
-/// A new revision is cut when the pod-shaping spec differs from the latest
-/// existing revision's (a return to an older spec is a new revision too, as
-/// in Knative; pin the old revision in `spec.traffic` to roll back to it).
+/// Which revision is cut, which is latest ready, the traffic in force and
+/// what is deleted come from [`plan_revisions`] (shared with `flint dev`);
+/// this adds the objects: the new revision's Deployment and every kept
+/// revision's Service. A new revision is cut when the pod-shaping spec
+/// differs from the latest existing revision's (a return to an older spec is
+/// a new revision too, as in Knative; pin the old revision in `spec.traffic`
+/// to roll back to it).
 pub fn desired_objects(
     function: &Function,
     existing: &[ExistingRevision],
@@ -170,53 +177,35 @@ pub fn desired_objects(
     };
     let spec = &function.spec;
     let hash = spec_hash(spec);
-    let newest = existing.iter().max_by_key(|r| r.number);
-    let latest = match newest {
-        Some(r) if r.spec_hash == hash => LatestRevision {
-            name: r.name.clone(),
-            number: r.number,
-            spec_hash: hash,
-            created: false,
-        },
-        _ => {
-            let number = newest.map_or(1, |r| r.number + 1);
-            if number > MAX_REVISION_NUMBER {
-                return Err(DesiredError::RevisionNumbersExhausted(name.to_owned()));
-            }
-            LatestRevision {
-                name: revision_name(name, number),
-                number,
-                spec_hash: hash,
-                created: true,
-            }
-        }
+    let plan_spec = PlanSpec {
+        function: name,
+        spec_hash: &hash,
+        traffic: &spec.traffic,
+        history_limit: spec.revision_history_limit,
     };
+    let previous = function
+        .status
+        .as_ref()
+        .map(|s| s.traffic.as_slice())
+        .unwrap_or_default();
+    let plan = plan_revisions(plan_spec, &plan_input(existing), previous, |ready| {
+        traffic::resolve(&spec.traffic, existing, ready)
+    })
+    .map_err(|e| match e {
+        PlanError::RevisionNumbersExhausted(_) => {
+            DesiredError::RevisionNumbersExhausted(name.to_owned())
+        }
+    })?;
+    let RevisionPlan {
+        latest,
+        latest_ready,
+        resolved,
+        traffic: routed,
+        delete,
+    } = plan;
     let deployment = latest
         .created
         .then(|| objects::deployment(owner, &latest.name, &latest.spec_hash, spec));
-
-    let latest_ready = traffic::latest_ready(&latest.name, existing).map(|r| r.name.clone());
-    let resolved = traffic::resolve(&spec.traffic, existing, latest_ready.as_deref());
-    let routed = match &resolved {
-        Ok(t) => t.clone(),
-        Err(_) => function
-            .status
-            .as_ref()
-            .map(|s| s.traffic.clone())
-            .unwrap_or_default(),
-    };
-
-    let mut keep: BTreeSet<&str> = BTreeSet::from([latest.name.as_str()]);
-    keep.extend(latest_ready.as_deref());
-    keep.extend(routed.iter().map(|t| t.revision_name.as_str()));
-    keep.extend(spec.traffic.iter().filter_map(|t| t.revision.as_deref()));
-    let mut idle: Vec<&ExistingRevision> = existing
-        .iter()
-        .filter(|r| !keep.contains(r.name.as_str()))
-        .collect();
-    idle.sort_by_key(|r| std::cmp::Reverse(r.number));
-    let limit = usize::try_from(spec.revision_history_limit).unwrap_or(usize::MAX);
-    let delete: Vec<String> = idle.iter().skip(limit).map(|r| r.name.clone()).collect();
 
     let mut services: Vec<Service> = existing
         .iter()
