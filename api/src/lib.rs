@@ -22,6 +22,7 @@ pub mod pod;
 pub mod poke;
 pub mod rbac;
 pub mod revision_plan;
+pub mod sync;
 pub mod validate;
 
 /// The Kubernetes API types a Function embeds (containers, probes,

@@ -6,11 +6,12 @@
 //! `in_flight × elapsed`, and a scrape credits the time since the last change,
 //! so the rate over any window is the exact average concurrency in it.
 
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use flint_api::backend::RevisionKey;
 use flint_api::metrics as names;
+use flint_api::sync::lock;
 use prometheus::local::LocalHistogram;
 use prometheus::{
     Counter, CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -235,10 +236,7 @@ impl GatewayMetrics {
         let gauge = |bytes: usize| i64::try_from(bytes).unwrap_or(i64::MAX);
         self.budget_limit.set(gauge(budget.limit()));
         self.budget_held.set(gauge(budget.held()));
-        let _sync = self
-            .budget_sync
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _sync = lock(&self.budget_sync);
         for what in crate::budget::Use::ALL {
             let counter = self
                 .budget_refused
@@ -251,10 +249,7 @@ impl GatewayMetrics {
     /// Copies what sharing replicas' slots with other gateways did into its
     /// counters (at each scrape: sharing keeps plain atomics).
     pub fn publish_capacity(&self, counts: &crate::gateway::capacity::Counts) {
-        let _sync = self
-            .budget_sync
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _sync = lock(&self.budget_sync);
         let pairs = [
             (&self.capacity_slots, "lent", &counts.lent),
             (&self.capacity_slots, "borrowed", &counts.borrowed),
@@ -356,10 +351,6 @@ struct Share {
     /// Concurrency-seconds accrued since the last flush.
     accrued: f64,
     durations: LocalHistogram,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Which share a request was counted in: it finishes in the same one, so

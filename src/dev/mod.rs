@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use flint_api::backend::ScaleActuator;
+use flint_api::sync::lock;
 use flint_runtime::gateway::{Gateway, GatewayConfig};
 use flint_runtime::local::{BackendEvent, LocalBackend};
 use tokio::net::TcpListener;
@@ -156,7 +157,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         "\nflint dev: stopping (waiting for in-flight requests, then stopping every function process)"
     );
     let _ = stop_tx.send(true);
-    let async_events = dev.events.lock().ok().and_then(|mut e| e.take());
+    let async_events = lock(&dev.events).take();
     if let Some(async_events) = async_events {
         async_events.finish().await;
     }
@@ -183,11 +184,8 @@ impl Dev {
         for err in &scan.errors {
             print::error(err);
         }
-        let (actions, notes) = match self.state.lock() {
-            Ok(mut state) => state.apply(&scan.functions),
-            Err(_) => return,
-        };
-        if let Ok(Some(events)) = self.events.lock().as_deref() {
+        let (actions, notes) = lock(&self.state).apply(&scan.functions);
+        if let Some(events) = lock(&self.events).as_ref() {
             let functions: Vec<flint_api::Function> =
                 scan.functions.iter().map(|l| l.function.clone()).collect();
             events.set_functions(&functions);
@@ -233,10 +231,7 @@ impl Dev {
             }
         }
         let started = std::time::Instant::now();
-        let routes = match self.state.lock() {
-            Ok(state) => state.routes(),
-            Err(_) => return,
-        };
+        let routes = lock(&self.state).routes();
         let functions = routes.len();
         let built = started.elapsed();
         // The autoscaler's backlog routes are not part of the swap measured.
@@ -252,14 +247,13 @@ impl Dev {
 
     async fn on_event(&self, event: BackendEvent) {
         print::event(&event);
-        let change = match (&event, self.state.lock()) {
-            (
-                BackendEvent::ReplicaReady { revision, .. }
-                | BackendEvent::RevisionRecovered { revision },
-                Ok(mut s),
-            ) => Some(s.revision_ready(revision)),
-            (BackendEvent::RevisionFailed { revision, message }, Ok(mut s)) => {
-                Some(s.revision_failed(revision, message))
+        let change = match &event {
+            BackendEvent::ReplicaReady { revision, .. }
+            | BackendEvent::RevisionRecovered { revision } => {
+                Some(lock(&self.state).revision_ready(revision))
+            }
+            BackendEvent::RevisionFailed { revision, message } => {
+                Some(lock(&self.state).revision_failed(revision, message))
             }
             _ => None,
         };
@@ -282,10 +276,7 @@ impl Dev {
     }
 
     async fn status_page(&self) -> String {
-        let functions = match self.state.lock() {
-            Ok(state) => state.describe(),
-            Err(_) => Vec::new(),
-        };
+        let functions = lock(&self.state).describe();
         let mut live = std::collections::HashMap::new();
         for f in &functions {
             for (key, _) in &f.revisions {

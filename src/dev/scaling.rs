@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use flint_api::backend::{FunctionRoute, PokeSink, RevisionKey};
 use flint_api::poke::ScalePoke;
+use flint_api::sync::lock;
 use flint_api::{AsyncSpec, Function, ScaleSpec};
 use flint_operator::autoscaler::source::FunctionKey;
 use flint_operator::autoscaler::source::direct::DirectSource;
@@ -101,9 +102,7 @@ impl Scaler {
                 Some((FunctionKey::new(ns, name), f.spec.async_.max_in_flight))
             })
             .collect();
-        if let Ok(mut m) = self.max_in_flight.lock() {
-            *m = limits;
-        }
+        *lock(&self.max_in_flight) = limits;
     }
 
     /// The gateway's routing table changed: each Function's async backlog
@@ -111,9 +110,7 @@ impl Scaler {
     /// the deliveries. Before any revision was ready (no split yet) it goes
     /// to the newest revision (listed last), as on a cluster.
     pub fn set_routes(&self, routes: &[FunctionRoute]) {
-        let Ok(limits) = self.max_in_flight.lock() else {
-            return;
-        };
+        let limits = lock(&self.max_in_flight);
         let default = AsyncSpec::default().max_in_flight;
         let backlog = routes
             .iter()

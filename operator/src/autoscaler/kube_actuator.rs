@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use flint_api::backend::{Replicas, RevisionKey, ScaleActuator, ScaleError, Standing};
 use flint_api::drain::DrainRequest;
 use flint_api::names::{ANNOTATION_POD_DELETION_COST, LABEL_REVISION};
+use flint_api::sync::lock;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -101,10 +102,7 @@ impl KubeActuator {
     /// Numbers a new scale call for `revision`; returns its number and a
     /// receiver that sees later calls.
     fn new_call(&self, revision: &RevisionKey) -> (u64, watch::Receiver<u64>) {
-        let mut calls = match self.calls.lock() {
-            Ok(calls) => calls,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut calls = lock(&self.calls);
         let sender = calls
             .entry(revision.clone())
             .or_insert_with(|| watch::channel(0).0);

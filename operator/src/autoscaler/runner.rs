@@ -25,11 +25,12 @@ use std::time::{Duration, Instant, SystemTime};
 use flint_api::backend::{PokeSink, RevisionKey, ScaleActuator, Standing};
 use flint_api::drain::{ControlToken, WWW_AUTHENTICATE, authorize};
 use flint_api::poke::ScalePoke;
+use flint_api::sync::lock;
 use flint_api::{KeepAliveStatus, ScaleSpec};
 use prometheus::Registry;
 use tokio::sync::mpsc;
 
-use super::backlog::{Backlog, BacklogBook, BacklogRoute};
+use super::backlog::{BacklogBook, BacklogRoute};
 use super::decide::{DecideConfig, Observation, ScaleState, decide};
 use super::explain;
 use super::metrics::AutoscalerMetrics;
@@ -143,9 +144,7 @@ impl AutoscalerHandle {
     /// revision learns afresh.
     pub fn upsert_restoring(&self, key: RevisionKey, spec: ScaleSpec, learned: Option<&str>) {
         let now = self.shared.now();
-        let Ok(mut revs) = self.shared.revisions.lock() else {
-            return;
-        };
+        let mut revs = lock(&self.shared.revisions);
         match revs.get_mut(&key) {
             Some(t) => {
                 t.window.set_span(spec.stable_window.as_std());
@@ -178,23 +177,17 @@ impl AutoscalerHandle {
 
     /// Stops scaling `key` (its replicas are left as they are).
     pub fn remove(&self, key: &RevisionKey) {
-        if let Ok(mut revs) = self.shared.revisions.lock() {
-            revs.remove(key);
-        }
+        lock(&self.shared.revisions).remove(key);
     }
 
     /// The revisions being scaled.
     pub fn revisions(&self) -> Vec<RevisionKey> {
-        self.shared
-            .revisions
-            .lock()
-            .map(|r| r.keys().cloned().collect())
-            .unwrap_or_default()
+        lock(&self.shared.revisions).keys().cloned().collect()
     }
 
     /// The last desired count of `key`.
     pub fn desired(&self, key: &RevisionKey) -> Option<u32> {
-        let revs = self.shared.revisions.lock().ok()?;
+        let revs = lock(&self.shared.revisions);
         revs.get(key).map(|t| t.state.desired)
     }
 
@@ -214,9 +207,7 @@ impl AutoscalerHandle {
             wall_now.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH)
         };
         let mut report = KeepAliveReport::default();
-        let Ok(revs) = self.shared.revisions.lock() else {
-            return report;
-        };
+        let revs = lock(&self.shared.revisions);
         for (key, t) in revs.iter() {
             if !t.adopted {
                 report
@@ -241,9 +232,7 @@ impl AutoscalerHandle {
     /// revisions (`async.maxInFlight` and the resolved traffic split).
     /// Functions left out add no backlog demand.
     pub fn set_backlog_routes(&self, routes: HashMap<FunctionKey, BacklogRoute>) {
-        if let Ok(mut b) = self.shared.backlogs.lock() {
-            b.set_routes(routes);
-        }
+        lock(&self.shared.backlogs).set_routes(routes);
     }
 }
 
@@ -337,9 +326,7 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
                 if let Some(pending) = self.source.take_pending() {
                     self.record_pending(at, pending);
                 }
-                let Ok(mut revs) = self.shared.revisions.lock() else {
-                    return;
-                };
+                let mut revs = lock(&self.shared.revisions);
                 for (key, r) in readings {
                     if let Some(t) = revs.get_mut(&key) {
                         t.window.push(Sample {
@@ -363,9 +350,7 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
     /// Keeps the pending counts read `at` for the decisions, and exports
     /// them (every routed Function, 0 when nothing is pending).
     fn record_pending(&self, at: Duration, pending: Pending) {
-        let Ok(mut b) = self.shared.backlogs.lock() else {
-            return;
-        };
+        let mut b = lock(&self.shared.backlogs);
         self.metrics.backlog.reset();
         for (key, n) in b.record(at, pending) {
             self.metrics
@@ -378,9 +363,7 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
     async fn refresh_ready(&self, key: &RevisionKey) {
         match self.actuator.replicas(key).await {
             Ok(r) => {
-                if let Ok(mut revs) = self.shared.revisions.lock()
-                    && let Some(t) = revs.get_mut(key)
-                {
+                if let Some(t) = lock(&self.shared.revisions).get_mut(key) {
                     t.ready = r.ready;
                 }
                 self.metrics
@@ -397,11 +380,9 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
     /// leader) and is taken over as it is, with what that one persisted.
     /// False while that cannot be read (the decision waits).
     async fn adopt(&self, key: &RevisionKey) -> bool {
-        let pending = self
-            .shared
-            .revisions
-            .lock()
-            .is_ok_and(|revs| revs.get(key).is_some_and(|t| !t.adopted));
+        let pending = lock(&self.shared.revisions)
+            .get(key)
+            .is_some_and(|t| !t.adopted);
         if !pending {
             return true;
         }
@@ -416,9 +397,7 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
         let wall_now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let Ok(mut revs) = self.shared.revisions.lock() else {
-            return false;
-        };
+        let mut revs = lock(&self.shared.revisions);
         let Some(t) = revs.get_mut(key) else {
             return false;
         };
@@ -445,16 +424,9 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
             return;
         }
         let now = self.shared.now();
-        let backlog = self
-            .shared
-            .backlogs
-            .lock()
-            .map(|b| b.of(key, now, self.config.decide.stale_after))
-            .unwrap_or(Backlog::NONE);
+        let backlog = lock(&self.shared.backlogs).of(key, now, self.config.decide.stale_after);
         let write = {
-            let Ok(mut revs) = self.shared.revisions.lock() else {
-                return;
-            };
+            let mut revs = lock(&self.shared.revisions);
             let Some(t) = revs.get_mut(key) else {
                 return;
             };
@@ -495,9 +467,7 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
         tracing::info!(revision = %key, desired, reason = reason.as_str(), "scaling");
         match self.actuator.scale(key, desired).await {
             Ok(()) => {
-                if let Ok(mut revs) = self.shared.revisions.lock()
-                    && let Some(t) = revs.get_mut(key)
-                {
+                if let Some(t) = lock(&self.shared.revisions).get_mut(key) {
                     t.written = Some(desired);
                 }
             }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flint_api::names::{FIELD_MANAGER, FINALIZER, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY};
+use flint_api::sync::lock;
 use flint_api::{Function, FunctionStatus};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -78,14 +79,14 @@ impl Context {
     }
 
     fn record_failure(&self, key: String) -> u32 {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = lock(&self.failures);
         let n = failures.entry(key).or_insert(0);
         *n = n.saturating_add(1);
         *n
     }
 
     fn clear_failures(&self, key: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = lock(&self.failures);
         failures.remove(key);
     }
 }

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flint_api::sync::lock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -274,7 +275,7 @@ struct Hold {
 impl Hold {
     /// Holds `key`, or `None` when this worker already holds it.
     fn take(shared: &Arc<Shared>, key: &str) -> Option<Self> {
-        let mut holding = shared.holding.lock().unwrap_or_else(|p| p.into_inner());
+        let mut holding = lock(&shared.holding);
         holding.insert(key.to_owned()).then(|| Self {
             shared: Arc::clone(shared),
             key: key.to_owned(),
@@ -284,11 +285,7 @@ impl Hold {
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        let mut holding = self
-            .shared
-            .holding
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut holding = lock(&self.shared.holding);
         holding.remove(&self.key);
     }
 }

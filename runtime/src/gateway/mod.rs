@@ -33,6 +33,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use flint_api::backend::{Endpoint, FunctionRoute, PokeSink, RevisionKey};
+use flint_api::sync::lock;
 
 pub use body::GatewayBody;
 pub use config::{
@@ -159,10 +160,7 @@ impl Gateway {
     }
 
     fn revisions(&self) -> std::sync::MutexGuard<'_, HashMap<RevisionKey, Arc<RevisionState>>> {
-        match self.shared.revisions.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.shared.revisions)
     }
 
     fn state_of(

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use flint_api::backend::{PokeSink, RevisionKey};
 use flint_api::drain::ControlToken;
 use flint_api::poke::{POKE_PATH, ScalePoke};
+use flint_api::sync::lock;
 use http::{Method, Request, Uri, header};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
@@ -137,10 +138,7 @@ impl PokeSink for HttpPokeSink {
             tracing::warn!(revision = %key, "no async runtime; poke dropped");
             return;
         };
-        let first = self
-            .pending
-            .lock()
-            .is_ok_and(|mut pending| pending.insert(key.clone()));
+        let first = lock(&self.pending).insert(key.clone());
         if !first {
             // A poke for this revision is on its way already.
             return;
@@ -158,9 +156,7 @@ impl PokeSink for HttpPokeSink {
                     tracing::warn!(revision = %key, %error, "poking the autoscaler failed")
                 }
             }
-            if let Ok(mut pending) = sink.pending.lock() {
-                pending.remove(&key);
-            }
+            lock(&sink.pending).remove(&key);
         });
     }
 }

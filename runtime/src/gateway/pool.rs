@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use flint_api::Protocol;
+use flint_api::sync::lock;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -192,9 +193,7 @@ impl Pool {
                     return Ok(Conn::Http2(conn));
                 }
                 let conn = self.connect_http2().await?;
-                if let Ok(mut shared) = self.shared.lock() {
-                    *shared = Some(conn.clone());
-                }
+                *lock(&self.shared) = Some(conn.clone());
                 Ok(Conn::Http2(conn))
             }
         }
@@ -204,31 +203,29 @@ impl Pool {
     pub fn checkin(&self, conn: Conn) {
         if let Conn::Http1(conn) = conn
             && conn.is_open()
-            && let Ok(mut idle) = self.idle.at(conn.worker.unwrap_or(0)).lock()
-            && idle.len() < MAX_IDLE
         {
-            idle.push(conn);
+            let mut idle = lock(self.idle.at(conn.worker.unwrap_or(0)));
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
         }
     }
 
     /// Idle HTTP/1 connections held.
     pub fn idle(&self) -> usize {
-        self.idle
-            .iter()
-            .map(|idle| idle.lock().map_or(0, |idle| idle.len()))
-            .sum()
+        self.idle.iter().map(|idle| lock(idle).len()).sum()
     }
 
     /// The most recently used idle connection this thread opened.
     fn pop_idle(&self) -> Option<Http1> {
-        let mut idle = self.idle.local().lock().ok()?;
+        let mut idle = lock(self.idle.local());
         let me = worker();
         let at = idle.iter().rposition(|c| c.worker == me)?;
         Some(idle.remove(at))
     }
 
     fn shared_http2(&self) -> Option<http2::SendRequest<RequestBody>> {
-        let shared = self.shared.lock().ok()?;
+        let shared = lock(&self.shared);
         shared.as_ref().filter(|c| !c.is_closed()).cloned()
     }
 

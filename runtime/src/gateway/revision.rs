@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use flint_api::backend::{Endpoint, RevisionKey};
+use flint_api::sync::lock;
 use tokio::sync::Notify;
 
 use super::balancer::{self, Load};
@@ -220,10 +221,7 @@ impl RevisionState {
     /// waiting for a replica of a failed revision give up with its reason.
     pub fn set_failure(&self, failure: Option<String>) {
         let failed = failure.is_some();
-        match self.failure.lock() {
-            Ok(mut f) => *f = failure,
-            Err(poisoned) => *poisoned.into_inner() = failure,
-        }
+        *lock(&self.failure) = failure;
         if failed {
             self.notify.notify_waiters();
         }
@@ -231,7 +229,7 @@ impl RevisionState {
 
     /// Why the revision failed, if it did.
     pub fn failure(&self) -> Option<String> {
-        self.failure.lock().ok().and_then(|f| f.clone())
+        lock(&self.failure).clone()
     }
 
     /// Ready replicas.
@@ -252,7 +250,7 @@ impl RevisionState {
         if let Some(u) = upstreams.iter().find(|u| u.endpoint.id == id) {
             return Some(u.load());
         }
-        let mut draining = self.draining.lock().ok()?;
+        let mut draining = lock(&self.draining);
         draining.retain(|u| u.load() > 0);
         draining
             .iter()
@@ -262,14 +260,11 @@ impl RevisionState {
 
     /// The cold-start state.
     pub fn cold(&self) -> Cold {
-        self.cold.lock().map_or(Cold::Warm, |c| *c)
+        *lock(&self.cold)
     }
 
     fn set_cold(&self, next: Cold) -> Cold {
-        match self.cold.lock() {
-            Ok(mut cold) => std::mem::replace(&mut *cold, next),
-            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), next),
-        }
+        std::mem::replace(&mut *lock(&self.cold), next)
     }
 
     /// Replaces the replicas: only ready, non-terminating endpoints that are
@@ -281,7 +276,8 @@ impl RevisionState {
     /// the gateway and joins rotation as soon as its port accepts a
     /// connection.
     pub fn set_endpoints(self: &Arc<Self>, endpoints: &[Endpoint], now: Instant) {
-        if let Ok(mut given) = self.given.lock() {
+        {
+            let mut given = lock(&self.given);
             given.clear();
             given.extend_from_slice(endpoints);
         }
@@ -303,12 +299,8 @@ impl RevisionState {
             return;
         };
         for e in endpoints.iter().filter(|e| !e.ready && !e.terminating) {
-            let known = self.probed.lock().is_ok_and(|p| p.contains(&e.id));
-            let started = !known
-                && self
-                    .probing
-                    .lock()
-                    .is_ok_and(|mut p| p.insert(e.id.clone()));
+            let known = lock(&self.probed).contains(&e.id);
+            let started = !known && lock(&self.probing).insert(e.id.clone());
             if started {
                 runtime.spawn(Arc::clone(self).probe(e.clone()));
             }
@@ -321,28 +313,22 @@ impl RevisionState {
     async fn probe(self: Arc<Self>, endpoint: Endpoint) {
         let deadline = Instant::now() + PROBE_FOR;
         while Instant::now() < deadline {
-            let still_starting = self.given.lock().is_ok_and(|given| {
-                given.iter().any(|e| {
-                    e.id == endpoint.id && e.addr == endpoint.addr && !e.ready && !e.terminating
-                })
+            let still_starting = lock(&self.given).iter().any(|e| {
+                e.id == endpoint.id && e.addr == endpoint.addr && !e.ready && !e.terminating
             });
             if !still_starting {
                 break;
             }
             let connect = tokio::net::TcpStream::connect(endpoint.addr);
             if let Ok(Ok(_)) = tokio::time::timeout(PROBE_INTERVAL * 8, connect).await {
-                if let Ok(mut probed) = self.probed.lock() {
-                    probed.insert(endpoint.id.clone());
-                }
+                lock(&self.probed).insert(endpoint.id.clone());
                 tracing::debug!(revision = %self.key, replica = %endpoint.id, "a starting replica answered the gateway's probe");
                 self.rerotate(Instant::now());
                 break;
             }
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
-        if let Ok(mut probing) = self.probing.lock() {
-            probing.remove(&endpoint.id);
-        }
+        lock(&self.probing).remove(&endpoint.id);
     }
 
     /// Takes the replicas `ids` out of rotation until `until` (or until
@@ -350,18 +336,15 @@ impl RevisionState {
     /// the autoscaler is about to remove them and waits for their requests
     /// to finish ([`RevisionState::in_flight_on`]).
     pub fn hold(&self, ids: &[String], until: Instant, now: Instant) {
-        if let Ok(mut held) = self.held.lock() {
-            for id in ids {
-                held.insert(id.clone(), until);
-            }
-        }
+        lock(&self.held).extend(ids.iter().map(|id| (id.clone(), until)));
         self.rerotate(now);
     }
 
     /// Puts held replicas back into rotation (if their endpoints are ready),
     /// and lets holds that ran out lapse.
     pub fn release(&self, ids: &[String], now: Instant) {
-        if let Ok(mut held) = self.held.lock() {
+        {
+            let mut held = lock(&self.held);
             for id in ids {
                 held.remove(id);
             }
@@ -375,25 +358,21 @@ impl RevisionState {
     }
 
     fn rerotate(&self, now: Instant) {
-        let given = self.given.lock().map(|g| g.clone()).unwrap_or_default();
+        let given = lock(&self.given).clone();
         self.rotate(&given, now);
     }
 
     fn rotate(&self, endpoints: &[Endpoint], now: Instant) {
-        let probed: std::collections::HashSet<String> = match self.probed.lock() {
-            Ok(mut probed) => {
-                // Forget replicas that left the list.
-                probed.retain(|id| endpoints.iter().any(|e| &e.id == id));
-                probed.clone()
-            }
-            Err(_) => std::collections::HashSet::new(),
+        let probed: std::collections::HashSet<String> = {
+            let mut probed = lock(&self.probed);
+            // Forget replicas that left the list.
+            probed.retain(|id| endpoints.iter().any(|e| &e.id == id));
+            probed.clone()
         };
-        let held: std::collections::HashSet<String> = match self.held.lock() {
-            Ok(mut held) => {
-                held.retain(|_, until| *until > now);
-                held.keys().cloned().collect()
-            }
-            Err(_) => std::collections::HashSet::new(),
+        let held: std::collections::HashSet<String> = {
+            let mut held = lock(&self.held);
+            held.retain(|_, until| *until > now);
+            held.keys().cloned().collect()
         };
         let current = self.upstreams.load_full();
         let mut old: HashMap<(&str, std::net::SocketAddr), &Arc<Upstream>> = current
@@ -418,7 +397,8 @@ impl RevisionState {
         let ready = !next.is_empty();
         // Replicas leaving rotation with requests on them are remembered
         // until those finish, so a draining backend can wait for them.
-        if let Ok(mut draining) = self.draining.lock() {
+        {
+            let mut draining = lock(&self.draining);
             draining.retain(|u| u.load() > 0);
             draining.extend(old.into_values().filter(|u| u.load() > 0).cloned());
         }
@@ -490,13 +470,14 @@ impl RevisionState {
         let (_in_line, ahead) = self.get_in_line(queue_size)?;
         if self.upstreams.load().is_empty() {
             let now = Instant::now();
-            let began = match self.cold.lock() {
-                Ok(mut cold) if *cold == Cold::Warm => {
+            let began = {
+                let mut cold = lock(&self.cold);
+                let warm = *cold == Cold::Warm;
+                if warm {
                     // ## Warm => Pending: first request without a replica.
                     *cold = Cold::Pending { since: now };
-                    true
                 }
-                _ => false,
+                warm
             };
             if began {
                 self.metrics.cold_start_began();
@@ -533,17 +514,13 @@ impl RevisionState {
     }
 
     fn set_last_poke(&self, at: Instant) {
-        if let Ok(mut last) = self.last_poke.lock() {
-            *last = Some(at);
-        }
+        *lock(&self.last_poke) = Some(at);
     }
 
     /// Whether the last poke is [`REPOKE_INTERVAL`] old; if so, `now` becomes
     /// the last poke (one waiting request re-pokes, not all of them).
     fn repoke_due(&self, now: Instant) -> bool {
-        let Ok(mut last) = self.last_poke.lock() else {
-            return false;
-        };
+        let mut last = lock(&self.last_poke);
         let due = last.is_none_or(|t| now.saturating_duration_since(t) >= REPOKE_INTERVAL);
         if due {
             *last = Some(now);

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flint_api::backend::{Endpoint, Replicas, RevisionKey, ScaleActuator, ScaleError};
+use flint_api::sync::lock;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use probe::{LocalProbe, ProbeCheck, Probes};
@@ -126,9 +127,7 @@ impl LocalBackend {
     /// Registers a revision at zero replicas; `drain_timeout` bounds how long
     /// a leaving replica may finish its in-flight requests.
     pub fn add_revision(&self, key: RevisionKey, spec: ProcessSpec, drain_timeout: Duration) {
-        let Ok(mut revisions) = self.revisions.lock() else {
-            return;
-        };
+        let mut revisions = lock(&self.revisions);
         if revisions.contains_key(&key) {
             return;
         }
@@ -155,7 +154,7 @@ impl LocalBackend {
     /// Drains and stops every replica of `key` and forgets it; returns when
     /// its processes are gone.
     pub async fn remove_revision(&self, key: &RevisionKey) {
-        let entry = self.revisions.lock().ok().and_then(|mut r| r.remove(key));
+        let entry = lock(&self.revisions).remove(key);
         if let Some(entry) = entry {
             let (done_tx, done_rx) = oneshot::channel();
             if entry.commands.send(Command::Stop(done_tx)).is_ok() {
@@ -166,21 +165,14 @@ impl LocalBackend {
 
     /// Stops every revision; returns when no child process is left.
     pub async fn shutdown(&self) {
-        let keys: Vec<RevisionKey> = self
-            .revisions
-            .lock()
-            .map(|r| r.keys().cloned().collect())
-            .unwrap_or_default();
+        let keys: Vec<RevisionKey> = lock(&self.revisions).keys().cloned().collect();
         let stops = keys.iter().map(|k| self.remove_revision(k));
         futures::future::join_all(stops).await;
     }
 
     /// The revisions currently registered.
     pub fn revisions(&self) -> Vec<RevisionKey> {
-        self.revisions
-            .lock()
-            .map(|r| r.keys().cloned().collect())
-            .unwrap_or_default()
+        lock(&self.revisions).keys().cloned().collect()
     }
 
     fn entry<T>(
@@ -188,10 +180,7 @@ impl LocalBackend {
         key: &RevisionKey,
         f: impl FnOnce(&RevisionEntry) -> T,
     ) -> Result<T, ScaleError> {
-        let revisions = self.revisions.lock().map_err(|_| ScaleError {
-            revision: key.clone(),
-            reason: "backend state poisoned".into(),
-        })?;
+        let revisions = lock(&self.revisions);
         let entry = revisions.get(key).ok_or_else(|| ScaleError {
             revision: key.clone(),
             reason: "no such revision in flint dev".into(),

@@ -9,6 +9,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use flint_api::sync::lock;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -333,11 +334,7 @@ impl Run {
             Ok(s) => s.to_string(),
             Err(e) => format!("wait failed: {e}"),
         };
-        let tail: Vec<String> = self
-            .tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default();
+        let tail: Vec<String> = lock(&self.tail).iter().cloned().collect();
         match tail.last() {
             Some(last) => format!("process {status}; last output: {last}"),
             None => format!("process {status}"),
@@ -449,12 +446,11 @@ async fn forward_output(
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         eprintln!("[{prefix}] {line}");
-        if let Ok(mut t) = tail.lock() {
-            if t.len() == KEPT_LINES {
-                t.pop_front();
-            }
-            t.push_back(line);
+        let mut t = lock(&tail);
+        if t.len() == KEPT_LINES {
+            t.pop_front();
         }
+        t.push_back(line);
     }
 }
 

@@ -9,9 +9,10 @@ mod writer;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use flint_api::sync::lock;
 use futures::future::BoxFuture;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::Notify;
@@ -78,13 +79,6 @@ impl std::fmt::Debug for EmbeddedQueue {
 
 fn store_err(err: impl std::fmt::Display) -> QueueError {
     QueueError::Store(err.to_string())
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 fn function_prefix(target: &FunctionKey) -> String {

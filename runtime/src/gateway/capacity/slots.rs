@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use flint_api::sync::lock;
+
 use super::ledger::{self, Holding};
 
 /// The admission limit of a replica whose slots are not shared (one
@@ -69,10 +71,7 @@ impl Slots {
     }
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
-        match self.ledger.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.ledger)
     }
 
     /// Requests in flight.

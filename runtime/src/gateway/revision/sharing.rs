@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use flint_api::sync::lock;
+
 use super::RevisionState;
 use crate::gateway::capacity::View;
 use crate::gateway::capacity::wire::{CapacityGrant, MAX_ASK_REPLICAS, ReplicaGrant, ReplicaRef};
@@ -49,10 +51,7 @@ impl Default for Pace {
 
 impl RevisionState {
     fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
-        match self.pace.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.pace)
     }
 
     /// Sets the revision's `concurrency`; when it changed and slots are

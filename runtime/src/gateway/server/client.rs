@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use flint_api::sync::lock;
 use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 
@@ -69,14 +70,12 @@ impl Client {
     /// Leaves an upgraded exchange for the connection to carry on with
     /// once hyper lets go of the socket.
     pub(crate) fn set_tunnel(&self, tunnel: Tunnel) {
-        if let Ok(mut slot) = self.tunnel.lock() {
-            *slot = Some(tunnel);
-        }
+        *lock(&self.tunnel) = Some(tunnel);
     }
 
     /// The upgraded exchange left by a request, if any.
     pub(crate) fn take_tunnel(&self) -> Option<Tunnel> {
-        self.tunnel.lock().ok().and_then(|mut slot| slot.take())
+        lock(&self.tunnel).take()
     }
 }
 
