@@ -4,7 +4,8 @@
 Loads N functions at zero (default 100), then calls each once: every call is
 a cold start. For each one it records the client's time to first byte and the
 app's own start-up to readiness as `flint dev` measured it (process spawn to
-first accepted connection). Platform overhead = TTFB - app start-up: the time
+first accepted connection), read from its `/metrics`
+(`flint_replica_startup_seconds`). Platform overhead = TTFB - app start-up: the time
 Flint itself adds (queueing the request, the poke, the autoscaler's decision,
 the scale write, noticing readiness, releasing and proxying the request). It
 is an upper bound: it also contains the app's handling of the request.
@@ -21,8 +22,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import urllib.request
 
 APP = r'''
 import os
@@ -52,6 +53,15 @@ def ttfb(port, path):
             rest += chunk
     status = (first + rest).split(b" ", 2)[1]
     return elapsed, status
+
+
+def startup_ms(admin, name):
+    """The start-up of revision `name`-00001's replica as `flint dev` reports
+    it on its admin port's `/metrics`, in ms; None until reported."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(rf'^flint_replica_startup_seconds{{[^}}]*revision="{name}-00001"[^}}]*}} (\S+)$', text, re.M)
+    return float(m.group(1)) * 1000 if m else None
 
 
 def pct(values, p):
@@ -84,20 +94,8 @@ def main():
         port, admin = free_port(), free_port()
         proc = subprocess.Popen(
             [args.flint, "dev", work, "--port", str(port), "--admin-port", str(admin)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        ready = {}
-        lock = threading.Lock()
-        pattern = re.compile(r"^cold\s+default/(f\d+)-00001\s+replica 1 ready in ([0-9.]+) ms")
-
-        def read():
-            for line in proc.stdout:
-                m = pattern.match(line)
-                if m:
-                    with lock:
-                        ready[m.group(1)] = float(m.group(2))
-
-        threading.Thread(target=read, daemon=True).start()
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -114,13 +112,12 @@ def main():
             if status != b"200":
                 print(f"{name}: status {status!r}", file=sys.stderr)
                 continue
+            startup = None
             for _ in range(200):
-                with lock:
-                    if name in ready:
-                        break
+                startup = startup_ms(admin, name)
+                if startup is not None:
+                    break
                 time.sleep(0.005)
-            with lock:
-                startup = ready.get(name)
             if startup is None:
                 continue
             rows.append({"function": name, "ttfb_ms": t * 1000, "app_startup_ms": startup,

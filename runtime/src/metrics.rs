@@ -76,7 +76,8 @@ pub struct GatewayMetrics {
     budget_sync: std::sync::Arc<Mutex<()>>,
 }
 
-fn register<C: prometheus::core::Collector + Clone + 'static>(
+/// Creates `metric` (named `name` for errors) and registers it in `registry`.
+pub(crate) fn register<C: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
     name: &'static str,
     metric: Result<C, prometheus::Error>,

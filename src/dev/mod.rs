@@ -225,6 +225,7 @@ impl Dev {
                 Action::Rescale { key, scale } => self.scaler.update(&key, scale),
                 Action::Remove { key } => {
                     self.scaler.forget(&key);
+                    self.gateway.forget_replica_startup(&key);
                     let backend = self.backend.clone();
                     tokio::spawn(async move { backend.remove_revision(&key).await });
                 }
@@ -247,6 +248,13 @@ impl Dev {
 
     async fn on_event(&self, event: BackendEvent) {
         print::event(&event);
+        // Benchmarks read start-ups from `/metrics`; the printed line is for people.
+        if let BackendEvent::ReplicaReady {
+            revision, startup, ..
+        } = &event
+        {
+            self.gateway.record_replica_startup(revision, *startup);
+        }
         let change = match &event {
             BackendEvent::ReplicaReady { revision, .. }
             | BackendEvent::RevisionRecovered { revision } => {

@@ -23,6 +23,7 @@ mod proxy;
 mod revision;
 mod server;
 pub mod split;
+pub mod startup_metrics;
 pub mod swap_metrics;
 pub mod table;
 
@@ -60,6 +61,8 @@ pub(crate) struct Shared {
     metrics: GatewayMetrics,
     /// The last routing-table swap, as its owner reported it.
     swap: swap_metrics::SwapMetrics,
+    /// Replica start-ups, as the owner running the replicas reported them.
+    startup: startup_metrics::StartupMetrics,
     /// What waiting requests, asynchronous bodies and callbacks hold.
     budget: MemoryBudget,
     poke: Arc<dyn PokeSink>,
@@ -113,6 +116,7 @@ impl Gateway {
                 revisions: Mutex::new(HashMap::new()),
                 metrics: GatewayMetrics::new()?,
                 swap: swap_metrics::SwapMetrics::new()?,
+                startup: startup_metrics::StartupMetrics::new()?,
                 budget,
                 poke,
                 routes_set: AtomicBool::new(false),
@@ -248,6 +252,17 @@ impl Gateway {
             .record(functions, took, std::time::SystemTime::now());
     }
 
+    /// Records, for `/metrics`, that a replica of `revision` became ready
+    /// `startup` after its process started (`flint dev` runs the replicas).
+    pub fn record_replica_startup(&self, revision: &RevisionKey, startup: std::time::Duration) {
+        self.shared.startup.record(revision, startup);
+    }
+
+    /// Drops `revision`'s start-up from `/metrics` (it was removed).
+    pub fn forget_replica_startup(&self, revision: &RevisionKey) {
+        self.shared.startup.forget(revision);
+    }
+
     /// Whether a routing table has been set.
     pub fn routes_known(&self) -> bool {
         self.shared.routes_set.load(Ordering::Acquire)
@@ -267,6 +282,7 @@ impl Gateway {
             .publish_capacity(&self.shared.sharing.counts);
         let mut text = self.shared.metrics.encode()?;
         text.push_str(&self.shared.swap.encode()?);
+        text.push_str(&self.shared.startup.encode()?);
         if let Some(intake) = self.shared.intake.get() {
             text.push_str(&intake.metrics_text()?);
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{Gauge, IntGauge, Registry};
 
-use crate::metrics::MetricsError;
+use crate::metrics::{MetricsError, register};
 
 /// Functions routed by the last swapped-in table.
 pub const ROUTE_TABLE_FUNCTIONS: &str = "flint_route_table_functions";
@@ -26,25 +26,13 @@ pub(crate) struct SwapMetrics {
     timestamp: Gauge,
 }
 
-fn registered<C: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    name: &'static str,
-    metric: Result<C, prometheus::Error>,
-) -> Result<C, MetricsError> {
-    let metric = metric.map_err(|source| MetricsError::Register { name, source })?;
-    registry
-        .register(Box::new(metric.clone()))
-        .map_err(|source| MetricsError::Register { name, source })?;
-    Ok(metric)
-}
-
 impl SwapMetrics {
     /// The gauges, registered in a fresh registry; all zero until a swap is
     /// recorded.
     pub(crate) fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new();
         Ok(Self {
-            functions: registered(
+            functions: register(
                 &registry,
                 ROUTE_TABLE_FUNCTIONS,
                 IntGauge::new(
@@ -52,7 +40,7 @@ impl SwapMetrics {
                     "Functions routed by the last routing table swapped in.",
                 ),
             )?,
-            seconds: registered(
+            seconds: register(
                 &registry,
                 ROUTE_SWAP_SECONDS,
                 Gauge::new(
@@ -60,7 +48,7 @@ impl SwapMetrics {
                     "Time the last routing-table swap took (building and swapping in), in seconds.",
                 ),
             )?,
-            timestamp: registered(
+            timestamp: register(
                 &registry,
                 ROUTE_SWAP_TIMESTAMP_SECONDS,
                 Gauge::new(
