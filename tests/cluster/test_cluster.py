@@ -1,6 +1,7 @@
 """Flint on a real Kubernetes (scripts/cluster): the chart installs with its
 own accounts, the API server enforces the CRD, a Function scales from zero
-and back, rollouts and scale-downs lose no request, a new leader takes over,
+and back, an example with a sidecar runs hardened, rollouts and scale-downs
+lose no request, a new leader takes over,
 and uninstalling leaves nothing behind.
 
 The tests run in file order and share one installation (installed by the
@@ -229,6 +230,48 @@ def test_example_scales_from_zero_serves_and_returns_to_zero():
     assert "RevisionCreated" in reasons and "RevisionReady" in reasons, reasons
     # A request after the way back to zero wakes it again.
     assert request(host("hello-rust")).status == 200
+
+
+def test_sidecar_example_runs_with_its_security_context_and_probes():
+    """examples/sidecar-python: the sidecar runs next to the function and
+    ships the access log it writes to their shared emptyDir; both
+    containers carry the example's hardened security context on top of
+    Flint's defaults, and the function container its own probes."""
+    doc = example("sidecar-python", min=1, initial=1)
+    for sidecar in doc["spec"]["sidecars"]:
+        sidecar["image"] = doc["spec"]["image"]
+    apply(doc)
+    wait_until("sidecar-python to be routed", lambda: routed("sidecar-python"), 60)
+    rev = status("sidecar-python")["latestCreatedRevision"]
+    wait_until("a Ready sidecar-python pod", lambda: ready_pods(rev), 180, interval=1)
+    reply = request(host("sidecar-python"), "/shipped")
+    assert reply.status == 200, reply
+    assert "python with a sidecar, path /shipped" in reply.body, reply
+    pod = ready_pods(rev)[0]
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    assert "shipper" in containers and len(containers) == 2, list(containers)
+    statuses = pod["status"]["containerStatuses"]
+    assert all(c["ready"] for c in statuses), statuses
+    for name, c in containers.items():
+        sc = c["securityContext"]
+        assert sc.get("runAsNonRoot") is True, (name, sc)
+        assert sc.get("readOnlyRootFilesystem") is True, (name, sc)
+        assert sc.get("allowPrivilegeEscalation") is False, (name, sc)
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], (name, sc)
+    assert pod["spec"]["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    app = next(c for n, c in containers.items() if n != "shipper")
+    assert app["readinessProbe"]["httpGet"]["path"] == "/healthz", app
+    assert app["livenessProbe"]["httpGet"]["path"] == "/healthz", app
+    assert pod["metadata"]["labels"].get("example.flint.dev/kind") == "sidecar"
+    name = pod["metadata"]["name"]
+    wait_until(
+        "the shipper to ship the request's access-log line",
+        lambda: '"path": "/shipped"' in kubectl("-n", FN_NS, "logs", name, "-c", "shipper"),
+        30,
+        interval=1,
+    )
+    kubectl("-n", FN_NS, "delete", "fn", "sidecar-python", "--wait=true")
+    wait_until("sidecar-python's pods gone", lambda: revision_pods(rev) == [], 120, interval=1)
 
 
 def test_rollout_under_steady_load_fails_no_request():
