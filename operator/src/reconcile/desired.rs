@@ -82,16 +82,7 @@ impl DesiredState {
 
     /// The image the new revision's function container runs, if one is cut.
     pub fn new_image(&self) -> Option<&str> {
-        self.deployment
-            .as_ref()?
-            .spec
-            .as_ref()?
-            .template
-            .spec
-            .as_ref()?
-            .containers
-            .iter()
-            .find(|c| c.name == objects::CONTAINER_NAME)?
+        super::revision::app_container(self.deployment.as_ref()?)?
             .image
             .as_deref()
     }

@@ -10,7 +10,7 @@ use flint_api::names::{
 };
 use flint_api::{FunctionSpec, FunctionStatus, Protocol, ScaleSpec};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 
 /// One revision that exists on the cluster (its Deployment exists).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +186,12 @@ pub fn observe_revisions(
 
 /// The image of a revision Deployment's function container.
 fn app_image(deployment: &Deployment) -> Option<String> {
+    app_container(deployment)?.image.clone()
+}
+
+/// A revision Deployment's function container (the one named
+/// [`CONTAINER_NAME`], beside any sidecars).
+pub fn app_container(deployment: &Deployment) -> Option<&Container> {
     deployment
         .spec
         .as_ref()?
@@ -194,9 +200,7 @@ fn app_image(deployment: &Deployment) -> Option<String> {
         .as_ref()?
         .containers
         .iter()
-        .find(|c| c.name == CONTAINER_NAME)?
-        .image
-        .clone()
+        .find(|c| c.name == CONTAINER_NAME)
 }
 
 /// The health of one revision: serving replicas win; then a failure found in
