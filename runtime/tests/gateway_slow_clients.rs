@@ -52,6 +52,29 @@ async fn served_behind(addr: SocketAddr, host: &str, expect: &str) {
     );
 }
 
+/// Starts a POST to `host` whose 100-byte body comes one byte a second,
+/// once `app` has the request (and, at `concurrency: 1`, the only slot);
+/// returns the client's reading half and the trickling task.
+async fn trickle(
+    addr: SocketAddr,
+    host: &str,
+    app: &App,
+) -> (tokio::net::tcp::OwnedReadHalf, tokio::task::JoinHandle<()>) {
+    let (reader, mut writer) = connect(addr).await.into_split();
+    let head = format!("POST /echo HTTP/1.1\r\nhost: {host}\r\ncontent-length: 100\r\n\r\nx");
+    writer.write_all(head.as_bytes()).await.unwrap();
+    eventually(|| app.stats.in_flight.load(Ordering::SeqCst) == 1).await;
+    let task = tokio::spawn(async move {
+        for _ in 0..TIMEOUT_SECONDS {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if writer.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+    });
+    (reader, task)
+}
+
 #[tokio::test]
 async fn a_body_trickled_at_one_byte_a_second_loses_its_slot() {
     for protocol in [Protocol::Http1, Protocol::H2c] {
@@ -60,23 +83,7 @@ async fn a_body_trickled_at_one_byte_a_second_loses_its_slot() {
         let mut rev = revision("slow-00001", 1, TIMEOUT_SECONDS);
         rev.protocol = protocol;
         gw.serve_single("slow", rev, vec![ready("p", app.addr)]);
-        let (mut reader, mut writer) = connect(gw.addr).await.into_split();
-        writer
-            .write_all(
-                b"POST /echo HTTP/1.1\r\nhost: slow.ns.localhost\r\ncontent-length: 100\r\n\r\nx",
-            )
-            .await
-            .unwrap();
-        // The replica has the request (and the only slot).
-        eventually(|| app.stats.in_flight.load(Ordering::SeqCst) == 1).await;
-        let trickle = tokio::spawn(async move {
-            for _ in 0..TIMEOUT_SECONDS {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if writer.write_all(b"x").await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut reader, trickle) = trickle(gw.addr, "slow.ns.localhost", &app).await;
         served_behind(gw.addr, "slow.ns.localhost", "app GET /").await;
         let head = read_head(&mut reader).await;
         assert!(head.starts_with("http/1.1 408 "), "{protocol:?}: {head}");
@@ -100,22 +107,7 @@ async fn a_body_below_the_minimum_rate_loses_its_slot_with_the_default_settings(
         let mut rev = revision("trickle-00001", 1, TIMEOUT_SECONDS);
         rev.protocol = protocol;
         gw.serve_single("trickle", rev, vec![ready("p", app.addr)]);
-        let (mut reader, mut writer) = connect(gw.addr).await.into_split();
-        writer
-            .write_all(
-                b"POST /echo HTTP/1.1\r\nhost: trickle.ns.localhost\r\ncontent-length: 100\r\n\r\nx",
-            )
-            .await
-            .unwrap();
-        eventually(|| app.stats.in_flight.load(Ordering::SeqCst) == 1).await;
-        let trickle = tokio::spawn(async move {
-            for _ in 0..TIMEOUT_SECONDS {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if writer.write_all(b"x").await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut reader, trickle) = trickle(gw.addr, "trickle.ns.localhost", &app).await;
         let started = Instant::now();
         let (status, _, body) = get(gw.addr, "trickle.ns.localhost", "/").await;
         let waited = started.elapsed();
