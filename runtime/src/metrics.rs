@@ -77,6 +77,13 @@ pub struct GatewayMetrics {
 }
 
 /// Creates `metric` (named `name` for errors) and registers it in `registry`.
+/// `registry`'s metrics in Prometheus text format.
+pub(crate) fn encode(registry: &Registry) -> Result<String, MetricsError> {
+    prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .map_err(MetricsError::Encode)
+}
+
 pub(crate) fn register<C: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
     name: &'static str,
@@ -299,9 +306,7 @@ impl GatewayMetrics {
 
     /// The registry, in Prometheus text exposition format.
     pub fn encode(&self) -> Result<String, MetricsError> {
-        prometheus::TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .map_err(MetricsError::Encode)
+        encode(&self.registry)
     }
 }
 

@@ -72,9 +72,7 @@ impl SwapMetrics {
 
     /// The gauges in Prometheus text format.
     pub(crate) fn encode(&self) -> Result<String, MetricsError> {
-        prometheus::TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .map_err(MetricsError::Encode)
+        crate::metrics::encode(&self.registry)
     }
 }
 
