@@ -1,0 +1,258 @@
+//! One revision's request accounting, on the request path: label handles
+//! resolved once, in-flight counts, their integral and request durations
+//! kept per worker thread (no cache line written by two cores), published
+//! at each scrape; queue and cold-start metrics.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use flint_api::backend::RevisionKey;
+use flint_api::sync::lock;
+use prometheus::local::LocalHistogram;
+use prometheus::{Counter, Histogram, IntCounter, IntCounterVec, IntGauge};
+
+use super::{GatewayMetrics, Integral};
+use crate::shard::Sharded;
+
+/// One worker thread's share of a revision's request accounting: its
+/// in-flight count and their time integral, and its request durations.
+/// Kept per thread and published at each scrape ([`RevisionMetrics::flush`]),
+/// so the request path writes no cache line another core writes too. The
+/// integral of the total in-flight count is the sum of the shares'.
+struct Share {
+    integral: Integral,
+    /// Concurrency-seconds accrued since the last flush.
+    accrued: f64,
+    durations: LocalHistogram,
+}
+
+/// Which share a request was counted in: it finishes in the same one, so
+/// each share's in-flight count goes up and down by the same requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Counted(usize);
+
+/// The metric handles of one revision, resolved once.
+pub struct RevisionMetrics {
+    requests: IntCounterVec,
+    labels: [String; 3],
+    /// The request counter of each status code 100..=599, resolved the
+    /// first time the code is seen (then a plain atomic add).
+    codes: Box<[OnceLock<IntCounter>]>,
+    shares: Sharded<Mutex<Share>>,
+    in_flight: IntGauge,
+    concurrency: Counter,
+    queue_depth: IntGauge,
+    overflow: IntCounter,
+    cold_starts: IntCounter,
+    cold_start_duration: Histogram,
+}
+
+impl RevisionMetrics {
+    /// The handles of `key`'s series in `families`, resolved once.
+    pub(super) fn resolve(families: &GatewayMetrics, key: &RevisionKey) -> Self {
+        let labels = [
+            key.namespace.as_str(),
+            key.function.as_str(),
+            key.revision.as_str(),
+        ];
+        let duration = families.durations.with_label_values(&labels);
+        Self {
+            requests: families.requests.clone(),
+            codes: (FIRST_CODE..=LAST_CODE).map(|_| OnceLock::new()).collect(),
+            labels: [
+                key.namespace.clone(),
+                key.function.clone(),
+                key.revision.clone(),
+            ],
+            shares: Sharded::new(|| {
+                Mutex::new(Share {
+                    integral: Integral::new(Instant::now()),
+                    accrued: 0.0,
+                    durations: duration.local(),
+                })
+            }),
+            in_flight: families.in_flight.with_label_values(&labels),
+            concurrency: families.concurrency.with_label_values(&labels),
+            queue_depth: families.queue_depth.with_label_values(&labels),
+            overflow: families.overflow.with_label_values(&labels),
+            cold_starts: families.cold_starts.with_label_values(&labels),
+            cold_start_duration: families.cold_start_durations.with_label_values(&labels),
+        }
+    }
+
+    /// A request for this revision entered the gateway at `now`.
+    pub fn request_started(&self, now: Instant) -> Counted {
+        let index = self.shares.index();
+        let mut share = lock(self.shares.at(index));
+        share.accrued += share.integral.change(now, 1);
+        Counted(index)
+    }
+
+    /// A request that started at `started` was answered with `code`, and its
+    /// response finished (or was abandoned) at `now`.
+    pub fn request_finished(&self, counted: Counted, started: Instant, now: Instant, code: u16) {
+        {
+            let mut share = lock(self.shares.at(counted.0));
+            share.accrued += share.integral.change(now, -1);
+            share
+                .durations
+                .observe(now.saturating_duration_since(started).as_secs_f64());
+        }
+        let code = code.clamp(FIRST_CODE, LAST_CODE);
+        let resolve = || {
+            let mut buf = itoa_buf(code);
+            self.requests.with_label_values(&[
+                self.labels[0].as_str(),
+                self.labels[1].as_str(),
+                self.labels[2].as_str(),
+                code_str(&mut buf),
+            ])
+        };
+        match self.codes.get(usize::from(code - FIRST_CODE)) {
+            Some(slot) => slot.get_or_init(resolve).inc(),
+            None => resolve().inc(),
+        }
+    }
+
+    /// Publishes the shares as of `now` (called before a scrape): the
+    /// concurrency integral credited up to `now`, the in-flight count, the
+    /// request durations.
+    pub fn flush(&self, now: Instant) {
+        let mut accrued = 0.0;
+        let mut in_flight = 0u64;
+        for share in self.shares.iter() {
+            let mut share = lock(share);
+            accrued += std::mem::take(&mut share.accrued) + share.integral.advance(now);
+            in_flight += share.integral.in_flight();
+            share.durations.flush();
+        }
+        self.concurrency.inc_by(accrued);
+        self.in_flight
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    }
+
+    /// Requests now waiting in the revision's queue.
+    pub fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// A request was refused because the queue was full.
+    pub fn queue_overflowed(&self) {
+        self.overflow.inc();
+    }
+
+    /// A cold start began.
+    pub fn cold_start_began(&self) {
+        self.cold_starts.inc();
+    }
+
+    /// A cold start ended after its first request waited `waited`.
+    pub fn cold_start_ended(&self, waited: Duration) {
+        self.cold_start_duration.observe(waited.as_secs_f64());
+    }
+}
+
+/// Lowest and highest status codes counted under their own label.
+const FIRST_CODE: u16 = 100;
+const LAST_CODE: u16 = 599;
+
+/// Three ASCII digits of an HTTP status code (100..=999), without allocating.
+fn itoa_buf(code: u16) -> [u8; 3] {
+    let code = code.clamp(100, 999);
+    [
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+    ]
+}
+
+fn code_str(buf: &mut [u8; 3]) -> &str {
+    std::str::from_utf8(buf).unwrap_or("000")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn status_codes_render_as_three_digits() {
+        for (code, text) in [(200, "200"), (404, "404"), (503, "503"), (101, "101")] {
+            let mut buf = itoa_buf(code);
+            assert_eq!(code_str(&mut buf), text);
+        }
+    }
+
+    fn sample(text: &str, family: &str) -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(family) && l.contains("revision=\"hello-00001\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    #[test]
+    fn shares_of_several_threads_add_up_and_requests_finish_where_they_started() {
+        let metrics = GatewayMetrics::new().unwrap();
+        let rev =
+            std::sync::Arc::new(metrics.revision(&RevisionKey::new("ns", "hello", "hello-00001")));
+        let t0 = Instant::now();
+        // Workers 0 and 1 start a request each at t0; worker 1's ends at
+        // 1 s on its own thread, worker 0's at 3 s on another thread.
+        let on_worker = |id: usize| {
+            let rev = std::sync::Arc::clone(&rev);
+            std::thread::spawn(move || {
+                crate::shard::set_worker(id);
+                let counted = rev.request_started(t0);
+                if id == 1 {
+                    rev.request_finished(counted, t0, at(t0, 1000), 200);
+                }
+                counted
+            })
+            .join()
+            .unwrap()
+        };
+        let first = on_worker(0);
+        on_worker(1);
+        rev.flush(at(t0, 2000));
+        let text = metrics.encode().unwrap();
+        assert_eq!(sample(&text, "flint_requests_in_flight"), 1.0);
+        assert_eq!(
+            sample(&text, "flint_request_concurrency_seconds_total"),
+            3.0
+        );
+        assert_eq!(sample(&text, "flint_request_duration_seconds_count"), 1.0);
+
+        rev.request_finished(first, t0, at(t0, 3000), 200);
+        rev.flush(at(t0, 4000));
+        let text = metrics.encode().unwrap();
+        assert_eq!(sample(&text, "flint_requests_in_flight"), 0.0);
+        assert_eq!(
+            sample(&text, "flint_request_concurrency_seconds_total"),
+            4.0
+        );
+        assert_eq!(sample(&text, "flint_request_duration_seconds_count"), 2.0);
+        assert_eq!(sample(&text, "flint_request_duration_seconds_sum"), 4.0);
+    }
+
+    #[test]
+    fn families_use_the_shared_names() {
+        let metrics = GatewayMetrics::new().unwrap();
+        let rev = metrics.revision(&RevisionKey::new("ns", "hello", "hello-00001"));
+        let t0 = Instant::now();
+        let counted = rev.request_started(t0);
+        rev.request_finished(counted, t0, at(t0, 2000), 200);
+        rev.flush(at(t0, 2000));
+        let text = metrics.encode().unwrap();
+        assert!(text.contains(
+            "flint_requests_total{code=\"200\",function=\"hello\",namespace=\"ns\",revision=\"hello-00001\"} 1"
+        ));
+        assert!(text.contains(
+            "flint_request_concurrency_seconds_total{function=\"hello\",namespace=\"ns\",revision=\"hello-00001\"} 2"
+        ));
+    }
+}
