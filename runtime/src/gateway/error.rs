@@ -1,6 +1,8 @@
 //! Why a request could not be proxied, and the plain answer each case gets.
 
-use http::StatusCode;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use super::body::{self, GatewayBody};
 
 /// A request the gateway answers itself instead of proxying.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +137,37 @@ impl ProxyError {
         }
     }
 
+    /// Whether the refusal passes with time (a full queue, a spent memory
+    /// budget, no revision ready yet, the connection cap), so the answer
+    /// says when to retry.
+    pub fn passes_with_time(&self) -> bool {
+        matches!(
+            self,
+            Self::QueueFull { .. }
+                | Self::NoRevision { .. }
+                | Self::TooManyConnections { .. }
+                | Self::OverBudget(_)
+        )
+    }
+
+    /// The plain-text answer: the status, the reason as the body, and
+    /// `Retry-After: retry_after` (seconds) when the refusal
+    /// [passes with time](Self::passes_with_time). The one place a request
+    /// the gateway refuses gets its response.
+    pub fn response(&self, retry_after: u32) -> Response<GatewayBody> {
+        let mut resp = Response::new(body::full(format!("{self}\n")));
+        *resp.status_mut() = self.status();
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if self.passes_with_time() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        resp
+    }
+
     /// A short, stable label for logs and metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -265,5 +298,32 @@ mod tests {
             path: "/a".into(),
         };
         assert!(err.to_string().contains("\"nope.default.localhost\""));
+    }
+
+    #[tokio::test]
+    async fn the_answer_names_why_and_says_when_to_retry_if_time_helps() {
+        let full = ProxyError::QueueFull {
+            revision: "hello-00001".into(),
+            queued: 3,
+        };
+        let resp = full.response(7);
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["retry-after"], "7");
+        assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
+        let unknown = ProxyError::UnknownFunction {
+            host: "nope.default.localhost".into(),
+            path: "/".into(),
+        };
+        let resp = unknown.response(7);
+        assert_eq!(resp.status(), 404);
+        assert!(!resp.headers().contains_key("retry-after"));
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(
+            body,
+            "no function is served at host \"nope.default.localhost\" and path \"/\"\n"
+        );
     }
 }

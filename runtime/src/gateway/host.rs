@@ -1,8 +1,10 @@
 //! Reading the route key out of a request, without allocating: the host
 //! (`<fn>.<ns>.<domain>`, `<tag>-<fn>.<ns>.<domain>`) or the path form
-//! `/function/<ns>/<fn>/…`.
+//! `/function/<ns>/<fn>/…`; and the host the request is forwarded with,
+//! taken from the same place ([`NamedHost`]).
 
 use flint_api::names::FUNCTION_PATH_PREFIX;
+use http::HeaderValue;
 
 use super::error::ProxyError;
 
@@ -51,15 +53,7 @@ pub fn route_name(host: &str) -> &str {
 /// they route on the same host. [`check`] refuses requests whose `Host`
 /// headers are missing or ambiguous before this is asked.
 pub fn request_host<B>(req: &http::Request<B>) -> &str {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-        })
-        .unwrap_or("")
+    NamedHost::first(req).as_str()
 }
 
 /// Refuses a request that lacks a `Host` header where HTTP requires one
@@ -67,23 +61,97 @@ pub fn request_host<B>(req: &http::Request<B>) -> &str {
 /// that picked different ones would route it differently (RFC 9112 §3.2
 /// asks for 400 in both cases). HTTP/1.0 needs none.
 pub fn check<B>(req: &http::Request<B>) -> Result<(), ProxyError> {
-    let mut hosts = req.headers().get_all(http::header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(_), None) => Ok(()),
-        (Some(_), Some(_)) => Err(ProxyError::SeveralHosts {
-            count: 2 + hosts.count(),
-        }),
-        (None, _) => {
-            let needed = match req.version() {
-                http::Version::HTTP_11 => true,
-                http::Version::HTTP_2 => req.uri().authority().is_none(),
-                _ => false,
-            };
-            if needed {
-                Err(ProxyError::MissingHost)
-            } else {
-                Ok(())
+    NamedHost::checked(req).map(drop)
+}
+
+/// Where a request names its host: what [`request_host`] reads, kept so
+/// that routing and forwarding read the request once.
+#[derive(Debug, Clone, Copy)]
+pub enum NamedHost<'r> {
+    /// The URI's authority (an absolute-form target, or HTTP/2's
+    /// `:authority`): it wins over `Host`.
+    Authority(&'r http::uri::Authority),
+    /// The `Host` header.
+    Header(&'r HeaderValue),
+    /// Neither (HTTP/1.0 allows it).
+    Nothing,
+}
+
+impl<'r> NamedHost<'r> {
+    /// The host `req` names, in one pass over its `Host` headers, refused
+    /// as [`check`] refuses it.
+    pub fn checked<B>(req: &'r http::Request<B>) -> Result<Self, ProxyError> {
+        let mut hosts = req.headers().get_all(http::header::HOST).iter();
+        let header = match (hosts.next(), hosts.next()) {
+            (Some(header), None) => Some(header),
+            (Some(_), Some(_)) => {
+                return Err(ProxyError::SeveralHosts {
+                    count: 2 + hosts.count(),
+                });
             }
+            (None, _) => {
+                let needed = match req.version() {
+                    http::Version::HTTP_11 => true,
+                    http::Version::HTTP_2 => req.uri().authority().is_none(),
+                    _ => false,
+                };
+                if needed {
+                    return Err(ProxyError::MissingHost);
+                }
+                None
+            }
+        };
+        Ok(Self::of(req, header))
+    }
+
+    /// The host `req` names, its first `Host` header if it has several
+    /// (for a request [`check`] has passed).
+    pub fn first<B>(req: &'r http::Request<B>) -> Self {
+        Self::of(req, req.headers().get(http::header::HOST))
+    }
+
+    fn of<B>(req: &'r http::Request<B>, header: Option<&'r HeaderValue>) -> Self {
+        match (req.uri().authority(), header) {
+            (Some(authority), _) => Self::Authority(authority),
+            (None, Some(header)) => Self::Header(header),
+            (None, None) => Self::Nothing,
+        }
+    }
+
+    /// The host as text, as the route is looked up by: empty when the
+    /// request names none or its `Host` header is not visible ASCII.
+    pub fn as_str(self) -> &'r str {
+        match self {
+            Self::Authority(authority) => authority.as_str(),
+            Self::Header(header) => header.to_str().unwrap_or(""),
+            Self::Nothing => "",
+        }
+    }
+
+    /// The host the request is forwarded with (as `Host`, or HTTP/2's
+    /// `:authority`, and `X-Forwarded-Host`): the one it is routed by,
+    /// without the trailing dot of a fully qualified name. Only an
+    /// absolute-form or HTTP/2 request, or a trailing dot, costs a copy;
+    /// otherwise this is the `Host` header itself.
+    pub fn forwarded(self) -> HeaderValue {
+        let value = match self {
+            Self::Authority(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            Self::Header(header) => Some(header.clone()),
+            Self::Nothing => None,
+        };
+        let Some(value) = value else {
+            return HeaderValue::from_static("");
+        };
+        let Ok(text) = value.to_str() else {
+            return value;
+        };
+        let name = strip_port(text);
+        match name.strip_suffix('.') {
+            Some(bare) if !bare.is_empty() => {
+                let port = &text[name.len()..];
+                HeaderValue::from_str(&format!("{bare}{port}")).unwrap_or(value)
+            }
+            _ => value,
         }
     }
 }
@@ -261,6 +329,29 @@ mod tests {
         for (path, want) in cases {
             let got = function_path(path).map(|p| (p.namespace, p.function, p.prefix, p.rest));
             assert_eq!(got, want, "{path}");
+        }
+    }
+
+    #[test]
+    fn forwarded_hosts_come_from_the_authority_then_the_host_header() {
+        let cases: [(&str, Option<&str>, &str); 5] = [
+            ("/", Some("a.ns.localhost"), "a.ns.localhost"),
+            (
+                "http://b.ns.localhost/",
+                Some("a.ns.localhost"),
+                "b.ns.localhost",
+            ),
+            ("/", None, ""),
+            ("/", Some("."), "."),
+            ("/", Some("[::1]:80"), "[::1]:80"),
+        ];
+        for (uri, host, want) in cases {
+            let mut req = http::Request::builder().uri(uri);
+            if let Some(host) = host {
+                req = req.header("host", HeaderValue::from_str(host).unwrap());
+            }
+            let req = req.body(()).unwrap();
+            assert_eq!(NamedHost::first(&req).forwarded(), want, "{uri} {host:?}");
         }
     }
 }

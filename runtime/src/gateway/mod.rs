@@ -21,6 +21,8 @@ pub mod poke;
 mod pool;
 mod proxy;
 mod revision;
+mod rewrite;
+mod route;
 mod server;
 pub mod split;
 pub mod startup_metrics;
@@ -41,9 +43,9 @@ pub use config::{
     ClientSettings, GatewayConfig, PeerGateways, TrustedProxies, TrustedProxiesError,
 };
 pub use error::{GatewayError, ProxyError};
-pub use handler::MAX_URI_BYTES;
 pub use poke::HttpPokeSink;
 pub use revision::{Cold, RevisionState};
+pub use route::MAX_URI_BYTES;
 pub use server::{LISTEN_BACKLOG, MinBodyRate, listener};
 pub use table::RouteTable;
 

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::super::{ClientSettings, handler, proxy};
+use super::super::{ClientSettings, handler, rewrite};
 use super::client::{Active, Activity, Client, ClientBody};
 use super::first_bytes::{self, FirstBytes};
 use super::io::ClientIo;
@@ -97,7 +97,7 @@ async fn serve(
     let trusted = clients.trusted_proxies.contains(peer.ip());
     let client = Arc::new(Client::new(
         Arc::clone(&worker.shared),
-        proxy::client_ip(peer),
+        rewrite::client_ip(peer),
         trusted,
     ));
     let requests = Arc::clone(&client);

@@ -11,7 +11,6 @@ use http::{HeaderValue, Response, Version, header};
 
 use super::super::body::GatewayBody;
 use super::super::error::ProxyError;
-use super::super::handler::error_response;
 
 /// Most over-the-cap connections being answered at once.
 pub(super) const MAX_REFUSING: usize = 256;
@@ -96,7 +95,7 @@ impl Connections {
 
 /// The answer to every request on a connection over the cap.
 pub(super) fn refusal(limit: usize, retry_after: u32, version: Version) -> Response<GatewayBody> {
-    let mut resp = error_response(&ProxyError::TooManyConnections { limit }, retry_after);
+    let mut resp = ProxyError::TooManyConnections { limit }.response(retry_after);
     if version < Version::HTTP_2 {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
