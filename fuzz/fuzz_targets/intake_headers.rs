@@ -26,7 +26,7 @@ use flint_runtime::events::invocation::{INVOCATION_ID_HEADER, valid_id};
 use flint_runtime::events::queue::Enqueued;
 use flint_runtime::events::scripted::{Script, Scripted};
 use flint_runtime::events::{
-    AsyncIntake, EventMetrics, FunctionKey, Invocation, Queue, QueueError, Target, Targets,
+    AsyncIntake, EventMetrics, FunctionKey, Invocation, QueueError, Target, Targets,
 };
 use futures::future::BoxFuture;
 use http::StatusCode;
@@ -188,12 +188,8 @@ fuzz_target!(|input: Input<'_>| {
         full: input.queue_full,
         ..Memory::default()
     }));
-    let intake = AsyncIntake::new(
-        Arc::clone(&queue) as Arc<dyn Queue>,
-        targets.clone(),
-        metrics(),
-    )
-    .with_max_body(MAX_BODY);
+    let intake =
+        AsyncIntake::new(Arc::clone(&queue), targets.clone(), metrics()).with_max_body(MAX_BODY);
     let (target, host) = input.address.resolve(&specs);
     let mut headers: Vec<(&str, &[u8])> = input
         .headers

@@ -42,7 +42,7 @@ fn ids(prefix: &str) -> Vec<String> {
     (0..N).map(|i| format!("{prefix}-{i}")).collect()
 }
 
-async fn dead_ids(queue: &dyn Queue) -> Vec<String> {
+async fn dead_ids(queue: &impl Queue) -> Vec<String> {
     let dead = queue.dead_letters(&function_id(), N).await.unwrap();
     for d in &dead {
         assert!(

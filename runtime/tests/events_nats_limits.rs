@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use events_support::*;
-use flint_runtime::events::nats::{MIN_MAX_BYTES, StreamBudget};
+use flint_runtime::events::nats::{MIN_MAX_BYTES, NatsTicket, StreamBudget};
 use flint_runtime::events::queue::{Delivery, FetchLimits};
 use flint_runtime::events::{self, Invocation, NatsQueue, NatsSettings, Queue, QueueError};
 use http::{Request, StatusCode};
@@ -193,7 +193,7 @@ async fn a_flood_is_answered_503_once_the_stream_is_full_and_the_store_stays_bou
 }
 
 /// Leases the next delivery of the test Function, waiting up to `within`.
-async fn next(queue: &NatsQueue, lease: Duration, within: Duration) -> Delivery {
+async fn next(queue: &NatsQueue, lease: Duration, within: Duration) -> Delivery<NatsTicket> {
     let limits = FetchLimits {
         max: 1,
         max_in_flight: 1,

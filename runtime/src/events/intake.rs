@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use flint_api::names::FUNCTION_PATH_PREFIX;
+use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 
 use super::address::AddressPolicy;
@@ -61,10 +62,24 @@ fn stored(name: &str, store_credentials: bool) -> bool {
     !DROPPED.contains(&name) && (store_credentials || !CREDENTIALS.contains(&name))
 }
 
+/// The one thing the intake asks of its queue: to store an invocation.
+/// The gateway holds one intake type whichever queue is behind it, and a
+/// [`Queue`] cannot be a trait object without naming its ticket type, so
+/// the intake keeps its queue as this trait, which every [`Queue`] is.
+trait Enqueue: Send + Sync {
+    fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>>;
+}
+
+impl<Q: Queue> Enqueue for Q {
+    fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
+        Queue::enqueue(self, invocation)
+    }
+}
+
 /// Accepts asynchronous invocations onto a queue.
 #[derive(Clone)]
 pub struct AsyncIntake {
-    queue: Arc<dyn Queue>,
+    queue: Arc<dyn Enqueue>,
     targets: Targets,
     metrics: EventMetrics,
     max_body: usize,
@@ -129,7 +144,7 @@ fn answer(status: StatusCode, body: String) -> Response<Bytes> {
 impl AsyncIntake {
     /// An intake storing onto `queue` the invocations of `targets`, with
     /// callback URLs refused by the default [`AddressPolicy`].
-    pub fn new(queue: Arc<dyn Queue>, targets: Targets, metrics: EventMetrics) -> Self {
+    pub fn new<Q: Queue>(queue: Arc<Q>, targets: Targets, metrics: EventMetrics) -> Self {
         Self {
             queue,
             targets,

@@ -34,9 +34,8 @@ fn intake(dir: &std::path::Path) -> (AsyncIntake, EmbeddedQueue) {
         ),
     ]));
     let metrics = EventMetrics::new().unwrap();
-    let queue: Arc<dyn Queue> = Arc::new(store.clone());
     (
-        AsyncIntake::new(queue, targets, metrics).with_max_body(16),
+        AsyncIntake::new(Arc::new(store.clone()), targets, metrics).with_max_body(16),
         store,
     )
 }

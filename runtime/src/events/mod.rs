@@ -60,7 +60,7 @@ pub struct LocalEvents {
     /// Give to [`crate::gateway::Gateway::set_async_intake`].
     pub intake: AsyncIntake,
     /// Run with a stop signal: `tokio::spawn(worker.run(stop_rx))`.
-    pub worker: DeliveryWorker,
+    pub worker: DeliveryWorker<EmbeddedQueue>,
     /// Keep current with the manifests: `targets.set_functions(&functions)`.
     pub targets: Targets,
     /// The embedded store, which also records schedule ticks
@@ -89,7 +89,7 @@ pub fn local_with(
     config: WorkerConfig,
 ) -> Result<LocalEvents, EventsError> {
     let store = EmbeddedQueue::open(dir)?;
-    let queue: Arc<dyn Queue> = Arc::new(store.clone());
+    let queue = Arc::new(store.clone());
     let targets = Targets::default();
     let metrics = EventMetrics::new()?;
     Ok(LocalEvents {
@@ -107,7 +107,7 @@ pub struct ClusterEvents {
     /// The intake.
     pub intake: AsyncIntake,
     /// The worker.
-    pub worker: DeliveryWorker,
+    pub worker: DeliveryWorker<NatsQueue>,
     /// The targets (fed by [`cluster::watch_functions`]).
     pub targets: Targets,
 }
@@ -118,7 +118,7 @@ pub async fn nats(
     gateway_url: &str,
     config: WorkerConfig,
 ) -> Result<ClusterEvents, EventsError> {
-    let queue: Arc<dyn Queue> = Arc::new(NatsQueue::connect(settings).await?);
+    let queue = Arc::new(NatsQueue::connect(settings).await?);
     let targets = Targets::default();
     let metrics = EventMetrics::new()?;
     Ok(ClusterEvents {

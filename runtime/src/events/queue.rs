@@ -107,47 +107,26 @@ pub struct FetchLimits {
     pub lease: Duration,
 }
 
-/// The backend's handle on one leased invocation, needed to settle it.
-#[derive(Clone)]
-pub struct Ticket(pub(super) TicketKind);
-
-#[derive(Clone)]
-pub(super) enum TicketKind {
-    Embedded {
-        due_key: String,
-    },
-    Nats {
-        message: Box<async_nats::jetstream::Message>,
-        /// The invocation key, `<ns>/<fn>/<id>`.
-        key: String,
-        /// Which attempt this delivery is (failures recorded + 1).
-        attempt: u32,
-    },
-}
-
-impl std::fmt::Debug for Ticket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            TicketKind::Embedded { due_key } => f.debug_tuple("Embedded").field(due_key).finish(),
-            TicketKind::Nats { key, .. } => f.debug_tuple("Nats").field(key).finish(),
-        }
-    }
-}
-
 /// An invocation handed to a worker, to be settled exactly once (a
-/// settle that failed may be repeated with a clone).
+/// settle that failed may be repeated with a clone). `T` is the queue's
+/// [`Queue::Ticket`].
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub struct Delivery<T> {
     /// The invocation.
     pub invocation: Invocation,
     /// Which attempt this is, from 1.
     pub attempt: u32,
-    /// The backend's handle.
-    pub ticket: Ticket,
+    /// The backend's handle, needed to settle it.
+    pub ticket: T,
 }
 
 /// A durable queue of invocations, partitioned by Function.
 pub trait Queue: Send + Sync + 'static {
+    /// The backend's handle on one leased invocation, needed to settle it.
+    /// Each backend has its own, so a settle can only be given a ticket of
+    /// the queue that handed it out.
+    type Ticket: Clone + std::fmt::Debug + Send + Sync + 'static;
+
     /// Stores `invocation` durably before returning (the 202 promises it).
     fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>>;
     /// Leases up to `limits.max` invocations of `target` that are due,
@@ -156,15 +135,16 @@ pub trait Queue: Send + Sync + 'static {
         &'a self,
         target: &'a FunctionKey,
         limits: FetchLimits,
-    ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>>;
+    ) -> BoxFuture<'a, Result<Vec<Delivery<Self::Ticket>>, QueueError>>;
     /// Removes a delivered invocation.
-    fn complete(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), QueueError>>;
+    fn complete(&self, ticket: Self::Ticket) -> BoxFuture<'_, Result<(), QueueError>>;
     /// Hands the invocation out again after `delay`, as the next attempt.
-    fn retry(&self, ticket: Ticket, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>>;
+    fn retry(&self, ticket: Self::Ticket, delay: Duration)
+    -> BoxFuture<'_, Result<(), QueueError>>;
     /// Moves an invocation to the dead letters with `reason`.
     fn dead_letter<'a>(
         &'a self,
-        delivery: Delivery,
+        delivery: Delivery<Self::Ticket>,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), QueueError>>;
     /// Pending work per Function (Functions with none may be left out).

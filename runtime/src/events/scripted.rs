@@ -8,7 +8,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::invocation::{FunctionKey, Invocation};
-use super::queue::{DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError, Ticket};
+use super::queue::{DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError};
+
+/// The ticket of a scripted delivery: a label the script chooses (a
+/// scripted queue has nothing to settle, but a test may want to see which
+/// delivery was settled).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScriptedTicket(pub String);
 
 /// The parts of a queue a test scripts. Each default is what an empty,
 /// accepting queue does.
@@ -25,7 +31,7 @@ pub trait Script: Send + Sync + 'static {
         &'a self,
         target: &'a FunctionKey,
         limits: FetchLimits,
-    ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
+    ) -> BoxFuture<'a, Result<Vec<Delivery<ScriptedTicket>>, QueueError>> {
         let _ = target;
         Box::pin(async move {
             tokio::time::sleep(limits.wait).await;
@@ -34,7 +40,7 @@ pub trait Script: Send + Sync + 'static {
     }
 
     /// Settles a delivered invocation (default: nothing to settle).
-    fn complete(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), QueueError>> {
+    fn complete(&self, ticket: ScriptedTicket) -> BoxFuture<'_, Result<(), QueueError>> {
         drop(ticket);
         Box::pin(async { Ok(()) })
     }
@@ -45,6 +51,8 @@ pub trait Script: Send + Sync + 'static {
 pub struct Scripted<S>(pub S);
 
 impl<S: Script> Queue for Scripted<S> {
+    type Ticket = ScriptedTicket;
+
     fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
         self.0.enqueue(invocation)
     }
@@ -52,16 +60,20 @@ impl<S: Script> Queue for Scripted<S> {
         &'a self,
         target: &'a FunctionKey,
         limits: FetchLimits,
-    ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
+    ) -> BoxFuture<'a, Result<Vec<Delivery<ScriptedTicket>>, QueueError>> {
         self.0.fetch(target, limits)
     }
-    fn complete(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), QueueError>> {
+    fn complete(&self, ticket: ScriptedTicket) -> BoxFuture<'_, Result<(), QueueError>> {
         self.0.complete(ticket)
     }
-    fn retry(&self, _: Ticket, _: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+    fn retry(&self, _: ScriptedTicket, _: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async { Ok(()) })
     }
-    fn dead_letter<'a>(&'a self, _: Delivery, _: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
+    fn dead_letter<'a>(
+        &'a self,
+        _: Delivery<ScriptedTicket>,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<(), QueueError>> {
         Box::pin(async { Ok(()) })
     }
     fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionKey, Depth)>, QueueError>> {

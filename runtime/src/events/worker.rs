@@ -51,13 +51,15 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Delivers asynchronous invocations from a queue through the gateway.
-pub struct DeliveryWorker {
-    shared: Arc<Shared>,
+/// Delivers asynchronous invocations from a queue `Q` through the gateway.
+/// Generic over the queue, so a delivery is settled with the ticket type of
+/// the queue that handed it out.
+pub struct DeliveryWorker<Q> {
+    shared: Arc<Shared<Q>>,
 }
 
-struct Shared {
-    queue: Arc<dyn Queue>,
+struct Shared<Q> {
+    queue: Arc<Q>,
     targets: Targets,
     gateway: String,
     client: HttpClient,
@@ -71,7 +73,7 @@ struct Shared {
     holding: Mutex<HashSet<String>>,
 }
 
-impl std::fmt::Debug for DeliveryWorker {
+impl<Q> std::fmt::Debug for DeliveryWorker<Q> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeliveryWorker")
             .field("gateway", &self.shared.gateway)
@@ -79,11 +81,11 @@ impl std::fmt::Debug for DeliveryWorker {
     }
 }
 
-impl DeliveryWorker {
+impl<Q: Queue> DeliveryWorker<Q> {
     /// A worker taking from `queue` the invocations of `targets`, delivering
     /// them to the gateway at `gateway_url` (e.g. `http://127.0.0.1:8080`).
     pub fn new(
-        queue: Arc<dyn Queue>,
+        queue: Arc<Q>,
         targets: Targets,
         gateway_url: &str,
         metrics: EventMetrics,
@@ -167,7 +169,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-impl Shared {
+impl<Q: Queue> Shared<Q> {
     async fn refresh_depths(&self) {
         match self.queue.depth().await {
             Ok(depths) => self.metrics.set_depths(&depths, now_ms()),
@@ -202,8 +204,8 @@ impl Shared {
     }
 }
 
-async fn function_loop(
-    shared: Arc<Shared>,
+async fn function_loop<Q: Queue>(
+    shared: Arc<Shared<Q>>,
     id: FunctionKey,
     target: Target,
     mut halt: watch::Receiver<bool>,
@@ -267,14 +269,14 @@ async fn function_loop(
 
 /// An invocation key in [`Shared::holding`], released when dropped (also
 /// when its delivery task is cancelled).
-struct Hold {
-    shared: Arc<Shared>,
+struct Hold<Q> {
+    shared: Arc<Shared<Q>>,
     key: String,
 }
 
-impl Hold {
+impl<Q> Hold<Q> {
     /// Holds `key`, or `None` when this worker already holds it.
-    fn take(shared: &Arc<Shared>, key: &str) -> Option<Self> {
+    fn take(shared: &Arc<Shared<Q>>, key: &str) -> Option<Self> {
         let mut holding = lock(&shared.holding);
         holding.insert(key.to_owned()).then(|| Self {
             shared: Arc::clone(shared),
@@ -283,19 +285,19 @@ impl Hold {
     }
 }
 
-impl Drop for Hold {
+impl<Q> Drop for Hold<Q> {
     fn drop(&mut self) {
         let mut holding = lock(&self.shared.holding);
         holding.remove(&self.key);
     }
 }
 
-async fn deliver_one(
-    shared: Arc<Shared>,
-    delivery: Delivery,
+async fn deliver_one<Q: Queue>(
+    shared: Arc<Shared<Q>>,
+    delivery: Delivery<Q::Ticket>,
     target: Target,
     lease: Duration,
-    _held: (OwnedSemaphorePermit, Hold),
+    _held: (OwnedSemaphorePermit, Hold<Q>),
 ) {
     let inv = &delivery.invocation;
     let limits = Limits {

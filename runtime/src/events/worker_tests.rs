@@ -9,9 +9,8 @@ use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 
 use super::*;
-use crate::events::queue::{Ticket, TicketKind};
-use crate::events::scripted::{Script, Scripted};
-use crate::events::{Invocation, Queue};
+use crate::events::Invocation;
+use crate::events::scripted::{Script, Scripted, ScriptedTicket};
 
 /// Hands out the same invocation on its first two fetches, as a queue
 /// server that crashed and forgot the first hand-out would, then nothing.
@@ -40,12 +39,10 @@ impl Script for ForgetfulQueue {
         &'a self,
         _: &'a FunctionKey,
         limits: FetchLimits,
-    ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
+    ) -> BoxFuture<'a, Result<Vec<Delivery<ScriptedTicket>>, QueueError>> {
         Box::pin(async move {
             if self.fetches.fetch_add(1, Ordering::SeqCst) < 2 {
-                let ticket = Ticket(TicketKind::Embedded {
-                    due_key: "k".into(),
-                });
+                let ticket = ScriptedTicket("k".into());
                 return Ok(vec![Delivery {
                     invocation: invocation(),
                     attempt: 1,
@@ -56,7 +53,7 @@ impl Script for ForgetfulQueue {
             Ok(Vec::new())
         })
     }
-    fn complete(&self, _: Ticket) -> BoxFuture<'_, Result<(), QueueError>> {
+    fn complete(&self, _: ScriptedTicket) -> BoxFuture<'_, Result<(), QueueError>> {
         self.completes.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     }
@@ -99,9 +96,8 @@ async fn an_invocation_offered_again_while_still_held_is_delivered_once() {
         fetch_wait: Duration::from_millis(20),
         ..WorkerConfig::default()
     };
-    let queue_dyn: Arc<dyn Queue> = Arc::clone(&queue) as Arc<dyn Queue>;
     let worker = DeliveryWorker::new(
-        queue_dyn,
+        Arc::clone(&queue),
         targets,
         &gateway,
         EventMetrics::new().unwrap(),

@@ -19,8 +19,7 @@ use tokio::sync::Notify;
 
 use super::invocation::{FunctionKey, Invocation, now_ms};
 use super::queue::{
-    DEDUPE_WINDOW, DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError, Ticket,
-    TicketKind,
+    DEDUPE_WINDOW, DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError,
 };
 use writer::{DEAD, DUE, Done, INVOCATIONS, Op, SETTLED, TICKS, Writer};
 /// Longest a fetch sleeps before looking again for work that fell due.
@@ -69,6 +68,13 @@ struct Inner {
 #[derive(Clone)]
 pub struct EmbeddedQueue {
     inner: Arc<Inner>,
+}
+
+/// The embedded queue's handle on a leased invocation: its key in the due
+/// table (`<ns>/<fn>\0<due ms>\0<id>`), which a settle removes or moves.
+#[derive(Debug, Clone)]
+pub struct EmbeddedTicket {
+    due_key: String,
 }
 
 impl std::fmt::Debug for EmbeddedQueue {
@@ -185,7 +191,7 @@ impl EmbeddedQueue {
         target: &FunctionKey,
         max: usize,
         lease: Duration,
-    ) -> Result<(Vec<Delivery>, bool), QueueError> {
+    ) -> Result<(Vec<Delivery<EmbeddedTicket>>, bool), QueueError> {
         let prefix = function_prefix(target);
         let end = format!("{prefix}{:020}\u{1}", now_ms());
         // Leases are released only after their settle committed, so taking
@@ -221,7 +227,7 @@ impl EmbeddedQueue {
             out.push(Delivery {
                 invocation,
                 attempt: attempts.saturating_add(1),
-                ticket: Ticket(TicketKind::Embedded { due_key }),
+                ticket: EmbeddedTicket { due_key },
             });
         }
         // The in-memory index of unsettled invocations answers "anything
@@ -246,16 +252,9 @@ fn decode_record(record: &[u8]) -> Result<(u32, Invocation), QueueError> {
     Ok((attempts, invocation))
 }
 
-fn embedded_key(ticket: Ticket) -> Result<String, QueueError> {
-    match ticket.0 {
-        TicketKind::Embedded { due_key } => Ok(due_key),
-        TicketKind::Nats { .. } => Err(QueueError::Record(
-            "a NATS ticket was given to the embedded queue".into(),
-        )),
-    }
-}
-
 impl Queue for EmbeddedQueue {
+    type Ticket = EmbeddedTicket;
+
     fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
         Box::pin(async move {
             let encoded = invocation
@@ -289,7 +288,7 @@ impl Queue for EmbeddedQueue {
         &'a self,
         target: &'a FunctionKey,
         limits: FetchLimits,
-    ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
+    ) -> BoxFuture<'a, Result<Vec<Delivery<EmbeddedTicket>>, QueueError>> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + limits.wait;
             loop {
@@ -314,9 +313,9 @@ impl Queue for EmbeddedQueue {
         })
     }
 
-    fn complete(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), QueueError>> {
+    fn complete(&self, ticket: EmbeddedTicket) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
-            let due_key = embedded_key(ticket)?;
+            let EmbeddedTicket { due_key } = ticket;
             let key = key_of(&due_key);
             let op = Op::Complete {
                 key: key.clone(),
@@ -329,9 +328,13 @@ impl Queue for EmbeddedQueue {
         })
     }
 
-    fn retry(&self, ticket: Ticket, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+    fn retry(
+        &self,
+        ticket: EmbeddedTicket,
+        delay: Duration,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
-            let due_key = embedded_key(ticket)?;
+            let EmbeddedTicket { due_key } = ticket;
             let key = key_of(&due_key);
             let prefix_end = due_key.find('\0').map_or(0, |i| i + 1);
             let due_ms = now_ms().saturating_add(delay.as_millis() as u64);
@@ -354,11 +357,11 @@ impl Queue for EmbeddedQueue {
 
     fn dead_letter<'a>(
         &'a self,
-        delivery: Delivery,
+        delivery: Delivery<EmbeddedTicket>,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), QueueError>> {
         Box::pin(async move {
-            let due_key = embedded_key(delivery.ticket)?;
+            let EmbeddedTicket { due_key } = delivery.ticket;
             let inv = delivery.invocation;
             let encoded = inv
                 .encode()

@@ -28,9 +28,7 @@ use tokio::sync::Mutex;
 use self::record::SettleRecord;
 pub use self::setup::{DEFAULT_MAX_BYTES, MIN_MAX_BYTES, NatsSettings, StreamBudget};
 use super::invocation::{FunctionKey, Invocation};
-use super::queue::{
-    DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError, Ticket, TicketKind,
-};
+use super::queue::{DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError};
 
 /// Stream of pending invocations.
 pub const STREAM: &str = "FLINT_ASYNC";
@@ -62,6 +60,26 @@ fn subject(prefix: &str, target: &FunctionKey) -> String {
 struct Leased {
     invocation: Invocation,
     message: Box<jetstream::Message>,
+}
+
+/// The JetStream queue's handle on a leased invocation: the message, to be
+/// acknowledged (or negatively acknowledged) once its settle is recorded.
+#[derive(Clone)]
+pub struct NatsTicket {
+    message: Box<jetstream::Message>,
+    /// The invocation key, `<ns>/<fn>/<id>`.
+    key: String,
+    /// Which attempt this delivery is (failures recorded + 1).
+    attempt: u32,
+}
+
+impl std::fmt::Debug for NatsTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsTicket")
+            .field("key", &self.key)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The JetStream queue; cheap to share behind an `Arc`.
@@ -111,13 +129,8 @@ impl NatsQueue {
     /// start them): they are offered again after a second (at once by
     /// their lease if the server is away), as the same attempt — a
     /// hand-back never counts as a delivery attempt ([`record`]).
-    pub async fn hand_back(&self, deliveries: Vec<Delivery>) {
-        hand_back(
-            deliveries
-                .into_iter()
-                .filter_map(|d| nats_message(d.ticket).ok().map(|(m, _, _)| m)),
-        )
-        .await;
+    pub async fn hand_back(&self, deliveries: Vec<Delivery<NatsTicket>>) {
+        hand_back(deliveries.into_iter().map(|d| d.ticket.message)).await;
     }
 
     /// The Function's consumer, created or updated to `limits`.
@@ -170,8 +183,8 @@ impl NatsQueue {
     /// cannot be read (the server is away), the unchecked messages are
     /// handed back at once with a short delay instead of waiting out their
     /// lease — which costs them no attempt.
-    async fn checked(&self, batch: Vec<Leased>) -> Result<Vec<Delivery>, QueueError> {
-        let mut out: Vec<Delivery> = Vec::with_capacity(batch.len());
+    async fn checked(&self, batch: Vec<Leased>) -> Result<Vec<Delivery<NatsTicket>>, QueueError> {
+        let mut out: Vec<Delivery<NatsTicket>> = Vec::with_capacity(batch.len());
         let mut batch = batch.into_iter();
         while let Some(leased) = batch.next() {
             let key = leased.invocation.key();
@@ -184,9 +197,7 @@ impl NatsQueue {
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => SettleRecord::None,
                 Err(e) => {
                     let unchecked = std::iter::once(leased).chain(batch).map(|l| l.message);
-                    let checked = out
-                        .into_iter()
-                        .filter_map(|d| nats_message(d.ticket).ok().map(|(m, _, _)| m));
+                    let checked = out.into_iter().map(|d| d.ticket.message);
                     hand_back(unchecked.chain(checked)).await;
                     return Err(nats_err("read settle")(e.to_string()));
                 }
@@ -204,11 +215,11 @@ impl NatsQueue {
             out.push(Delivery {
                 invocation: leased.invocation,
                 attempt,
-                ticket: Ticket(TicketKind::Nats {
+                ticket: NatsTicket {
                     message: leased.message,
                     key,
                     attempt,
-                }),
+                },
             });
         }
         Ok(out)
@@ -289,26 +300,14 @@ async fn hand_back(messages: impl Iterator<Item = Box<jetstream::Message>>) {
     }
 }
 
-/// The message, invocation key and attempt number of a NATS ticket.
-fn nats_message(ticket: Ticket) -> Result<(Box<jetstream::Message>, String, u32), QueueError> {
-    match ticket.0 {
-        TicketKind::Nats {
-            message,
-            key,
-            attempt,
-        } => Ok((message, key, attempt)),
-        TicketKind::Embedded { .. } => Err(QueueError::Record(
-            "an embedded ticket was given to the NATS queue".into(),
-        )),
-    }
-}
-
 /// Header values cannot hold line breaks.
 fn header_safe(reason: &str) -> String {
     reason.replace(['\r', '\n'], " ")
 }
 
 impl Queue for NatsQueue {
+    type Ticket = NatsTicket;
+
     fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
         Box::pin(async move {
             let payload = invocation
@@ -336,7 +335,7 @@ impl Queue for NatsQueue {
         &'a self,
         target: &'a FunctionKey,
         limits: FetchLimits,
-    ) -> BoxFuture<'a, Result<Vec<Delivery>, QueueError>> {
+    ) -> BoxFuture<'a, Result<Vec<Delivery<NatsTicket>>, QueueError>> {
         Box::pin(async move {
             let consumer = self.consumer(target, limits).await?;
             let mut found = Self::take(&consumer, limits.max, None).await?;
@@ -347,9 +346,9 @@ impl Queue for NatsQueue {
         })
     }
 
-    fn complete(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), QueueError>> {
+    fn complete(&self, ticket: NatsTicket) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
-            let (message, key, _) = nats_message(ticket)?;
+            let NatsTicket { message, key, .. } = ticket;
             self.record(&key, bytes::Bytes::new()).await?;
             message
                 .double_ack()
@@ -358,12 +357,16 @@ impl Queue for NatsQueue {
         })
     }
 
-    fn retry(&self, ticket: Ticket, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+    fn retry(&self, ticket: NatsTicket, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
             // The failure is recorded first: the next delivery is attempt
             // `attempt + 1` whoever takes it, and a NAK that is lost (the
             // lease runs out instead) still finds it counted.
-            let (message, key, attempt) = nats_message(ticket)?;
+            let NatsTicket {
+                message,
+                key,
+                attempt,
+            } = ticket;
             self.record(&key, SettleRecord::failed_payload(attempt))
                 .await?;
             message
@@ -375,11 +378,11 @@ impl Queue for NatsQueue {
 
     fn dead_letter<'a>(
         &'a self,
-        delivery: Delivery,
+        delivery: Delivery<NatsTicket>,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), QueueError>> {
         Box::pin(async move {
-            let (message, key, _) = nats_message(delivery.ticket)?;
+            let NatsTicket { message, key, .. } = delivery.ticket;
             let mut headers = HeaderMap::new();
             headers.insert(REASON_HEADER, header_safe(reason).as_str());
             let publish = PublishMessage::build()
