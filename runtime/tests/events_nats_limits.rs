@@ -68,7 +68,7 @@ async fn a_client_without_the_token_is_refused() {
             .await
             .expect_err("refused without the right token");
         assert!(
-            matches!(&err, QueueError::Nats { operation: "connect", reason } if reason.contains("authorization")),
+            matches!(&err, QueueError::NatsConnect(source) if source.to_string().contains("authorization")),
             "{err}"
         );
     }

@@ -350,10 +350,7 @@ fn a_queue_that_does_not_take_a_request_is_answered_503_saying_why() {
         body.contains("full") && body.contains("FLINT_ASYNC") && body.contains("1024 bytes"),
         "{body}"
     );
-    let away = refusal(&QueueError::Nats {
-        operation: "publish",
-        reason: "connection closed".into(),
-    });
+    let away = refusal(&QueueError::Closed);
     assert_eq!(away.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(away.headers()[header::RETRY_AFTER], "1");
     assert!(String::from_utf8_lossy(away.body()).contains("unavailable"));

@@ -3,11 +3,13 @@
 //! cluster. A message is removed only once it is settled (delivered or
 //! dead-lettered), so a crash anywhere means redelivery, never loss.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::invocation::{FunctionKey, Invocation};
+use super::invocation::{DecodeError, FunctionKey, Invocation};
 
 /// How long a queue recognises a resubmitted invocation, in both backends.
 /// An id sent again to the same Function within this window of its first
@@ -22,23 +24,132 @@ pub const DEDUPE_WINDOW: Duration = Duration::from_secs(2 * 3600);
 /// Why the queue could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    /// The embedded store failed.
-    #[error("embedded store: {0}")]
-    Store(String),
+    /// The embedded store's directory could not be created.
+    #[error("embedded store: creating its directory {}: {source}", dir.display())]
+    StoreDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The file system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded store's file could not be opened or created.
+    #[error("embedded store: opening {}: {source}", path.display())]
+    StoreOpen {
+        /// The database file.
+        path: PathBuf,
+        /// redb's error.
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// The embedded store's writer thread could not be started.
+    #[error("embedded store: starting its writer thread: {0}")]
+    StoreWriter(#[source] std::io::Error),
+    /// The embedded store's tables could not be prepared after opening
+    /// (created, expired settled ids forgotten, old keys rewritten).
+    #[error("embedded store: preparing its tables: {0}")]
+    StorePrepare(#[source] redb::Error),
+    /// A table of the embedded store could not be read.
+    #[error("embedded store: reading table {table}: {source}")]
+    StoreRead {
+        /// The table.
+        table: &'static str,
+        /// redb's error.
+        #[source]
+        source: redb::Error,
+    },
+    /// The embedded store's writer could not commit a batch of writes
+    /// (shared by every write of the batch, hence the `Arc`).
+    #[error("embedded store: committing writes: {0}")]
+    StoreCommit(#[source] Arc<redb::Error>),
     /// The store's writer is gone (the store was closed).
     #[error("the embedded store is closed")]
     Closed,
-    /// NATS could not be reached or refused the operation.
-    #[error("nats {operation}: {reason}")]
-    Nats {
+    /// The NATS server could not be reached or refused the connection.
+    #[error("nats connect: {0}")]
+    NatsConnect(#[source] async_nats::ConnectError),
+    /// A JetStream stream could not be created, updated, opened or read.
+    #[error("nats {operation} {stream}: {source}")]
+    NatsStream {
         /// What was being done.
         operation: &'static str,
+        /// The stream.
+        stream: String,
         /// The client's error.
-        reason: String,
+        #[source]
+        source: async_nats::Error,
     },
-    /// An invocation could not be encoded or decoded.
-    #[error("invocation record: {0}")]
-    Record(String),
+    /// A Function's consumer could not be created or updated.
+    #[error("nats create consumer for {function}: {source}")]
+    NatsConsumer {
+        /// The Function.
+        function: FunctionKey,
+        /// The client's error.
+        #[source]
+        source: async_nats::jetstream::stream::ConsumerError,
+    },
+    /// Invocations of a Function could not be fetched.
+    #[error("nats fetch for {function}: {source}")]
+    NatsFetch {
+        /// The Function.
+        function: FunctionKey,
+        /// The client's error.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// An invocation, or its dead letter, could not be published.
+    #[error("nats publish {what} {key}: {source}")]
+    NatsPublish {
+        /// `"invocation"` or `"dead letter"`.
+        what: &'static str,
+        /// The invocation key, `<ns>/<fn>/<id>`.
+        key: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::jetstream::context::PublishError,
+    },
+    /// Settling an invocation failed at one step: its settle record could
+    /// not be read or written, or its message not acknowledged.
+    #[error("nats {step} of {key}: {source}")]
+    NatsSettle {
+        /// The step: `"read settle"`, `"record settle"`, `"ack"` or `"nak"`.
+        step: &'static str,
+        /// The invocation key, `<ns>/<fn>/<id>`.
+        key: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// An invocation could not be encoded for storing.
+    #[error("invocation record: encoding {key}: {source}")]
+    Encode {
+        /// The invocation key, `<ns>/<fn>/<id>`.
+        key: String,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored invocation or dead letter could not be decoded.
+    #[error("invocation record: decoding {record} {key}: {source}")]
+    Decode {
+        /// What was stored: `"invocation"` or `"dead letter"`.
+        record: &'static str,
+        /// Where: its key, or its stream subject and sequence.
+        key: String,
+        /// The decoder's error.
+        #[source]
+        source: DecodeError,
+    },
+    /// A stored record is shorter than its own header.
+    #[error("invocation record: {record} {key} is shorter than its header ({len} bytes)")]
+    Truncated {
+        /// What was stored: `"invocation"` or `"dead letter"`.
+        record: &'static str,
+        /// Its key.
+        key: String,
+        /// Its length in bytes.
+        len: usize,
+    },
     /// The queue holds as much as it may: nothing more is accepted until
     /// deliveries make room (a flood is refused rather than filling the
     /// server's volume).
@@ -55,10 +166,20 @@ impl QueueError {
     /// A short label for metrics and logs.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::Store(_) => "store",
+            Self::StoreDir { .. }
+            | Self::StoreOpen { .. }
+            | Self::StoreWriter(_)
+            | Self::StorePrepare(_)
+            | Self::StoreRead { .. }
+            | Self::StoreCommit(_) => "store",
             Self::Closed => "closed",
-            Self::Nats { .. } => "nats",
-            Self::Record(_) => "record",
+            Self::NatsConnect(_)
+            | Self::NatsStream { .. }
+            | Self::NatsConsumer { .. }
+            | Self::NatsFetch { .. }
+            | Self::NatsPublish { .. }
+            | Self::NatsSettle { .. } => "nats",
+            Self::Encode { .. } | Self::Decode { .. } | Self::Truncated { .. } => "record",
             Self::Full { .. } => "full",
         }
     }

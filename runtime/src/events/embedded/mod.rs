@@ -83,8 +83,17 @@ impl std::fmt::Debug for EmbeddedQueue {
     }
 }
 
-fn store_err(err: impl std::fmt::Display) -> QueueError {
-    QueueError::Store(err.to_string())
+/// The error of preparing the store after opening it.
+fn prepare_err(err: impl Into<redb::Error>) -> QueueError {
+    QueueError::StorePrepare(err.into())
+}
+
+/// The error of reading `table`.
+fn read_err<E: Into<redb::Error>>(table: &'static str) -> impl FnOnce(E) -> QueueError {
+    move |err| QueueError::StoreRead {
+        table,
+        source: err.into(),
+    }
 }
 
 fn function_prefix(target: &FunctionKey) -> String {
@@ -108,10 +117,16 @@ fn key_of(due_key: &str) -> String {
 impl EmbeddedQueue {
     /// Opens (or creates) the store in `dir` (file `events.redb`).
     pub fn open(dir: &Path) -> Result<Self, QueueError> {
-        std::fs::create_dir_all(dir).map_err(store_err)?;
-        let db = Arc::new(Database::create(dir.join("events.redb")).map_err(store_err)?);
+        std::fs::create_dir_all(dir).map_err(|source| QueueError::StoreDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join("events.redb");
+        let db =
+            Database::create(&path).map_err(|source| QueueError::StoreOpen { path, source })?;
+        let db = Arc::new(db);
         let pending = Self::prepare(&db)?;
-        let writer = Writer::start(Arc::clone(&db)).map_err(store_err)?;
+        let writer = Writer::start(Arc::clone(&db)).map_err(QueueError::StoreWriter)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -128,24 +143,24 @@ impl EmbeddedQueue {
     /// and reads what is pending.
     fn prepare(db: &Database) -> Result<Pending, QueueError> {
         let cutoff = now_ms().saturating_sub(DEDUPE_WINDOW.as_millis() as u64);
-        let txn = db.begin_write().map_err(store_err)?;
+        let txn = db.begin_write().map_err(prepare_err)?;
         let mut pending = Pending::default();
         {
-            let mut invocations = txn.open_table(INVOCATIONS).map_err(store_err)?;
-            txn.open_table(DUE).map_err(store_err)?;
-            txn.open_table(DEAD).map_err(store_err)?;
-            txn.open_table(TICKS).map_err(store_err)?;
-            let mut settled = txn.open_table(SETTLED).map_err(store_err)?;
+            let mut invocations = txn.open_table(INVOCATIONS).map_err(prepare_err)?;
+            txn.open_table(DUE).map_err(prepare_err)?;
+            txn.open_table(DEAD).map_err(prepare_err)?;
+            txn.open_table(TICKS).map_err(prepare_err)?;
+            let mut settled = txn.open_table(SETTLED).map_err(prepare_err)?;
             // Settled ids without a Function in their key cannot match any
             // more: they go too.
             settled
                 .retain(|key, at| at >= cutoff && key.contains('/'))
-                .map_err(store_err)?;
+                .map_err(prepare_err)?;
             let mut old_keys = Vec::new();
-            for entry in invocations.iter().map_err(store_err)? {
-                let (key, record) = entry.map_err(store_err)?;
-                let inv = decode_record(record.value())?.1;
+            for entry in invocations.iter().map_err(prepare_err)? {
+                let (key, record) = entry.map_err(prepare_err)?;
                 let key = key.value().to_owned();
+                let inv = decode_record(&key, record.value())?.1;
                 if key.contains('/') {
                     pending.add(inv.target, inv.enqueued_at_ms, key);
                 } else {
@@ -154,19 +169,19 @@ impl EmbeddedQueue {
                 }
             }
             for (old, new, record) in old_keys {
-                invocations.remove(old.as_str()).map_err(store_err)?;
+                invocations.remove(old.as_str()).map_err(prepare_err)?;
                 invocations
                     .insert(new.as_str(), record.as_slice())
-                    .map_err(store_err)?;
+                    .map_err(prepare_err)?;
             }
         }
-        txn.commit().map_err(store_err)?;
+        txn.commit().map_err(prepare_err)?;
         Ok(pending)
     }
 
     async fn apply(&self, op: Op) -> Result<Done, QueueError> {
         match self.inner.writer.apply(op).await {
-            Some(result) => result.map_err(QueueError::Store),
+            Some(result) => result.map_err(QueueError::StoreCommit),
             None => Err(QueueError::Closed),
         }
     }
@@ -198,19 +213,21 @@ impl EmbeddedQueue {
         // the lease table before the snapshot means the snapshot already
         // holds every settle whose lease is gone.
         let mut leased = lock(&self.inner.leased);
-        let txn = self.inner.db.begin_read().map_err(store_err)?;
-        let due = txn.open_table(DUE).map_err(store_err)?;
-        let invocations = txn.open_table(INVOCATIONS).map_err(store_err)?;
+        let txn = self.inner.db.begin_read().map_err(read_err("due"))?;
+        let due = txn.open_table(DUE).map_err(read_err("due"))?;
+        let invocations = txn
+            .open_table(INVOCATIONS)
+            .map_err(read_err("invocations"))?;
         let now = Instant::now();
         let mut out = Vec::new();
         for entry in due
             .range(prefix.as_str()..end.as_str())
-            .map_err(store_err)?
+            .map_err(read_err("due"))?
         {
             if out.len() >= max {
                 break;
             }
-            let (key, _) = entry.map_err(store_err)?;
+            let (key, _) = entry.map_err(read_err("due"))?;
             let due_key = key.value().to_owned();
             let key = key_of(&due_key);
             if leased
@@ -219,10 +236,13 @@ impl EmbeddedQueue {
             {
                 continue;
             }
-            let Some(record) = invocations.get(key.as_str()).map_err(store_err)? else {
+            let Some(record) = invocations
+                .get(key.as_str())
+                .map_err(read_err("invocations"))?
+            else {
                 continue;
             };
-            let (attempts, invocation) = decode_record(record.value())?;
+            let (attempts, invocation) = decode_record(&key, record.value())?;
             leased.insert(key, now);
             out.push(Delivery {
                 invocation,
@@ -242,13 +262,22 @@ impl EmbeddedQueue {
     }
 }
 
-fn decode_record(record: &[u8]) -> Result<(u32, Invocation), QueueError> {
+/// Reads the record stored under invocation key `key`: the attempts made
+/// and the invocation.
+fn decode_record(key: &str, record: &[u8]) -> Result<(u32, Invocation), QueueError> {
     let attempts = record
         .get(..4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or_else(|| QueueError::Record("record shorter than its header".into()))?;
-    let invocation =
-        Invocation::decode(&record[4..]).map_err(|e| QueueError::Record(e.to_string()))?;
+        .ok_or_else(|| QueueError::Truncated {
+            record: "invocation",
+            key: key.to_owned(),
+            len: record.len(),
+        })?;
+    let invocation = Invocation::decode(&record[4..]).map_err(|source| QueueError::Decode {
+        record: "invocation",
+        key: key.to_owned(),
+        source,
+    })?;
     Ok((attempts, invocation))
 }
 
@@ -257,9 +286,10 @@ impl Queue for EmbeddedQueue {
 
     fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
         Box::pin(async move {
-            let encoded = invocation
-                .encode()
-                .map_err(|e| QueueError::Record(e.to_string()))?;
+            let encoded = invocation.encode().map_err(|source| QueueError::Encode {
+                key: invocation.key(),
+                source,
+            })?;
             let mut record = Vec::with_capacity(4 + encoded.len());
             record.extend_from_slice(&0u32.to_be_bytes());
             record.extend_from_slice(&encoded);
@@ -363,9 +393,10 @@ impl Queue for EmbeddedQueue {
         Box::pin(async move {
             let EmbeddedTicket { due_key } = delivery.ticket;
             let inv = delivery.invocation;
-            let encoded = inv
-                .encode()
-                .map_err(|e| QueueError::Record(e.to_string()))?;
+            let encoded = inv.encode().map_err(|source| QueueError::Encode {
+                key: inv.key(),
+                source,
+            })?;
             let mut value = Vec::with_capacity(4 + reason.len() + encoded.len());
             value.extend_from_slice(&(reason.len() as u32).to_be_bytes());
             value.extend_from_slice(reason.as_bytes());
@@ -409,16 +440,16 @@ impl Queue for EmbeddedQueue {
         Box::pin(async move {
             let prefix = function_prefix(target);
             let end = format!("{prefix}\u{7f}");
-            let txn = self.inner.db.begin_read().map_err(store_err)?;
-            let dead = txn.open_table(DEAD).map_err(store_err)?;
+            let txn = self.inner.db.begin_read().map_err(read_err("dead"))?;
+            let dead = txn.open_table(DEAD).map_err(read_err("dead"))?;
             let mut out = Vec::new();
             for entry in dead
                 .range(prefix.as_str()..end.as_str())
-                .map_err(store_err)?
+                .map_err(read_err("dead"))?
                 .take(limit)
             {
-                let (_, value) = entry.map_err(store_err)?;
-                out.push(decode_dead(value.value())?);
+                let (dead_key, value) = entry.map_err(read_err("dead"))?;
+                out.push(decode_dead(&key_of(dead_key.value()), value.value())?);
             }
             Ok(out)
         })
@@ -429,15 +460,25 @@ fn due_key_for_dead(target: &FunctionKey, at_ms: u64, id: &str) -> String {
     due_key(target, at_ms, id)
 }
 
-fn decode_dead(value: &[u8]) -> Result<DeadLetter, QueueError> {
-    let bad = || QueueError::Record("dead letter shorter than its header".into());
+/// Reads the dead letter of invocation key `key`: the reason and the
+/// invocation.
+fn decode_dead(key: &str, value: &[u8]) -> Result<DeadLetter, QueueError> {
+    let bad = || QueueError::Truncated {
+        record: "dead letter",
+        key: key.to_owned(),
+        len: value.len(),
+    };
     let len = value
         .get(..4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .ok_or_else(bad)?;
     let reason = value.get(4..4 + len).ok_or_else(bad)?;
     let invocation =
-        Invocation::decode(&value[4 + len..]).map_err(|e| QueueError::Record(e.to_string()))?;
+        Invocation::decode(&value[4 + len..]).map_err(|source| QueueError::Decode {
+            record: "dead letter",
+            key: key.to_owned(),
+            source,
+        })?;
     Ok(DeadLetter {
         invocation,
         reason: String::from_utf8_lossy(reason).into_owned(),

@@ -65,7 +65,9 @@ pub(super) enum Done {
     Claimed(bool),
 }
 
-type Reply = oneshot::Sender<Result<Done, String>>;
+/// The answer to one write: a failed commit fails every write of its
+/// batch, so its error is shared.
+type Reply = oneshot::Sender<Result<Done, Arc<redb::Error>>>;
 
 /// Sends operations to the writer thread.
 #[derive(Clone)]
@@ -84,7 +86,7 @@ impl Writer {
     }
 
     /// Applies `op` durably; `None` when the writer has stopped.
-    pub(super) async fn apply(&self, op: Op) -> Option<Result<Done, String>> {
+    pub(super) async fn apply(&self, op: Op) -> Option<Result<Done, Arc<redb::Error>>> {
         let (reply, rx) = oneshot::channel();
         self.tx.send((op, reply)).ok()?;
         rx.await.ok()
@@ -109,8 +111,9 @@ fn run(db: &Database, rx: &mpsc::Receiver<(Op, Reply)>) {
             }
             Err(err) => {
                 tracing::error!(error = %err, "embedded store commit failed");
+                let err = Arc::new(err);
                 for reply in replies {
-                    let _ = reply.send(Err(err.to_string()));
+                    let _ = reply.send(Err(Arc::clone(&err)));
                 }
             }
         }

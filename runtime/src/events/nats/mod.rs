@@ -48,8 +48,17 @@ const FETCH_GRACE: Duration = Duration::from_secs(5);
 /// How long dead letters (and, as a backstop, pending invocations) are kept.
 const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-fn nats_err(operation: &'static str) -> impl FnOnce(String) -> QueueError {
-    move |reason| QueueError::Nats { operation, reason }
+/// The error of settle step `step` (`"read settle"`, `"record settle"`,
+/// `"ack"`, `"nak"`) of invocation `key`.
+fn settle_err<E: Into<async_nats::Error>>(
+    step: &'static str,
+    key: &str,
+) -> impl FnOnce(E) -> QueueError {
+    move |err| QueueError::NatsSettle {
+        step,
+        key: key.to_owned(),
+        source: err.into(),
+    }
 }
 
 fn subject(prefix: &str, target: &FunctionKey) -> String {
@@ -161,7 +170,10 @@ impl NatsQueue {
                 ..Default::default()
             })
             .await
-            .map_err(|e| nats_err("create consumer")(e.to_string()))?;
+            .map_err(|source| QueueError::NatsConsumer {
+                function: target.clone(),
+                source,
+            })?;
         consumers.insert(target.clone(), (consumer.clone(), limits));
         Ok(consumer)
     }
@@ -171,10 +183,10 @@ impl NatsQueue {
         self.js
             .publish(record::subject(key), payload)
             .await
-            .map_err(|e| nats_err("record settle")(e.to_string()))?
+            .map_err(settle_err("record settle", key))?
             .await
             .map(|_| ())
-            .map_err(|e| nats_err("record settle")(e.to_string()))
+            .map_err(settle_err("record settle", key))
     }
 
     /// Reads the settle records of `batch`: redeliveries of invocations
@@ -199,7 +211,7 @@ impl NatsQueue {
                     let unchecked = std::iter::once(leased).chain(batch).map(|l| l.message);
                     let checked = out.into_iter().map(|d| d.ticket.message);
                     hand_back(unchecked.chain(checked)).await;
-                    return Err(nats_err("read settle")(e.to_string()));
+                    return Err(settle_err("read settle", &key)(e));
                 }
             };
             if record == SettleRecord::Settled {
@@ -208,7 +220,7 @@ impl NatsQueue {
                     .message
                     .double_ack()
                     .await
-                    .map_err(|e| nats_err("ack")(e.to_string()))?;
+                    .map_err(settle_err("ack", &key))?;
                 continue;
             }
             let attempt = record.next_attempt();
@@ -227,6 +239,7 @@ impl NatsQueue {
 
     async fn take(
         consumer: &PullConsumer,
+        target: &FunctionKey,
         max: usize,
         wait: Option<Duration>,
     ) -> Result<Vec<Leased>, QueueError> {
@@ -241,13 +254,17 @@ impl NatsQueue {
                     .await
             }
         };
-        let mut batch = batch.map_err(|e| nats_err("fetch")(e.to_string()))?;
+        let fetch_err = |err: async_nats::Error| QueueError::NatsFetch {
+            function: target.clone(),
+            source: err,
+        };
+        let mut batch = batch.map_err(|e| fetch_err(e.into()))?;
         let mut out = Vec::new();
         // A pull request sent while the connection was down is never
         // answered: bound the wait, keeping what arrived.
         let deadline = tokio::time::Instant::now() + wait.unwrap_or_default() + FETCH_GRACE;
         while let Ok(Some(message)) = tokio::time::timeout_at(deadline, batch.next()).await {
-            let message = message.map_err(|e| nats_err("fetch")(e.to_string()))?;
+            let message = message.map_err(fetch_err)?;
             match Invocation::decode(&message.payload) {
                 Ok(invocation) => out.push(Leased {
                     invocation,
@@ -263,16 +280,25 @@ impl NatsQueue {
 }
 
 impl NatsQueue {
-    /// The error of a refused publish of an invocation: [`QueueError::Full`]
-    /// when the pending stream (or the server's store) is full.
-    fn publish_err(&self, err: async_nats::jetstream::context::PublishError) -> QueueError {
+    /// The error of a refused publish of invocation `key`:
+    /// [`QueueError::Full`] when the pending stream (or the server's store)
+    /// is full.
+    fn publish_err(
+        &self,
+        key: &str,
+        err: async_nats::jetstream::context::PublishError,
+    ) -> QueueError {
         if setup::refused_as_full(&err) {
             QueueError::Full {
                 stream: STREAM,
                 max_bytes: self.budget.pending,
             }
         } else {
-            nats_err("publish")(err.to_string())
+            QueueError::NatsPublish {
+                what: "invocation",
+                key: key.to_owned(),
+                source: err,
+            }
         }
     }
 }
@@ -310,19 +336,21 @@ impl Queue for NatsQueue {
 
     fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
         Box::pin(async move {
-            let payload = invocation
-                .encode()
-                .map_err(|e| QueueError::Record(e.to_string()))?;
+            let key = invocation.key();
+            let payload = invocation.encode().map_err(|source| QueueError::Encode {
+                key: key.clone(),
+                source,
+            })?;
             let publish = PublishMessage::build()
                 .payload(payload.into())
-                .message_id(invocation.key());
+                .message_id(key.as_str());
             let ack = self
                 .js
                 .send_publish(subject("flint.async", &invocation.target), publish)
                 .await
-                .map_err(|e| self.publish_err(e))?
+                .map_err(|e| self.publish_err(&key, e))?
                 .await
-                .map_err(|e| self.publish_err(e))?;
+                .map_err(|e| self.publish_err(&key, e))?;
             Ok(if ack.duplicate {
                 Enqueued::Duplicate
             } else {
@@ -338,9 +366,9 @@ impl Queue for NatsQueue {
     ) -> BoxFuture<'a, Result<Vec<Delivery<NatsTicket>>, QueueError>> {
         Box::pin(async move {
             let consumer = self.consumer(target, limits).await?;
-            let mut found = Self::take(&consumer, limits.max, None).await?;
+            let mut found = Self::take(&consumer, target, limits.max, None).await?;
             if found.is_empty() {
-                found = Self::take(&consumer, 1, Some(limits.wait)).await?;
+                found = Self::take(&consumer, target, 1, Some(limits.wait)).await?;
             }
             self.checked(found).await
         })
@@ -350,10 +378,7 @@ impl Queue for NatsQueue {
         Box::pin(async move {
             let NatsTicket { message, key, .. } = ticket;
             self.record(&key, bytes::Bytes::new()).await?;
-            message
-                .double_ack()
-                .await
-                .map_err(|e| nats_err("ack")(e.to_string()))
+            message.double_ack().await.map_err(settle_err("ack", &key))
         })
     }
 
@@ -372,7 +397,7 @@ impl Queue for NatsQueue {
             message
                 .double_ack_with(AckKind::Nak(Some(delay)))
                 .await
-                .map_err(|e| nats_err("nak")(e.to_string()))
+                .map_err(settle_err("nak", &key))
         })
     }
 
@@ -389,30 +414,37 @@ impl Queue for NatsQueue {
                 .payload(message.payload.clone())
                 .headers(headers)
                 .message_id(key.as_str());
+            let publish_err = |source| QueueError::NatsPublish {
+                what: "dead letter",
+                key: key.clone(),
+                source,
+            };
             self.js
                 .send_publish(subject("flint.dead", &delivery.invocation.target), publish)
                 .await
-                .map_err(|e| nats_err("publish dead letter")(e.to_string()))?
+                .map_err(publish_err)?
                 .await
-                .map_err(|e| nats_err("publish dead letter")(e.to_string()))?;
+                .map_err(publish_err)?;
             self.record(&key, bytes::Bytes::new()).await?;
-            message
-                .double_ack()
-                .await
-                .map_err(|e| nats_err("ack")(e.to_string()))
+            message.double_ack().await.map_err(settle_err("ack", &key))
         })
     }
 
     fn depth(&self) -> BoxFuture<'_, Result<Vec<(FunctionKey, Depth)>, QueueError>> {
         Box::pin(async move {
+            let info_err = |err: async_nats::Error| QueueError::NatsStream {
+                operation: "stream info",
+                stream: STREAM.to_owned(),
+                source: err,
+            };
             let mut subjects = self
                 .stream
                 .info_with_subjects("flint.async.>")
                 .await
-                .map_err(|e| nats_err("stream info")(e.to_string()))?;
+                .map_err(|e| info_err(e.into()))?;
             let mut counts = Vec::new();
             while let Some(entry) = subjects.next().await {
-                let (subject, count) = entry.map_err(|e| nats_err("stream info")(e.to_string()))?;
+                let (subject, count) = entry.map_err(|e| info_err(e.into()))?;
                 counts.push((subject, count));
             }
             let mut out = Vec::new();
@@ -466,8 +498,12 @@ impl Queue for NatsQueue {
                     .get(REASON_HEADER)
                     .map(|v| v.as_str().to_owned())
                     .unwrap_or_default();
-                let invocation = Invocation::decode(&message.payload)
-                    .map_err(|e| QueueError::Record(e.to_string()))?;
+                let invocation =
+                    Invocation::decode(&message.payload).map_err(|source| QueueError::Decode {
+                        record: "dead letter",
+                        key: format!("{} #{}", message.subject, message.sequence),
+                        source,
+                    })?;
                 out.push(DeadLetter { invocation, reason });
             }
             Ok(out)

@@ -161,10 +161,7 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Queu
     options
         .connect(settings.url.as_str())
         .await
-        .map_err(|e| QueueError::Nats {
-            operation: "connect",
-            reason: e.to_string(),
-        })
+        .map_err(QueueError::NatsConnect)
 }
 
 /// Creates each stream, or updates one that exists (an older gateway may
@@ -190,15 +187,19 @@ async fn ensure(
     let max_bytes = config.max_bytes;
     js.create_or_update_stream(config)
         .await
-        .map_err(|e| QueueError::Nats {
+        .map_err(|e| QueueError::NatsStream {
             operation: "create or update stream",
-            reason: format!("{name}: {e}"),
+            stream: name.clone(),
+            source: e.into(),
         })?;
     tracing::debug!(stream = %name, max_bytes, "stream ready");
-    js.get_stream(&name).await.map_err(|e| QueueError::Nats {
-        operation: "open stream",
-        reason: format!("{name}: {e}"),
-    })
+    js.get_stream(&name)
+        .await
+        .map_err(|e| QueueError::NatsStream {
+            operation: "open stream",
+            stream: name,
+            source: e.into(),
+        })
 }
 
 /// Whether JetStream refused a publish because a limit was reached: the
