@@ -4,57 +4,40 @@
 //!
 //! Leases live in memory: after a restart every unsettled invocation is due
 //! again (at-least-once, never lost).
+//!
+//! Here: the queue's operations (enqueue, fetch and lease, settle, depth,
+//! dead letters) and the schedule-tick claims. `open` opens and prepares
+//! the store, `layout` says how keys and records are laid out, `pending`
+//! is the in-memory index of unsettled invocations, and `writer` is the
+//! single thread that commits every write.
 
+mod layout;
+mod open;
+mod pending;
 mod writer;
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flint_api::sync::lock;
 use futures::future::BoxFuture;
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase};
 use tokio::sync::Notify;
 
 use super::invocation::{FunctionKey, Invocation, now_ms};
-use super::queue::{
-    DEDUPE_WINDOW, DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError,
+use super::queue::{DeadLetter, Delivery, Depth, Enqueued, FetchLimits, Queue, QueueError};
+use layout::{
+    dead_key, decode_dead, decode_record, due_again, due_key, encode_dead, encode_record,
+    function_prefix, key_of,
 };
-use writer::{DEAD, DUE, Done, INVOCATIONS, Op, SETTLED, TICKS, Writer};
+use pending::Pending;
+use writer::{DEAD, DUE, Done, INVOCATIONS, Op, Writer};
+
 /// Longest a fetch sleeps before looking again for work that fell due.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Unsettled invocations per Function, oldest first, for the depth
-/// metrics; by invocation key (`<ns>/<fn>/<id>`).
-#[derive(Default)]
-struct Pending {
-    by_function: HashMap<FunctionKey, BTreeSet<(u64, String)>>,
-    index: HashMap<String, (FunctionKey, u64)>,
-}
-
-impl Pending {
-    fn add(&mut self, target: FunctionKey, enqueued_ms: u64, key: String) {
-        self.index
-            .insert(key.clone(), (target.clone(), enqueued_ms));
-        self.by_function
-            .entry(target)
-            .or_default()
-            .insert((enqueued_ms, key));
-    }
-
-    fn remove(&mut self, key: &str) {
-        if let Some((target, at)) = self.index.remove(key)
-            && let Some(set) = self.by_function.get_mut(&target)
-        {
-            set.remove(&(at, key.to_owned()));
-            if set.is_empty() {
-                self.by_function.remove(&target);
-            }
-        }
-    }
-}
-
+/// What the clones of one [`EmbeddedQueue`] share.
 struct Inner {
     db: Arc<Database>,
     writer: Writer,
@@ -83,11 +66,6 @@ impl std::fmt::Debug for EmbeddedQueue {
     }
 }
 
-/// The error of preparing the store after opening it.
-fn prepare_err(err: impl Into<redb::Error>) -> QueueError {
-    QueueError::StorePrepare(err.into())
-}
-
 /// The error of reading `table`.
 fn read_err<E: Into<redb::Error>>(table: &'static str) -> impl FnOnce(E) -> QueueError {
     move |err| QueueError::StoreRead {
@@ -96,89 +74,7 @@ fn read_err<E: Into<redb::Error>>(table: &'static str) -> impl FnOnce(E) -> Queu
     }
 }
 
-fn function_prefix(target: &FunctionKey) -> String {
-    format!("{}/{}\0", target.namespace, target.function)
-}
-
-fn due_key(target: &FunctionKey, due_ms: u64, id: &str) -> String {
-    format!("{}{due_ms:020}\0{id}", function_prefix(target))
-}
-
-fn id_of(due_key: &str) -> &str {
-    due_key.rsplit('\0').next().unwrap_or_default()
-}
-
-/// The invocation key (`<ns>/<fn>/<id>`) of a due key.
-fn key_of(due_key: &str) -> String {
-    let function = due_key.split('\0').next().unwrap_or_default();
-    format!("{function}/{}", id_of(due_key))
-}
-
 impl EmbeddedQueue {
-    /// Opens (or creates) the store in `dir` (file `events.redb`).
-    pub fn open(dir: &Path) -> Result<Self, QueueError> {
-        std::fs::create_dir_all(dir).map_err(|source| QueueError::StoreDir {
-            dir: dir.to_owned(),
-            source,
-        })?;
-        let path = dir.join("events.redb");
-        let db =
-            Database::create(&path).map_err(|source| QueueError::StoreOpen { path, source })?;
-        let db = Arc::new(db);
-        let pending = Self::prepare(&db)?;
-        let writer = Writer::start(Arc::clone(&db)).map_err(QueueError::StoreWriter)?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db,
-                writer,
-                pending: Mutex::new(pending),
-                leased: Mutex::new(HashMap::new()),
-                wake: Notify::new(),
-            }),
-        })
-    }
-
-    /// Creates the tables, forgets settled ids past the dedupe window,
-    /// re-keys invocations stored by a version that keyed them by id alone,
-    /// and reads what is pending.
-    fn prepare(db: &Database) -> Result<Pending, QueueError> {
-        let cutoff = now_ms().saturating_sub(DEDUPE_WINDOW.as_millis() as u64);
-        let txn = db.begin_write().map_err(prepare_err)?;
-        let mut pending = Pending::default();
-        {
-            let mut invocations = txn.open_table(INVOCATIONS).map_err(prepare_err)?;
-            txn.open_table(DUE).map_err(prepare_err)?;
-            txn.open_table(DEAD).map_err(prepare_err)?;
-            txn.open_table(TICKS).map_err(prepare_err)?;
-            let mut settled = txn.open_table(SETTLED).map_err(prepare_err)?;
-            // Settled ids without a Function in their key cannot match any
-            // more: they go too.
-            settled
-                .retain(|key, at| at >= cutoff && key.contains('/'))
-                .map_err(prepare_err)?;
-            let mut old_keys = Vec::new();
-            for entry in invocations.iter().map_err(prepare_err)? {
-                let (key, record) = entry.map_err(prepare_err)?;
-                let key = key.value().to_owned();
-                let inv = decode_record(&key, record.value())?.1;
-                if key.contains('/') {
-                    pending.add(inv.target, inv.enqueued_at_ms, key);
-                } else {
-                    old_keys.push((key, inv.key(), record.value().to_vec()));
-                    pending.add(inv.target.clone(), inv.enqueued_at_ms, inv.key());
-                }
-            }
-            for (old, new, record) in old_keys {
-                invocations.remove(old.as_str()).map_err(prepare_err)?;
-                invocations
-                    .insert(new.as_str(), record.as_slice())
-                    .map_err(prepare_err)?;
-            }
-        }
-        txn.commit().map_err(prepare_err)?;
-        Ok(pending)
-    }
-
     async fn apply(&self, op: Op) -> Result<Done, QueueError> {
         match self.inner.writer.apply(op).await {
             Some(result) => result.map_err(QueueError::StoreCommit),
@@ -262,37 +158,12 @@ impl EmbeddedQueue {
     }
 }
 
-/// Reads the record stored under invocation key `key`: the attempts made
-/// and the invocation.
-fn decode_record(key: &str, record: &[u8]) -> Result<(u32, Invocation), QueueError> {
-    let attempts = record
-        .get(..4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or_else(|| QueueError::Truncated {
-            record: "invocation",
-            key: key.to_owned(),
-            len: record.len(),
-        })?;
-    let invocation = Invocation::decode(&record[4..]).map_err(|source| QueueError::Decode {
-        record: "invocation",
-        key: key.to_owned(),
-        source,
-    })?;
-    Ok((attempts, invocation))
-}
-
 impl Queue for EmbeddedQueue {
     type Ticket = EmbeddedTicket;
 
     fn enqueue(&self, invocation: Invocation) -> BoxFuture<'_, Result<Enqueued, QueueError>> {
         Box::pin(async move {
-            let encoded = invocation.encode().map_err(|source| QueueError::Encode {
-                key: invocation.key(),
-                source,
-            })?;
-            let mut record = Vec::with_capacity(4 + encoded.len());
-            record.extend_from_slice(&0u32.to_be_bytes());
-            record.extend_from_slice(&encoded);
+            let record = encode_record(&invocation)?;
             let key = invocation.key();
             let op = Op::Enqueue {
                 key: key.clone(),
@@ -366,13 +237,8 @@ impl Queue for EmbeddedQueue {
         Box::pin(async move {
             let EmbeddedTicket { due_key } = ticket;
             let key = key_of(&due_key);
-            let prefix_end = due_key.find('\0').map_or(0, |i| i + 1);
             let due_ms = now_ms().saturating_add(delay.as_millis() as u64);
-            let new_due_key = format!(
-                "{}{due_ms:020}\0{}",
-                &due_key[..prefix_end],
-                id_of(&due_key)
-            );
+            let new_due_key = due_again(&due_key, due_ms);
             let op = Op::Retry {
                 key: key.clone(),
                 due_key,
@@ -393,19 +259,12 @@ impl Queue for EmbeddedQueue {
         Box::pin(async move {
             let EmbeddedTicket { due_key } = delivery.ticket;
             let inv = delivery.invocation;
-            let encoded = inv.encode().map_err(|source| QueueError::Encode {
-                key: inv.key(),
-                source,
-            })?;
-            let mut value = Vec::with_capacity(4 + reason.len() + encoded.len());
-            value.extend_from_slice(&(reason.len() as u32).to_be_bytes());
-            value.extend_from_slice(reason.as_bytes());
-            value.extend_from_slice(&encoded);
+            let value = encode_dead(&inv, reason)?;
             let now = now_ms();
             let op = Op::DeadLetter {
                 key: inv.key(),
                 due_key,
-                dead_key: due_key_for_dead(&inv.target, now, &inv.id),
+                dead_key: dead_key(&inv.target, now, &inv.id),
                 value,
                 now_ms: now,
             };
@@ -454,35 +313,6 @@ impl Queue for EmbeddedQueue {
             Ok(out)
         })
     }
-}
-
-fn due_key_for_dead(target: &FunctionKey, at_ms: u64, id: &str) -> String {
-    due_key(target, at_ms, id)
-}
-
-/// Reads the dead letter of invocation key `key`: the reason and the
-/// invocation.
-fn decode_dead(key: &str, value: &[u8]) -> Result<DeadLetter, QueueError> {
-    let bad = || QueueError::Truncated {
-        record: "dead letter",
-        key: key.to_owned(),
-        len: value.len(),
-    };
-    let len = value
-        .get(..4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .ok_or_else(bad)?;
-    let reason = value.get(4..4 + len).ok_or_else(bad)?;
-    let invocation =
-        Invocation::decode(&value[4 + len..]).map_err(|source| QueueError::Decode {
-            record: "dead letter",
-            key: key.to_owned(),
-            source,
-        })?;
-    Ok(DeadLetter {
-        invocation,
-        reason: String::from_utf8_lossy(reason).into_owned(),
-    })
 }
 
 impl flint_api::backend::TickStore for EmbeddedQueue {
