@@ -9,7 +9,13 @@
 //! redelivered after the lease (`ack_wait`). Dead letters go to a second
 //! stream, `flint.dead.<ns>.<fn>`, with the reason in a header; settle
 //! records (settled, or how many attempts failed: [`record`]) to a third.
+//!
+//! Here: the queue, its connection, and the enqueue, settle and inspection
+//! (depth, dead letters) operations. `lease` hands invocations out (the
+//! consumers, bounded fetches, the settle-record check, hand-backs),
+//! [`record`] is the settle record, [`setup`] the connection and streams.
 
+mod lease;
 mod record;
 pub mod setup;
 
@@ -17,14 +23,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
+use async_nats::jetstream::stream;
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::sync::Mutex;
 
+pub use self::lease::NatsTicket;
 use self::record::SettleRecord;
 pub use self::setup::{DEFAULT_MAX_BYTES, MIN_MAX_BYTES, NatsSettings, StreamBudget};
 use super::invocation::{FunctionKey, Invocation};
@@ -43,8 +50,6 @@ pub const REASON_HEADER: &str = "Flint-Dead-Reason";
 /// so a redelivery caused by an acknowledgement lost in a server crash is
 /// recognised and not delivered again.
 pub const SETTLED_STREAM: &str = "FLINT_SETTLED";
-/// Time allowed beyond a fetch's own wait before it is given up.
-const FETCH_GRACE: Duration = Duration::from_secs(5);
 /// How long dead letters (and, as a backstop, pending invocations) are kept.
 const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -63,32 +68,6 @@ fn settle_err<E: Into<async_nats::Error>>(
 
 fn subject(prefix: &str, target: &FunctionKey) -> String {
     format!("{prefix}.{}.{}", target.namespace, target.function)
-}
-
-/// A message taken from the stream, its settle record not yet read.
-struct Leased {
-    invocation: Invocation,
-    message: Box<jetstream::Message>,
-}
-
-/// The JetStream queue's handle on a leased invocation: the message, to be
-/// acknowledged (or negatively acknowledged) once its settle is recorded.
-#[derive(Clone)]
-pub struct NatsTicket {
-    message: Box<jetstream::Message>,
-    /// The invocation key, `<ns>/<fn>/<id>`.
-    key: String,
-    /// Which attempt this delivery is (failures recorded + 1).
-    attempt: u32,
-}
-
-impl std::fmt::Debug for NatsTicket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsTicket")
-            .field("key", &self.key)
-            .field("attempt", &self.attempt)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The JetStream queue; cheap to share behind an `Arc`.
@@ -134,50 +113,6 @@ impl NatsQueue {
         self.budget
     }
 
-    /// Hands leased `deliveries` back undelivered (a worker that cannot
-    /// start them): they are offered again after a second (at once by
-    /// their lease if the server is away), as the same attempt — a
-    /// hand-back never counts as a delivery attempt ([`record`]).
-    pub async fn hand_back(&self, deliveries: Vec<Delivery<NatsTicket>>) {
-        hand_back(deliveries.into_iter().map(|d| d.ticket.message)).await;
-    }
-
-    /// The Function's consumer, created or updated to `limits`.
-    async fn consumer(
-        &self,
-        target: &FunctionKey,
-        limits: FetchLimits,
-    ) -> Result<PullConsumer, QueueError> {
-        let mut consumers = self.consumers.lock().await;
-        if let Some((consumer, had)) = consumers.get(target)
-            && had.max_in_flight == limits.max_in_flight
-            && had.lease == limits.lease
-        {
-            return Ok(consumer.clone());
-        }
-        let name = format!("{}_{}", target.namespace, target.function);
-        let consumer: PullConsumer = self
-            .stream
-            .create_consumer(pull::Config {
-                durable_name: Some(name),
-                filter_subject: subject("flint.async", target),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: limits.lease,
-                // Unlimited: the attempts are counted by Flint ([`record`]),
-                // which JetStream's delivery count would overstate.
-                max_deliver: -1,
-                max_ack_pending: i64::from(limits.max_in_flight),
-                ..Default::default()
-            })
-            .await
-            .map_err(|source| QueueError::NatsConsumer {
-                function: target.clone(),
-                source,
-            })?;
-        consumers.insert(target.clone(), (consumer.clone(), limits));
-        Ok(consumer)
-    }
-
     /// Writes the settle record of invocation `key`.
     async fn record(&self, key: &str, payload: bytes::Bytes) -> Result<(), QueueError> {
         self.js
@@ -189,97 +124,6 @@ impl NatsQueue {
             .map_err(settle_err("record settle", key))
     }
 
-    /// Reads the settle records of `batch`: redeliveries of invocations
-    /// already settled are acknowledged again and dropped, the rest become
-    /// deliveries numbered by their recorded failures. When the records
-    /// cannot be read (the server is away), the unchecked messages are
-    /// handed back at once with a short delay instead of waiting out their
-    /// lease — which costs them no attempt.
-    async fn checked(&self, batch: Vec<Leased>) -> Result<Vec<Delivery<NatsTicket>>, QueueError> {
-        let mut out: Vec<Delivery<NatsTicket>> = Vec::with_capacity(batch.len());
-        let mut batch = batch.into_iter();
-        while let Some(leased) = batch.next() {
-            let key = leased.invocation.key();
-            let record = match self
-                .settled
-                .get_last_raw_message_by_subject(&record::subject(&key))
-                .await
-            {
-                Ok(message) => SettleRecord::decode(&message.payload),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => SettleRecord::None,
-                Err(e) => {
-                    let unchecked = std::iter::once(leased).chain(batch).map(|l| l.message);
-                    let checked = out.into_iter().map(|d| d.ticket.message);
-                    hand_back(unchecked.chain(checked)).await;
-                    return Err(settle_err("read settle", &key)(e));
-                }
-            };
-            if record == SettleRecord::Settled {
-                tracing::info!(invocation = %leased.invocation.id, function = %leased.invocation.target, "redelivery of a settled invocation acknowledged without delivering");
-                leased
-                    .message
-                    .double_ack()
-                    .await
-                    .map_err(settle_err("ack", &key))?;
-                continue;
-            }
-            let attempt = record.next_attempt();
-            out.push(Delivery {
-                invocation: leased.invocation,
-                attempt,
-                ticket: NatsTicket {
-                    message: leased.message,
-                    key,
-                    attempt,
-                },
-            });
-        }
-        Ok(out)
-    }
-
-    async fn take(
-        consumer: &PullConsumer,
-        target: &FunctionKey,
-        max: usize,
-        wait: Option<Duration>,
-    ) -> Result<Vec<Leased>, QueueError> {
-        let batch = match wait {
-            None => consumer.fetch().max_messages(max).messages().await,
-            Some(wait) => {
-                consumer
-                    .batch()
-                    .max_messages(max)
-                    .expires(wait)
-                    .messages()
-                    .await
-            }
-        };
-        let fetch_err = |err: async_nats::Error| QueueError::NatsFetch {
-            function: target.clone(),
-            source: err,
-        };
-        let mut batch = batch.map_err(|e| fetch_err(e.into()))?;
-        let mut out = Vec::new();
-        // A pull request sent while the connection was down is never
-        // answered: bound the wait, keeping what arrived.
-        let deadline = tokio::time::Instant::now() + wait.unwrap_or_default() + FETCH_GRACE;
-        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, batch.next()).await {
-            let message = message.map_err(fetch_err)?;
-            match Invocation::decode(&message.payload) {
-                Ok(invocation) => out.push(Leased {
-                    invocation,
-                    message: Box::new(message),
-                }),
-                Err(err) => {
-                    tracing::error!(error = %err, "undecodable message left on the stream")
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl NatsQueue {
     /// The error of a refused publish of invocation `key`:
     /// [`QueueError::Full`] when the pending stream (or the server's store)
     /// is full.
@@ -300,29 +144,6 @@ impl NatsQueue {
                 source: err,
             }
         }
-    }
-}
-
-/// How soon deliveries handed back undelivered are offered again.
-const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
-
-/// Negatively acknowledges `messages` without waiting for the server's
-/// answer: if it is reachable they come back after [`HAND_BACK_DELAY`];
-/// if not, their lease runs out and they come back anyway. Either way as
-/// the same attempt (the attempt number is the settle record's, which a
-/// hand-back leaves alone).
-/// A client whose outgoing buffer is full while disconnected would make
-/// that wait long, so the whole hand-back is bounded too.
-async fn hand_back(messages: impl Iterator<Item = Box<jetstream::Message>>) {
-    let naks = async {
-        for message in messages {
-            if let Err(err) = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await {
-                tracing::debug!(subject = %message.subject, error = %err, "handing back a delivery failed; its lease will expire");
-            }
-        }
-    };
-    if tokio::time::timeout(HAND_BACK_DELAY, naks).await.is_err() {
-        tracing::debug!("handing back deliveries timed out; their leases will expire");
     }
 }
 
@@ -364,14 +185,7 @@ impl Queue for NatsQueue {
         target: &'a FunctionKey,
         limits: FetchLimits,
     ) -> BoxFuture<'a, Result<Vec<Delivery<NatsTicket>>, QueueError>> {
-        Box::pin(async move {
-            let consumer = self.consumer(target, limits).await?;
-            let mut found = Self::take(&consumer, target, limits.max, None).await?;
-            if found.is_empty() {
-                found = Self::take(&consumer, target, 1, Some(limits.wait)).await?;
-            }
-            self.checked(found).await
-        })
+        Box::pin(self.lease(target, limits))
     }
 
     fn complete(&self, ticket: NatsTicket) -> BoxFuture<'_, Result<(), QueueError>> {
