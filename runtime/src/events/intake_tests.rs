@@ -1,9 +1,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, header};
+
+use super::answer::refusal;
 use super::*;
 use crate::events::embedded::EmbeddedQueue;
+use crate::events::invocation::{CALLBACK_HEADER, FunctionKey, INVOCATION_ID_HEADER, new_id};
 use crate::events::targets::Target;
+use crate::gateway::RouteTable;
 use flint_api::backend::{FunctionRoute, RevisionRoute};
 use flint_api::{Protocol, TrafficStatus};
 
