@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         "prior_requests_per_hour" => c.prior_requests_per_hour = v,
                         "prior_hours" => c.prior_hours = v,
                         "prewarm_lead" => c.prewarm_lead = Duration::from_secs_f64(v),
+                        "min_idle" => c.min_idle = Duration::from_secs_f64(v),
                         "rate_exponent" => c.rate_exponent = v,
                         "base_weight" => c.base_weight = v,
                         other => eprintln!("unknown setting {other}"),

@@ -317,3 +317,40 @@ fn same_inputs_give_the_same_decision() {
     assert_eq!(a.log, b.log);
     assert_eq!(a.state, b.state);
 }
+
+/// At a high keep-alive price the learned policy's shortest idle time is
+/// half a minute: a function whose idle times are all far beyond what the
+/// price pays for is released about 30 s after its last request, not after
+/// a minute (the floor a fixed one-minute keep-alive would set).
+#[test]
+fn an_expensive_learned_policy_releases_after_half_a_minute() {
+    let spec = ScaleSpec {
+        min: 0,
+        initial: 0,
+        keep_alive: KeepAlive::Learned,
+        scale_to_zero_grace_period: flint_api::Duration::from_secs(600),
+        ..spec()
+    };
+    let release_after = |price: f64| {
+        let mut r = Scenario::new(spec.clone());
+        r.cfg.learned = flint_operator::autoscaler::keepalive::LearnedConfig::at_price(price);
+        // One 2-second request every five hours, for two days.
+        for _ in 0..10 {
+            r.run(2, Some(1.0));
+            r.run(5 * 3600 - 2, Some(0.0));
+        }
+        let last_req = r.now - (5 * 3600 - 2);
+        let released = r.since(last_req).find(|e| e.1 == 0).unwrap();
+        released.0 - last_req
+    };
+    let cheap = release_after(1.3e-4);
+    let dear = release_after(1e-2);
+    assert!(
+        (30..=36).contains(&dear),
+        "released {dear} s after the request"
+    );
+    assert!(
+        cheap >= 60,
+        "the default keeps at least a minute: {cheap} s"
+    );
+}

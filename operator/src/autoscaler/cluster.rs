@@ -323,10 +323,7 @@ pub async fn run(
         AutoscalerConfig {
             max_waiting: config.gateway_queue_size,
             decide: super::DecideConfig {
-                learned: super::keepalive::LearnedConfig {
-                    price: config.keep_alive_price,
-                    ..super::keepalive::LearnedConfig::default()
-                },
+                learned: super::keepalive::LearnedConfig::at_price(config.keep_alive_price),
                 ..super::DecideConfig::default()
             },
             ..AutoscalerConfig::default()

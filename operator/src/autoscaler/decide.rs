@@ -65,6 +65,18 @@ impl Default for DecideConfig {
     }
 }
 
+impl DecideConfig {
+    /// Gaps between requests shorter than this are not idle times under
+    /// `policy`: the replica is kept through them and they are not learned.
+    pub fn min_idle(&self, policy: flint_api::KeepAlive) -> Duration {
+        match policy {
+            flint_api::KeepAlive::Fixed => Duration::ZERO,
+            flint_api::KeepAlive::Adaptive => self.adaptive.min_idle,
+            flint_api::KeepAlive::Learned => self.learned.min_idle,
+        }
+    }
+}
+
 /// What a decision sees besides the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Observation {
@@ -215,12 +227,9 @@ pub fn decide(
 /// replica is kept this long whatever the keep-alive policy (the panic
 /// window; for a learning policy at least the shortest idle time it records).
 pub fn activity_hold(spec: &ScaleSpec, cfg: &DecideConfig) -> Duration {
-    let panic_window = spec.panic_window().as_std();
-    if spec.keep_alive == flint_api::KeepAlive::Fixed {
-        panic_window
-    } else {
-        panic_window.max(cfg.adaptive.min_idle)
-    }
+    spec.panic_window()
+        .as_std()
+        .max(cfg.min_idle(spec.keep_alive))
 }
 
 /// Replicas needed for `waiting` queued requests (or pending deliveries)

@@ -103,6 +103,11 @@ pub struct LearnedConfig {
     /// A pre-warmed replica is asked for this long before the window opens,
     /// so that it is ready when the expected request comes.
     pub prewarm_lead: Duration,
+    /// Gaps between requests shorter than this are not idle times: the
+    /// replica is kept through them whatever the windows say (the
+    /// adaptive policy's [`AdaptiveConfig::min_idle`], lower at high
+    /// prices so that the policy can spend less than a fixed minute).
+    pub min_idle: Duration,
 }
 
 impl Default for LearnedConfig {
@@ -118,21 +123,73 @@ impl Default for LearnedConfig {
             prior_requests_per_hour: 2.0,
             prior_hours: 2.0,
             prewarm_lead: Duration::from_secs(10),
+            min_idle: Duration::from_secs(60),
         }
     }
 }
 
+/// The learned policy's settings along its price axis: (price, prior
+/// weight, rate exponent, shortest idle time in seconds), read between
+/// knots on a log scale of the price (below the first, the first; above
+/// the last, the last). Chosen on the tuning half of the dev trace
+/// (docs/autoscaling.md).
+const SCHEDULE: [(f64, f64, f64, f64); 5] = [
+    (2.5e-4, 16.0, 1.0, 60.0),
+    (5e-4, 4.0, 0.75, 60.0),
+    (7e-4, 0.0, 0.5, 60.0),
+    (1e-3, 0.0, 0.5, 60.0),
+    (2e-3, 0.0, 0.5, 30.0),
+];
+
+/// The schedule's (prior weight, rate exponent, shortest idle seconds) at
+/// `price`.
+fn scheduled(price: f64) -> (f64, f64, f64) {
+    let first = SCHEDULE[0];
+    let mut out = (first.1, first.2, first.3);
+    for pair in SCHEDULE.windows(2) {
+        let [(p0, w0, r0, m0), (p1, w1, r1, m1)] = [pair[0], pair[1]];
+        if price >= p1 {
+            out = (w1, r1, m1);
+        } else if price > p0 {
+            let t = (price / p0).ln() / (p1 / p0).ln();
+            let mix = |a: f64, b: f64| a + (b - a) * t;
+            out = (mix(w0, w1), mix(r0, r1), mix(m0, m1));
+        }
+    }
+    out
+}
+
 impl LearnedConfig {
-    /// The per-function cost-aware baseline at `price`: the function's own
-    /// idle times only (no prior), every cold start weighed alike. What the
-    /// learned policy is measured against in `flint sim`.
-    pub fn baseline(price: f64) -> Self {
+    /// The learned policy at `price`: the defaults (with that price) up to
+    /// 2.5e-4; above it the population prior fades out and cold starts
+    /// weigh the square root of the request rate instead of the rate, by
+    /// 7e-4 (at high prices the prior pays for keeping rare functions
+    /// warm that the budget cannot keep anyway; without it a function
+    /// falls back to the grace period until its first idle time), and the
+    /// shortest idle time falls from one minute to half a minute between
+    /// 1e-3 and 2e-3, so the policy can spend less than a fixed minute.
+    pub fn at_price(price: f64) -> Self {
+        let (prior_weight, rate_exponent, min_idle) = scheduled(price);
         Self {
             price,
+            prior_weight,
+            rate_exponent,
+            min_idle: Duration::from_secs_f64(min_idle),
+            ..Self::default()
+        }
+    }
+
+    /// The per-function cost-aware baseline at `price`: the function's own
+    /// idle times only (no prior), every cold start weighed alike. What the
+    /// learned policy is measured against in `flint sim`. Its shortest idle
+    /// time follows the same schedule as [`LearnedConfig::at_price`], so
+    /// both reach the same low budgets.
+    pub fn baseline(price: f64) -> Self {
+        Self {
             rate_exponent: 0.0,
             base_weight: 0.0,
             prior_weight: 0.0,
-            ..Self::default()
+            ..Self::at_price(price)
         }
     }
 
@@ -335,8 +392,8 @@ impl IdleHistogram {
                 best[a + 1]
             };
         }
-        let (mut k, mut a, mut b, mut cost) = (1, BINS, BINS, f64::INFINITY);
-        for (j, &(c, wa, wb)) in best.iter().enumerate().skip(1) {
+        let (mut k, mut a, mut b, mut cost) = (0, BINS, BINS, f64::INFINITY);
+        for (j, &(c, wa, wb)) in best.iter().enumerate() {
             let total = keep(j) + c;
             if total < cost {
                 (k, a, b, cost) = (j, wa, wb, total);
@@ -707,6 +764,59 @@ mod tests {
             last = w.keep_first;
         }
         assert!(last < MIN * 5, "an expensive idle minute releases soon");
+    }
+
+    #[test]
+    fn the_price_schedule_keeps_the_defaults_and_moves_one_way() {
+        let d = LearnedConfig::default();
+        assert_eq!(LearnedConfig::at_price(d.price), d);
+        assert_eq!(
+            LearnedConfig::at_price(1e-5),
+            LearnedConfig { price: 1e-5, ..d }
+        );
+        let mut last = LearnedConfig::at_price(1e-6);
+        for i in 1..200 {
+            let price = 1e-6 * 1.1f64.powi(i);
+            let c = LearnedConfig::at_price(price);
+            assert!(c.prior_weight <= last.prior_weight, "{price}: {c:?}");
+            assert!(c.rate_exponent <= last.rate_exponent, "{price}: {c:?}");
+            assert!(c.min_idle <= last.min_idle, "{price}: {c:?}");
+            last = c;
+        }
+        let knot = LearnedConfig::at_price(5e-4);
+        assert_eq!((knot.prior_weight, knot.rate_exponent), (4.0, 0.75));
+        assert_eq!(LearnedConfig::at_price(7e-4).prior_weight, 0.0);
+        assert_eq!(LearnedConfig::at_price(1e-3).min_idle, MIN);
+        assert_eq!(LearnedConfig::at_price(1e-2).min_idle, MIN / 2);
+        let between = LearnedConfig::at_price(1.4e-3).min_idle;
+        assert!(between > MIN / 2 && between < MIN, "{between:?}");
+    }
+
+    #[test]
+    fn the_baseline_follows_the_schedule_without_prior_or_weighting() {
+        let b = LearnedConfig::baseline(3e-3);
+        assert_eq!(b.min_idle, MIN / 2);
+        assert_eq!(
+            (b.prior_weight, b.rate_exponent, b.base_weight),
+            (0.0, 0.0, 0.0)
+        );
+    }
+
+    #[test]
+    fn a_first_idle_time_without_prior_keeps_the_grace_period() {
+        let cfg = LearnedConfig::at_price(2e-3);
+        let w = IdleHistogram::learned(MIN * 10, &cfg).windows().unwrap();
+        assert_eq!(w.keep_first, MIN * 10);
+        assert_eq!(w.keep_until, MIN * 10);
+    }
+
+    #[test]
+    fn an_expensive_idle_minute_can_release_at_once() {
+        // Idle times all beyond the histogram's range: keeping any time at
+        // all buys no warm start.
+        let cfg = LearnedConfig::at_price(2e-3);
+        let w = learned_after(&[MIN * 600; 6], 6, &cfg).windows().unwrap();
+        assert_eq!(w.keep_first, Duration::ZERO, "{w:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! cold-start percentages, idle replica-seconds and queueing delay.
 
 pub mod engine;
+pub mod frontier;
 pub mod plot;
 pub mod report;
 pub mod trace;
@@ -184,10 +185,7 @@ impl Policy {
             None => p.name = "learned".to_owned(),
             Some(price) => {
                 p.name = format!("learned-{price:e}");
-                p.learned = Some(LearnedConfig {
-                    price,
-                    ..LearnedConfig::default()
-                });
+                p.learned = Some(LearnedConfig::at_price(price));
             }
         }
         p
@@ -198,7 +196,11 @@ impl Policy {
     pub fn cost_aware(keep: Duration, price: f64) -> Self {
         let mut p = Self::fixed(keep);
         p.spec.keep_alive = KeepAlive::Learned;
-        p.name = format!("cost-aware-{price:e}");
+        p.name = if keep == Duration::from_secs(600) {
+            format!("cost-aware-{price:e}")
+        } else {
+            format!("cost-aware-{price:e}-{}", minutes_label(keep))
+        };
         p.learned = Some(LearnedConfig::baseline(price));
         p
     }
@@ -286,20 +288,32 @@ pub fn policies(choice: PolicyChoice, keep: Duration) -> Vec<Policy> {
 /// at the same cost.
 pub const COST_AWARE_PRICE: f64 = 1e-4;
 
+/// The idle budgets (relative to fixed 10 minutes) over which the learned
+/// curve is compared with the fixed and cost-aware ones.
+pub const FRONTIER_RANGE: (f64, f64) = (0.5, 1.5);
+
 /// The keep-alive settings swept for the plot.
 pub fn sweep() -> Vec<Policy> {
     let mut out = vec![Policy::kpa()];
-    for m in [1u64, 2, 5, 10, 20, 30, 60] {
-        out.push(Policy::fixed(Duration::from_secs(m * 60)));
+    for s in [30u64, 45, 60, 120, 300, 600, 1200, 1800, 3600, 5400] {
+        out.push(Policy::fixed(Duration::from_secs(s)));
     }
     for m in [2u64, 5, 10, 20] {
         out.push(Policy::adaptive(Duration::from_secs(m * 60)));
     }
     let keep = Duration::from_secs(600);
-    for price in [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2] {
+    for price in [1e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2] {
         out.push(Policy::cost_aware(keep, price));
     }
-    for price in [2e-5, 4e-5, 7e-5, 1.3e-4, 2.5e-4, 5e-4, 1e-3, 2e-3] {
+    // Its own idle times never keep it longer than it has seen: above about
+    // 1x only a longer fallback (until a function's first idle time) spends
+    // more.
+    for m in [20u64, 30, 60] {
+        out.push(Policy::cost_aware(Duration::from_secs(m * 60), 1e-5));
+    }
+    for price in [
+        2e-5, 4e-5, 7e-5, 1.3e-4, 2.5e-4, 3.5e-4, 5e-4, 7e-4, 1e-3, 1.4e-3, 2e-3, 3e-3, 4e-3,
+    ] {
         out.push(Policy::learned(keep, Some(price)));
     }
     out
@@ -352,6 +366,23 @@ pub fn run(args: &SimArgs) -> Result<(), SimError> {
         writeln!(out)?;
     } else {
         write!(out, "{}", report::table(&reports))?;
+        if args.plot.is_some() {
+            let learned = frontier::Curve::of(&reports, "learned");
+            for other in ["fixed", "cost-aware"] {
+                let (lo, hi) = FRONTIER_RANGE;
+                let cmp =
+                    frontier::compare(&learned, &frontier::Curve::of(&reports, other), lo, hi);
+                let verdict = if cmp.below_over(lo, hi) {
+                    "strictly below"
+                } else {
+                    "NOT strictly below"
+                };
+                writeln!(
+                    out,
+                    "learned vs {other}: {verdict} over {lo:.2}x-{hi:.2}x; {cmp}"
+                )?;
+            }
+        }
     }
     Ok(())
 }

@@ -60,23 +60,17 @@ pub fn svg(path: &Path, title: &str, reports: &[PolicyReport]) -> Result<(), Plo
         ("learned", MAGENTA),
     ];
     for (family, color) in families {
-        let in_family = |name: &str| {
-            name == family
-                || name
-                    .strip_prefix(family)
-                    .is_some_and(|rest| rest.starts_with('-'))
-        };
-        let mut points: Vec<(f64, f64, &str)> = reports
+        let points: Vec<(f64, f64, &str)> = reports
             .iter()
-            .filter(|r| in_family(&r.policy))
+            .filter(|r| super::frontier::in_family(&r.policy, family))
             .map(|r| (r.idle_vs_fixed_10m, r.cold_start_p75_pct, r.policy.as_str()))
             .collect();
         if points.is_empty() {
             continue;
         }
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let front = super::frontier::Curve::of(reports, family);
         chart
-            .draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), color))
+            .draw_series(LineSeries::new(front.points().iter().copied(), color))
             .map_err(|e| fail(&e))?
             .label(family)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));

@@ -285,7 +285,7 @@ pub(super) fn observe_activity(
         }
         if let Some(last) = state.last_active {
             let gap = s.at.saturating_sub(last);
-            if state.last_active_observed && gap >= cfg.adaptive.min_idle {
+            if state.last_active_observed && gap >= cfg.min_idle(policy) {
                 match policy {
                     flint_api::KeepAlive::Fixed => {}
                     flint_api::KeepAlive::Adaptive => {

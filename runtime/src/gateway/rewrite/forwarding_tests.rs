@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use flint_api::Protocol;
-use http::{HeaderValue, Request, Version};
+use http::{Request, Version};
 
 use super::{Forwarding, client_ip, rewrite_request};
 use crate::gateway::host::NamedHost;
