@@ -2,13 +2,13 @@
 //! revision every 2 s (and at once on a poke), and writes through the
 //! [`ScaleActuator`] only when the desired count changes.
 //!
-//! Pokes arrive through [`AutoscalerHandle`], a [`PokeSink`] that never
-//! blocks (an unbounded channel). Several pokes for a revision already
-//! scaling from zero lead to the same decision, hence to a single write.
-//! Over HTTP ([`poke_router`]) a poke needs the control token, and every
-//! poke's `waiting` counts at most the gateway's queue size
-//! ([`AutoscalerConfig::max_waiting`]): no gateway can hold more requests
-//! for a revision, so no poke may claim more.
+//! Pokes arrive through [`AutoscalerHandle`] (`handle.rs`, which also adds,
+//! removes and reports on revisions from other tasks) and, from gateways in
+//! other processes, over HTTP ([`poke_router`], `poke.rs`). Several pokes
+//! for a revision already scaling from zero lead to the same decision, hence
+//! to a single write. Every poke's `waiting` counts at most the gateway's
+//! queue size ([`AutoscalerConfig::max_waiting`]): no gateway can hold more
+//! requests for a revision, so no poke may claim more.
 //!
 //! The asynchronous backlog: each successful scrape also yields the pending
 //! invocations per Function ([`MetricsSource::take_pending`]); callers tell
@@ -18,25 +18,29 @@
 //! while the reading is no older than the staleness limit of the samples.
 //! A Function with no route set adds no backlog demand.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use flint_api::backend::{PokeSink, RevisionKey, ScaleActuator, Standing};
-use flint_api::drain::{ControlToken, WWW_AUTHENTICATE, authorize};
+use flint_api::ScaleSpec;
+use flint_api::backend::{RevisionKey, ScaleActuator, Standing};
 use flint_api::poke::ScalePoke;
 use flint_api::sync::lock;
-use flint_api::{KeepAliveStatus, ScaleSpec};
 use prometheus::Registry;
 use tokio::sync::mpsc;
 
-use super::backlog::{BacklogBook, BacklogRoute};
+use super::backlog::BacklogBook;
 use super::decide::{DecideConfig, Observation, ScaleState, decide};
-use super::explain;
 use super::metrics::AutoscalerMetrics;
 use super::snapshot::Snapshot;
-use super::source::{FunctionKey, MetricsSource, Pending};
+use super::source::{MetricsSource, Pending};
 use super::window::{Sample, Window};
+
+mod handle;
+mod poke;
+
+pub use handle::{AutoscalerHandle, KeepAliveReport};
+pub use poke::poke_router;
 
 /// Settings of the loop.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +76,7 @@ pub enum AutoscalerError {
     Metrics(#[from] prometheus::Error),
 }
 
+/// One revision as the loop tracks it.
 struct Tracked {
     spec: ScaleSpec,
     window: Window,
@@ -90,10 +95,12 @@ struct Tracked {
 /// keep-alive window) still maps to a time on it.
 const CLOCK_ORIGIN: Duration = Duration::from_secs(24 * 3600);
 
+/// What a handle asks of the loop (see `handle.rs`).
 enum Command {
     Poke(ScalePoke),
 }
 
+/// The state the loop shares with its handles, each part under its own lock.
 struct Shared {
     revisions: Mutex<HashMap<RevisionKey, Tracked>>,
     decide: DecideConfig,
@@ -105,141 +112,6 @@ struct Shared {
 impl Shared {
     fn now(&self) -> Duration {
         self.epoch.elapsed() + CLOCK_ORIGIN
-    }
-}
-
-/// Adds and removes revisions, and takes the gateway's pokes. Cheap to clone.
-#[derive(Clone)]
-pub struct AutoscalerHandle {
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for AutoscalerHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AutoscalerHandle").finish_non_exhaustive()
-    }
-}
-
-/// What [`AutoscalerHandle::keep_alive`] reports: the `status.keepAlive`
-/// entries of the revisions taken over, and the Functions with a revision
-/// not taken over yet (whose persisted entries are still needed).
-#[derive(Debug, Clone, Default)]
-pub struct KeepAliveReport {
-    /// Each adopted revision's entry.
-    pub entries: Vec<(RevisionKey, KeepAliveStatus)>,
-    /// Functions with at least one revision not adopted yet.
-    pub taking_over: HashSet<FunctionKey>,
-}
-
-impl AutoscalerHandle {
-    /// Starts scaling `key` with `spec`, or updates its spec (keeping its
-    /// state and samples).
-    pub fn upsert(&self, key: RevisionKey, spec: ScaleSpec) {
-        self.upsert_restoring(key, spec, None);
-    }
-
-    /// As [`AutoscalerHandle::upsert`]; a revision not tracked yet also
-    /// takes up `learned`, what a previous leader persisted for it
-    /// (`status.keepAlive[].learned`). A damaged string is ignored: the
-    /// revision learns afresh.
-    pub fn upsert_restoring(&self, key: RevisionKey, spec: ScaleSpec, learned: Option<&str>) {
-        let now = self.shared.now();
-        let mut revs = lock(&self.shared.revisions);
-        match revs.get_mut(&key) {
-            Some(t) => {
-                t.window.set_span(spec.stable_window.as_std());
-                t.spec = spec;
-            }
-            None => {
-                let restore = learned.and_then(|text| match Snapshot::decode(text) {
-                    Ok(snapshot) => Some(snapshot),
-                    Err(error) => {
-                        tracing::warn!(revision = %key, %error, "persisted keep-alive state unreadable; learning afresh");
-                        None
-                    }
-                });
-                let state = ScaleState::new(&spec, now);
-                revs.insert(
-                    key,
-                    Tracked {
-                        window: Window::new(spec.stable_window.as_std()),
-                        state,
-                        spec,
-                        written: None,
-                        ready: 0,
-                        adopted: false,
-                        restore,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Stops scaling `key` (its replicas are left as they are).
-    pub fn remove(&self, key: &RevisionKey) {
-        lock(&self.shared.revisions).remove(key);
-    }
-
-    /// The revisions being scaled.
-    pub fn revisions(&self) -> Vec<RevisionKey> {
-        lock(&self.shared.revisions).keys().cloned().collect()
-    }
-
-    /// The last desired count of `key`.
-    pub fn desired(&self, key: &RevisionKey) -> Option<u32> {
-        let revs = lock(&self.shared.revisions);
-        revs.get(key).map(|t| t.state.desired)
-    }
-
-    /// Why each adopted revision's last replica is kept, pre-warmed or
-    /// released, and what its keep-alive policy has learned, as of
-    /// `wall_now`: the entries of its Function's `status.keepAlive`.
-    /// Revisions not adopted yet are left out, and their Functions listed
-    /// as still being taken over, from the same pass over the revisions.
-    pub fn keep_alive(&self, wall_now: SystemTime) -> KeepAliveReport {
-        let config = &self.shared.decide;
-        let now = self.shared.now();
-        let unix = wall_now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let wall = |d: Duration| {
-            let ago = now.saturating_sub(d);
-            wall_now.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH)
-        };
-        let mut report = KeepAliveReport::default();
-        let revs = lock(&self.shared.revisions);
-        for (key, t) in revs.iter() {
-            if !t.adopted {
-                report
-                    .taking_over
-                    .insert(FunctionKey::new(&key.namespace, &key.function));
-                continue;
-            }
-            let (view, basis) = explain::view(&t.spec, config, &t.state, now);
-            let snapshot = t.state.snapshot(&t.spec, config, now, unix);
-            let status = KeepAliveStatus {
-                revision: key.revision.clone(),
-                policy: t.spec.keep_alive,
-                message: explain::render(view, basis, wall),
-                learned: (snapshot != Snapshot::default()).then(|| snapshot.encode()),
-            };
-            report.entries.push((key.clone(), status));
-        }
-        report
-    }
-
-    /// Replaces how every Function's asynchronous backlog reaches its
-    /// revisions (`async.maxInFlight` and the resolved traffic split).
-    /// Functions left out add no backlog demand.
-    pub fn set_backlog_routes(&self, routes: HashMap<FunctionKey, BacklogRoute>) {
-        lock(&self.shared.backlogs).set_routes(routes);
-    }
-}
-
-impl PokeSink for AutoscalerHandle {
-    fn poke(&self, poke: ScalePoke) {
-        // Unbounded: never blocks the request path; the loop drains it.
-        let _ = self.shared.commands.send(Command::Poke(poke));
     }
 }
 
@@ -474,61 +346,4 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
             Err(err) => tracing::warn!(revision = %key, error = %err, "scale write failed"),
         }
     }
-}
-
-/// An axum router with `POST` [`flint_api::poke::POKE_PATH`] taking a JSON
-/// [`ScalePoke`], for gateways running in other processes. Only a request
-/// carrying `token` (`Authorization: Bearer …`) reaches the loop; any other
-/// is refused (401, or 403 with no token configured) and changes nothing.
-pub fn poke_router(handle: AutoscalerHandle, token: Option<ControlToken>) -> axum::Router {
-    use axum::routing::post;
-    axum::Router::new()
-        .route(
-            flint_api::poke::POKE_PATH,
-            post(
-                |axum::extract::State(h): axum::extract::State<AutoscalerHandle>,
-                 axum::Json(poke): axum::Json<ScalePoke>| async move {
-                    h.poke(poke);
-                    http::StatusCode::ACCEPTED
-                },
-            )
-            .with_state(handle),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::new(token),
-            control_only,
-        ))
-}
-
-/// Lets a poke through only with the control token; refuses it before its
-/// body is read otherwise, naming what is wrong.
-async fn control_only(
-    axum::extract::State(token): axum::extract::State<Arc<Option<ControlToken>>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let authorization = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Err(refusal) = authorize(token.as_ref().as_ref(), authorization) else {
-        return next.run(request).await;
-    };
-    tracing::warn!(refusal = refusal.label(), "poke refused");
-    let status =
-        http::StatusCode::from_u16(refusal.status()).unwrap_or(http::StatusCode::UNAUTHORIZED);
-    let mut response = (
-        status,
-        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{refusal}\n"),
-    )
-        .into_response();
-    if status == http::StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static(WWW_AUTHENTICATE),
-        );
-    }
-    response
 }
