@@ -1,93 +1,24 @@
-//! The autoscaler on a cluster: which revisions to scale (every revision in
-//! a Function's status; the latest with the Function's scaling knobs, the
-//! others with the ones they last followed), where the signal
-//! comes from (the gateway pods behind a Service, found through its
-//! EndpointSlices, or a Prometheus server), how each Function's async backlog
-//! reaches its revisions (its `async.maxInFlight` and `status.traffic`), and
-//! where the gateways' pokes arrive. Runs only on the leader.
+//! What the autoscaler reads from the Function resources: which revisions
+//! to scale and with which knobs ([`revisions_to_scale`]), how each
+//! Function's async backlog reaches its revisions ([`backlog_route`]), and
+//! what a previous leader persisted for a revision ([`persisted_learned`]);
+//! and the watch that hands them to the running autoscaler. The readers are
+//! pure functions of the Functions, tested as tables; the watch is the only
+//! I/O. Apart from the assembly because this is the autoscaler's whole view
+//! of the CRD, the one place to change when the CRD does.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::Duration;
 
 use flint_api::backend::RevisionKey;
 use flint_api::{Function, ScaleSpec};
 use futures::StreamExt;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, Client};
-use prometheus::Registry;
-use tokio::sync::watch;
 
-use super::backlog::BacklogRoute;
-use super::drain::Drainer;
-use super::kube_actuator::{DrainSetup, KubeActuator};
-use super::source::direct::DirectSource;
-use super::source::prometheus::{PromQlConfig, PromQlSource};
-use super::source::{FunctionKey, MetricsSource, Pending, Readings, SourceError};
-use super::{Autoscaler, AutoscalerConfig, AutoscalerError, AutoscalerHandle, poke_router};
-
-/// How long one scrape of a gateway may take.
-const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Where the scaling signal comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignalConfig {
-    /// Scrape every ready gateway pod's `/metrics` each second.
-    Direct,
-    /// Query a Prometheus server that scrapes the gateways.
-    Prometheus(PromQlConfig),
-}
-
-/// Where the gateway pods are: the ready endpoints of a Service, on their
-/// admin port (scraped by the direct source, asked to drain before scale-downs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GatewayDiscovery {
-    /// Namespace of the gateway Service.
-    pub namespace: String,
-    /// Name of the Service whose EndpointSlices list the gateway pods.
-    pub service: String,
-    /// The gateways' admin port.
-    pub port: u16,
-}
-
-/// Settings of the cluster autoscaler.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClusterAutoscalerConfig {
-    /// The signal.
-    pub signal: SignalConfig,
-    /// The gateways.
-    pub gateways: GatewayDiscovery,
-    /// The control token: presented to the gateways' drain endpoint, and
-    /// required of every poke. Without one, scale-downs remove pods without
-    /// draining them first (the pods' preStop wait only) and every poke is
-    /// refused (scale-from-zero waits for the next decision instead).
-    pub control_token: Option<flint_api::drain::ControlToken>,
-    /// Where the poke endpoint listens (only while leading).
-    pub poke_addr: SocketAddr,
-    /// The gateways' per-revision queue size (`--queue-size` of `flint
-    /// gateway`): the most waiting requests a poke is believed.
-    pub gateway_queue_size: u32,
-    /// Price of an idle replica-second for `keepAlive: learned` (see
-    /// [`super::keepalive::LearnedConfig::price`]).
-    pub keep_alive_price: f64,
-}
-
-/// Why the cluster autoscaler could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// The autoscaler itself could not be set up.
-    #[error(transparent)]
-    Autoscaler(#[from] AutoscalerError),
-    /// The poke address could not be bound.
-    #[error("binding the poke address {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-}
+use super::super::AutoscalerHandle;
+use super::super::backlog::BacklogRoute;
+use super::super::source::FunctionKey;
+use super::store_settled;
 
 /// The revisions to scale: each revision a Function's status lists (and its
 /// latest created one), each with its own scaling knobs. The latest created
@@ -197,196 +128,7 @@ pub fn persisted_learned<'a>(
         .clone()
 }
 
-/// The `/metrics` URLs of the ready, not terminating endpoints in `slices`.
-pub fn gateway_urls<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
-    port: u16,
-) -> Vec<String> {
-    let mut urls: Vec<String> = slices
-        .into_iter()
-        .flat_map(|s| s.endpoints.iter())
-        .filter(|e| {
-            let c = e.conditions.as_ref();
-            c.and_then(|c| c.ready).unwrap_or(true)
-                && !c.and_then(|c| c.terminating).unwrap_or(false)
-        })
-        .flat_map(|e| e.addresses.iter())
-        .map(|ip| {
-            if ip.contains(':') {
-                format!("http://[{ip}]:{port}/metrics")
-            } else {
-                format!("http://{ip}:{port}/metrics")
-            }
-        })
-        .collect();
-    urls.sort();
-    urls.dedup();
-    urls
-}
-
-/// The direct source over a changing set of gateways. No gateway known is
-/// an error, never "no load": an empty list must not scale anything to zero.
-struct Discovered {
-    inner: DirectSource,
-    urls: watch::Receiver<Vec<String>>,
-}
-
-impl MetricsSource for Discovered {
-    fn name(&self) -> &'static str {
-        "direct"
-    }
-
-    async fn collect(&mut self, revisions: &[RevisionKey]) -> Result<Readings, SourceError> {
-        if self.urls.has_changed().unwrap_or(false) {
-            let urls = self.urls.borrow_and_update().clone();
-            self.inner.set_urls(urls);
-        }
-        if self.urls.borrow().is_empty() {
-            return Err(SourceError::GatewaysDown { up: 0, total: 0 });
-        }
-        self.inner.collect(revisions).await
-    }
-
-    fn take_pending(&mut self) -> Option<Pending> {
-        self.inner.take_pending()
-    }
-}
-
-/// Either source, chosen by flag.
-enum ClusterSource {
-    Direct(Discovered),
-    Prometheus(PromQlSource),
-}
-
-impl MetricsSource for ClusterSource {
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Direct(s) => s.name(),
-            Self::Prometheus(s) => s.name(),
-        }
-    }
-
-    async fn collect(&mut self, revisions: &[RevisionKey]) -> Result<Readings, SourceError> {
-        match self {
-            Self::Direct(s) => s.collect(revisions).await,
-            Self::Prometheus(s) => s.collect(revisions).await,
-        }
-    }
-
-    fn take_pending(&mut self) -> Option<Pending> {
-        match self {
-            Self::Direct(s) => s.take_pending(),
-            Self::Prometheus(s) => s.take_pending(),
-        }
-    }
-}
-
-/// Runs the autoscaler until `halt` resolves: keeps its revision set in line
-/// with the Functions, its gateway list in line with the EndpointSlices, and
-/// serves the poke endpoint.
-pub async fn run(
-    client: Client,
-    registry: &Registry,
-    config: ClusterAutoscalerConfig,
-    halt: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ClusterError> {
-    let (halt_tx, halt_rx) = watch::channel(false);
-    let (urls_tx, urls_rx) = watch::channel(Vec::new());
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &config.gateways.namespace);
-    let selector = format!("kubernetes.io/service-name={}", config.gateways.service);
-    tokio::spawn(until(
-        halt_rx.clone(),
-        follow_gateways(slices, selector, config.gateways.port, urls_tx),
-    ));
-    let source = match config.signal {
-        SignalConfig::Direct => ClusterSource::Direct(Discovered {
-            inner: DirectSource::new(Vec::new(), SCRAPE_TIMEOUT),
-            urls: urls_rx.clone(),
-        }),
-        SignalConfig::Prometheus(cfg) => ClusterSource::Prometheus(PromQlSource::new(cfg)),
-    };
-    let drain = match config.control_token.clone() {
-        Some(token) => Some(DrainSetup {
-            drainer: Drainer::new(token),
-            gateways: urls_rx,
-        }),
-        None => {
-            tracing::warn!(
-                "no control token: scale-downs will not drain replicas first, and every poke is refused"
-            );
-            None
-        }
-    };
-    let autoscaler = Autoscaler::new(
-        KubeActuator::new(client.clone(), drain),
-        source,
-        AutoscalerConfig {
-            max_waiting: config.gateway_queue_size,
-            decide: super::DecideConfig {
-                learned: super::keepalive::LearnedConfig::at_price(config.keep_alive_price),
-                ..super::DecideConfig::default()
-            },
-            ..AutoscalerConfig::default()
-        },
-        registry,
-    )?;
-    let handle = autoscaler.handle();
-    let (functions, functions_writer) = reflector::store();
-    tokio::spawn(until(
-        halt_rx.clone(),
-        follow_functions(Api::all(client.clone()), functions_writer, handle.clone()),
-    ));
-    tokio::spawn(until(
-        halt_rx.clone(),
-        super::status_writer::run(client, functions, handle.clone()),
-    ));
-
-    let listener = tokio::net::TcpListener::bind(config.poke_addr)
-        .await
-        .map_err(|source| ClusterError::Bind {
-            addr: config.poke_addr,
-            source,
-        })?;
-    let mut poke_halt = halt_rx.clone();
-    tokio::spawn(async move {
-        let router = poke_router(handle, config.control_token);
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = poke_halt.wait_for(|h| *h).await;
-        });
-        if let Err(error) = serve.await {
-            tracing::warn!(%error, "poke endpoint stopped");
-        }
-    });
-    tracing::info!(addr = %config.poke_addr, "autoscaler running; pokes accepted");
-    autoscaler.run(halt).await;
-    let _ = halt_tx.send(true);
-    Ok(())
-}
-
-async fn until(mut halt: watch::Receiver<bool>, work: impl Future<Output = ()>) {
-    tokio::select! {
-        _ = halt.wait_for(|h| *h) => {}
-        () = work => {}
-    }
-}
-
-/// Whether, after `event`, the reflector's store holds what the API server
-/// has: after a change, or once a (re)list is complete. During a relist the
-/// store still holds the old state (it swaps at the end), so reading it on
-/// the relist's own events would miss everything listed — a new leader
-/// would see no gateway and no Function until something changed.
-fn store_settled<K>(event: Result<watcher::Event<K>, watcher::Error>, what: &str) -> bool {
-    match event {
-        Err(error) => {
-            tracing::warn!(%error, "watching {what} failed; retrying");
-            false
-        }
-        Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => false,
-        Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) => true,
-    }
-}
-
-async fn follow_functions(
+pub(super) async fn follow_functions(
     api: Api<Function>,
     writer: reflector::store::Writer<Function>,
     handle: AutoscalerHandle,
@@ -425,58 +167,10 @@ async fn follow_functions(
         }
     }
 }
-
-async fn follow_gateways(
-    api: Api<EndpointSlice>,
-    selector: String,
-    port: u16,
-    urls: watch::Sender<Vec<String>>,
-) {
-    let (reader, writer) = reflector::store();
-    let config = watcher::Config::default().labels(&selector);
-    let mut events = reflector(writer, watcher(api, config))
-        .default_backoff()
-        .boxed();
-    while let Some(event) = events.next().await {
-        if !store_settled(event, "the gateway EndpointSlices") {
-            continue;
-        }
-        let state = reader.state();
-        let found = gateway_urls(state.iter().map(|s| s.as_ref()), port);
-        urls.send_if_modified(|current| {
-            let changed = *current != found;
-            if changed {
-                tracing::info!(gateways = found.len(), "gateway list changed");
-                *current = found.clone();
-            }
-            changed
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use flint_api::{FunctionSpec, FunctionStatus};
-    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
-
-    #[test]
-    fn the_store_is_read_after_a_change_or_a_complete_list_only() {
-        // During a (re)list the reflector still holds the previous state:
-        // reading it then would miss every listed object.
-        let settled = |e: watcher::Event<Function>| store_settled(Ok(e), "Functions");
-        let f = || {
-            Function::new(
-                "f",
-                serde_json::from_value(serde_json::json!({"image": "x"})).unwrap(),
-            )
-        };
-        assert!(!settled(watcher::Event::Init));
-        assert!(!settled(watcher::Event::InitApply(f())));
-        assert!(settled(watcher::Event::InitDone));
-        assert!(settled(watcher::Event::Apply(f())));
-        assert!(settled(watcher::Event::Delete(f())));
-    }
 
     fn function(ns: &str, name: &str, revisions: &[&str], latest: Option<&str>) -> Function {
         let spec: FunctionSpec =
@@ -712,53 +406,6 @@ mod tests {
             got.sort_by_key(|w| w.0);
             assert_eq!(got, want, "{case}");
         }
-    }
-
-    #[test]
-    fn only_ready_serving_gateways_are_scraped() {
-        let endpoint = |ip: &str, ready: Option<bool>, terminating: Option<bool>| Endpoint {
-            addresses: vec![ip.into()],
-            conditions: Some(EndpointConditions {
-                ready,
-                serving: None,
-                terminating,
-            }),
-            ..Endpoint::default()
-        };
-        let slice = EndpointSlice {
-            address_type: "IPv4".into(),
-            endpoints: vec![
-                endpoint("10.0.0.2", Some(true), None),
-                endpoint("10.0.0.1", None, None),
-                endpoint("10.0.0.3", Some(false), None),
-                endpoint("10.0.0.4", Some(true), Some(true)),
-                endpoint("fd00::5", Some(true), Some(false)),
-            ],
-            ..EndpointSlice::default()
-        };
-        assert_eq!(
-            gateway_urls([&slice, &slice], 9091),
-            [
-                "http://10.0.0.1:9091/metrics",
-                "http://10.0.0.2:9091/metrics",
-                "http://[fd00::5]:9091/metrics"
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn no_known_gateway_is_an_error_not_zero_load() {
-        let (_tx, rx) = watch::channel(Vec::new());
-        let mut source = Discovered {
-            inner: DirectSource::new(Vec::new(), SCRAPE_TIMEOUT),
-            urls: rx,
-        };
-        let key = RevisionKey::new("default", "a", "a-00001");
-        let got = source.collect(&[key]).await;
-        assert!(
-            matches!(got, Err(SourceError::GatewaysDown { up: 0, total: 0 })),
-            "{got:?}"
-        );
     }
 
     fn routed_function(
