@@ -37,7 +37,8 @@ pub enum PolicyChoice {
     /// Learned keep-alive: cost-aware windows with a population prior and
     /// cold starts weighed per request.
     Learned,
-    /// All of them.
+    /// All of them, each swept over its settings: the trade-off frontier
+    /// as a table, and whether the learned one is below the others.
     All,
 }
 
@@ -62,8 +63,8 @@ pub struct SimArgs {
     /// Print one JSON object per policy (a JSON array) instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Also sweep keep-alive settings and draw cold-start % against idle
-    /// replica-seconds into this SVG file.
+    /// Draw cold-start % against idle replica-seconds into this SVG file
+    /// (sweeping every policy's settings, as `--policy all` does).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Replay only one half of the functions, split by function id (see
@@ -338,7 +339,8 @@ pub fn run(args: &SimArgs) -> Result<(), SimError> {
     };
     let cfg = DecideConfig::default();
     let mut chosen = policies(args.policy, args.keepalive.as_std());
-    if args.plot.is_some() {
+    let frontier = args.plot.is_some() || args.policy == PolicyChoice::All;
+    if frontier {
         for p in sweep() {
             if !chosen.iter().any(|c| c.name == p.name) {
                 chosen.push(p);
@@ -366,7 +368,7 @@ pub fn run(args: &SimArgs) -> Result<(), SimError> {
         writeln!(out)?;
     } else {
         write!(out, "{}", report::table(&reports))?;
-        if args.plot.is_some() {
+        if frontier {
             let learned = frontier::Curve::of(&reports, "learned");
             for other in ["fixed", "cost-aware"] {
                 let (lo, hi) = FRONTIER_RANGE;
