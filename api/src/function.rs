@@ -1,9 +1,18 @@
-//! The `Function` custom resource (`functions.flint.dev/v1alpha1`).
+//! The `Function` custom resource (`functions.flint.dev/v1alpha1`): the
+//! resource and its spec (container, pod template, volumes, traffic). The
+//! spec's larger parts and the status live in their own modules and are
+//! re-exported here, so every type stays `flint_api::function::X`: the
+//! autoscaling knobs ([`ScaleSpec`]), asynchronous invocations and schedules
+//! ([`AsyncSpec`], [`Schedule`]), and the observed state ([`FunctionStatus`]).
 //!
 //! Every field's doc comment becomes its CRD description (what `kubectl
 //! explain function.spec...` prints). Cross-field rules are CEL
 //! (`x-kubernetes-validations`) so the API server refuses bad manifests; the
 //! same rules run in Rust in [`crate::validate`] for `flint dev`.
+
+mod events;
+mod scale;
+mod status;
 
 use std::collections::BTreeMap;
 
@@ -13,15 +22,17 @@ use k8s_openapi::api::core::v1::{
     ProjectedVolumeSource, ResourceRequirements, SecretVolumeSource, SecurityContext, Toleration,
     TopologySpreadConstraint,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::defaults;
-use crate::duration::Duration;
 use crate::pod::{self, ImagePullPolicy};
+
+pub use events::{AsyncSpec, CRON_PATTERN, Schedule, ScheduleMethod, timezone_names};
+pub use scale::{KeepAlive, ScaleMetric, ScaleSpec};
+pub use status::{FunctionStatus, KeepAliveStatus, RevisionImage, RevisionStatus, TrafficStatus};
 
 /// A function: an HTTP workload that Flint runs as immutable revisions,
 /// routes traffic to, and scales from zero to many and back on request load.
@@ -312,86 +323,6 @@ pub const VOLUME_SOURCE_RULE: &str = "(has(self.secret) ? 1 : 0) + (has(self.con
 pub const VOLUME_SOURCE_MESSAGE: &str =
     "exactly one of secret, configMap, projected, emptyDir or persistentVolumeClaim must be set";
 
-/// The autoscaling knobs (Knative KPA semantics). Defaults suit most HTTP functions.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.min <= self.max").message("min must not exceed max").field_path(".min"))]
-#[x_kube(validation = Rule::new("self.initial >= self.min && self.initial <= self.max").message("initial must lie between min and max").field_path(".initial"))]
-#[x_kube(validation = Rule::new("duration(self.stableWindow) >= duration('6s') && duration(self.stableWindow) <= duration('1h')").message("stableWindow must be between 6s and 1h").field_path(".stableWindow"))]
-#[x_kube(validation = Rule::new("duration(self.scaleDownDelay) <= duration('1h')").message("scaleDownDelay must be at most 1h").field_path(".scaleDownDelay"))]
-#[x_kube(validation = Rule::new("duration(self.scaleToZeroGracePeriod) >= duration('1s') && duration(self.scaleToZeroGracePeriod) <= duration('1h')").message("scaleToZeroGracePeriod must be between 1s and 1h").field_path(".scaleToZeroGracePeriod"))]
-pub struct ScaleSpec {
-    /// Fewest replicas; 0 lets the function scale to zero when idle.
-    #[serde(default)]
-    #[schemars(range(max = 1000))]
-    pub min: u32,
-    /// Most replicas.
-    #[serde(default = "defaults::max_scale")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub max: u32,
-    /// Replicas a new revision starts with (between min and max).
-    #[serde(default = "defaults::initial_scale")]
-    #[schemars(range(max = 1000))]
-    pub initial: u32,
-    /// Signal to scale on: concurrency (requests in flight) or rps (requests per second).
-    #[serde(default)]
-    pub metric: ScaleMetric,
-    /// Soft target of the metric per replica.
-    #[serde(default = "defaults::target")]
-    #[schemars(range(min = 1, max = 100000))]
-    pub target: u32,
-    /// Percent of `target` actually aimed at, leaving headroom for bursts.
-    #[serde(default = "defaults::target_utilization")]
-    #[schemars(range(min = 1, max = 100))]
-    pub target_utilization: u32,
-    /// Window the stable (non-panic) average is taken over.
-    #[serde(default = "defaults::stable_window")]
-    pub stable_window: Duration,
-    /// Panic window as a percent of the stable window.
-    #[serde(default = "defaults::panic_window_percent")]
-    #[schemars(range(min = 1, max = 100))]
-    pub panic_window_percent: u32,
-    /// Enter panic mode when the panic-window demand reaches this percent of current capacity.
-    #[serde(default = "defaults::panic_threshold_percent")]
-    #[schemars(range(min = 110, max = 1000))]
-    pub panic_threshold_percent: u32,
-    /// How long demand must stay low before scaling down takes effect.
-    #[serde(default = "defaults::scale_down_delay")]
-    pub scale_down_delay: Duration,
-    /// Keep-alive policy for the last replica: fixed (the grace period) or adaptive (learned from idle times).
-    #[serde(default)]
-    pub keep_alive: KeepAlive,
-    /// How long a revision with no traffic keeps its last replica before scaling to zero.
-    #[serde(default = "defaults::scale_to_zero_grace_period")]
-    pub scale_to_zero_grace_period: Duration,
-}
-
-/// The per-replica signal the autoscaler scales on.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ScaleMetric {
-    /// Average requests in flight.
-    #[default]
-    Concurrency,
-    /// Requests per second.
-    Rps,
-}
-
-/// Keep-alive policy for a revision's last replica.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum KeepAlive {
-    /// Keep the last replica for `scaleToZeroGracePeriod` after the last request.
-    #[default]
-    Fixed,
-    /// Learn the function's idle-time histogram; keep or pre-warm the last replica accordingly.
-    Adaptive,
-    /// Choose keep and pre-warm windows that minimise expected cold starts plus the price of idle
-    /// time, from the function's idle times and a population prior; rarely called functions are
-    /// kept longer, timer-driven ones pre-warmed.
-    Learned,
-}
-
 /// One traffic target: a share of requests for a revision or for the latest ready revision.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -414,283 +345,4 @@ pub struct TrafficTarget {
         regex(pattern = "^[a-z]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub tag: Option<String>,
-}
-
-/// Fire-and-forget invocation settings.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("duration(self.maxAge) >= duration('1s') && duration(self.maxAge) <= duration('168h')").message("maxAge must be between 1s and 168h").field_path(".maxAge"))]
-pub struct AsyncSpec {
-    /// Retries after the first attempt before an invocation is dead-lettered.
-    #[serde(default = "defaults::async_max_retries")]
-    #[schemars(range(max = 100))]
-    pub max_retries: u32,
-    /// Oldest an invocation may get before it is dead-lettered without further retries.
-    #[serde(default = "defaults::async_max_age")]
-    pub max_age: Duration,
-    /// Asynchronous deliveries in flight at once for this function.
-    #[serde(default = "defaults::async_max_in_flight")]
-    #[schemars(range(min = 1, max = 10000))]
-    pub max_in_flight: u32,
-    /// Store the caller's Authorization and Cookie headers with each asynchronous invocation and deliver them to the function. Off by default: invocations are kept on disk and replayed later, so credentials are dropped unless the function needs them. Proxy-Authorization is never stored.
-    #[serde(default)]
-    pub store_credentials: bool,
-}
-
-/// The schema pattern of a five-field cron expression (numbers in range,
-/// `*`, ranges, lists, steps, month and weekday names).
-pub const CRON_PATTERN: &str = "^((\\*|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]*)?(,(\\*|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]*)?)*) +((\\*|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]*)?(,(\\*|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]*)?)*) +((\\*|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]*)?(,(\\*|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]*)?)*) +((\\*|(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[1-9][0-9]*)?(,(\\*|(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[1-9][0-9]*)?)*) +((\\*|([0-7]|sun|mon|tue|wed|thu|fri|sat|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|sun|mon|tue|wed|thu|fri|sat|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[1-9][0-9]*)?(,(\\*|([0-7]|sun|mon|tue|wed|thu|fri|sat|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|sun|mon|tue|wed|thu|fri|sat|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[1-9][0-9]*)?)*)$";
-
-/// A cron trigger, delivered as an asynchronous invocation.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Schedule {
-    /// Five-field cron expression (minute hour day-of-month month day-of-week).
-    #[schemars(length(min = 9, max = 128), regex(pattern = CRON_PATTERN))]
-    pub cron: String,
-    /// IANA time zone the expression is read in.
-    #[serde(default = "defaults::timezone")]
-    #[schemars(schema_with = "timezone_schema")]
-    pub timezone: String,
-    /// Request path sent to the function.
-    #[serde(default = "defaults::schedule_path")]
-    #[schemars(length(min = 1, max = 2048), regex(pattern = "^/"))]
-    pub path: String,
-    /// HTTP method of the invocation.
-    #[serde(default)]
-    pub method: ScheduleMethod,
-    /// Request body sent with each invocation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 65536))]
-    pub body: Option<String>,
-}
-
-/// Every IANA time zone name the scheduler's database (chrono-tz) knows,
-/// sorted, so that the generated CRD is the same on every run.
-pub fn timezone_names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
-    names.sort_unstable();
-    names.dedup();
-    names
-}
-
-/// Schema of `schedules[].timezone`: a string out of [`timezone_names`], so
-/// the API server refuses a well-formed but unknown zone (`Mars/Olympus`)
-/// exactly as [`crate::validate`] does.
-fn timezone_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "string",
-        "enum": timezone_names(),
-    })
-}
-
-/// HTTP method of a scheduled invocation.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ScheduleMethod {
-    /// GET
-    Get,
-    /// POST
-    #[default]
-    Post,
-    /// PUT
-    Put,
-    /// PATCH
-    Patch,
-    /// DELETE
-    Delete,
-}
-
-/// Observed state of a Function, written by the operator.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FunctionStatus {
-    /// The generation the status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// Ready, ConfigurationsReady and RoutesReady, with reasons a person can act on.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
-    /// Where the function is reached: http://<name>.<namespace>.<domain>.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// The newest revision created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest_created_revision: Option<String>,
-    /// The newest revision that became ready.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest_ready_revision: Option<String>,
-    /// Traffic split resolved to concrete revisions.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub traffic: Vec<TrafficStatus>,
-    /// The revisions that exist, newest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub revisions: Vec<RevisionStatus>,
-    /// Ready replicas across all revisions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<i32>,
-    /// Replicas the autoscaler wants across all revisions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desired_replicas: Option<i32>,
-    /// The image each kept revision runs, as its Deployment has it: pinned
-    /// by digest (`repo@sha256:…`) when the tag was resolved as the
-    /// revision was cut, so a later push of the tag does not change it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["revision"]))]
-    pub images: Vec<RevisionImage>,
-    /// Per revision: why the keep-alive policy keeps, pre-warms or releases
-    /// the last replica, and what it has learned (written by the autoscaler,
-    /// read back by the next operator leader).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["revision"]))]
-    pub keep_alive: Vec<KeepAliveStatus>,
-}
-
-/// The image one revision runs.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RevisionImage {
-    /// The revision.
-    pub revision: String,
-    /// Its image: `spec.image` with the tag resolved to a digest, or as
-    /// written (given by digest, or in a registry the operator skips).
-    pub image: String,
-}
-
-/// The keep-alive policy's view of one revision. Written by the autoscaler
-/// under its own field manager; the reconciler never touches it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KeepAliveStatus {
-    /// The revision.
-    pub revision: String,
-    /// The policy in force (`scale.keepAlive`).
-    pub policy: KeepAlive,
-    /// Why the last replica is kept, pre-warmed or released, in words, e.g.
-    /// "learned from 12 idle times, periodic: released at 14:30 UTC; next call expected 14:58-15:01 UTC, pre-warming from 14:58 UTC".
-    pub message: String,
-    /// What the policy has learned (idle-time histogram, last activity),
-    /// compactly encoded: opaque, at most 1 KiB. Lets a new operator leader
-    /// make the decisions the previous one would have made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 1024))]
-    pub learned: Option<String>,
-}
-
-/// A traffic target resolved to a concrete revision.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TrafficStatus {
-    /// The revision receiving this share.
-    pub revision_name: String,
-    /// Percent of requests.
-    pub percent: u32,
-    /// Whether this entry follows the latest ready revision.
-    #[serde(default)]
-    pub latest_revision: bool,
-    /// The tag, if the target has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// The tagged URL, if the target has a tag.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-}
-
-/// The observed state of one revision.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RevisionStatus {
-    /// Revision name, e.g. hello-00002.
-    pub name: String,
-    /// Whether at least one replica is ready (or the revision is healthy at zero).
-    pub ready: bool,
-    /// Ready replicas.
-    #[serde(default)]
-    pub replicas: i32,
-    /// Why the revision is not ready, in one word (e.g. ImagePullBackOff).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// A sentence a person can act on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The `concurrency` the revision was created with; the gateway limits
-    /// its replicas to this, whatever the spec says now. Empty for a
-    /// revision created before it was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<u32>,
-    /// The `timeoutSeconds` the revision was created with; the gateway times
-    /// its requests out by this. Empty for a revision created before it was
-    /// recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_seconds: Option<u32>,
-    /// The `protocol` the revision was created with; the gateway speaks it to
-    /// the revision's replicas. Empty for a revision created before it was
-    /// recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<Protocol>,
-    /// The `scale` settings the autoscaler scales the revision with (except
-    /// `min`, which only revisions taking traffic hold). The latest created
-    /// revision follows the spec's current `scale`; every other revision
-    /// keeps the `scale` it had when it stopped being the latest (else the
-    /// one it was created with). Empty for a revision created before it was
-    /// recorded, which follows the spec's current `scale`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "revision_scale_schema")]
-    pub scale: Option<ScaleSpec>,
-}
-
-/// Schema of `status.revisions[].scale`: the `ScaleSpec` schema without its
-/// CEL rules. The operator writes it from a valid spec, and the API server
-/// prices a rule inside a list by the most entries the list could hold: in
-/// this unbounded list, the rules would eat into the CRD's CEL cost budget.
-fn revision_scale_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let mut schema = ScaleSpec::json_schema(generator);
-    schema.remove("x-kubernetes-validations");
-    schema.insert("nullable".to_owned(), serde_json::Value::Bool(true));
-    schema
-}
-
-impl Default for ScaleSpec {
-    fn default() -> Self {
-        Self {
-            min: 0,
-            max: defaults::max_scale(),
-            initial: defaults::initial_scale(),
-            metric: ScaleMetric::default(),
-            target: defaults::target(),
-            target_utilization: defaults::target_utilization(),
-            stable_window: defaults::stable_window(),
-            panic_window_percent: defaults::panic_window_percent(),
-            panic_threshold_percent: defaults::panic_threshold_percent(),
-            scale_down_delay: defaults::scale_down_delay(),
-            keep_alive: KeepAlive::default(),
-            scale_to_zero_grace_period: defaults::scale_to_zero_grace_period(),
-        }
-    }
-}
-
-impl Default for AsyncSpec {
-    fn default() -> Self {
-        Self {
-            max_retries: defaults::async_max_retries(),
-            max_age: defaults::async_max_age(),
-            max_in_flight: defaults::async_max_in_flight(),
-            store_credentials: false,
-        }
-    }
-}
-
-impl ScaleSpec {
-    /// The per-replica value the autoscaler aims at: `target × targetUtilization%`.
-    pub fn effective_target(&self) -> f64 {
-        f64::from(self.target) * f64::from(self.target_utilization) / 100.0
-    }
-
-    /// The panic window: `panicWindowPercent` of the stable window, at least one second.
-    pub fn panic_window(&self) -> Duration {
-        let ms =
-            self.stable_window.as_std().as_millis() * u128::from(self.panic_window_percent) / 100;
-        Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX).max(1_000))
-    }
 }
