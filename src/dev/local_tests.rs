@@ -1,4 +1,6 @@
+use super::env::parse_dot_env;
 use super::*;
+use flint_runtime::local::ProbeCheck;
 
 /// A fresh directory for one test.
 fn temp(name: &str) -> PathBuf {

@@ -4,11 +4,17 @@
 //! traffic resolution and revision plan (`flint_api::revision_plan`: which
 //! revision is cut and numbered, which are kept and which deleted), so a
 //! manifest behaves the same here as on a cluster.
+//!
+//! This module changes the state; what the gateway and the status page read
+//! of it is built in `view`, and how a revision's replicas run in
+//! [`LocalRun::process_spec`].
+
+mod view;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use flint_api::backend::{FunctionRoute, RevisionKey, RevisionRoute};
+use flint_api::backend::RevisionKey;
 use flint_api::revision_plan::{PlanSpec, plan_revisions};
 use flint_api::{FunctionSpec, ScaleSpec, TrafficStatus};
 use flint_operator::reconcile::desired::plan_input;
@@ -18,12 +24,8 @@ use flint_operator::reconcile::{ExistingRevision, RevisionHealth};
 use flint_runtime::local::ProcessSpec;
 
 use super::loader::Loaded;
-use super::local::LocalRun;
 
-/// Longest time a local replica may take to accept connections.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-/// Time between SIGTERM and SIGKILL for a local replica.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+pub use view::FunctionSummary;
 
 /// Something to do to the backend and autoscaler.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +155,7 @@ impl DevState {
                 } else {
                     spec.scale.initial.max(1)
                 };
-                let process = Box::new(process_spec(spec, &l.local, &rev_name));
+                let process = Box::new(l.local.process_spec(spec, &rev_name));
                 actions.push(Action::Add {
                     key: key(&ns, &rev_name),
                     process,
@@ -259,7 +261,7 @@ impl DevState {
             match plan.resolved {
                 Ok(traffic) => {
                     if traffic != state.traffic {
-                        notes.push(format!("traffic {ns}/{name}: {}", describe(&traffic)));
+                        notes.push(format!("traffic {ns}/{name}: {}", view::describe(&traffic)));
                         state.traffic = traffic;
                     }
                     state.traffic_error = None;
@@ -286,77 +288,6 @@ impl DevState {
             }
         }
     }
-
-    /// The gateway's routing table.
-    pub fn routes(&self) -> Vec<FunctionRoute> {
-        self.functions
-            .iter()
-            .map(|((ns, name), state)| FunctionRoute {
-                namespace: ns.clone(),
-                name: name.clone(),
-                revisions: state
-                    .revisions
-                    .iter()
-                    .map(|r| RevisionRoute {
-                        name: r.existing.name.clone(),
-                        concurrency: r.spec.concurrency,
-                        timeout_seconds: r.spec.timeout_seconds,
-                        protocol: r.spec.protocol,
-                        // The reason alone: the gateway's answer names the
-                        // revision itself.
-                        failure: match &r.existing.health {
-                            RevisionHealth::Failed { message, .. } => Some(message.clone()),
-                            _ => None,
-                        },
-                        // Local replicas are given to the gateway once their
-                        // own probe passed.
-                        probe_starting: false,
-                    })
-                    .collect(),
-                traffic: state.traffic.clone(),
-            })
-            .collect()
-    }
-
-    /// One line per function and revision, for the status page.
-    pub fn describe(&self) -> Vec<FunctionSummary> {
-        self.functions
-            .iter()
-            .map(|((ns, name), state)| FunctionSummary {
-                namespace: ns.clone(),
-                name: name.clone(),
-                traffic: describe(&state.traffic),
-                traffic_error: state.traffic_error.clone(),
-                revisions: state
-                    .revisions
-                    .iter()
-                    .map(|r| {
-                        let health = match &r.existing.health {
-                            RevisionHealth::Ready => "ready".to_owned(),
-                            RevisionHealth::Deploying => "deploying".to_owned(),
-                            RevisionHealth::Failed { message, .. } => format!("failed: {message}"),
-                        };
-                        (key(ns, &r.existing.name), health)
-                    })
-                    .collect(),
-            })
-            .collect()
-    }
-}
-
-/// A function as the status page shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FunctionSummary {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// The traffic split, e.g. `90% hello-00002, 10% hello-00001 (previous)`.
-    pub traffic: String,
-    /// Why the split could not be updated, if so.
-    pub traffic_error: Option<String>,
-    /// Each revision and its health.
-    pub revisions: Vec<(RevisionKey, String)>,
 }
 
 /// What the shared revision plan reads of a local function's spec; `hash` is
@@ -374,42 +305,6 @@ fn plan_spec<'a>(function: &'a str, hash: &'a str, spec: &'a FunctionSpec) -> Pl
 fn key(ns: &str, revision: &str) -> RevisionKey {
     let function = revision.rsplit_once('-').map_or(revision, |(f, _)| f);
     RevisionKey::new(ns, function, revision)
-}
-
-fn describe(traffic: &[TrafficStatus]) -> String {
-    if traffic.is_empty() {
-        return "none".into();
-    }
-    traffic
-        .iter()
-        .map(|t| match &t.tag {
-            Some(tag) => format!("{}% {} ({tag})", t.percent, t.revision_name),
-            None => format!("{}% {}", t.percent, t.revision_name),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// How the replicas of `revision` run: `command` and `args`, with the
-/// environment, directory and probes resolved from the manifest's
-/// directory (see `local::resolve`).
-fn process_spec(spec: &FunctionSpec, local: &LocalRun, revision: &str) -> ProcessSpec {
-    let argv = spec
-        .command
-        .iter()
-        .flatten()
-        .chain(spec.args.iter().flatten())
-        .cloned()
-        .collect();
-    ProcessSpec {
-        argv,
-        env: local.env.clone(),
-        dir: local.dir.clone(),
-        probes: local.probes.clone(),
-        log_prefix: revision.to_owned(),
-        startup_timeout: STARTUP_TIMEOUT,
-        stop_grace: STOP_GRACE,
-    }
 }
 
 #[cfg(test)]
