@@ -90,10 +90,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Colours in logs only on a terminal: a pod's log is read by people and
-/// machines that see escape codes as text.
-fn colour_logs() -> bool {
-    std::io::IsTerminal::is_terminal(&std::io::stdout())
+/// Installs the log subscriber of a server role (operator, gateway) with the
+/// `--log` filter `log`. Colours only on a terminal: a pod's log is read by
+/// people and machines that see escape codes as text. A subscriber may
+/// already be installed (tests); the existing one is kept.
+fn init_server_logs(log: &str) -> anyhow::Result<()> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(log).with_context(|| format!("--log {log:?}"))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .try_init();
+    Ok(())
 }
 
 /// Prints every object the operator creates for the Functions in `files`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use flint_runtime::gateway::{ClientSettings, MinBodyRate, TrustedProxies};
 
-use super::colour_logs;
+use super::init_server_logs;
 
 /// Settings of `flint gateway`. Every flag can also be set from the
 /// environment variable named in its help.
@@ -144,12 +144,7 @@ fn peer_gateways(args: &GatewayArgs) -> anyhow::Result<flint_runtime::gateway::P
 
 /// Runs the gateway until it is stopped.
 pub(super) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .with_context(|| format!("--log {:?}", args.log))?;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour_logs())
-        .try_init();
+    init_server_logs(&args.log)?;
     let peers = peer_gateways(&args)?;
     let opts = flint_runtime::gateway::kube::ClusterOptions {
         gateway: flint_runtime::gateway::GatewayConfig {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::colour_logs;
+use super::init_server_logs;
 
 /// Settings of `flint operator`. Every flag can also be set from the
 /// environment variable named in its help.
@@ -144,13 +144,7 @@ pub(super) fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
         args.renew_deadline_seconds,
         args.lease_duration_seconds
     );
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .with_context(|| format!("--log {:?}", args.log))?;
-    // A subscriber may already be installed (tests); keep the existing one.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour_logs())
-        .try_init();
+    init_server_logs(&args.log)?;
     let autoscaler = autoscaler_config(&args);
     let identity = args
         .identity
