@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::function::{Protocol, TrafficStatus};
+use crate::function::{AuthSpec, Protocol, TlsSpec, TrafficStatus, Visibility};
 use crate::poke::ScalePoke;
 
 /// Identifies one revision of one Function.
@@ -130,6 +130,40 @@ pub struct FunctionRoute {
     /// Resolved traffic split; percents sum to 100 (or the list is empty when
     /// no revision is ready yet, which the gateway answers with 503).
     pub traffic: Vec<TrafficStatus>,
+    /// Who may reach the Function and at which hosts.
+    #[serde(default, skip_serializing_if = "FunctionAccess::is_open")]
+    pub access: FunctionAccess,
+}
+
+/// Who may reach a Function and how, as its spec says (`visibility`,
+/// `auth`, `domains`, `tls`); the gateway resolves the Secrets and files it
+/// names. Every field empty: public at its own host, anyone, plain HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionAccess {
+    /// `spec.visibility`; unset, the gateway's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+    /// `spec.auth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+    /// `spec.domains`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    /// `spec.tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+    /// When the Function was created (RFC 3339), which decides who owns a
+    /// domain two Functions claim ([`crate::domains::claims`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+}
+
+impl FunctionAccess {
+    /// Whether nothing is set: the Function is open at its own host.
+    pub fn is_open(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Replica counts of a revision as the backend reports them.

@@ -10,6 +10,7 @@
 //! (`x-kubernetes-validations`) so the API server refuses bad manifests; the
 //! same rules run in Rust in [`crate::validate`] for `flint dev`.
 
+mod access;
 mod events;
 mod scale;
 mod status;
@@ -30,6 +31,10 @@ use serde::{Deserialize, Serialize};
 use crate::defaults;
 use crate::pod::{self, ImagePullPolicy};
 
+pub use access::{
+    ApiKeyAuth, AuthSpec, ClaimName, JwtAlgorithm, JwtAuth, KeySource, RequiredClaim, TlsSpec,
+    UnknownVisibility, Visibility,
+};
 pub use events::{AsyncSpec, CRON_PATTERN, Schedule, ScheduleMethod, timezone_names};
 pub use scale::{KeepAlive, ScaleMetric, ScaleSpec};
 pub use status::{FunctionStatus, KeepAliveStatus, RevisionImage, RevisionStatus, TrafficStatus};
@@ -247,6 +252,25 @@ pub struct FunctionSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub schedules: Vec<Schedule>,
+
+    /// Where the Function answers: `public` (on the gateway's public listener) or `cluster-local` (only on its in-cluster listener; 404 on the public one). Unset, the gateway's default (the chart's `gateway.defaultVisibility`, public unless changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+
+    /// Who may call the Function: API keys, JWTs or both. Unset, anyone who reaches its hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+
+    /// Custom hosts routed to the Function besides `<name>.<namespace>.<domain>`, each optionally with a path prefix (`api.example.com`, `example.com/orders`). A domain another Function claimed first is not routed here and is reported on this Function's status (condition DomainsReady); it is never silently shadowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(d, size(d) <= 512 && d.matches(\"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\\\\.)+[a-z]([-a-z0-9]*[a-z0-9])?(/[A-Za-z0-9._~-]+)*/?$\") && !d.matches('/[.]+(/|$)'))").message("every domain must be a lowercase DNS name of at least two labels, optionally followed by a path prefix without '.' or '..' segments"))]
+    #[x_kube(validation = Rule::new("self.all(d, self.filter(e, e == d).size() == 1)").message("domains must be unique"))]
+    pub domains: Vec<String>,
+
+    /// TLS at the gateway for the Function's hosts. With it, `status.url` is https.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 }
 
 /// Protocol spoken between the gateway and the function.

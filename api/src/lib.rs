@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod crd;
 pub mod defaults;
+pub mod domains;
 pub mod drain;
 pub mod duration;
 pub mod function;

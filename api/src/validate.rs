@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+mod access;
 mod pod;
 mod scale;
 mod schedule;
@@ -161,6 +162,7 @@ pub fn validate(function: &Function) -> Result<(), ValidationErrors> {
     for (i, schedule) in spec.schedules.iter().enumerate() {
         schedule::validate_schedule(i, schedule, &mut errs);
     }
+    access::validate_access(spec, &mut errs);
 
     if errs.0.is_empty() { Ok(()) } else { Err(errs) }
 }

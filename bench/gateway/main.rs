@@ -143,6 +143,7 @@ async fn gateway(listen: SocketAddr, app: SocketAddr, workers: usize) -> Result<
             tag: None,
             url: None,
         }],
+        access: Default::default(),
     }]);
     gw.set_endpoints(
         &RevisionKey::new("bench", "hello", "hello-00001"),

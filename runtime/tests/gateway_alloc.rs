@@ -68,6 +68,7 @@ fn route_lookup_and_split_allocate_nothing() {
                     },
                 ],
                 name,
+                access: Default::default(),
             }
         })
         .collect();

@@ -20,6 +20,7 @@ fn serve_two(gw: &Running, name: &str, split: Vec<TrafficStatus>, [one, two]: [S
         name: name.into(),
         revisions: vec![revision(&first, 0, 10), revision(&second, 0, 10)],
         traffic: split,
+        access: Default::default(),
     }]);
     gw.gateway
         .set_endpoints(&key(name, &first), vec![ready("p1", one)]);
@@ -86,6 +87,7 @@ async fn function_without_ready_revision_is_503() {
         name: "new".into(),
         revisions: vec![revision("new-00001", 0, 10)],
         traffic: vec![],
+        access: Default::default(),
     }]);
     let (status, headers, body) = get(gw.addr, "new.ns.localhost", "/").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

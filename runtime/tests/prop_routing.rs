@@ -54,6 +54,7 @@ fn route() -> impl Strategy<Value = FunctionRoute> {
                 name,
                 revisions,
                 traffic,
+                access: Default::default(),
             }
         })
 }

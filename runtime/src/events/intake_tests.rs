@@ -69,6 +69,7 @@ fn table() -> RouteTable<()> {
                 latest_revision: true,
                 url: None,
             }],
+            access: Default::default(),
         }
     };
     let routes = [

@@ -242,6 +242,7 @@ mod tests {
                 traffic("hello-00001", 10, Some("previous")),
                 traffic("hello-00009", 0, Some("ghost")),
             ],
+            access: Default::default(),
         }];
         RouteTable::build(&routes, "localhost", |_| ())
     }
@@ -309,6 +310,7 @@ mod tests {
             name: "f".into(),
             revisions: vec![rev("f-00001")],
             traffic: vec![],
+            access: Default::default(),
         }];
         let t: RouteTable<()> = RouteTable::build(&routes, "example.com", |_| ());
         let routed = t.route("f.ns.example.com", "/").unwrap();

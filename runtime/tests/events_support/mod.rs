@@ -205,6 +205,7 @@ pub async fn gateway_with(functions: &[(&str, SocketAddr)]) -> RunningGateway {
             latest_revision: true,
             url: None,
         }],
+        access: Default::default(),
     };
     gateway.set_routes(functions.iter().map(|(name, _)| route(name)).collect());
     let pokes = Arc::new(AtomicUsize::new(0));

@@ -297,7 +297,8 @@ pub fn single(name: &str, rev: RevisionRoute) -> FunctionRoute {
         name: name.into(),
         traffic: vec![traffic(&rev.name, 100, None)],
         revisions: vec![rev],
-    }
+    },
+    access: Default::default(),
 }
 
 pub fn key(function: &str, revision: &str) -> RevisionKey {

@@ -35,6 +35,7 @@ impl DevState {
                     })
                     .collect(),
                 traffic: state.traffic.clone(),
+                access: Default::default(),
             })
             .collect()
     }

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use flint_api::Function;
-use flint_api::backend::{Endpoint, FunctionRoute, RevisionKey, RevisionRoute};
+use flint_api::backend::{Endpoint, FunctionAccess, FunctionRoute, RevisionKey, RevisionRoute};
 use flint_api::names::{LABEL_FUNCTION, LABEL_REVISION};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -57,6 +57,17 @@ pub fn function_route(function: &Function) -> Option<FunctionRoute> {
         name,
         revisions,
         traffic,
+        access: FunctionAccess {
+            visibility: spec.visibility,
+            auth: spec.auth.clone(),
+            domains: spec.domains.clone(),
+            tls: spec.tls.clone(),
+            created: function
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string()),
+        },
     })
 }
 

@@ -45,6 +45,7 @@ fn table() -> Table {
                 traffic("hello-00002", 90, None),
                 traffic("hello-00001", 10, Some("previous")),
             ],
+            access: Default::default(),
         },
         FunctionRoute {
             namespace: "default".into(),
@@ -54,12 +55,14 @@ fn table() -> Table {
                 ..rev("grpc-00001", 0, Some("image not found"))
             }],
             traffic: vec![traffic("grpc-00001", 100, None)],
+            access: Default::default(),
         },
         FunctionRoute {
             namespace: "default".into(),
             name: "idle".into(),
             revisions: vec![rev("idle-00001", 0, None)],
             traffic: vec![],
+            access: Default::default(),
         },
     ];
     let metrics = GatewayMetrics::new().unwrap();
