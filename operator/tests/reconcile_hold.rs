@@ -64,6 +64,7 @@ fn status(f: &Function, desired: &DesiredState, revisions: &[ExistingRevision]) 
         desired,
         revisions,
         domain: "example.com",
+        domain_conflicts: &[],
         now: Timestamp::from_second(1_000).unwrap(),
     })
 }

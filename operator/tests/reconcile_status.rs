@@ -43,6 +43,7 @@ fn status(f: &Function, revisions: &[ExistingRevision], now: Timestamp) -> Funct
         desired: &desired,
         revisions,
         domain: "example.com",
+        domain_conflicts: &[],
         now,
     })
 }

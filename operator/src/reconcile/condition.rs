@@ -13,6 +13,9 @@ pub enum ConditionType {
     ConfigurationsReady,
     /// Every traffic target resolves to a revision.
     RoutesReady,
+    /// Every custom domain in `spec.domains` is routed to the Function
+    /// (present only when it lists some).
+    DomainsReady,
 }
 
 impl ConditionType {
@@ -22,6 +25,7 @@ impl ConditionType {
             Self::Ready => "Ready",
             Self::ConfigurationsReady => "ConfigurationsReady",
             Self::RoutesReady => "RoutesReady",
+            Self::DomainsReady => "DomainsReady",
         }
     }
 }
@@ -66,6 +70,11 @@ pub enum Reason {
     /// The image of a new revision could not be resolved to a digest, so the
     /// revision was not cut.
     ImageResolutionFailed,
+    /// Every custom domain is routed to the Function.
+    DomainsClaimed,
+    /// A custom domain is another Function's (claimed first) or the
+    /// platform's.
+    DomainConflict,
 }
 
 impl Reason {
@@ -79,6 +88,8 @@ impl Reason {
             Self::TrafficTargetNotFound => "TrafficTargetNotFound",
             Self::NoReadyRevision => "NoReadyRevision",
             Self::ImageResolutionFailed => "ImageResolutionFailed",
+            Self::DomainsClaimed => "DomainsClaimed",
+            Self::DomainConflict => "DomainConflict",
         }
     }
 

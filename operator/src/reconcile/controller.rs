@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use flint_api::backend::FunctionKey;
+use flint_api::domains::{self, Claimant, Conflict};
 use flint_api::names::{FIELD_MANAGER, FINALIZER, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY};
 use flint_api::sync::lock;
 use flint_api::{Function, FunctionStatus};
@@ -16,13 +18,14 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::backoff::backoff_delay;
 use super::cleanup::{delete_revisions, owned_by};
+use super::condition::{ConditionStatus, ConditionType};
 use super::desired::{DesiredState, desired_objects};
 use super::error::Error;
 use super::metrics::ReconcileMetrics;
@@ -52,6 +55,9 @@ pub struct Context {
     pub images: Option<ImagePinning>,
     /// Consecutive failures per Function (`namespace/name`), for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Every Function, as the controller's watch sees them: who else claims
+    /// a custom domain. Set when the controller starts.
+    functions: std::sync::OnceLock<Store<Function>>,
 }
 
 impl Context {
@@ -69,7 +75,47 @@ impl Context {
             domain,
             images: None,
             failures: Mutex::new(HashMap::new()),
+            functions: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The custom domains `function` asked for but does not get: claimed
+    /// first by another Function, or under the platform's domain. Empty
+    /// when it lists none, or before the controller's watch has started.
+    fn domain_conflicts(&self, function: &Function) -> Vec<Conflict> {
+        if function.spec.domains.is_empty() {
+            return Vec::new();
+        }
+        let all = self.functions.get().map(Store::state).unwrap_or_default();
+        let others = all
+            .iter()
+            .map(|f| &**f)
+            .filter(|f| !f.spec.domains.is_empty() && f.uid() != function.uid());
+        let everyone: Vec<&Function> = others.chain(std::iter::once(function)).collect();
+        let created: Vec<Option<String>> = everyone
+            .iter()
+            .map(|f| {
+                f.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+            })
+            .collect();
+        let claimants: Vec<Claimant<'_>> = everyone
+            .iter()
+            .zip(&created)
+            .map(|(f, created)| Claimant {
+                function: FunctionKey::new(f.namespace().unwrap_or_default(), f.name_any()),
+                created: created.as_deref(),
+                domains: &f.spec.domains,
+            })
+            .collect();
+        let me = FunctionKey::new(
+            function.namespace().unwrap_or_default(),
+            function.name_any(),
+        );
+        let (_, conflicts) = domains::claims(&claimants, &self.domain);
+        conflicts.into_iter().filter(|c| c.function == me).collect()
     }
 
     /// The same context, pinning new revisions' images with `pinning`.
@@ -247,6 +293,7 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
         desired: &desired,
         revisions: &existing,
         domain: &ctx.domain,
+        domain_conflicts: &ctx.domain_conflicts(function),
         now,
     });
     if let Some(error) = &held {
@@ -355,24 +402,55 @@ pub async fn run_controller(
 ) {
     let client = ctx.client.clone();
     let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
-    Controller::new(
+    let controller = Controller::new(
         Api::<Function>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .owns(Api::<Deployment>::all(client.clone()), managed.clone())
-    .owns(Api::<Service>::all(client.clone()), managed.clone())
-    .watches(Api::<Pod>::all(client), managed, |pod: Pod| {
-        let function = pod.labels().get(LABEL_FUNCTION)?.clone();
-        let namespace = pod.namespace()?;
-        Some(ObjectRef::<Function>::new(&function).within(&namespace))
-    })
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        match result {
-            Ok((object, _)) => tracing::debug!(function = %object, "reconciled"),
-            Err(error) => warn!(error = %error, "controller error"),
-        }
-    })
-    .await;
+    );
+    let functions = controller.store();
+    // A second Context would be a bug; the first store stays.
+    let _ = ctx.functions.set(functions.clone());
+    controller
+        .owns(Api::<Deployment>::all(client.clone()), managed.clone())
+        .owns(Api::<Service>::all(client.clone()), managed.clone())
+        .watches(Api::<Pod>::all(client.clone()), managed, |pod: Pod| {
+            let function = pod.labels().get(LABEL_FUNCTION)?.clone();
+            let namespace = pod.namespace()?;
+            Some(ObjectRef::<Function>::new(&function).within(&namespace))
+        })
+        // A Function that loses a domain conflict gets it when the owner
+        // lets go (deleted, or the domain removed): any Function change
+        // looks again at the Functions that lost one.
+        .watches(
+            Api::<Function>::all(client),
+            watcher::Config::default(),
+            move |changed: Function| domain_losers(&functions, &changed),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(function = %object, "reconciled"),
+                Err(error) => warn!(error = %error, "controller error"),
+            }
+        })
+        .await;
+}
+
+/// The Functions other than `changed` whose status says they lost a
+/// custom domain.
+fn domain_losers(functions: &Store<Function>, changed: &Function) -> Vec<ObjectRef<Function>> {
+    let lost = |f: &Function| {
+        f.status.as_ref().is_some_and(|s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == ConditionType::DomainsReady.as_str()
+                    && c.status == ConditionStatus::False.as_str()
+            })
+        })
+    };
+    functions
+        .state()
+        .iter()
+        .filter(|f| f.uid() != changed.uid() && lost(f))
+        .map(|f| ObjectRef::from_obj(&**f))
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! revisions. Pure: the clock comes in as `now`. Conditions keep their
 //! `lastTransitionTime` while their status does not change.
 
+use flint_api::domains::Conflict;
 use flint_api::names::{function_host, tagged_host};
 use flint_api::{Function, FunctionStatus, RevisionImage, RevisionStatus, ScaleSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -23,6 +24,9 @@ pub struct StatusInput<'a> {
     pub revisions: &'a [ExistingRevision],
     /// Cluster domain of Function hosts.
     pub domain: &'a str,
+    /// The custom domains this Function asked for but does not get
+    /// ([`flint_api::domains::claims`]).
+    pub domain_conflicts: &'a [Conflict],
     /// The current time.
     pub now: Timestamp,
 }
@@ -43,6 +47,7 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
         desired,
         revisions,
         domain,
+        domain_conflicts,
         now,
     } = input;
     let name = function.metadata.name.as_deref().unwrap_or_default();
@@ -84,10 +89,17 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
     let ready = overall(&configurations, &routes);
     let previous = function.status.as_ref();
     let generation = function.metadata.generation;
-    let conditions = [ready, configurations, routes]
+    let domains = (!function.spec.domains.is_empty()).then(|| domains_ready(domain_conflicts));
+    let conditions = [Some(ready), Some(configurations), Some(routes), domains]
         .into_iter()
+        .flatten()
         .map(|c| settle(c, previous, generation, now))
         .collect();
+    let scheme = if function.spec.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
 
     let traffic = desired
         .traffic
@@ -97,7 +109,7 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
             t.url = t
                 .tag
                 .as_deref()
-                .map(|tag| format!("http://{}", tagged_host(tag, name, namespace, domain)));
+                .map(|tag| format!("{scheme}://{}", tagged_host(tag, name, namespace, domain)));
             t
         })
         .collect();
@@ -125,7 +137,10 @@ pub fn compute_status(input: StatusInput<'_>) -> FunctionStatus {
     FunctionStatus {
         observed_generation: generation,
         conditions,
-        url: Some(format!("http://{}", function_host(name, namespace, domain))),
+        url: Some(format!(
+            "{scheme}://{}",
+            function_host(name, namespace, domain)
+        )),
         latest_created_revision: Some(latest.name.clone()),
         latest_ready_revision: desired.latest_ready.clone(),
         traffic,
@@ -314,6 +329,32 @@ fn routes_ready(
 
 /// Ready is True when both others are; otherwise it carries the first
 /// condition that is False, else the first that is Unknown.
+/// DomainsReady: True when every custom domain is routed here, else False
+/// naming each domain and who has it. Not folded into Ready: the Function
+/// still serves at its own host.
+fn domains_ready(conflicts: &[Conflict]) -> Cond {
+    let (status, reason, message) = if conflicts.is_empty() {
+        (
+            ConditionStatus::True,
+            Reason::DomainsClaimed,
+            "every domain in spec.domains is routed to this function".to_owned(),
+        )
+    } else {
+        let each: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
+        (
+            ConditionStatus::False,
+            Reason::DomainConflict,
+            format!("{}; those requests are not routed here", each.join("; ")),
+        )
+    };
+    Cond {
+        type_: ConditionType::DomainsReady,
+        status,
+        reason: reason.as_str().to_owned(),
+        message,
+    }
+}
+
 fn overall(configurations: &Cond, routes: &Cond) -> Cond {
     let pick = [configurations, routes]
         .into_iter()

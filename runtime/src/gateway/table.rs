@@ -1,11 +1,13 @@
-//! The routing table: every Function's hosts, revisions and traffic split,
-//! built once per update and swapped in whole, so a lookup takes no lock and
-//! allocates nothing.
+//! The routing table: every Function's hosts (its own, its tags' and the
+//! custom domains it owns), revisions, traffic split and gate, built once
+//! per update and swapped in whole, so a lookup takes no lock and allocates
+//! nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use flint_api::backend::{FunctionRoute, RevisionKey, RevisionRoute};
+use flint_api::backend::{FunctionKey, FunctionRoute, RevisionKey, RevisionRoute};
+use flint_api::domains::{self, Claimant, Domain};
 use flint_api::names;
 
 use super::host::{self, FunctionPath, MAX_HOST_LEN};
@@ -23,19 +25,22 @@ pub struct RevisionEntry<S> {
     pub state: S,
 }
 
-/// One Function's revisions and split.
+/// One Function's revisions, split and gate (`G`: what a request must pass
+/// before it reaches a revision; the gateway's is visibility and auth).
 #[derive(Debug)]
-pub struct FunctionEntry<S> {
+pub struct FunctionEntry<S, G = ()> {
     /// Namespace of the Function.
     pub namespace: String,
     /// Name of the Function.
     pub name: String,
     /// Revisions that may receive traffic.
     pub revisions: Vec<RevisionEntry<S>>,
+    /// What a request must pass first.
+    pub gate: G,
     split: Vec<Share>,
 }
 
-impl<S> FunctionEntry<S> {
+impl<S, G> FunctionEntry<S, G> {
     /// The revision that draw `r` selects; `r` is taken modulo the split's total.
     /// `None` when no revision carries traffic.
     pub fn pick(&self, r: u32) -> Option<&RevisionEntry<S>> {
@@ -48,24 +53,32 @@ impl<S> FunctionEntry<S> {
 }
 
 #[derive(Debug)]
-struct HostEntry<S> {
-    function: Arc<FunctionEntry<S>>,
+struct HostEntry<S, G> {
+    function: Arc<FunctionEntry<S, G>>,
     /// Index of the tagged revision, for `<tag>-<fn>.<ns>.<domain>` hosts.
     tag: Option<usize>,
 }
 
+/// A custom domain's owner: the whole host, or the paths under a prefix.
+#[derive(Debug)]
+struct DomainEntry<S, G> {
+    /// Path prefix without a trailing '/'; `None` for the whole host.
+    prefix: Option<Box<str>>,
+    function: Arc<FunctionEntry<S, G>>,
+}
+
 /// Where a request goes, as found in the table.
 #[derive(Debug)]
-pub struct Routed<'t, 'r, S> {
+pub struct Routed<'t, 'r, S, G = ()> {
     /// The Function.
-    pub function: &'t Arc<FunctionEntry<S>>,
+    pub function: &'t Arc<FunctionEntry<S, G>>,
     /// The tagged revision, when the host names a tag.
     pub tagged: Option<&'t RevisionEntry<S>>,
     /// Set for the path form: the prefix to strip.
     pub path: Option<FunctionPath<'r>>,
 }
 
-impl<'t, S> Routed<'t, '_, S> {
+impl<'t, S, G> Routed<'t, '_, S, G> {
     /// The revision for this request: the tagged one, or the split's pick for `r`.
     pub fn revision(&self, r: u32) -> Option<&'t RevisionEntry<S>> {
         self.tagged.or_else(|| self.function.pick(r))
@@ -73,34 +86,62 @@ impl<'t, S> Routed<'t, '_, S> {
 }
 
 /// The Functions of one namespace, by name.
-type Namespace<S> = HashMap<Box<str>, Arc<FunctionEntry<S>>>;
+type Namespace<S, G> = HashMap<Box<str>, Arc<FunctionEntry<S, G>>>;
 
 /// Every route the gateway serves.
 #[derive(Debug)]
-pub struct RouteTable<S> {
-    hosts: HashMap<Box<str>, HostEntry<S>>,
-    by_name: HashMap<Box<str>, Namespace<S>>,
+pub struct RouteTable<S, G = ()> {
+    hosts: HashMap<Box<str>, HostEntry<S, G>>,
+    /// Custom domains by host, each host's prefixes longest first (the
+    /// whole-host owner last).
+    domains: HashMap<Box<str>, Vec<DomainEntry<S, G>>>,
+    by_name: HashMap<Box<str>, Namespace<S, G>>,
 }
 
-impl<S> Default for RouteTable<S> {
+impl<S, G> Default for RouteTable<S, G> {
     fn default() -> Self {
         Self {
             hosts: HashMap::new(),
+            domains: HashMap::new(),
             by_name: HashMap::new(),
         }
     }
 }
 
 impl<S> RouteTable<S> {
-    /// Builds the table for `routes` under `domain`; `state` gives the live
-    /// state of each revision. Traffic entries naming an unknown revision
-    /// are left out (with a warning), as are tags on them.
+    /// Builds a table without gates (see [`RouteTable::build_with`]).
     pub fn build(
         routes: &[FunctionRoute],
         domain: &str,
+        state: impl FnMut(&RevisionKey) -> S,
+    ) -> Self {
+        Self::build_with(routes, domain, state, |_| ())
+    }
+}
+
+impl<S, G> RouteTable<S, G> {
+    /// Builds the table for `routes` under `domain`; `state` gives the live
+    /// state of each revision, `gate` each Function's gate. Traffic entries
+    /// naming an unknown revision are left out (with a warning), as are tags
+    /// on them. A custom domain goes to the Function that claimed it first
+    /// ([`domains::claims`]); the others' claims are left out.
+    pub fn build_with(
+        routes: &[FunctionRoute],
+        domain: &str,
         mut state: impl FnMut(&RevisionKey) -> S,
+        mut gate: impl FnMut(&FunctionRoute) -> G,
     ) -> Self {
         let mut table = Self::default();
+        let claimants: Vec<Claimant<'_>> = routes
+            .iter()
+            .filter(|r| !r.access.domains.is_empty())
+            .map(|r| Claimant {
+                function: FunctionKey::new(&r.namespace, &r.name),
+                created: r.access.created.as_deref(),
+                domains: &r.access.domains,
+            })
+            .collect();
+        let (owners, _) = domains::claims(&claimants, domain);
         for route in routes {
             let revisions: Vec<RevisionEntry<S>> = route
                 .revisions
@@ -137,8 +178,25 @@ impl<S> RouteTable<S> {
                 namespace: route.namespace.clone(),
                 name: route.name.clone(),
                 revisions,
+                gate: gate(route),
                 split: split::shares(parts),
             });
+            let key = FunctionKey::new(&route.namespace, &route.name);
+            for entry in &route.access.domains {
+                let Ok(claimed) = Domain::parse(entry) else {
+                    continue;
+                };
+                if owners.get(&claimed) == Some(&key) {
+                    table
+                        .domains
+                        .entry(claimed.host.into())
+                        .or_default()
+                        .push(DomainEntry {
+                            prefix: claimed.prefix.map(Into::into),
+                            function: Arc::clone(&function),
+                        });
+                }
+            }
             let host = names::function_host(&route.name, &route.namespace, domain);
             table.hosts.insert(
                 host.to_ascii_lowercase().into(),
@@ -163,18 +221,34 @@ impl<S> RouteTable<S> {
                 .or_default()
                 .insert(route.name.as_str().into(), function);
         }
+        for owners in table.domains.values_mut() {
+            owners.sort_by_key(|d| std::cmp::Reverse(d.prefix.as_ref().map_or(0, |p| p.len())));
+        }
         table
     }
 
-    /// Finds the route of a request by host first, then by the path form.
-    pub fn route<'t, 'r>(&'t self, host: &str, path: &'r str) -> Option<Routed<'t, 'r, S>> {
+    /// Finds the route of a request: by its Function's own host (or a
+    /// tag's), then by a custom domain (the longest prefix that matches the
+    /// path), then by the path form.
+    pub fn route<'t, 'r>(&'t self, host: &str, path: &'r str) -> Option<Routed<'t, 'r, S, G>> {
         let mut buf = [0u8; MAX_HOST_LEN];
-        let by_host =
-            host::lowercase(host::route_name(host), &mut buf).and_then(|h| self.hosts.get(h));
-        if let Some(entry) = by_host {
+        let name = host::lowercase(host::route_name(host), &mut buf);
+        if let Some(entry) = name.and_then(|h| self.hosts.get(h)) {
             return Some(Routed {
                 function: &entry.function,
                 tagged: entry.tag.and_then(|i| entry.function.revisions.get(i)),
+                path: None,
+            });
+        }
+        let by_domain = name.and_then(|h| self.domains.get(h)).and_then(|owners| {
+            owners
+                .iter()
+                .find(|d| prefix_matches(d.prefix.as_deref(), path))
+        });
+        if let Some(entry) = by_domain {
+            return Some(Routed {
+                function: &entry.function,
+                tagged: None,
                 path: None,
             });
         }
@@ -184,6 +258,25 @@ impl<S> RouteTable<S> {
             function,
             tagged: None,
             path: Some(fpath),
+        })
+    }
+
+    /// The Function `namespace/name`, if routed.
+    pub fn function(&self, namespace: &str, name: &str) -> Option<&Arc<FunctionEntry<S, G>>> {
+        self.by_name.get(namespace)?.get(name)
+    }
+
+    /// Every Function in the table.
+    pub fn functions(&self) -> impl Iterator<Item = &Arc<FunctionEntry<S, G>>> {
+        self.by_name.values().flat_map(|fns| fns.values())
+    }
+
+    /// Every custom domain routed, with its owner: `(host, prefix, Function)`.
+    pub fn domains(&self) -> impl Iterator<Item = (&str, Option<&str>, &Arc<FunctionEntry<S, G>>)> {
+        self.domains.iter().flat_map(|(host, owners)| {
+            owners
+                .iter()
+                .map(move |d| (&**host, d.prefix.as_deref(), &d.function))
         })
     }
 
@@ -204,6 +297,12 @@ impl<S> RouteTable<S> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Whether `path` falls under `prefix` segment-wise (see
+/// [`Domain::matches_path`]); no prefix takes every path.
+fn prefix_matches(prefix: Option<&str>, path: &str) -> bool {
+    Domain { host: "", prefix }.matches_path(path)
 }
 
 #[cfg(test)]
