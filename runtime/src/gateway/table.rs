@@ -417,4 +417,47 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t.revisions().count(), 1);
     }
+
+    fn with_domains(name: &str, created: &str, domains: &[&str]) -> FunctionRoute {
+        FunctionRoute {
+            namespace: "ns".into(),
+            name: name.into(),
+            revisions: vec![rev(&format!("{name}-00001"))],
+            traffic: vec![traffic(&format!("{name}-00001"), 100, None)],
+            access: flint_api::backend::FunctionAccess {
+                domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+                created: Some(created.to_owned()),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn custom_domains_go_to_their_first_claimant_by_longest_prefix() {
+        let routes = vec![
+            // Listed first, created later: loses api.example.org.
+            with_domains("late", "2026-02-01T00:00:00Z", &["api.example.org", "example.org/late"]),
+            with_domains("early", "2026-01-01T00:00:00Z", &["api.example.org", "example.org"]),
+            with_domains("orders", "2026-03-01T00:00:00Z", &["example.org/orders"]),
+            // Under the platform domain: never routed.
+            with_domains("greedy", "2025-01-01T00:00:00Z", &["early.ns.example.com"]),
+        ];
+        let t: RouteTable<()> = RouteTable::build(&routes, "example.com", |_| ());
+        let owner = |host: &str, path: &str| t.route(host, path).map(|r| r.function.name.clone());
+        let cases = [
+            ("api.example.org", "/", Some("early")),
+            ("API.example.org:443", "/x", Some("early")),
+            ("example.org", "/", Some("early")),
+            ("example.org", "/orders", Some("orders")),
+            ("example.org", "/orders/7", Some("orders")),
+            ("example.org", "/ordersx", Some("early")),
+            ("example.org", "/late/a", Some("late")),
+            ("early.ns.example.com", "/", Some("early")),
+            ("other.example.org", "/", None),
+        ];
+        for (host, path, want) in cases {
+            assert_eq!(owner(host, path).as_deref(), want, "{host}{path}");
+        }
+        assert_eq!(t.domains().count(), 4);
+    }
 }
