@@ -100,5 +100,8 @@ pub const CAPACITY_SLOTS_TOTAL: &str = "flint_capacity_slots_total";
 /// Counter: asks for slots this gateway sent to other gateways, by result
 /// (`answered`, `failed`: no answer in time, refused, or unreadable).
 pub const CAPACITY_ASKS_TOTAL: &str = "flint_capacity_asks_total";
+/// Requests the gateway refused for a Function's `spec.auth` (401, 403, or
+/// 503 while its keys cannot be read), by Function and reason.
+pub const AUTH_FAILURES_TOTAL: &str = "flint_auth_failures_total";
 /// Label: which way slots went between gateways.
 pub const LABEL_DIRECTION: &str = "direction";

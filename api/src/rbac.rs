@@ -157,6 +157,13 @@ pub const GATEWAY: &[Rule] = &[
         scope: Scope::Cluster,
         why: "the ready pods of each revision come from its Service's EndpointSlices",
     },
+    Rule {
+        api_group: "",
+        resource: "secrets",
+        verbs: &["get", "list", "watch"],
+        scope: Scope::Cluster,
+        why: "API keys, HMAC keys and certificates come from the Secrets a Function's spec.auth and spec.tls name (held in memory only while named)",
+    },
 ];
 
 /// Flattens rules into sorted `(api_group, resource, verb, scope)` tuples, the
