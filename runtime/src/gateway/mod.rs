@@ -8,6 +8,7 @@
 //! metrics on an admin router ([`Gateway::admin_router`]).
 
 mod admin;
+pub mod auth;
 pub mod balancer;
 mod body;
 pub mod capacity;
