@@ -17,6 +17,12 @@ pub(super) struct GatewayArgs {
     /// Address of the data plane (function traffic).
     #[arg(long, env = "FLINT_LISTEN", default_value = "0.0.0.0:8080")]
     listen: std::net::SocketAddr,
+    /// Address of the in-cluster data plane, which the public Service does not expose: cluster-local Functions answer only there [default: none].
+    #[arg(long, env = "FLINT_INTERNAL_LISTEN")]
+    internal_listen: Option<std::net::SocketAddr>,
+    /// Address of the TLS data plane (HTTP/2 and HTTP/1.1 by ALPN), serving Functions' certificates by SNI [default: none].
+    #[arg(long, env = "FLINT_TLS_LISTEN")]
+    tls_listen: Option<std::net::SocketAddr>,
     /// Address of the admin endpoints (/metrics, /healthz, /readyz).
     #[arg(long, env = "FLINT_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     admin_addr: std::net::SocketAddr,
@@ -152,6 +158,8 @@ pub(super) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             queue_size: args.queue_size,
             max_buffered_bytes: args.max_buffered_bytes,
             listen: args.listen,
+            internal_listen: args.internal_listen,
+            tls_listen: args.tls_listen,
             retry_after_seconds: 1,
             memory_budget_bytes: usize::try_from(args.memory_budget_bytes).unwrap_or(usize::MAX),
             clients: ClientSettings {

@@ -25,6 +25,13 @@ pub struct GatewayConfig {
     pub max_buffered_bytes: usize,
     /// Address of the data-plane listener.
     pub listen: SocketAddr,
+    /// Address of the in-cluster listener, which the public Service does
+    /// not expose: cluster-local Functions answer only there (`None`: no
+    /// such listener).
+    pub internal_listen: Option<SocketAddr>,
+    /// Address of the TLS listener, serving the gateway's certificates
+    /// ([`super::Gateway::certs`]) by SNI (`None`: no TLS listener).
+    pub tls_listen: Option<SocketAddr>,
     /// Seconds a client is told to wait (`Retry-After`) when a queue is full.
     pub retry_after_seconds: u32,
     /// Bytes the gateway may hold, all together, for requests waiting for
@@ -82,6 +89,8 @@ impl GatewayConfig {
             queue_size: 1000,
             max_buffered_bytes: 64 * 1024,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            internal_listen: None,
+            tls_listen: None,
             retry_after_seconds: 1,
             memory_budget_bytes: crate::budget::DEFAULT_MEMORY_BUDGET_BYTES,
             clients: ClientSettings::default(),

@@ -205,6 +205,17 @@ pub enum GatewayError {
     /// A worker thread or its runtime could not be started.
     #[error("starting a gateway worker: {0}")]
     Worker(#[source] std::io::Error),
+    /// A listener the configuration names could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The TLS listener's settings could not be built.
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub mod split;
 pub mod startup_metrics;
 pub mod swap_metrics;
 pub mod table;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +48,7 @@ pub use error::{GatewayError, ProxyError};
 pub use poke::HttpPokeSink;
 pub use revision::{Cold, RevisionState};
 pub use route::MAX_URI_BYTES;
-pub use server::{LISTEN_BACKLOG, MinBodyRate, listener};
+pub use server::{LISTEN_BACKLOG, Listener, ListenerKind, MinBodyRate, listener};
 pub use table::RouteTable;
 
 use crate::budget::MemoryBudget;
@@ -77,6 +78,8 @@ pub(crate) struct Shared {
     /// The gateway set cannot be learnt (its watch failed before the first
     /// answer): the gateway serves without it rather than not at all.
     peers_unavailable: AtomicBool,
+    /// The certificates the TLS listeners serve.
+    certs: Arc<tls::CertStore>,
 }
 
 /// A handle on a gateway; cheap to clone, all clones drive the same gateway.
@@ -127,6 +130,7 @@ impl Gateway {
                 control_token: std::sync::OnceLock::new(),
                 sharing: Arc::new(capacity::Sharing::new(capacity::DEFAULT_SETTLE)),
                 peers_unavailable: AtomicBool::new(false),
+                certs: Arc::new(tls::CertStore::default()),
             }),
         })
     }

@@ -67,6 +67,7 @@ pub(super) async fn proxy(
             protocol: settings.protocol,
             upgrade: hop.upgrade,
             trusted: client.trusted,
+            tls: client.tls,
         };
         rewrite::rewrite_request(&mut req, fwd)
             .map_err(|err| ProxyError::BadRequest(err.to_string()))?;

@@ -149,6 +149,8 @@ pub struct Forwarding<'a> {
     pub upgrade: bool,
     /// Whether the peer is a trusted proxy, whose forwarding headers pass.
     pub trusted: bool,
+    /// Whether the client connection is over TLS (`X-Forwarded-Proto`).
+    pub tls: bool,
 }
 
 /// Rewrites `req` in place for the replica. Fails only on a URI that cannot
@@ -194,7 +196,8 @@ pub fn rewrite_request<B>(req: &mut Request<B>, fwd: Forwarding<'_>) -> Result<(
     };
     headers.insert(X_FORWARDED_FOR, forwarded_for);
     if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if fwd.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if !headers.contains_key(&X_FORWARDED_HOST) {
         headers.insert(X_FORWARDED_HOST, fwd.host.clone());
@@ -259,6 +262,7 @@ mod tests {
             protocol: Protocol::Http1,
             upgrade: false,
             trusted: false,
+            tls: false,
         }
     }
 
@@ -284,6 +288,13 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["host"], "127.0.0.1:8080");
+        let mut tls = Request::builder().uri("/").body(()).unwrap();
+        let fwd = Forwarding {
+            tls: true,
+            ..forwarding("h.ns.localhost")
+        };
+        rewrite_request(&mut tls, fwd).unwrap();
+        assert_eq!(tls.headers()["x-forwarded-proto"], "https");
         for gone in ["connection", "keep-alive", "x-secret"] {
             assert!(!h.contains_key(gone), "{gone}");
         }

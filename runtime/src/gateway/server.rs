@@ -1,8 +1,10 @@
-//! The data-plane server: HTTP/1.1 (with upgrades) and HTTP/2 cleartext on
-//! one listener, bounded per-connection buffers, graceful shutdown.
+//! The data-plane server: HTTP/1.1 (with upgrades) and HTTP/2, cleartext or
+//! over TLS, on any number of listeners ([`listener`]), bounded
+//! per-connection buffers, graceful shutdown.
 //!
-//! Thread per core: the listener hands each accepted connection to one of
-//! several worker threads, each with a single-threaded runtime. A client
+//! Thread per core: one accept loop takes the connections of every
+//! listener and hands each to one of several worker threads, each with a
+//! single-threaded runtime; a TLS handshake happens on the worker. A client
 //! connection, its requests and the replica connections they use (see
 //! [`super::pool`]) then stay on one thread: a request's replica connection
 //! is driven by the request itself, so no wake-up crosses threads and no
@@ -11,7 +13,8 @@
 //! Every connection ([`connection`]) is bounded in time and number (see
 //! [`super::ClientSettings`]): a cap on open connections ([`limit`]; over
 //! it, a 503 through hyper), a deadline on the first bytes
-//! ([`first_bytes`]), the request head timeout, an idle timeout, HTTP/2
+//! ([`first_bytes`]; over TLS, on the whole handshake), the request head
+//! timeout, an idle timeout, HTTP/2
 //! keep-alive pings, TCP keep-alive, and an I/O timeout on writes ([`io`])
 //! and request bodies. An upgraded connection goes on in its connection's
 //! task ([`tunnel`]), which graceful shutdown waits for.
@@ -21,8 +24,13 @@ mod connection;
 mod first_bytes;
 mod io;
 mod limit;
+mod listeners;
 mod pace;
+#[cfg(test)]
+pub(crate) mod seen;
 mod stall;
+#[cfg(test)]
+mod tests;
 mod tunnel;
 
 use std::future::Future;
@@ -35,15 +43,18 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio_rustls::TlsAcceptor;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 pub(crate) use client::Client;
+pub use listeners::{Listener, ListenerKind};
 pub use pace::MinBodyRate;
 pub(crate) use pace::Pace;
 pub(crate) use stall::Stall;
 pub(crate) use tunnel::Tunnel;
 
+use super::tls::{CertStore, server_config};
 use super::{ClientSettings, Gateway, GatewayError, Shared, handler};
 use limit::{Admission, Connections};
 
@@ -81,12 +92,19 @@ pub(super) struct Accepted {
     drain: watch::Receiver<()>,
     /// Its place under the connection cap.
     admission: Admission,
+    /// The listener it came on.
+    listener: ListenerKind,
+    /// The TLS it is to be accepted with, on a TLS listener.
+    tls: Option<TlsAcceptor>,
 }
 
 impl Gateway {
-    /// Serves the data plane on `listener` with one worker thread per core
-    /// until `shutdown` completes, then stops accepting and waits for open
-    /// connections to finish.
+    /// Serves the data plane with one worker thread per core until
+    /// `shutdown` completes, then stops accepting and waits for open
+    /// connections to finish: on `listener` (public, plain HTTP), and on
+    /// the internal and TLS listeners the configuration names
+    /// ([`super::GatewayConfig::internal_listen`],
+    /// [`super::GatewayConfig::tls_listen`]), bound here.
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -103,11 +121,59 @@ impl Gateway {
         workers: usize,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), GatewayError> {
+        let mut listeners = vec![Listener::plain(listener, ListenerKind::Public)];
+        let config = &self.shared.config;
+        if let Some(addr) = config.internal_listen {
+            listeners.push(Listener::plain(bind(addr)?, ListenerKind::Internal));
+        }
+        if let Some(addr) = config.tls_listen {
+            let tls = self.tls_config()?;
+            listeners.push(Listener::tls(bind(addr)?, ListenerKind::Public, tls));
+        }
+        self.serve_listeners_with_workers(listeners, workers, shutdown)
+            .await
+    }
+
+    /// The certificates the gateway's TLS listeners serve; whoever watches
+    /// them swaps new ones in with [`CertStore::set`].
+    pub fn certs(&self) -> &Arc<CertStore> {
+        &self.shared.certs
+    }
+
+    /// TLS settings serving [`Gateway::certs`], for a [`Listener::tls`].
+    pub fn tls_config(&self) -> Result<Arc<rustls::ServerConfig>, GatewayError> {
+        Ok(server_config(Arc::clone(&self.shared.certs))?)
+    }
+
+    /// Serves the data plane on `listeners` (at least one), one worker
+    /// thread per core, until `shutdown` completes; then as
+    /// [`Gateway::serve`].
+    pub async fn serve_listeners(
+        &self,
+        listeners: Vec<Listener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), GatewayError> {
+        let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        self.serve_listeners_with_workers(listeners, workers, shutdown)
+            .await
+    }
+
+    /// [`Gateway::serve_listeners`] with `workers` worker threads (at least
+    /// one).
+    pub async fn serve_listeners_with_workers(
+        &self,
+        listeners: Vec<Listener>,
+        workers: usize,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), GatewayError> {
         self.shared
             .config
             .clients
             .check()
             .map_err(GatewayError::Config)?;
+        if listeners.is_empty() {
+            return Err(GatewayError::Config("the gateway needs a listener"));
+        }
         let (drain, _) = watch::channel(());
         let connections = Connections::new(self.shared.config.clients.max_connections);
         let mut queues = Vec::new();
@@ -133,20 +199,26 @@ impl Gateway {
             threads.push(done_rx);
         }
         let mut shutdown = pin!(shutdown);
-        let addr = listener.local_addr().map_err(GatewayError::Accept)?;
-        tracing::info!(%addr, workers = queues.len(), max_connections = connections.max(), "gateway listening");
-        let mut next = 0usize;
+        for l in &listeners {
+            let addr = l.local_addr().map_err(GatewayError::Accept)?;
+            tracing::info!(%addr, listener = l.kind().as_str(), tls = l.is_tls(), workers = queues.len(), max_connections = connections.max(), "gateway listening");
+        }
+        let (mut next, mut turn) = (0usize, 0usize);
         loop {
-            let (stream, client) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                },
+            let (at, accepted) = tokio::select! {
+                next = listeners::accept(&listeners, &mut turn) => next,
                 () = &mut shutdown => break,
+            };
+            let (stream, client) = match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let Some(from) = listeners.get(at) else {
+                continue;
             };
             let admission = connections.admit();
             if matches!(admission, Admission::Close) {
@@ -168,6 +240,8 @@ impl Gateway {
                         client,
                         drain: drain.subscribe(),
                         admission,
+                        listener: from.kind(),
+                        tls: from.acceptor().cloned(),
                     })
                     .is_err()
             {
@@ -176,7 +250,7 @@ impl Gateway {
         }
         tracing::info!("gateway draining connections");
         // New connections are refused at once, not left in the backlog.
-        drop(listener);
+        drop(listeners);
         drop(queues);
         let _ = drain.send(());
         drain.closed().await;
@@ -185,6 +259,11 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// Binds one of the listeners the configuration names.
+fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
+    listener(addr).map_err(|source| GatewayError::Listen { addr, source })
 }
 
 /// The HTTP server settings of every client connection.
@@ -211,7 +290,12 @@ fn connection_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
 /// What a worker thread's connections share.
 pub(super) struct Worker {
     shared: handler::WorkerShared,
+    /// Tells HTTP/2 from HTTP/1 by the connection's first bytes.
     builder: auto::Builder<TokioExecutor>,
+    /// For TLS connections whose client chose `http/1.1` by ALPN.
+    http1: auto::Builder<TokioExecutor>,
+    /// For TLS connections whose client chose `h2` by ALPN.
+    http2: auto::Builder<TokioExecutor>,
     /// For connections over the cap: one answer, then closed.
     refusing: auto::Builder<TokioExecutor>,
     max_connections: usize,
@@ -226,6 +310,8 @@ impl Worker {
         // thread writes, rather than the gateway-wide one every worker shares.
         Arc::new(Self {
             shared: Arc::new(shared),
+            http1: builder.clone().http1_only(),
+            http2: builder.clone().http2_only(),
             builder,
             refusing,
             max_connections,

@@ -250,6 +250,8 @@ pub fn config() -> GatewayConfig {
         queue_size: 100,
         max_buffered_bytes: 16 * 1024,
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        internal_listen: None,
+        tls_listen: None,
         retry_after_seconds: 2,
         memory_budget_bytes: flint_runtime::budget::DEFAULT_MEMORY_BUDGET_BYTES,
         clients: ClientSettings::default(),
@@ -297,8 +299,8 @@ pub fn single(name: &str, rev: RevisionRoute) -> FunctionRoute {
         name: name.into(),
         traffic: vec![traffic(&rev.name, 100, None)],
         revisions: vec![rev],
-    },
-    access: Default::default(),
+        access: Default::default(),
+    }
 }
 
 pub fn key(function: &str, revision: &str) -> RevisionKey {

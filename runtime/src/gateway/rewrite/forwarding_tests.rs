@@ -32,6 +32,7 @@ fn rewritten(
         protocol: Protocol::Http1,
         upgrade: false,
         trusted,
+        tls: false,
     };
     rewrite_request(&mut req, fwd).unwrap();
     req

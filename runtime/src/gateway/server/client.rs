@@ -1,5 +1,6 @@
 //! What the request path knows of the client connection a request came
-//! on: who the peer is, whether it is a trusted proxy, how many of its
+//! on: who the peer is, whether it is a trusted proxy, which listener it
+//! came on and whether over TLS, how many of its
 //! requests are in progress (for the idle timeout), and the upgrade a
 //! request left for the connection to carry on with.
 
@@ -15,6 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::super::body::{BoxError, GatewayBody};
 use super::super::handler::WorkerShared;
+use super::listeners::ListenerKind;
 use super::tunnel::Tunnel;
 
 /// Requests of one connection: how many starts and ends so far, and how
@@ -46,17 +48,31 @@ pub(crate) struct Client {
     pub(crate) ip: HeaderValue,
     /// Whether the peer is a trusted proxy (its forwarding headers pass).
     pub(crate) trusted: bool,
+    /// The listener the connection came on (cluster-local Functions are
+    /// not found on a public one).
+    pub(crate) listener: ListenerKind,
+    /// Whether the connection is over TLS (`X-Forwarded-Proto: https`; a
+    /// plain one may be redirected to https).
+    pub(crate) tls: bool,
     activity: Activity,
     tunnel: Mutex<Option<Tunnel>>,
 }
 
 impl Client {
-    /// A connection from a peer at `ip`.
-    pub(crate) fn new(shared: WorkerShared, ip: HeaderValue, trusted: bool) -> Self {
+    /// A connection from a peer at `ip`, on a `listener`, over TLS or not.
+    pub(crate) fn new(
+        shared: WorkerShared,
+        ip: HeaderValue,
+        trusted: bool,
+        listener: ListenerKind,
+        tls: bool,
+    ) -> Self {
         Self {
             shared,
             ip,
             trusted,
+            listener,
+            tls,
             activity: Activity::default(),
             tunnel: Mutex::new(None),
         }

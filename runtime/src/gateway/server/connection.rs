@@ -1,7 +1,8 @@
 //! One client connection, from its first byte to its close: socket
-//! options, the first-byte deadline, the connection cap's verdict, the
-//! HTTP server (with its idle timeout and graceful shutdown), and the
-//! upgrade a request may leave it to carry on with.
+//! options, the first-byte deadline (over TLS, the handshake's), the
+//! connection cap's verdict, the HTTP server (with its idle timeout and
+//! graceful shutdown), and the upgrade a request may leave it to carry on
+//! with.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,16 +11,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use super::super::{ClientSettings, handler, rewrite};
 use super::client::{Active, Activity, Client, ClientBody};
 use super::first_bytes::{self, FirstBytes};
 use super::io::ClientIo;
-use super::limit::{self, Admission, Permit};
+use super::limit::{self, Admission};
+use super::listeners::ListenerKind;
 use super::stall::Stall;
 use super::tunnel;
 use super::{Accepted, Worker};
@@ -44,6 +49,36 @@ fn tune(stream: &TcpStream, client: SocketAddr, clients: &ClientSettings) {
     }
 }
 
+/// The HTTP version of a connection, as far as it is known before its
+/// first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    /// Told by the first bytes (plain connections; TLS without ALPN).
+    Detect,
+    /// HTTP/1.1, chosen by ALPN.
+    Http1,
+    /// HTTP/2, chosen by ALPN.
+    Http2,
+}
+
+impl Worker {
+    /// The HTTP server settings for a connection of `version`.
+    fn builder(&self, version: Version) -> &auto::Builder<TokioExecutor> {
+        match version {
+            Version::Detect => &self.builder,
+            Version::Http1 => &self.http1,
+            Version::Http2 => &self.http2,
+        }
+    }
+}
+
+/// Where a connection came from, as its requests see it.
+struct Origin {
+    peer: SocketAddr,
+    listener: ListenerKind,
+    tls: bool,
+}
+
 /// Serves one client connection from its first byte to its close.
 pub(super) async fn run(worker: Arc<Worker>, accepted: Accepted) {
     let Accepted {
@@ -51,6 +86,8 @@ pub(super) async fn run(worker: Arc<Worker>, accepted: Accepted) {
         client,
         mut drain,
         admission,
+        listener,
+        tls,
     } = accepted;
     let stream = match TcpStream::from_std(stream) {
         Ok(stream) => stream,
@@ -61,55 +98,140 @@ pub(super) async fn run(worker: Arc<Worker>, accepted: Accepted) {
     };
     let clients = worker.clients();
     tune(&stream, client, clients);
+    let (permit, over) = match admission {
+        Admission::Serve(permit) => (permit, false),
+        Admission::Refuse(permit) => (permit, true),
+        Admission::Close => return,
+    };
+    let origin = Origin {
+        peer: client,
+        listener,
+        tls: tls.is_some(),
+    };
+    let Some(acceptor) = tls else {
+        if !first_bytes_in_time(&stream, client, clients, &mut drain).await {
+            return;
+        }
+        let io = ClientIo::new(stream, Stall::new(clients.io_timeout), permit);
+        return serve_or_refuse(&worker, io, origin, Version::Detect, over, &mut drain).await;
+    };
+    let io = ClientIo::new(stream, Stall::new(clients.io_timeout), permit);
+    let Some((io, version)) = handshake(&acceptor, io, client, clients, &mut drain).await else {
+        return;
+    };
+    serve_or_refuse(&worker, io, origin, version, over, &mut drain).await;
+}
+
+/// Waits for a plain connection's first bytes; `false` when it is to be
+/// closed instead (silent past the deadline, closed, failed, or shutdown).
+async fn first_bytes_in_time(
+    stream: &TcpStream,
+    client: SocketAddr,
+    clients: &ClientSettings,
+    drain: &mut watch::Receiver<()>,
+) -> bool {
     let first = tokio::select! {
-        first = first_bytes::wait(&stream, clients.first_byte_timeout) => first,
-        _ = drain.changed() => return,
+        first = first_bytes::wait(stream, clients.first_byte_timeout) => first,
+        _ = drain.changed() => return false,
     };
     match first {
-        FirstBytes::Ready => {}
-        FirstBytes::Closed => return,
+        FirstBytes::Ready => true,
+        FirstBytes::Closed => false,
         FirstBytes::TimedOut => {
             tracing::debug!(%client, timeout_seconds = clients.first_byte_timeout.as_secs_f64(), "no request in time; connection closed");
-            return;
+            false
         }
         FirstBytes::Failed(err) => {
             tracing::debug!(%client, error = %err, "connection failed before its first request");
-            return;
+            false
         }
     }
-    match admission {
-        Admission::Serve(permit) => serve(&worker, stream, client, permit, &mut drain).await,
-        Admission::Refuse(permit) => refuse(&worker, stream, client, permit, &mut drain).await,
-        Admission::Close => {}
+}
+
+/// Runs the TLS handshake of a connection within the first-byte deadline
+/// (a silent or stalling client is dropped); the TLS stream and the HTTP
+/// version its client chose by ALPN, or `None` when it is to be closed.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    io: ClientIo,
+    client: SocketAddr,
+    clients: &ClientSettings,
+    drain: &mut watch::Receiver<()>,
+) -> Option<(tokio_rustls::server::TlsStream<ClientIo>, Version)> {
+    let deadline = Instant::now() + clients.first_byte_timeout;
+    let done = tokio::select! {
+        done = tokio::time::timeout_at(deadline, acceptor.accept(io)) => done,
+        _ = drain.changed() => return None,
+    };
+    let tls = match done {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            tracing::debug!(%client, error = %err, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%client, timeout_seconds = clients.first_byte_timeout.as_secs_f64(), "no TLS handshake in time; connection closed");
+            return None;
+        }
+    };
+    let version = match tls.get_ref().1.alpn_protocol() {
+        Some(b"h2") => Version::Http2,
+        Some(b"http/1.1") => Version::Http1,
+        _ => Version::Detect,
+    };
+    Some((tls, version))
+}
+
+/// Serves a connection under the cap, or refuses one over it.
+async fn serve_or_refuse<IO>(
+    worker: &Worker,
+    io: IO,
+    origin: Origin,
+    version: Version,
+    over: bool,
+    drain: &mut watch::Receiver<()>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if over {
+        refuse(worker, io, origin.peer, drain).await;
+    } else {
+        serve(worker, io, origin, version, drain).await;
     }
 }
 
 /// Serves a connection under the cap.
-async fn serve(
+async fn serve<IO>(
     worker: &Worker,
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: Permit,
+    io: IO,
+    origin: Origin,
+    version: Version,
     drain: &mut watch::Receiver<()>,
-) {
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let clients = worker.clients();
-    let io = ClientIo::new(stream, Stall::new(clients.io_timeout), permit);
+    let peer = origin.peer;
     let trusted = clients.trusted_proxies.contains(peer.ip());
     let client = Arc::new(Client::new(
         Arc::clone(&worker.shared),
         rewrite::client_ip(peer),
         trusted,
+        origin.listener,
+        origin.tls,
     ));
     let requests = Arc::clone(&client);
     let service = service_fn(move |req| {
         let active = Active::begin(Arc::clone(&requests));
+        #[cfg(test)]
+        super::seen::request(active.client(), &req);
         async move {
             let resp = handler::handle(active.client(), req).await;
             Ok::<_, std::convert::Infallible>(resp.map(|body| ClientBody::new(body, active)))
         }
     });
     let conn = worker
-        .builder
+        .builder(version)
         .serve_connection_with_upgrades(TokioIo::new(io), service);
     let ended = drive(
         conn,
@@ -120,7 +242,7 @@ async fn serve(
     )
     .await;
     if let Err(err) = ended {
-        tracing::debug!(client = %peer, error = %err, "client connection ended");
+        tracing::debug!(client = %peer, listener = client.listener.as_str(), tls = client.tls, error = %err, "client connection ended");
     }
     if let Some(tunnel) = client.take_tunnel() {
         let limits = tunnel::Limits {
@@ -132,15 +254,10 @@ async fn serve(
 }
 
 /// Answers a connection over the cap with 503, then closes it.
-async fn refuse(
-    worker: &Worker,
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: Permit,
-    drain: &mut watch::Receiver<()>,
-) {
-    let clients = worker.clients();
-    let io = ClientIo::new(stream, Stall::new(clients.io_timeout), permit);
+async fn refuse<IO>(worker: &Worker, io: IO, peer: SocketAddr, drain: &mut watch::Receiver<()>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (limit, retry_after) = (
         worker.max_connections,
         worker.shared.config.retry_after_seconds,
