@@ -76,6 +76,8 @@ pub struct GatewayMetrics {
     capacity_slots: IntCounterVec,
     /// Asks for slots sent to other gateways, by result.
     capacity_asks: IntCounterVec,
+    /// Requests refused by a Function's auth, by Function and reason.
+    auth_failures: IntCounterVec,
     /// Held while the budget's refusal counts (and sharing's counts) are
     /// copied in, so two scrapes at once do not both add the same ones.
     budget_sync: std::sync::Arc<Mutex<()>>,
@@ -238,6 +240,21 @@ impl GatewayMetrics {
                     &[names::LABEL_RESULT],
                 ),
             )?,
+            auth_failures: register(
+                r,
+                names::AUTH_FAILURES_TOTAL,
+                IntCounterVec::new(
+                    Opts::new(
+                        names::AUTH_FAILURES_TOTAL,
+                        "Requests refused by a Function's auth (never proxied, never waking it), by reason.",
+                    ),
+                    &[
+                        names::LABEL_NAMESPACE,
+                        names::LABEL_FUNCTION,
+                        names::LABEL_REASON,
+                    ],
+                ),
+            )?,
             budget_sync: std::sync::Arc::new(Mutex::new(())),
             registry,
         })
@@ -274,6 +291,14 @@ impl GatewayMetrics {
             let now = count.load(std::sync::atomic::Ordering::Relaxed);
             counter.inc_by(now.saturating_sub(counter.get()));
         }
+    }
+
+    /// Counts one request refused by `namespace/function`'s auth for
+    /// `reason`. Refusals are the rare path: the label lookup is paid here.
+    pub fn auth_failure(&self, namespace: &str, function: &str, reason: &str) {
+        self.auth_failures
+            .with_label_values(&[namespace, function, reason])
+            .inc();
     }
 
     /// Resolves the label handles of one revision, once, so the request path

@@ -20,6 +20,12 @@ pub(super) struct DevArgs {
     /// Admin port: status page at /, gateway metrics at /metrics, health at /healthz.
     #[arg(long, env = "FLINT_DEV_ADMIN_PORT", default_value_t = 8081)]
     admin_port: u16,
+    /// TLS port, for Functions with spec.tls (a self-signed certificate for their hosts, localhost and *.localhost); 0: none.
+    #[arg(long, env = "FLINT_DEV_TLS_PORT", default_value_t = 8443)]
+    tls_port: u16,
+    /// In-cluster port: where cluster-local Functions answer (public ones too); 0: none.
+    #[arg(long, env = "FLINT_DEV_INTERNAL_PORT", default_value_t = 8082)]
+    internal_port: u16,
     /// Requests that may wait per revision while it scales from zero (more get 503).
     #[arg(long, env = "FLINT_DEV_QUEUE_SIZE", default_value_t = flint_api::poke::DEFAULT_QUEUE_SIZE as usize)]
     queue_size: usize,
@@ -60,6 +66,8 @@ pub(super) fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         bind: args.bind,
         port: args.port,
         admin_port: args.admin_port,
+        tls_port: args.tls_port,
+        internal_port: args.internal_port,
         queue_size: args.queue_size,
     };
     runtime.block_on(crate::dev::run(opts))?;

@@ -29,6 +29,15 @@ pub(super) struct GatewayArgs {
     /// Domain of Function hosts: <function>.<namespace>.<domain>.
     #[arg(long, env = "FLINT_DOMAIN", default_value = flint_api::names::DEFAULT_CLUSTER_DOMAIN)]
     domain: String,
+    /// Visibility of Functions that do not set spec.visibility: public or cluster-local.
+    #[arg(long, env = "FLINT_DEFAULT_VISIBILITY", default_value = "public")]
+    default_visibility: flint_api::function::Visibility,
+    /// Port named in the https URL a plain-HTTP request is redirected to (spec.tls.redirect); 443 is left out.
+    #[arg(long, env = "FLINT_HTTPS_PORT", default_value_t = 443)]
+    https_port: u16,
+    /// The default certificate: a kubernetes.io/tls Secret (namespace/name) served for hosts of Functions with spec.tls but no secretName of their own.
+    #[arg(long, env = "FLINT_TLS_DEFAULT_SECRET")]
+    tls_default_secret: Option<String>,
     /// Base URL of the operator's autoscaler, where scale-from-zero pokes go.
     #[arg(
         long,
@@ -183,6 +192,11 @@ pub(super) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
                 trusted_proxies: args.trusted_proxies,
             },
             peers,
+            access: flint_runtime::gateway::AccessSettings {
+                default_visibility: args.default_visibility,
+                https_port: args.https_port,
+                allow_http_jwks: false,
+            },
         },
         admin_addr: args.admin_addr,
         autoscaler_url: args.autoscaler_url,
@@ -190,6 +204,11 @@ pub(super) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         control_token: args
             .control_token
             .and_then(flint_api::drain::ControlToken::new),
+        tls_default_secret: args
+            .tls_default_secret
+            .as_deref()
+            .map(parse_secret_ref)
+            .transpose()?,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -215,4 +234,14 @@ pub(super) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             }
         })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A Secret named `namespace/name`.
+fn parse_secret_ref(text: &str) -> anyhow::Result<(String, String)> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => anyhow::bail!("--tls-default-secret {text:?}: expected namespace/name"),
+    }
 }

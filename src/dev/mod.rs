@@ -3,6 +3,7 @@
 //! each replica a local process; edits to the manifests roll new revisions.
 
 mod events;
+mod keyring;
 mod loader;
 mod local;
 mod print;
@@ -39,6 +40,10 @@ pub struct DevOptions {
     pub port: u16,
     /// Admin port (status page, metrics, health).
     pub admin_port: u16,
+    /// TLS port (0: none).
+    pub tls_port: u16,
+    /// In-cluster port, where cluster-local Functions answer (0: none).
+    pub internal_port: u16,
     /// Requests that may wait per revision while it scales from zero.
     pub queue_size: usize,
     /// Where asynchronous invocations and schedule ticks are stored (kept across restarts).
@@ -52,6 +57,8 @@ struct Dev {
     backend: LocalBackend,
     scaler: scaling::Scaler,
     state: Arc<Mutex<DevState>>,
+    /// Keys and certificates of the Functions' `spec.auth` and `spec.tls`.
+    keyring: Arc<keyring::DevKeyring>,
     gateway_url: String,
     events: Mutex<Option<events::DevEvents>>,
 }
@@ -80,6 +87,10 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let config = GatewayConfig {
         listen,
         queue_size: opts.queue_size,
+        access: flint_runtime::gateway::AccessSettings {
+            https_port: opts.tls_port,
+            ..GatewayConfig::dev().access
+        },
         ..GatewayConfig::dev()
     };
     let gateway = Gateway::new(config, Arc::new(pokes)).context("gateway configuration")?;
@@ -106,14 +117,17 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         backend: backend.clone(),
         scaler,
         state: Arc::new(Mutex::new(DevState::default())),
+        keyring: Arc::new(keyring::DevKeyring::default()),
     });
+    gateway.set_keyring(dev.keyring.clone());
 
+    let listeners = extra_listeners(&dev.opts, &gateway, listener);
     let serve = {
         let gateway = gateway.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             gateway
-                .serve(listener, async move {
+                .serve_listeners(listeners, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
                 .await
@@ -169,11 +183,54 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The public listener `public`, plus the in-cluster and TLS listeners
+/// `opts` asks for. Those two are extras: one whose port is taken is left
+/// out with a warning rather than stopping `flint dev`.
+fn extra_listeners(
+    opts: &DevOptions,
+    gateway: &Gateway,
+    public: TcpListener,
+) -> Vec<flint_runtime::gateway::Listener> {
+    use flint_runtime::gateway::{Listener, ListenerKind, listener};
+    let mut all = vec![Listener::plain(public, ListenerKind::Public)];
+    let bind = |port: u16, what: &str| {
+        let addr = SocketAddr::new(opts.bind, port);
+        (port != 0)
+            .then(|| listener(addr))
+            .and_then(|bound| match bound {
+                Ok(socket) => Some(socket),
+                Err(e) => {
+                    print::error(&format!(
+                        "{what}: cannot listen on {addr} ({e}); serving without it"
+                    ));
+                    None
+                }
+            })
+    };
+    if let Some(socket) = bind(
+        opts.internal_port,
+        "in-cluster port (cluster-local functions)",
+    ) {
+        all.push(Listener::plain(socket, ListenerKind::Internal));
+    }
+    if let Some(socket) = bind(opts.tls_port, "TLS port") {
+        match gateway.tls_config() {
+            Ok(tls) => all.push(Listener::tls(socket, ListenerKind::Public, tls)),
+            Err(e) => print::error(&format!("TLS port: {e}; serving without it")),
+        }
+    }
+    all
+}
+
 impl Dev {
     /// Reloads the manifests if any changed, and applies the difference.
     async fn rescan(&self, fingerprint: &mut Option<loader::Fingerprint>, first: bool) {
         let current = loader::fingerprint(&self.opts.dir);
         if fingerprint.as_ref() == Some(&current) {
+            if self.keyring.files_changed() {
+                println!("key files changed: rebuilding the functions' auth");
+                self.gateway.refresh_access();
+            }
             return;
         }
         *fingerprint = Some(current);
@@ -184,6 +241,7 @@ impl Dev {
         for err in &scan.errors {
             print::error(err);
         }
+        self.keyring.set_functions(&scan.functions);
         let (actions, notes) = lock(&self.state).apply(&scan.functions);
         if let Some(events) = lock(&self.events).as_ref() {
             let functions: Vec<flint_api::Function> =
@@ -193,6 +251,8 @@ impl Dev {
         self.scaler
             .set_functions(scan.functions.iter().map(|l| &l.function));
         self.carry_out(actions, notes).await;
+        let routes = lock(&self.state).routes();
+        print::domain_conflicts(&routes, &self.gateway.config().domain);
         if first {
             print::urls(&scan.functions, &self.gateway_url, self.gateway.config());
         }

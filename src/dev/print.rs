@@ -33,8 +33,20 @@ pub fn urls(functions: &[Loaded], gateway_url: &str, config: &GatewayConfig) {
             .unwrap_or("default");
         let name = l.function.metadata.name.as_deref().unwrap_or_default();
         let host = flint_api::names::function_host(name, ns, &config.domain);
-        println!("  {name:<20} http://{host}:{}/", config.listen.port());
-        println!("  {:<20} {gateway_url}/function/{ns}/{name}/", "");
+        let spec = &l.function.spec;
+        let local = spec.visibility == Some(flint_api::function::Visibility::ClusterLocal);
+        if spec.tls.is_some() {
+            println!("  {name:<20} https://{host}:{}/", config.access.https_port);
+        }
+        if local {
+            println!("  {name:<20} cluster-local: on the in-cluster port only");
+        } else {
+            println!("  {name:<20} http://{host}:{}/", config.listen.port());
+            println!("  {:<20} {gateway_url}/function/{ns}/{name}/", "");
+        }
+        for domain in &spec.domains {
+            println!("  {:<20} domain {domain}", "");
+        }
     }
     println!();
 }
@@ -110,5 +122,26 @@ pub fn event(event: &BackendEvent) {
         } => {
             println!("ready    {revision}  replica {replica} passes its readiness probe again");
         }
+    }
+}
+
+/// Says which custom domains are not routed where their manifest asks:
+/// claimed first by another Function, or under the platform domain.
+pub fn domain_conflicts(routes: &[flint_api::backend::FunctionRoute], domain: &str) {
+    let claimants: Vec<flint_api::domains::Claimant<'_>> = routes
+        .iter()
+        .filter(|r| !r.access.domains.is_empty())
+        .map(|r| flint_api::domains::Claimant {
+            function: flint_api::backend::FunctionKey::new(&r.namespace, &r.name),
+            created: r.access.created.as_deref(),
+            domains: &r.access.domains,
+        })
+        .collect();
+    let (_, conflicts) = flint_api::domains::claims(&claimants, domain);
+    for conflict in conflicts {
+        println!(
+            "warning  {}: {conflict}; not routed there",
+            conflict.function
+        );
     }
 }

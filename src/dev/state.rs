@@ -71,6 +71,9 @@ struct FunctionState {
     revisions: Vec<Revision>,
     traffic: Vec<TrafficStatus>,
     traffic_error: Option<String>,
+    /// When `flint dev` first loaded it (RFC 3339): who owns a domain two
+    /// Functions claim, as a cluster's creation time decides.
+    created: String,
 }
 
 /// Every function `flint dev` serves, with its revisions and traffic.
@@ -108,6 +111,9 @@ impl DevState {
                     revisions: Vec::new(),
                     traffic: Vec::new(),
                     traffic_error: None,
+                    created: k8s_openapi::jiff::Timestamp::now()
+                        .strftime("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string(),
                 });
             if state.spec.scale != spec.scale {
                 for r in &state.revisions {

@@ -106,6 +106,8 @@ pub async fn run_gateway(
             source,
         })?;
     tracing::info!(%listen, admin = %opts.admin_addr, nats = %nats.url, "starting gateway with async invocations");
+    let keyring =
+        crate::gateway::kube::cluster::keyring_for(&gateway, opts.tls_default_secret.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = events
         .worker
@@ -120,7 +122,7 @@ pub async fn run_gateway(
     let result = tokio::select! {
         r = gateway.serve(data, shutdown_signal()) => r.map_err(ClusterError::from),
         r = axum::serve(admin, router) => r.map_err(ClusterError::Admin),
-        r = crate::gateway::kube::run(client, opts.namespace, gateway.clone()) => r.map_err(ClusterError::from),
+        r = crate::gateway::kube::run(client, opts.namespace, gateway.clone(), keyring) => r.map_err(ClusterError::from),
     };
     let _ = stop_tx.send(true);
     watch_targets.abort();

@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
+use flint_api::function::Visibility;
+
 use super::server::MinBodyRate;
 use crate::cidr::{Cidr, CidrError, CidrProblem};
 
@@ -46,6 +48,32 @@ pub struct GatewayConfig {
     /// The other gateways in front of the same replicas, with which each
     /// replica's `concurrency` is shared ([`super::capacity`]).
     pub peers: PeerGateways,
+    /// Defaults and bounds of Functions' visibility, auth and TLS.
+    pub access: AccessSettings,
+}
+
+/// Gateway-wide settings of who may reach Functions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessSettings {
+    /// Visibility of Functions whose spec does not set one.
+    pub default_visibility: Visibility,
+    /// The port https URLs name when a plain-HTTP request is redirected
+    /// (`spec.tls.redirect`); 443 is left out of the URL.
+    pub https_port: u16,
+    /// Whether a Function's `jwksUrl` may be plain http. Off on clusters
+    /// (a key set fetched in the clear could be swapped on the way), on in
+    /// `flint dev`, where issuers run on loopback.
+    pub allow_http_jwks: bool,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        Self {
+            default_visibility: Visibility::Public,
+            https_port: 443,
+            allow_http_jwks: false,
+        }
+    }
 }
 
 /// Where a gateway learns the other gateways in front of the same
@@ -95,6 +123,10 @@ impl GatewayConfig {
             memory_budget_bytes: crate::budget::DEFAULT_MEMORY_BUDGET_BYTES,
             clients: ClientSettings::default(),
             peers: PeerGateways::Alone,
+            access: AccessSettings {
+                allow_http_jwks: true,
+                ..AccessSettings::default()
+            },
         }
     }
 }

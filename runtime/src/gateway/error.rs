@@ -114,6 +114,34 @@ pub enum ProxyError {
     /// memory budget has no room for another waiting request.
     #[error("{0}; retry later")]
     OverBudget(#[from] crate::budget::OverBudget),
+    /// The Function's auth refused the request (it was not proxied and
+    /// did not wake the Function).
+    #[error("function {namespace}/{function} refused the request: {failure}")]
+    Unauthorized {
+        /// Namespace of the Function.
+        namespace: String,
+        /// Name of the Function.
+        function: String,
+        /// Why.
+        failure: super::auth::AuthFailure,
+    },
+    /// The Function has auth, but its keys cannot be read (a missing
+    /// Secret or file): every request is refused until they can.
+    #[error("function {namespace}/{function} cannot check credentials: {why}")]
+    AuthUnavailable {
+        /// Namespace of the Function.
+        namespace: String,
+        /// Name of the Function.
+        function: String,
+        /// What is missing.
+        why: std::sync::Arc<str>,
+    },
+    /// The Function is served over https only; the client is sent there.
+    #[error("this function is served over https: {location}")]
+    HttpsRequired {
+        /// The same URL over https.
+        location: String,
+    },
 }
 
 impl ProxyError {
@@ -134,6 +162,9 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::BodyStalled { .. } | Self::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::Unauthorized { failure, .. } => failure.status(),
+            Self::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::HttpsRequired { .. } => StatusCode::PERMANENT_REDIRECT,
         }
     }
 
@@ -147,6 +178,7 @@ impl ProxyError {
                 | Self::NoRevision { .. }
                 | Self::TooManyConnections { .. }
                 | Self::OverBudget(_)
+                | Self::AuthUnavailable { .. }
         )
     }
 
@@ -164,6 +196,17 @@ impl ProxyError {
         );
         if self.passes_with_time() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        match self {
+            Self::Unauthorized { failure, .. } if failure.status() == StatusCode::UNAUTHORIZED => {
+                headers.insert(header::WWW_AUTHENTICATE, failure.www_authenticate());
+            }
+            Self::HttpsRequired { location } => {
+                if let Ok(value) = HeaderValue::from_str(location) {
+                    headers.insert(header::LOCATION, value);
+                }
+            }
+            _ => {}
         }
         resp
     }
@@ -186,6 +229,9 @@ impl ProxyError {
             Self::BodyStalled { .. } => "body_stalled",
             Self::BodyTooSlow { .. } => "body_too_slow",
             Self::OverBudget(_) => "memory_budget",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::AuthUnavailable { .. } => "auth_unavailable",
+            Self::HttpsRequired { .. } => "https_required",
         }
     }
 }

@@ -22,6 +22,7 @@ use super::proxy::proxy;
 use super::route::{self, route};
 use super::server::Client;
 use crate::events::intake::Routing;
+use flint_api::backend::FunctionKey;
 
 /// A worker thread's reference to the gateway's shared state (see
 /// [`super::server`]).
@@ -37,22 +38,68 @@ pub(super) async fn handle(client: &Client, req: Request<Incoming>) -> Response<
     }
 }
 
-/// The pipeline: an asynchronous request to the intake, any other routed
-/// and proxied.
+/// The pipeline: an asynchronous request to the intake, any other routed,
+/// let through its Function's gate, and proxied. A request the gate
+/// refuses never reaches a revision, so it never wakes one from zero.
 async fn answer(
     client: &Client,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<GatewayBody>, ProxyError> {
     let shared = &client.shared;
+    let table = shared.table.load();
     if let Some(intake) = shared.intake.get().filter(|i| i.wants(&req)) {
         route::check(&req)?;
         // The intake routes with this same table (host first, then path),
-        // so an async request reaches the Function a synchronous one would.
-        let routing = intake.route(&req, &shared.table.load());
+        // so an async request reaches the Function a synchronous one would,
+        // through the same gate.
+        let routing = intake.route(&req, &table);
         if !matches!(routing, Routing::Proxy) {
+            if let Some(key) = routing.function() {
+                let Some(function) = table
+                    .function(&key.namespace, &key.function)
+                    .filter(|f| f.gate.visible_on(client.listener))
+                else {
+                    return Err(ProxyError::UnknownFunction {
+                        host: super::host::request_host(&req).to_owned(),
+                        path: req.uri().path().to_owned(),
+                    });
+                };
+                if !function.gate.is_open() {
+                    admit(client, function, &mut req).await?;
+                }
+            }
             return Ok(intake.accept(req, routing).await.map(body::full));
         }
     }
-    let target = route(&shared.table.load(), &req)?;
+    let mut target = route(&table, &req, client.listener)?;
+    drop(table);
+    if let Some(function) = target.guarded.take() {
+        admit(client, &function, &mut req).await?;
+    }
     proxy(client, target, req).await
+}
+
+/// Runs `function`'s gate on `req`, counting a refusal by its reason.
+async fn admit(
+    client: &Client,
+    function: &route::Function,
+    req: &mut Request<Incoming>,
+) -> Result<(), ProxyError> {
+    let shared = &client.shared;
+    let key = FunctionKey::new(&function.namespace, &function.name);
+    let result = function
+        .gate
+        .admit(&key, req, client.tls, shared.config.access.https_port)
+        .await;
+    let reason = match &result {
+        Err(ProxyError::Unauthorized { failure, .. }) => Some(failure.reason()),
+        Err(ProxyError::AuthUnavailable { .. }) => Some("unavailable"),
+        _ => None,
+    };
+    if let Some(reason) = reason {
+        shared
+            .metrics
+            .auth_failure(&function.namespace, &function.name, reason);
+    }
+    result
 }

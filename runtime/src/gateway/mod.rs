@@ -7,6 +7,7 @@
 //! `flint dev`), serves the data plane ([`Gateway::serve`]) and exports its
 //! metrics on an admin router ([`Gateway::admin_router`]).
 
+mod access;
 mod admin;
 pub mod auth;
 pub mod balancer;
@@ -14,8 +15,10 @@ mod body;
 pub mod capacity;
 mod config;
 mod error;
+pub mod gate;
 mod handler;
 pub mod host;
+pub mod keyring;
 pub mod kube;
 mod peers;
 pub mod poke;
@@ -42,7 +45,8 @@ use flint_api::sync::lock;
 
 pub use body::GatewayBody;
 pub use config::{
-    ClientSettings, GatewayConfig, PeerGateways, TrustedProxies, TrustedProxiesError,
+    AccessSettings, ClientSettings, GatewayConfig, PeerGateways, TrustedProxies,
+    TrustedProxiesError,
 };
 pub use error::{GatewayError, ProxyError};
 pub use poke::HttpPokeSink;
@@ -55,7 +59,7 @@ use crate::budget::MemoryBudget;
 use crate::metrics::GatewayMetrics;
 
 /// The routing table as the gateway holds it: each revision with its live state.
-pub type Table = RouteTable<Arc<RevisionState>>;
+pub type Table = RouteTable<Arc<RevisionState>, gate::Gate>;
 
 /// State shared by every connection and by the handle.
 pub(crate) struct Shared {
@@ -80,6 +84,8 @@ pub(crate) struct Shared {
     peers_unavailable: AtomicBool,
     /// The certificates the TLS listeners serve.
     certs: Arc<tls::CertStore>,
+    /// Secret material and key-set caches of Functions' gates.
+    access: access::AccessState,
 }
 
 /// A handle on a gateway; cheap to clone, all clones drive the same gateway.
@@ -117,7 +123,6 @@ impl Gateway {
         let budget = MemoryBudget::new(config.memory_budget_bytes);
         Ok(Self {
             shared: Arc::new(Shared {
-                config,
                 table: ArcSwap::from_pointee(RouteTable::default()),
                 revisions: Mutex::new(HashMap::new()),
                 metrics: GatewayMetrics::new()?,
@@ -131,6 +136,8 @@ impl Gateway {
                 sharing: Arc::new(capacity::Sharing::new(capacity::DEFAULT_SETTLE)),
                 peers_unavailable: AtomicBool::new(false),
                 certs: Arc::new(tls::CertStore::default()),
+                access: access::AccessState::new(&config.access),
+                config,
             }),
         })
     }
@@ -193,11 +200,24 @@ impl Gateway {
     /// the table they started with. Revisions that left the table and have
     /// no replica and no waiting request are forgotten.
     pub fn set_routes(&self, routes: Vec<FunctionRoute>) {
+        let routes = Arc::new(routes);
+        self.shared.access.remember(Arc::clone(&routes));
+        self.install(routes);
+    }
+
+    /// Builds the table of `routes`, with each Function's gate from the
+    /// keyring's material, and swaps it in.
+    fn install(&self, routes: Arc<Vec<FunctionRoute>>) {
+        let keyring = self.shared.access.keyring();
         let mut revisions = self.revisions();
         let (metrics, sharing) = (&self.shared.metrics, &self.shared.sharing);
-        let table = RouteTable::build(&routes, &self.shared.config.domain, |key| {
-            Self::state_of(metrics, sharing, &mut revisions, key)
-        });
+        let (settings, registry) = (&self.shared.config.access, &self.shared.access.registry);
+        let table = RouteTable::build_with(
+            &routes,
+            &self.shared.config.domain,
+            |key| Self::state_of(metrics, sharing, &mut revisions, key),
+            |route| gate::Gate::build(route, settings, keyring.as_ref(), registry),
+        );
         let routed: std::collections::HashSet<&RevisionKey> =
             table.revisions().map(|r| &r.key).collect();
         for entry in table.revisions() {
@@ -216,6 +236,13 @@ impl Gateway {
             "routing table updated"
         );
         drop(routed);
+        let certs = access::certificates(
+            &table,
+            &routes,
+            &self.shared.config.domain,
+            keyring.as_ref(),
+        );
+        self.shared.certs.set(certs);
         self.shared.table.store(Arc::new(table));
         self.shared.routes_set.store(true, Ordering::Release);
     }

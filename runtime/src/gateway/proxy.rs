@@ -42,6 +42,7 @@ pub(super) async fn proxy(
         settings,
         failure,
         hop,
+        guarded: _,
     } = target;
     let shared = &client.shared;
     let clients = &shared.config.clients;

@@ -14,9 +14,12 @@ use rand::Rng;
 
 use super::Table;
 use super::error::ProxyError;
+use super::gate::Gate;
 use super::host::NamedHost;
 use super::revision::RevisionState;
 use super::rewrite;
+use super::server::ListenerKind;
+use super::table::{FunctionEntry, Routed};
 
 /// Longest request URI (path and query, or the whole absolute form) the
 /// gateway forwards; a longer one gets 414. Apps and their servers commonly
@@ -49,9 +52,13 @@ pub(super) struct Hop {
     pub upgrade: bool,
 }
 
-/// Where a routed request goes: everything the proxy step needs.
+/// Where a routed request goes: everything the gate and the proxy step
+/// need.
 #[derive(Debug)]
 pub(super) struct Target {
+    /// The Function, when its gate checks more than visibility (an open
+    /// one is not held, sparing the request a reference count).
+    pub guarded: Option<Arc<Function>>,
     /// The revision's live state; the request's one reference to it.
     pub state: Arc<RevisionState>,
     /// The revision's settings.
@@ -62,9 +69,17 @@ pub(super) struct Target {
     pub hop: Hop,
 }
 
-/// Routes `req` by `table`, drawing the revision of a split at random.
-pub(super) fn route<B>(table: &Table, req: &Request<B>) -> Result<Target, ProxyError> {
-    route_with(table, req, || rand::rng().random_range(0..100))
+/// A Function as the gateway's table holds it.
+pub(super) type Function = FunctionEntry<Arc<RevisionState>, Gate>;
+
+/// Routes `req`, which came on a listener of `listener`'s kind, by
+/// `table`, drawing the revision of a split at random.
+pub(super) fn route<B>(
+    table: &Table,
+    req: &Request<B>,
+    listener: ListenerKind,
+) -> Result<Target, ProxyError> {
+    route_with(table, req, listener, || rand::rng().random_range(0..100))
 }
 
 /// Routes `req` by `table`; `draw`, called once the Function is found,
@@ -73,12 +88,17 @@ pub(super) fn route<B>(table: &Table, req: &Request<B>) -> Result<Target, ProxyE
 fn route_with<B>(
     table: &Table,
     req: &Request<B>,
+    listener: ListenerKind,
     draw: impl FnOnce() -> u32,
 ) -> Result<Target, ProxyError> {
     check_uri(req.uri())?;
     let host = NamedHost::checked(req)?;
     let path = req.uri().path();
-    let Some(routed) = table.route(host.as_str(), path) else {
+    // A cluster-local Function is unknown on the public listener: the
+    // same 404, so its existence does not show.
+    let visible =
+        |r: &Routed<'_, '_, Arc<RevisionState>, Gate>| r.function.gate.visible_on(listener);
+    let Some(routed) = table.route(host.as_str(), path).filter(visible) else {
         return Err(ProxyError::UnknownFunction {
             host: host.as_str().to_owned(),
             path: path.to_owned(),
@@ -92,6 +112,7 @@ fn route_with<B>(
         });
     };
     Ok(Target {
+        guarded: (!routed.function.gate.is_open()).then(|| Arc::clone(routed.function)),
         state: Arc::clone(&rev.state),
         settings: Settings {
             concurrency: rev.route.concurrency,

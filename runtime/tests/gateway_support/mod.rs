@@ -74,6 +74,21 @@ async fn app_handler(
             }
             Response::new(Full::new(Bytes::from(format!("{name} held"))))
         }
+        "/whoami" => {
+            // What the gateway told the app of its caller, and the
+            // credentials that reached it.
+            let h = req.headers();
+            let mut seen: Vec<String> = h
+                .iter()
+                .filter(|(k, _)| {
+                    let k = k.as_str();
+                    k.starts_with("x-flint-") || k == "authorization" || k == "x-api-key"
+                })
+                .map(|(k, v)| format!("{k}={}", v.to_str().unwrap_or("?")))
+                .collect();
+            seen.sort();
+            Response::new(Full::new(Bytes::from(format!("{name} {}", seen.join(" ")))))
+        }
         "/echo" => {
             let body = req
                 .body_mut()
@@ -256,6 +271,7 @@ pub fn config() -> GatewayConfig {
         memory_budget_bytes: flint_runtime::budget::DEFAULT_MEMORY_BUDGET_BYTES,
         clients: ClientSettings::default(),
         peers: Default::default(),
+        access: Default::default(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! the status page's summary of each function, its revisions and traffic.
 
 use flint_api::TrafficStatus;
-use flint_api::backend::{FunctionRoute, RevisionKey, RevisionRoute};
+use flint_api::backend::{FunctionAccess, FunctionRoute, RevisionKey, RevisionRoute};
 use flint_operator::reconcile::RevisionHealth;
 
 use super::{DevState, key};
@@ -35,7 +35,13 @@ impl DevState {
                     })
                     .collect(),
                 traffic: state.traffic.clone(),
-                access: Default::default(),
+                access: FunctionAccess {
+                    visibility: state.spec.visibility,
+                    auth: state.spec.auth.clone(),
+                    domains: state.spec.domains.clone(),
+                    tls: state.spec.tls.clone(),
+                    created: Some(state.created.clone()),
+                },
             })
             .collect()
     }

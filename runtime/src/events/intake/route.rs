@@ -51,6 +51,16 @@ pub enum Routing {
     Store(Addressed),
 }
 
+impl Routing {
+    /// The Function the request is stored for, if it is.
+    pub fn function(&self) -> Option<&FunctionKey> {
+        match self {
+            Self::Store(addressed) => Some(&addressed.target),
+            Self::Proxy | Self::Unknown => None,
+        }
+    }
+}
+
 impl AsyncIntake {
     /// Whether the intake takes this request (asynchronous by path or by
     /// `Prefer`).
@@ -60,7 +70,7 @@ impl AsyncIntake {
 
     /// Decides, with the gateway's routing table, whether `req` is taken
     /// and for which Function. Only asked of requests [`Self::wants`] took.
-    pub fn route<B, S>(&self, req: &Request<B>, table: &RouteTable<S>) -> Routing {
+    pub fn route<B, S, G>(&self, req: &Request<B>, table: &RouteTable<S, G>) -> Routing {
         let path = req.uri().path();
         let query = req.uri().query().map_or(String::new(), |q| format!("?{q}"));
         let host = request_host(req);

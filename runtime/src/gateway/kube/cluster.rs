@@ -23,6 +23,9 @@ pub struct ClusterOptions {
     pub namespace: Option<String>,
     /// The operator's control token; without one, drains are refused.
     pub control_token: Option<flint_api::drain::ControlToken>,
+    /// The `kubernetes.io/tls` Secret (namespace, name) served for hosts of
+    /// Functions with `spec.tls` but no Secret of their own.
+    pub tls_default_secret: Option<super::secrets::SecretRef>,
 }
 
 /// Why the cluster gateway stopped.
@@ -97,6 +100,17 @@ pub(crate) fn accept_control(gateway: &Gateway, token: Option<flint_api::drain::
     }
 }
 
+/// Gives `gateway` a keyring of the Secrets Functions name (and of
+/// `default_tls`), for the watches to keep current.
+pub(crate) fn keyring_for(
+    gateway: &Gateway,
+    default_tls: Option<super::secrets::SecretRef>,
+) -> Arc<super::secrets::SecretKeyring> {
+    let keyring = Arc::new(super::secrets::SecretKeyring::new(default_tls));
+    gateway.set_keyring(keyring.clone());
+    keyring
+}
+
 /// Runs the gateway until SIGTERM (then drains open connections) or until
 /// a watch or server fails.
 pub async fn run_cluster(opts: ClusterOptions) -> Result<(), ClusterError> {
@@ -104,6 +118,7 @@ pub async fn run_cluster(opts: ClusterOptions) -> Result<(), ClusterError> {
     let listen = opts.gateway.listen;
     let gateway = Gateway::new(opts.gateway, poke)?;
     accept_control(&gateway, opts.control_token);
+    let keyring = keyring_for(&gateway, opts.tls_default_secret);
     let client = kube::Client::try_default()
         .await
         .map_err(ClusterError::Client)?;
@@ -114,7 +129,7 @@ pub async fn run_cluster(opts: ClusterOptions) -> Result<(), ClusterError> {
     tokio::select! {
         r = gateway.serve(data, shutdown_signal()) => r?,
         r = axum::serve(admin, router) => r.map_err(ClusterError::Admin)?,
-        r = watch::run(client, opts.namespace, gateway.clone()) => r?,
+        r = watch::run(client, opts.namespace, gateway.clone(), keyring) => r?,
     }
     Ok(())
 }

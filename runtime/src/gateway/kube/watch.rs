@@ -12,6 +12,11 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use super::secrets::{self, SecretKeyring};
 use super::translate;
 use crate::gateway::Gateway;
 
@@ -24,6 +29,9 @@ pub enum WatchError {
     /// The EndpointSlice watch stream ended.
     #[error("the EndpointSlice watch ended")]
     SlicesEnded,
+    /// The Secret watch stream ended.
+    #[error("the Secret watch ended")]
+    SecretsEnded,
 }
 
 /// Watches Functions and EndpointSlices (in `namespace`, or all namespaces)
@@ -34,22 +42,43 @@ pub async fn run(
     client: Client,
     namespace: Option<String>,
     gateway: Gateway,
+    keyring: Arc<SecretKeyring>,
 ) -> Result<(), WatchError> {
-    let (functions, slices): (Api<Function>, Api<EndpointSlice>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
+    let (functions, slices, secrets): (Api<Function>, Api<EndpointSlice>, Api<Secret>) =
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        };
+    let fed = Fed {
+        client: client.clone(),
+        gateway: gateway.clone(),
+        keyring: Arc::clone(&keyring),
     };
     tokio::select! {
-        r = watch_functions(functions, gateway.clone()) => r,
+        r = watch_functions(functions, fed) => r,
         r = watch_slices(slices, gateway.clone()) => r,
+        () = secrets::watch(secrets, keyring, gateway.clone()) => Err(WatchError::SecretsEnded),
         () = super::peers::follow(client, gateway) => Ok(()),
     }
 }
 
-async fn watch_functions(api: Api<Function>, gateway: Gateway) -> Result<(), WatchError> {
+/// What the Function watch feeds: the gateway's routes, and the keyring
+/// the Secrets they name (read at once when newly named).
+struct Fed {
+    client: Client,
+    gateway: Gateway,
+    keyring: Arc<SecretKeyring>,
+}
+
+async fn watch_functions(api: Api<Function>, fed: Fed) -> Result<(), WatchError> {
     let mut known: BTreeMap<(String, String), Function> = BTreeMap::new();
     let mut relist: Option<BTreeMap<(String, String), Function>> = None;
     let mut events = watcher(api, watcher::Config::default())
@@ -83,11 +112,15 @@ async fn watch_functions(api: Api<Function>, gateway: Gateway) -> Result<(), Wat
             watcher::Event::Delete(f) => known.remove(&key(&f)).is_some(),
         };
         if changed {
-            let routes = known
+            let routes: Vec<_> = known
                 .values()
                 .filter_map(translate::function_route)
                 .collect();
-            gateway.set_routes(routes);
+            let named = fed.keyring.want(&routes);
+            fed.gateway.set_routes(routes);
+            if !named.is_empty() {
+                secrets::read_now(&fed.client, &fed.keyring, named, &fed.gateway).await;
+            }
         }
     }
     Err(WatchError::FunctionsEnded)

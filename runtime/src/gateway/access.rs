@@ -1,0 +1,150 @@
+//! The gateway's side of who may reach a Function: the secret material its
+//! owner supplies ([`Keyring`]), the key-set cache shared by every
+//! Function's JWT rule, and the routes the gates were last built from, so a
+//! changed Secret or file rebuilds them ([`Gateway::refresh_access`])
+//! without waiting for a route change.
+
+use std::sync::{Arc, Mutex};
+
+use flint_api::backend::FunctionRoute;
+use flint_api::names;
+use flint_api::sync::lock;
+
+use super::Gateway;
+use super::auth::{JwksRegistry, JwksSettings};
+use super::config::AccessSettings;
+use super::keyring::{EmptyKeyring, Keyring};
+use super::tls::{CertSet, certified_key, covers};
+
+/// What building the gates needs besides the routes.
+pub(crate) struct AccessState {
+    keyring: Mutex<Arc<dyn Keyring>>,
+    pub(crate) registry: JwksRegistry,
+    /// The routes last set, for rebuilding the gates alone.
+    routes: Mutex<Arc<Vec<FunctionRoute>>>,
+}
+
+impl AccessState {
+    /// No secret material yet, key sets fetched as `settings` allow.
+    pub(crate) fn new(settings: &AccessSettings) -> Self {
+        Self {
+            keyring: Mutex::new(Arc::new(EmptyKeyring)),
+            registry: JwksRegistry::new(JwksSettings {
+                allow_http: settings.allow_http_jwks,
+                ..JwksSettings::default()
+            }),
+            routes: Mutex::new(Arc::new(Vec::new())),
+        }
+    }
+
+    /// The keyring now.
+    pub(crate) fn keyring(&self) -> Arc<dyn Keyring> {
+        Arc::clone(&lock(&self.keyring))
+    }
+
+    /// Remembers `routes` as the last set.
+    pub(crate) fn remember(&self, routes: Arc<Vec<FunctionRoute>>) {
+        *lock(&self.routes) = routes;
+    }
+}
+
+impl Gateway {
+    /// Reads Functions' API keys, HMAC keys, key-set files and certificates
+    /// from `keyring` from now on, and rebuilds the gates with it.
+    pub fn set_keyring(&self, keyring: Arc<dyn Keyring>) {
+        *lock(&self.shared.access.keyring) = keyring;
+        self.refresh_access();
+    }
+
+    /// Rebuilds every Function's gate (and the certificates served) from
+    /// the routes last set and the keyring's current material: call it
+    /// when a Secret or file the keyring reads changed. Requests in
+    /// progress keep the gates they started with.
+    pub fn refresh_access(&self) {
+        let routes = Arc::clone(&lock(&self.shared.access.routes));
+        if self.routes_known() {
+            self.install(routes);
+        }
+    }
+}
+
+/// The certificates to serve for `routes` (as routed by `table`): each
+/// Function with `spec.tls` and a Secret of its own gets that certificate
+/// for every host of its the certificate covers; the hosts of the others
+/// get the keyring's default certificate. A Secret that cannot be read or
+/// parsed is logged and its Function's hosts fall back to the default.
+pub(crate) fn certificates(
+    table: &super::Table,
+    routes: &[FunctionRoute],
+    domain: &str,
+    keyring: &dyn Keyring,
+) -> CertSet {
+    let mut set = CertSet::new();
+    let mut default_hosts: Vec<String> = Vec::new();
+    for route in routes {
+        let Some(tls) = &route.access.tls else {
+            continue;
+        };
+        let hosts = hosts_of(table, route, domain);
+        let own = tls.secret_name.as_ref().and_then(|name| {
+            let loaded = keyring
+                .tls(&route.namespace, name)
+                .map_err(|e| e.to_string())
+                .and_then(|(cert, key)| certified_key(&cert, &key).map_err(|e| e.to_string()));
+            match loaded {
+                Ok(cert) => Some(Arc::new(cert)),
+                Err(error) => {
+                    tracing::warn!(namespace = %route.namespace, function = %route.name, secret = %name, %error, "the Function's certificate is unusable; its hosts get the default");
+                    None
+                }
+            }
+        });
+        for host in hosts {
+            match &own {
+                Some(cert) if covers(cert, &host) => {
+                    if let Err(error) = set.insert(&host, Arc::clone(cert)) {
+                        tracing::warn!(%host, %error, "cannot serve a certificate for the host");
+                    }
+                }
+                Some(_) => {
+                    tracing::warn!(namespace = %route.namespace, function = %route.name, %host, "the Function's certificate does not cover the host; it gets the default");
+                    default_hosts.push(host);
+                }
+                None => default_hosts.push(host),
+            }
+        }
+    }
+    match keyring.default_tls(&default_hosts) {
+        Some(Ok((cert, key))) => match certified_key(&cert, &key) {
+            Ok(cert) => {
+                set.default(Arc::new(cert));
+            }
+            Err(error) => tracing::warn!(%error, "the default certificate is unusable"),
+        },
+        Some(Err(error)) => tracing::warn!(%error, "the default certificate cannot be read"),
+        None => {}
+    }
+    set
+}
+
+/// Every host `route`'s Function answers at: its own, its tags' and the
+/// custom domains it owns in `table`.
+fn hosts_of(table: &super::Table, route: &FunctionRoute, domain: &str) -> Vec<String> {
+    let mut hosts = vec![names::function_host(&route.name, &route.namespace, domain)];
+    hosts.extend(
+        route
+            .traffic
+            .iter()
+            .filter_map(|t| t.tag.as_deref())
+            .map(|tag| names::tagged_host(tag, &route.name, &route.namespace, domain)),
+    );
+    hosts.extend(
+        table
+            .domains()
+            .filter(|(_, _, f)| f.namespace == route.namespace && f.name == route.name)
+            .map(|(host, _, _)| host.to_owned()),
+    );
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}

@@ -1,0 +1,487 @@
+//! Who may reach a Function, through a real gateway on real sockets:
+//! cluster-local Functions on the public and the internal listener, API
+//! keys and JWTs (each refusal asserting that the app was not reached and
+//! the revision at zero was not woken), rotation through the keyring,
+//! identity headers, keys that cannot be read, the https redirect and
+//! custom domains.
+
+mod gateway_support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use flint_api::Protocol;
+use flint_api::backend::{FunctionAccess, FunctionKey, FunctionRoute};
+use flint_api::function::{
+    ApiKeyAuth, AuthSpec, ClaimName, JwtAlgorithm, JwtAuth, KeySource, RequiredClaim, TlsSpec,
+    Visibility,
+};
+use flint_runtime::gateway::keyring::{Keyring, KeyringError};
+use flint_runtime::gateway::{Gateway, Listener, ListenerKind};
+use gateway_support::*;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+
+/// Secret material by Secret name, changeable while the gateway runs.
+#[derive(Default)]
+struct TestKeyring(Mutex<HashMap<String, Vec<Vec<u8>>>>);
+
+impl TestKeyring {
+    fn set(&self, name: &str, values: &[&str]) {
+        let values = values.iter().map(|v| v.as_bytes().to_vec()).collect();
+        self.0.lock().unwrap().insert(name.to_owned(), values);
+    }
+}
+
+impl Keyring for TestKeyring {
+    fn values(&self, f: &FunctionKey, source: &KeySource) -> Result<Vec<Vec<u8>>, KeyringError> {
+        let name = source.secret_name.clone().unwrap_or_default();
+        self.0
+            .lock()
+            .unwrap()
+            .get(&name)
+            .cloned()
+            .ok_or(KeyringError::SecretNotFound {
+                namespace: f.namespace.clone(),
+                name,
+            })
+    }
+    fn file(&self, _: &FunctionKey, path: &str) -> Result<Vec<u8>, KeyringError> {
+        Err(KeyringError::Unsupported(path.to_owned()))
+    }
+    fn tls(&self, ns: &str, name: &str) -> Result<(Vec<u8>, Vec<u8>), KeyringError> {
+        Err(KeyringError::SecretNotFound {
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+    fn default_tls(&self, _: &[String]) -> Option<Result<(Vec<u8>, Vec<u8>), KeyringError>> {
+        None
+    }
+}
+
+fn secret(name: &str) -> KeySource {
+    KeySource {
+        secret_name: Some(name.to_owned()),
+        ..KeySource::default()
+    }
+}
+
+fn api_keys(header: Option<&str>) -> AuthSpec {
+    AuthSpec {
+        api_keys: Some(ApiKeyAuth {
+            keys: secret("keys"),
+            header: header.map(str::to_owned),
+        }),
+        jwt: None,
+    }
+}
+
+fn hmac_jwt() -> AuthSpec {
+    AuthSpec {
+        api_keys: None,
+        jwt: Some(JwtAuth {
+            issuer: "https://issuer.test".into(),
+            audiences: vec!["orders".into()],
+            jwks_url: None,
+            jwks_file: None,
+            algorithms: vec![JwtAlgorithm::HS256],
+            hmac_key: Some(secret("hmac")),
+            clock_skew_seconds: 0,
+            required_claims: vec![RequiredClaim {
+                name: "scope".into(),
+                values: vec!["orders:read".into()],
+            }],
+            forward_claims: vec![ClaimName("email".into())],
+        }),
+    }
+}
+
+/// Function `ns/<name>` with one revision (`<name>-00001`) and `access`.
+fn function(name: &str, access: FunctionAccess) -> FunctionRoute {
+    let rev = format!("{name}-00001");
+    FunctionRoute {
+        access,
+        ..single(name, revision(&rev, 0, 10))
+    }
+}
+
+/// A gateway with the test keyring, serving a public and an internal
+/// listener; returns it, the internal address and the keyring.
+async fn gateway_with_keyring() -> (Running, SocketAddr, Arc<TestKeyring>) {
+    let gw = gateway(config()).await;
+    let keyring = Arc::new(TestKeyring::default());
+    gw.gateway.set_keyring(keyring.clone());
+    let internal = serve_internal(&gw.gateway);
+    (gw, internal, keyring)
+}
+
+/// Serves `gateway`'s internal listener on a free port; returns it.
+fn serve_internal(gateway: &Gateway) -> SocketAddr {
+    let socket = flint_runtime::gateway::listener(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let g = gateway.clone();
+    tokio::spawn(async move {
+        let listeners = vec![Listener::plain(socket, ListenerKind::Internal)];
+        g.serve_listeners(listeners, std::future::pending()).await
+    });
+    addr
+}
+
+async fn get_with(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = Request::builder().uri(path).header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    request(addr, req.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+#[tokio::test]
+async fn a_cluster_local_function_is_unknown_on_the_public_listener_only() {
+    let app = app("app", Protocol::Http1).await;
+    let (gw, internal, _) = gateway_with_keyring().await;
+    let local = FunctionAccess {
+        visibility: Some(Visibility::ClusterLocal),
+        ..FunctionAccess::default()
+    };
+    gw.gateway.set_routes(vec![
+        function("hidden", local),
+        function("open", FunctionAccess::default()),
+    ]);
+    for name in ["hidden", "open"] {
+        gw.gateway.set_endpoints(
+            &key(name, &format!("{name}-00001")),
+            vec![ready("p", app.addr)],
+        );
+    }
+    let host = "hidden.ns.localhost";
+    let (status, _, body) = get(gw.addr, host, "/").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The same answer as for a Function that does not exist.
+    let (_, _, unknown) = get(gw.addr, "nothing.ns.localhost", "/").await;
+    assert_eq!(body.replace("hidden", "nothing"), unknown);
+    let (status, _, _) = get(gw.addr, "127.0.0.1", "/function/ns/hidden/").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the path form hides it too");
+    assert_eq!(
+        app.stats.served.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+
+    let (status, _, body) = get(internal, host, "/").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) = get(internal, "open.ns.localhost", "/").await;
+    assert_eq!(status, StatusCode::OK, "public Functions answer inside too");
+    let (status, _, _) = get(gw.addr, "open.ns.localhost", "/").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn api_keys_refuse_without_reaching_or_waking_the_function() {
+    let (gw, _, keyring) = gateway_with_keyring().await;
+    keyring.set("keys", &["k-one", "k-two"]);
+    let access = |header| FunctionAccess {
+        auth: Some(api_keys(header)),
+        ..FunctionAccess::default()
+    };
+    // At zero: no replica. Any request let through would poke.
+    gw.gateway.set_routes(vec![
+        function("bearer", access(None)),
+        function("header", access(Some("X-Api-Key"))),
+    ]);
+    let cases: [(&str, &[(&str, &str)], StatusCode, &str); 6] = [
+        (
+            "bearer",
+            &[],
+            StatusCode::UNAUTHORIZED,
+            "missing_credentials",
+        ),
+        (
+            "bearer",
+            &[("authorization", "Bearer nope")],
+            StatusCode::UNAUTHORIZED,
+            "invalid_key",
+        ),
+        (
+            "bearer",
+            &[("authorization", "Basic k-one")],
+            StatusCode::UNAUTHORIZED,
+            "",
+        ),
+        (
+            "bearer",
+            &[("x-api-key", "k-one")],
+            StatusCode::UNAUTHORIZED,
+            "missing_credentials",
+        ),
+        (
+            "header",
+            &[("authorization", "Bearer k-one")],
+            StatusCode::UNAUTHORIZED,
+            "missing_credentials",
+        ),
+        (
+            "header",
+            &[("x-api-key", "k-onex")],
+            StatusCode::UNAUTHORIZED,
+            "invalid_key",
+        ),
+    ];
+    for (name, headers, want, _) in cases {
+        let (status, resp, body) =
+            get_with(gw.addr, &format!("{name}.ns.localhost"), "/", headers).await;
+        assert_eq!(status, want, "{name} {headers:?}: {body}");
+        let challenge = resp
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert!(
+            challenge.is_some_and(|c| c.starts_with("Bearer")),
+            "{name} {headers:?}"
+        );
+        assert!(body.contains(&format!("ns/{name}")), "{body}");
+        assert!(
+            !body.contains("k-one"),
+            "a refusal never echoes a key: {body}"
+        );
+    }
+    assert!(
+        gw.pokes.taken().is_empty(),
+        "no refused request woke the function"
+    );
+    let metrics = gw.gateway.metrics_text().unwrap();
+    let failures = samples(&metrics, "flint_auth_failures_total");
+    let count = |reason: &str| {
+        failures
+            .iter()
+            .filter(|(labels, _)| labels.contains(&format!("reason=\"{reason}\"")))
+            .map(|(_, v)| *v)
+            .sum::<f64>()
+    };
+    assert_eq!(
+        count("missing_credentials") + count("invalid_key") + count("malformed_token"),
+        6.0,
+        "{failures:?}"
+    );
+
+    // The right key gets through: the request waits for a replica (a poke).
+    let app = app("app", Protocol::Http1).await;
+    gw.gateway
+        .set_endpoints(&key("header", "header-00001"), vec![ready("p", app.addr)]);
+    let (status, _, body) = get_with(
+        gw.addr,
+        "header.ns.localhost",
+        "/whoami",
+        &[
+            ("x-api-key", "k-two"),
+            ("x-flint-subject", "admin"),
+            ("x-flint-claim-role", "root"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body, "app ",
+        "neither the key nor spoofed identity headers reach the function"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_key_replaces_the_old_without_a_route_change() {
+    let app = app("app", Protocol::Http1).await;
+    let (gw, _, keyring) = gateway_with_keyring().await;
+    keyring.set("keys", &["old"]);
+    gw.gateway.set_routes(vec![function(
+        "f",
+        FunctionAccess {
+            auth: Some(api_keys(None)),
+            ..FunctionAccess::default()
+        },
+    )]);
+    gw.gateway
+        .set_endpoints(&key("f", "f-00001"), vec![ready("p", app.addr)]);
+    let addr = gw.addr;
+    let call = move |k: &'static str| async move {
+        get_with(addr, "f.ns.localhost", "/", &[("authorization", k)]).await
+    };
+    assert_eq!(call("Bearer old").await.0, StatusCode::OK);
+    keyring.set("keys", &["old", "new"]);
+    gw.gateway.refresh_access();
+    assert_eq!(call("Bearer new").await.0, StatusCode::OK);
+    assert_eq!(
+        call("Bearer old").await.0,
+        StatusCode::OK,
+        "both during the rotation"
+    );
+    keyring.set("keys", &["new"]);
+    gw.gateway.refresh_access();
+    assert_eq!(call("Bearer old").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call("Bearer new").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn keys_that_cannot_be_read_refuse_everything_with_503_naming_the_secret() {
+    let (gw, _, _) = gateway_with_keyring().await;
+    gw.gateway.set_routes(vec![function(
+        "f",
+        FunctionAccess {
+            auth: Some(api_keys(None)),
+            ..FunctionAccess::default()
+        },
+    )]);
+    let (status, headers, body) = get_with(
+        gw.addr,
+        "f.ns.localhost",
+        "/",
+        &[("authorization", "Bearer anything")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(headers.contains_key("retry-after"));
+    assert!(body.contains("Secret ns/keys not found"), "{body}");
+    assert!(gw.pokes.taken().is_empty());
+}
+
+/// An HS256 token for `claims`, signed with `key`.
+fn token(key: &[u8], claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .unwrap()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn jwts_pass_the_identity_and_refuse_with_401_or_403() {
+    let app = app("app", Protocol::Http1).await;
+    let (gw, _, keyring) = gateway_with_keyring().await;
+    let key = "a-shared-key-of-at-least-32-bytes!!";
+    keyring.set("hmac", &[key]);
+    gw.gateway.set_routes(vec![function(
+        "orders",
+        FunctionAccess {
+            auth: Some(hmac_jwt()),
+            ..FunctionAccess::default()
+        },
+    )]);
+    let claims = |exp: u64, aud: &str, scope: &str| {
+        serde_json::json!({"iss": "https://issuer.test", "aud": aud, "sub": "user-7",
+            "exp": exp, "scope": scope, "email": "u7@example.com"})
+    };
+    let bearer = |t: String| format!("Bearer {t}");
+    let cases = [
+        (
+            token(key.as_bytes(), claims(now() - 60, "orders", "orders:read")),
+            StatusCode::UNAUTHORIZED,
+            "expired",
+        ),
+        (
+            token(
+                key.as_bytes(),
+                claims(now() + 600, "billing", "orders:read"),
+            ),
+            StatusCode::UNAUTHORIZED,
+            "audience",
+        ),
+        (
+            token(
+                b"another-key-of-at-least-32-bytes!!!",
+                claims(now() + 600, "orders", "orders:read"),
+            ),
+            StatusCode::UNAUTHORIZED,
+            "signature",
+        ),
+        (
+            token(
+                key.as_bytes(),
+                claims(now() + 600, "orders", "orders:write"),
+            ),
+            StatusCode::FORBIDDEN,
+            "scope",
+        ),
+    ];
+    for (t, want, what) in cases {
+        let (status, _, body) = get_with(
+            gw.addr,
+            "orders.ns.localhost",
+            "/",
+            &[("authorization", &bearer(t))],
+        )
+        .await;
+        assert_eq!(status, want, "{what}: {body}");
+    }
+    assert!(gw.pokes.taken().is_empty());
+    gw.gateway.set_endpoints(
+        &self::key("orders", "orders-00001"),
+        vec![ready("p", app.addr)],
+    );
+    let good = token(
+        key.as_bytes(),
+        claims(now() + 600, "orders", "openid orders:read"),
+    );
+    let (status, _, body) = get_with(
+        gw.addr,
+        "orders.ns.localhost",
+        "/whoami",
+        &[("authorization", &bearer(good))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("x-flint-subject=user-7"), "{body}");
+    assert!(
+        body.contains("x-flint-claim-email=u7@example.com"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn tls_redirect_sends_plain_requests_to_https() {
+    let (gw, _, _) = gateway_with_keyring().await;
+    gw.gateway.set_routes(vec![function(
+        "f",
+        FunctionAccess {
+            tls: Some(TlsSpec {
+                secret_name: None,
+                redirect: true,
+            }),
+            ..FunctionAccess::default()
+        },
+    )]);
+    let (status, headers, _) = get(gw.addr, "f.ns.localhost:8080", "/a/b?c=1").await;
+    assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(headers["location"], "https://f.ns.localhost/a/b?c=1");
+    assert!(gw.pokes.taken().is_empty());
+}
+
+#[tokio::test]
+async fn custom_domains_route_to_their_first_claimant() {
+    let app = app("app", Protocol::Http1).await;
+    let (gw, _, _) = gateway_with_keyring().await;
+    let claim = |created: &str| FunctionAccess {
+        domains: vec!["api.example.org".into()],
+        created: Some(created.into()),
+        ..FunctionAccess::default()
+    };
+    gw.gateway.set_routes(vec![
+        function("second", claim("2026-02-01T00:00:00Z")),
+        function("first", claim("2026-01-01T00:00:00Z")),
+    ]);
+    gw.gateway
+        .set_endpoints(&key("first", "first-00001"), vec![ready("p", app.addr)]);
+    let (status, _, body) = get(gw.addr, "api.example.org", "/whoami").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        gw.gateway
+            .revision(&key("second", "second-00001"))
+            .is_none_or(|s| s.waiting() == 0)
+    );
+}
