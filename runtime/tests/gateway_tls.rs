@@ -58,7 +58,10 @@ async fn the_certificate_is_chosen_by_sni() {
         Cert::new(&["*.apps.example.test"]),
         Cert::new(&["default.example.test"]),
     );
-    let entries = [("api.example.test", &exact), ("*.apps.example.test", &wildcard)];
+    let entries = [
+        ("api.example.test", &exact),
+        ("*.apps.example.test", &wildcard),
+    ];
     gateway.certs().set(set(&entries, Some(&fallback)));
     let served = serve(&gateway, &[PUBLIC_TLS]);
     let addr = served.addrs[0];
@@ -66,7 +69,11 @@ async fn the_certificate_is_chosen_by_sni() {
         ("api.example.test", &exact, "CN = api.example.test"),
         ("x.apps.example.test", &wildcard, "CN = *.apps.example.test"),
         ("apps.example.test", &fallback, "CN = default.example.test"),
-        ("a.b.apps.example.test", &fallback, "CN = default.example.test"),
+        (
+            "a.b.apps.example.test",
+            &fallback,
+            "CN = default.example.test",
+        ),
         ("other.test", &fallback, "CN = default.example.test"),
     ] {
         let (ok, out) = s_client(addr, name).await;
@@ -81,8 +88,20 @@ async fn the_certificate_is_chosen_by_sni() {
     assert!(!ok, "{out}");
     assert!(first_pem(&out).is_none(), "{out}");
     assert!(out.contains("alert"), "{out}");
-    let (ok, _) = s_client(addr, "api.example.test").await;
-    assert!(ok);
+    // TLS 1.2 and 1.3 both.
+    for version in ["-tls1_2", "-tls1_3"] {
+        let args = [
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "api.example.test",
+            version,
+        ];
+        let (ok, out) = run("openssl", &args.map(str::to_owned)).await;
+        assert!(ok, "{version}: {out}");
+        assert_eq!(first_pem(&out), Some(exact.pem.trim()), "{version}: {out}");
+    }
     served.stop().await;
 }
 
@@ -109,7 +128,10 @@ async fn a_new_certificate_set_serves_new_handshakes_and_open_connections_go_on(
     assert_eq!(presented(&fresh), new.der());
     let (status, _, _) = handshake(fresh, false).await.get(HOST, "/").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(app.stats.served.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(
+        app.stats.served.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
     served.stop().await;
 }
 
@@ -137,11 +159,17 @@ async fn alpn_picks_http2_or_http1_and_a_backend_answers() {
         let (ok, out) = run("curl", &args.map(str::to_owned)).await;
         assert!(ok, "{flag}: {out}");
         assert!(out.starts_with("a GET /curl"), "{flag}: {out}");
-        assert!(out.ends_with(&format!(" proto={want} status=200")), "{flag}: {out}");
+        assert!(
+            out.ends_with(&format!(" proto={want} status=200")),
+            "{flag}: {out}"
+        );
     }
     let _ = std::fs::remove_file(cacert);
     // A rustls client: h2 by ALPN is served as HTTP/2, http/1.1 as HTTP/1.1.
-    for (alpn, want) in [(b"h2".as_slice(), Version::HTTP_2), (b"http/1.1", Version::HTTP_11)] {
+    for (alpn, want) in [
+        (b"h2".as_slice(), Version::HTTP_2),
+        (b"http/1.1", Version::HTTP_11),
+    ] {
         let tls = tls_connect(served.addrs[0], HOST, &[&cert], &[alpn]).await;
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
         let mut sender = handshake(tls, want == Version::HTTP_2).await;
@@ -165,7 +193,10 @@ async fn a_silent_or_stalled_tls_client_is_dropped_at_the_first_byte_deadline() 
     let mut silent = TcpStream::connect(addr).await.unwrap();
     // The first bytes of a ClientHello, then nothing.
     let mut stalled = TcpStream::connect(addr).await.unwrap();
-    stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
     let started = tokio::time::Instant::now();
     assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
     assert!(closed_within(&mut stalled, Duration::from_secs(5)).await);
@@ -208,7 +239,8 @@ async fn an_upgrade_over_tls_becomes_a_tunnel() {
     gateway.certs().set(set(&[], Some(&cert)));
     let served = serve(&gateway, &[PUBLIC_TLS]);
     let mut tls = tls_connect(served.addrs[0], HOST, &[&cert], &[b"http/1.1"]).await;
-    let head = format!("GET /ws HTTP/1.1\r\nhost: {HOST}\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n");
+    let head =
+        format!("GET /ws HTTP/1.1\r\nhost: {HOST}\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n");
     tls.write_all(head.as_bytes()).await.unwrap();
     let head = read_head(&mut tls).await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
@@ -228,11 +260,13 @@ async fn proto_app() -> SocketAddr {
     let addr = socket.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = socket.accept().await {
-            let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| {
-                let proto = req.headers().get("x-forwarded-proto").cloned();
-                let text = proto.map_or("-".to_owned(), |p| p.to_str().unwrap().to_owned());
-                async move { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text)))) }
-            });
+            let service = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| {
+                    let proto = req.headers().get("x-forwarded-proto").cloned();
+                    let text = proto.map_or("-".to_owned(), |p| p.to_str().unwrap().to_owned());
+                    async move { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text)))) }
+                },
+            );
             tokio::spawn(
                 hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service),
@@ -286,7 +320,10 @@ async fn serve_binds_the_internal_and_tls_listeners_the_configuration_names() {
         assert_eq!(status, StatusCode::OK, "{addr}: {body}");
     }
     let tls = tls_connect(tls, HOST, &[&cert], &[]).await;
-    assert_eq!(handshake(tls, false).await.get(HOST, "/").await.0, StatusCode::OK);
+    assert_eq!(
+        handshake(tls, false).await.get(HOST, "/").await.0,
+        StatusCode::OK
+    );
     let _ = stop.send(());
     within(BOUND, async { done.await.unwrap() }).await;
 }

@@ -196,7 +196,13 @@ pub async fn run(program: &str, args: &[String]) -> (bool, String) {
 /// succeeded, and what it printed (the server's certificate as PEM, its
 /// subject).
 pub async fn s_client(addr: SocketAddr, name: &str) -> (bool, String) {
-    let args = ["s_client", "-connect", &addr.to_string(), "-servername", name];
+    let args = [
+        "s_client",
+        "-connect",
+        &addr.to_string(),
+        "-servername",
+        name,
+    ];
     run("openssl", &args.map(str::to_owned)).await
 }
 
@@ -211,7 +217,8 @@ pub fn first_pem(text: &str) -> Option<&str> {
 pub fn pem_file(pem: &str) -> std::path::PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("flint-gateway-tls-{}-{n}.pem", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("flint-gateway-tls-{}-{n}.pem", std::process::id()));
     std::fs::write(&path, pem).unwrap();
     path
 }

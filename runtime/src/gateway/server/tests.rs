@@ -80,7 +80,10 @@ async fn gateway() -> Gateway {
         ready: true,
         terminating: false,
     };
-    gateway.set_endpoints(&RevisionKey::new("ns", "hello", "hello-00001"), vec![endpoint]);
+    gateway.set_endpoints(
+        &RevisionKey::new("ns", "hello", "hello-00001"),
+        vec![endpoint],
+    );
     gateway
 }
 
@@ -121,7 +124,11 @@ async fn each_listener_tags_its_connections_for_the_request_path() {
     let listeners = vec![
         Listener::plain(bind(), ListenerKind::Public),
         Listener::plain(bind(), ListenerKind::Internal),
-        Listener::tls(bind(), ListenerKind::Internal, gateway.tls_config().unwrap()),
+        Listener::tls(
+            bind(),
+            ListenerKind::Internal,
+            gateway.tls_config().unwrap(),
+        ),
     ];
     let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -159,8 +166,14 @@ async fn each_listener_tags_its_connections_for_the_request_path() {
         assert_eq!(answer, &(200, "app".to_owned()));
     }
     assert_eq!(seen::seen("public"), Some((ListenerKind::Public, false)));
-    assert_eq!(seen::seen("internal"), Some((ListenerKind::Internal, false)));
-    assert_eq!(seen::seen("internal-tls"), Some((ListenerKind::Internal, true)));
+    assert_eq!(
+        seen::seen("internal"),
+        Some((ListenerKind::Internal, false))
+    );
+    assert_eq!(
+        seen::seen("internal-tls"),
+        Some((ListenerKind::Internal, true))
+    );
 
     let _ = stop.send(());
     tokio::time::timeout(BOUND, serving)

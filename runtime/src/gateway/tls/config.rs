@@ -12,7 +12,7 @@ use super::{CertStore, TlsError};
 const SESSION_CACHE: usize = 4096;
 
 /// The protocols offered by ALPN, preferred first: HTTP/2, then HTTP/1.1.
-pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// Settings for a TLS listener serving `store`'s certificates: TLS 1.3 and
 /// 1.2 with the ring provider, no client certificates, ALPN `h2` and

@@ -25,9 +25,7 @@ pub enum TlsError {
     #[error("the certificate cannot be parsed: {0}")]
     BadCertificate(String),
     /// The private key is of a type or curve the gateway cannot sign with.
-    #[error(
-        "unsupported private key type: {0} (supported: RSA, ECDSA P-256/P-384, Ed25519)"
-    )]
+    #[error("unsupported private key type: {0} (supported: RSA, ECDSA P-256/P-384, Ed25519)")]
     UnsupportedKey(String),
     /// The private key is not the one the leaf certificate was issued for.
     #[error("the private key does not match the certificate's public key")]

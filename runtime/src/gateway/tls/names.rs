@@ -105,7 +105,15 @@ mod tests {
             filed("*.localhost").unwrap(),
             Filed::Wildcard("localhost".into())
         );
-        for bad in ["", "*", "*.", "a.*.example.com", "*.*.example.com", "x*.example.com", "a b"] {
+        for bad in [
+            "",
+            "*",
+            "*.",
+            "a.*.example.com",
+            "*.*.example.com",
+            "x*.example.com",
+            "a b",
+        ] {
             let err = filed(bad).unwrap_err();
             assert!(err.to_string().contains("not a host name"), "{bad}: {err}");
         }

@@ -59,10 +59,9 @@ fn malformed(what: &'static str, err: pem::Error) -> TlsError {
             "a block has no END line (expected {:?})",
             String::from_utf8_lossy(&end_marker)
         ),
-        pem::Error::IllegalSectionStart { line } => format!(
-            "malformed BEGIN line {:?}",
-            String::from_utf8_lossy(&line)
-        ),
+        pem::Error::IllegalSectionStart { line } => {
+            format!("malformed BEGIN line {:?}", String::from_utf8_lossy(&line))
+        }
         pem::Error::Base64Decode(reason) => format!("a block is not valid base64 ({reason})"),
         other => other.to_string(),
     };
@@ -142,6 +141,9 @@ mod tests {
         let (cert, key) = testing::pem_pair(&["a.example.com"], Key::EcdsaP521);
         let err = certified_key(cert.as_bytes(), key.as_bytes()).unwrap_err();
         assert!(matches!(err, TlsError::UnsupportedKey(_)), "{err}");
-        assert!(err.to_string().contains("unsupported private key type"), "{err}");
+        assert!(
+            err.to_string().contains("unsupported private key type"),
+            "{err}"
+        );
     }
 }

@@ -35,7 +35,12 @@ mod tests {
 
     #[test]
     fn a_self_signed_certificate_serves_its_hosts() {
-        let hosts = ["localhost", "*.localhost", "hello.ns.localhost", "*.ns.localhost"];
+        let hosts = [
+            "localhost",
+            "*.localhost",
+            "hello.ns.localhost",
+            "*.ns.localhost",
+        ];
         let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
         let (cert, key) = self_signed(&hosts).unwrap();
         let certified = certified_key(cert.as_bytes(), key.as_bytes()).unwrap();
@@ -54,6 +59,10 @@ mod tests {
     #[test]
     fn a_bad_host_is_an_error() {
         let err = self_signed(&["bad-hóst.localhost".to_owned()]).unwrap_err();
-        assert!(err.to_string().starts_with("making a self-signed certificate"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("making a self-signed certificate"),
+            "{err}"
+        );
     }
 }

@@ -138,7 +138,10 @@ impl ResolvesServerCert for CertStore {
         let name = hello.server_name();
         let cert = self.get(name);
         if cert.is_none() {
-            tracing::debug!(server_name = name.unwrap_or("-"), "no certificate for the TLS handshake's name");
+            tracing::debug!(
+                server_name = name.unwrap_or("-"),
+                "no certificate for the TLS handshake's name"
+            );
         }
         cert
     }
@@ -177,7 +180,10 @@ mod tests {
 
     #[test]
     fn a_new_set_applies_to_later_lookups_only() {
-        let (old, new) = (testing::certified(&["a.test"]), testing::certified(&["a.test"]));
+        let (old, new) = (
+            testing::certified(&["a.test"]),
+            testing::certified(&["a.test"]),
+        );
         let mut first = CertSet::new();
         first.insert("a.test", Arc::clone(&old)).unwrap();
         let store = CertStore::new(first);
