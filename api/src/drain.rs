@@ -51,9 +51,16 @@ impl ControlToken {
         bearer(authorization).is_some_and(|presented| self.matches(presented))
     }
 
+    /// A fresh random token (32 bytes, hex): the gateway's own, for callers
+    /// in its process (the delivery worker, `flint dev`'s scheduler).
+    pub fn random() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Whether `presented` is this token, comparing every byte whatever
     /// the first difference (no timing hint about how much of it matched).
-    fn matches(&self, presented: &str) -> bool {
+    pub fn matches(&self, presented: &str) -> bool {
         let (a, b) = (presented.as_bytes(), self.0.as_bytes());
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }

@@ -74,6 +74,12 @@ pub const DEV_DOMAIN: &str = "localhost";
 pub const FUNCTION_PATH_PREFIX: &str = "/function/";
 /// Header carrying the stripped path prefix to the app.
 pub const HEADER_FORWARDED_PREFIX: &str = "x-forwarded-prefix";
+/// Header by which the platform's own callers (the delivery of stored
+/// asynchronous invocations, schedule ticks) present the gateway's internal
+/// token or the control token: such a request passes Functions' gates
+/// (visibility, auth), which it passed, or was exempt from, when it was
+/// accepted. Removed from every request before it is routed.
+pub const HEADER_INTERNAL: &str = "x-flint-internal";
 
 /// Ports the platform itself uses inside a pod (queue-proxy data, admin and
 /// metrics); a function may not listen on them.

@@ -194,8 +194,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
                 config.leader.namespace.clone(),
                 halt_rx.clone(),
             );
+            // Ticks present the control token, so that they reach
+            // cluster-local Functions and those with spec.auth.
+            let token = config.autoscaler.control_token.clone();
             leader_tasks.push(Box::pin(async move {
-                crate::schedule::run_cluster(client, &ns, &url, &registry, halt).await;
+                crate::schedule::run_cluster(client, &ns, (&url, token), &registry, halt).await;
             }));
         }
         futures::future::join_all(leader_tasks).await;

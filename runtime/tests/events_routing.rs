@@ -158,3 +158,193 @@ async fn an_async_request_goes_where_the_host_routes_it() {
     assert_eq!(handled(&a, "by-path"), 0);
     stop_worker(stop, worker).await;
 }
+
+/// Every API-key source holds the one key `k-1`.
+struct OneKey;
+
+impl flint_runtime::gateway::keyring::Keyring for OneKey {
+    fn values(
+        &self,
+        _: &flint_runtime::events::FunctionKey,
+        _: &flint_api::function::KeySource,
+    ) -> Result<Vec<Vec<u8>>, flint_runtime::gateway::keyring::KeyringError> {
+        Ok(vec![b"k-1".to_vec()])
+    }
+    fn file(
+        &self,
+        _: &flint_runtime::events::FunctionKey,
+        path: &str,
+    ) -> Result<Vec<u8>, flint_runtime::gateway::keyring::KeyringError> {
+        Err(flint_runtime::gateway::keyring::KeyringError::Unsupported(
+            path.into(),
+        ))
+    }
+    fn tls(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<
+        flint_runtime::gateway::keyring::CertPem,
+        flint_runtime::gateway::keyring::KeyringError,
+    > {
+        Err(
+            flint_runtime::gateway::keyring::KeyringError::SecretNotFound {
+                namespace: ns.into(),
+                name: name.into(),
+            },
+        )
+    }
+    fn default_tls(
+        &self,
+        _: &[String],
+    ) -> Option<
+        Result<
+            flint_runtime::gateway::keyring::CertPem,
+            flint_runtime::gateway::keyring::KeyringError,
+        >,
+    > {
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_request_passes_the_gate_a_synchronous_one_would() {
+    use flint_api::backend::{FunctionAccess, FunctionRoute, RevisionRoute};
+    use flint_api::function::{ApiKeyAuth, AuthSpec, KeySource, Visibility};
+    let dir = TempDir::new("events-gate");
+    let (a, b) = (function().await, function().await);
+    let gw = gateway_with(&[("a", a.addr), ("b", b.addr)]).await;
+    let local = events::local_with(&dir.0, &gw.url(), fast()).unwrap();
+    set_targets(&local.targets, &["a", "b"], 20, 4);
+    attach(&gw.gateway, local.intake);
+    gw.gateway.set_keyring(std::sync::Arc::new(OneKey));
+    let route = |name: &str, access: FunctionAccess| FunctionRoute {
+        namespace: NS.into(),
+        name: name.into(),
+        revisions: vec![RevisionRoute {
+            name: format!("{name}-00001"),
+            concurrency: CONCURRENCY,
+            timeout_seconds: 10,
+            protocol: flint_api::Protocol::Http1,
+            failure: None,
+            probe_starting: false,
+        }],
+        traffic: vec![flint_api::TrafficStatus {
+            revision_name: format!("{name}-00001"),
+            percent: 100,
+            tag: None,
+            latest_revision: true,
+            url: None,
+        }],
+        access,
+    };
+    let keys = AuthSpec {
+        api_keys: Some(ApiKeyAuth {
+            keys: KeySource {
+                secret_name: Some("keys".into()),
+                ..KeySource::default()
+            },
+            header: None,
+        }),
+        jwt: None,
+    };
+    gw.gateway.set_routes(vec![
+        route(
+            "a",
+            FunctionAccess {
+                auth: Some(keys),
+                ..FunctionAccess::default()
+            },
+        ),
+        route(
+            "b",
+            FunctionAccess {
+                visibility: Some(Visibility::ClusterLocal),
+                ..FunctionAccess::default()
+            },
+        ),
+    ]);
+    let (stop, stopped) = watch::channel(false);
+    // Deliveries present the gateway's internal token: an invocation let
+    // through at intake is not refused on its way to the function.
+    let worker = local
+        .worker
+        .with_gateway_token(gw.gateway.internal_token().clone());
+    let worker = tokio::spawn(worker.run(stopped));
+    let client = client();
+    let post = |path: &str, headers: &[(&str, &str)]| {
+        let mut req = Request::post(format!("{}{path}", gw.url()));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        client.request(req.body(Full::new(Bytes::from_static(b"job"))).unwrap())
+    };
+    let id = ("x-flint-invocation-id", "no-key");
+    let refused = post("/async-function/default/a/job", &[id]).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused.headers().contains_key("www-authenticate"));
+    let hidden = post(
+        "/async-function/default/b/job",
+        &[("x-flint-invocation-id", "hidden")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        hidden.status(),
+        StatusCode::NOT_FOUND,
+        "cluster-local on the public listener"
+    );
+    let by_prefer = post(
+        "/",
+        &[
+            ("host", "a.default.localhost"),
+            ("prefer", "respond-async"),
+            ("x-flint-invocation-id", "prefer"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_prefer.status(), StatusCode::UNAUTHORIZED);
+    let forged = post(
+        "/async-function/default/a/job",
+        &[
+            ("x-flint-internal", "guess"),
+            ("x-flint-invocation-id", "forged"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        forged.status(),
+        StatusCode::UNAUTHORIZED,
+        "a wrong internal token is no token"
+    );
+    submit_to(
+        &client,
+        &gw,
+        "/async-function/default/a/job",
+        &[
+            ("authorization", "Bearer k-1"),
+            ("x-flint-invocation-id", "with-key"),
+        ],
+    )
+    .await;
+    assert!(wait_until(Duration::from_secs(30), || handled(&a, "with-key") > 0).await);
+    assert_eq!(
+        handled(&a, "no-key")
+            + handled(&a, "prefer")
+            + handled(&a, "forged")
+            + handled(&b, "hidden"),
+        0
+    );
+    let text = metrics(&gw.gateway);
+    assert_eq!(
+        sample(
+            &text,
+            "flint_auth_failures_total{function=\"a\",namespace=\"default\",reason=\"missing_credentials\"}"
+        ),
+        3.0,
+        "{text}"
+    );
+    stop_worker(stop, worker).await;
+}

@@ -19,7 +19,7 @@ use flint_api::function::{
     ApiKeyAuth, AuthSpec, ClaimName, JwtAlgorithm, JwtAuth, KeySource, RequiredClaim, TlsSpec,
     Visibility,
 };
-use flint_runtime::gateway::keyring::{Keyring, KeyringError};
+use flint_runtime::gateway::keyring::{CertPem, Keyring, KeyringError};
 use flint_runtime::gateway::{Gateway, Listener, ListenerKind};
 use gateway_support::*;
 use http::{Request, StatusCode};
@@ -52,13 +52,13 @@ impl Keyring for TestKeyring {
     fn file(&self, _: &FunctionKey, path: &str) -> Result<Vec<u8>, KeyringError> {
         Err(KeyringError::Unsupported(path.to_owned()))
     }
-    fn tls(&self, ns: &str, name: &str) -> Result<(Vec<u8>, Vec<u8>), KeyringError> {
+    fn tls(&self, ns: &str, name: &str) -> Result<CertPem, KeyringError> {
         Err(KeyringError::SecretNotFound {
             namespace: ns.to_owned(),
             name: name.to_owned(),
         })
     }
-    fn default_tls(&self, _: &[String]) -> Option<Result<(Vec<u8>, Vec<u8>), KeyringError>> {
+    fn default_tls(&self, _: &[String]) -> Option<Result<CertPem, KeyringError>> {
         None
     }
 }
@@ -484,4 +484,37 @@ async fn custom_domains_route_to_their_first_claimant() {
             .revision(&key("second", "second-00001"))
             .is_none_or(|s| s.waiting() == 0)
     );
+}
+
+#[tokio::test]
+async fn the_platform_s_own_callers_pass_every_gate_with_the_internal_token() {
+    let app = app("app", Protocol::Http1).await;
+    let (gw, _, keyring) = gateway_with_keyring().await;
+    keyring.set("keys", &["k"]);
+    let guarded = FunctionAccess {
+        visibility: Some(Visibility::ClusterLocal),
+        auth: Some(api_keys(None)),
+        ..FunctionAccess::default()
+    };
+    gw.gateway.set_routes(vec![function("f", guarded)]);
+    gw.gateway
+        .set_endpoints(&key("f", "f-00001"), vec![ready("p", app.addr)]);
+    let token = gw.gateway.internal_token().expose().to_owned();
+    let (status, _, body) = get_with(
+        gw.addr,
+        "f.ns.localhost",
+        "/whoami",
+        &[("x-flint-internal", &token)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, "app ", "the token never reaches the function");
+    let (status, _, _) = get_with(
+        gw.addr,
+        "f.ns.localhost",
+        "/whoami",
+        &[("x-flint-internal", "wrong")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a wrong token is no token");
 }

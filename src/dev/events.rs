@@ -40,7 +40,7 @@ impl DevEvents {
         let (schedules, receiver) = ScheduleSet::new();
         let cron = CronRunner::new(
             local.store,
-            HttpFire::new(gateway_url),
+            HttpFire::new(gateway_url).with_token(Some(gateway.internal_token().clone())),
             SystemClock,
             receiver,
             Default::default(),
@@ -50,6 +50,7 @@ impl DevEvents {
                 local
                     .worker
                     .with_memory_budget(gateway.memory_budget().clone())
+                    .with_gateway_token(gateway.internal_token().clone())
                     .run(stop.clone()),
             ),
             tokio::spawn(cron.run(stop.clone())),

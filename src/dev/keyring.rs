@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use flint_api::backend::FunctionKey;
 use flint_api::function::KeySource;
 use flint_api::sync::lock;
-use flint_runtime::gateway::keyring::{Keyring, KeyringError};
+use flint_runtime::gateway::keyring::{CertPem, Keyring, KeyringError};
 use flint_runtime::gateway::tls;
 
 use super::loader::Loaded;
@@ -101,7 +101,7 @@ impl Keyring for DevKeyring {
         self.read(function, path)
     }
 
-    fn tls(&self, namespace: &str, name: &str) -> Result<(Vec<u8>, Vec<u8>), KeyringError> {
+    fn tls(&self, namespace: &str, name: &str) -> Result<CertPem, KeyringError> {
         // flint dev serves its own certificate for every host that asks.
         Err(KeyringError::SecretNotFound {
             namespace: namespace.to_owned(),
@@ -109,7 +109,7 @@ impl Keyring for DevKeyring {
         })
     }
 
-    fn default_tls(&self, hosts: &[String]) -> Option<Result<(Vec<u8>, Vec<u8>), KeyringError>> {
+    fn default_tls(&self, hosts: &[String]) -> Option<Result<CertPem, KeyringError>> {
         let mut names: Vec<String> = vec!["localhost".to_owned(), "*.localhost".to_owned()];
         names.extend(hosts.iter().cloned());
         names.sort();

@@ -41,6 +41,10 @@ pub trait Fire: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct HttpFire {
     gateway: String,
+    /// Presented as [`flint_api::names::HEADER_INTERNAL`]: ticks are the
+    /// platform's own invocations and pass Functions' gates (visibility,
+    /// auth).
+    token: Option<flint_api::drain::ControlToken>,
     client: Client<HttpConnector, Full<Bytes>>,
     attempts: u32,
 }
@@ -50,9 +54,18 @@ impl HttpFire {
     pub fn new(gateway_url: &str) -> Self {
         Self {
             gateway: gateway_url.trim_end_matches('/').to_owned(),
+            token: None,
             client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
             attempts: 3,
         }
+    }
+
+    /// The same, presenting `token` (the control token on a cluster, the
+    /// gateway's internal token in `flint dev`) so that ticks reach
+    /// cluster-local Functions and those with `spec.auth`.
+    pub fn with_token(mut self, token: Option<flint_api::drain::ControlToken>) -> Self {
+        self.token = token;
+        self
     }
 }
 
@@ -75,12 +88,15 @@ impl Fire for HttpFire {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(500) * attempt).await;
             }
-            let req = Request::builder()
+            let mut req = Request::builder()
                 .method(method.clone())
                 .uri(&uri)
                 .header("x-flint-invocation-id", plan::invocation_id(entry, tick))
-                .header("x-flint-schedule", &entry.key)
-                .body(Full::new(body.clone()))?;
+                .header("x-flint-schedule", &entry.key);
+            if let Some(token) = &self.token {
+                req = req.header(flint_api::names::HEADER_INTERNAL, token.expose());
+            }
+            let req = req.body(Full::new(body.clone()))?;
             match tokio::time::timeout(Duration::from_secs(10), self.client.request(req)).await {
                 Ok(Ok(resp)) if resp.status() == StatusCode::ACCEPTED => return Ok(()),
                 Ok(Ok(resp)) => last = format!("status {}", resp.status().as_u16()),

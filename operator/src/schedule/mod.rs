@@ -48,18 +48,19 @@ impl ScheduleSet {
 
 /// The cluster's scheduler, run by the leader only: follows every
 /// Function's schedules, claims ticks in the ConfigMap of `namespace`, fires
-/// through the gateway at `gateway_url`; ends when `stop` turns true.
+/// through the gateway at `gateway.0` presenting the control token
+/// `gateway.1`; ends when `stop` turns true.
 pub async fn run_cluster(
     client: kube::Client,
     namespace: &str,
-    gateway_url: &str,
+    gateway: (&str, Option<flint_api::drain::ControlToken>),
     registry: &prometheus::Registry,
     stop: watch::Receiver<bool>,
 ) {
     let (set, schedules) = ScheduleSet::new();
     let runner = CronRunner::new(
         ConfigMapTicks::new(client.clone(), namespace),
-        HttpFire::new(gateway_url),
+        HttpFire::new(gateway.0).with_token(gateway.1),
         SystemClock,
         schedules,
         RunnerConfig::default(),
@@ -91,7 +92,7 @@ pub async fn run_cluster(
             }
         }
     };
-    tracing::info!(%gateway_url, "running cron schedules");
+    tracing::info!(gateway_url = %gateway.0, "running cron schedules");
     tokio::select! {
         () = runner.run(stop) => {}
         () = watch => {}

@@ -111,7 +111,8 @@ pub async fn run_gateway(
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = events
         .worker
-        .with_memory_budget(gateway.memory_budget().clone());
+        .with_memory_budget(gateway.memory_budget().clone())
+        .with_gateway_token(gateway.internal_token().clone());
     let worker = tokio::spawn(worker.run(stop_rx));
     let watch_targets = tokio::spawn(watch_functions(
         client.clone(),

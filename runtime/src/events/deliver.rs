@@ -11,6 +11,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use flint_api::drain::ControlToken;
+use flint_api::names::HEADER_INTERNAL;
+
 use super::invocation::{ATTEMPT_HEADER, INVOCATION_ID_HEADER, Invocation};
 use super::policy::Attempt;
 
@@ -64,14 +67,36 @@ impl Outcome {
     }
 }
 
+/// Where deliveries go: the gateway's own listener, and the token that
+/// lets them through Functions' gates (visibility, auth), which each
+/// invocation passed when it was accepted.
+#[derive(Clone)]
+pub struct Destination {
+    /// The gateway's URL (`http://127.0.0.1:8080`).
+    pub url: String,
+    /// Sent as [`HEADER_INTERNAL`]; without one, deliveries to a
+    /// cluster-local Function or one with `spec.auth` are refused.
+    pub token: Option<ControlToken>,
+}
+
+impl std::fmt::Debug for Destination {
+    /// The URL only: the token never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
 fn build(
-    gateway: &str,
+    gateway: &Destination,
     inv: &Invocation,
     attempt: u32,
 ) -> Result<Request<Full<Bytes>>, http::Error> {
     let mut req = Request::builder()
         .method(Method::from_bytes(inv.method.as_bytes())?)
-        .uri(format!("{gateway}{}", inv.uri));
+        .uri(format!("{}{}", gateway.url, inv.uri));
     if let Some(headers) = req.headers_mut() {
         for (name, value) in &inv.headers {
             if let (Ok(name), Ok(value)) = (
@@ -90,15 +115,22 @@ fn build(
             headers.insert(INVOCATION_ID_HEADER, id);
         }
         headers.insert(ATTEMPT_HEADER, HeaderValue::from(attempt));
+        // After the stored headers: a stored one of this name never counts.
+        headers.remove(HEADER_INTERNAL);
+        if let Some(token) = &gateway.token
+            && let Ok(value) = HeaderValue::from_str(token.expose())
+        {
+            headers.insert(HEADER_INTERNAL, value);
+        }
     }
     req.body(Full::new(inv.body.clone()))
 }
 
-/// Sends attempt `attempt` of `inv` to the gateway at `gateway`
-/// (`http://127.0.0.1:8080`), waiting at most `timeout` for the answer.
+/// Sends attempt `attempt` of `inv` to the gateway at `gateway`,
+/// waiting at most `timeout` for the answer.
 pub async fn send(
     client: &HttpClient,
-    gateway: &str,
+    gateway: &Destination,
     inv: &Invocation,
     attempt: u32,
     timeout: Duration,

@@ -61,7 +61,7 @@ pub struct DeliveryWorker<Q> {
 struct Shared<Q> {
     queue: Arc<Q>,
     targets: Targets,
-    gateway: String,
+    gateway: deliver::Destination,
     client: HttpClient,
     metrics: EventMetrics,
     callbacks: Callbacks,
@@ -97,13 +97,30 @@ impl<Q: Queue> DeliveryWorker<Q> {
                 callbacks: Callbacks::new(config.callbacks.clone(), metrics.clone()),
                 queue,
                 targets,
-                gateway: gateway_url.trim_end_matches('/').to_owned(),
+                gateway: deliver::Destination {
+                    url: gateway_url.trim_end_matches('/').to_owned(),
+                    token: None,
+                },
                 client,
                 metrics,
                 config,
                 holding: Mutex::new(HashSet::new()),
             }),
         }
+    }
+
+    /// The same worker presenting `token` (the gateway's internal token,
+    /// [`crate::gateway::Gateway::internal_token`]) with every delivery, so
+    /// that a cluster-local Function or one with `spec.auth` gets the
+    /// invocations accepted for it.
+    pub fn with_gateway_token(mut self, token: flint_api::drain::ControlToken) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.gateway.token = Some(token),
+            None => {
+                tracing::warn!("the delivery worker is already running; its token is unchanged")
+            }
+        }
+        self
     }
 
     /// The same worker charging the result callbacks' bodies, until they

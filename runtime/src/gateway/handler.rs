@@ -23,6 +23,9 @@ use super::route::{self, route};
 use super::server::Client;
 use crate::events::intake::Routing;
 use flint_api::backend::FunctionKey;
+use flint_api::names::HEADER_INTERNAL;
+
+use super::server::ListenerKind;
 
 /// A worker thread's reference to the gateway's shared state (see
 /// [`super::server`]).
@@ -46,6 +49,14 @@ async fn answer(
     mut req: Request<Incoming>,
 ) -> Result<Response<GatewayBody>, ProxyError> {
     let shared = &client.shared;
+    let internal = internal_caller(shared, &mut req);
+    // The platform's own callers pass every gate: what they carry was let
+    // through (or is exempt) when it was accepted.
+    let listener = if internal {
+        ListenerKind::Internal
+    } else {
+        client.listener
+    };
     let table = shared.table.load();
     if let Some(intake) = shared.intake.get().filter(|i| i.wants(&req)) {
         route::check(&req)?;
@@ -57,26 +68,43 @@ async fn answer(
             if let Some(key) = routing.function() {
                 let Some(function) = table
                     .function(&key.namespace, &key.function)
-                    .filter(|f| f.gate.visible_on(client.listener))
+                    .filter(|f| f.gate.visible_on(listener))
                 else {
                     return Err(ProxyError::UnknownFunction {
                         host: super::host::request_host(&req).to_owned(),
                         path: req.uri().path().to_owned(),
                     });
                 };
-                if !function.gate.is_open() {
+                if !internal && !function.gate.is_open() {
                     admit(client, function, &mut req).await?;
                 }
             }
             return Ok(intake.accept(req, routing).await.map(body::full));
         }
     }
-    let mut target = route(&table, &req, client.listener)?;
+    let mut target = route(&table, &req, listener)?;
     drop(table);
-    if let Some(function) = target.guarded.take() {
+    if let Some(function) = target.guarded.take().filter(|_| !internal) {
         admit(client, &function, &mut req).await?;
     }
     proxy(client, target, req).await
+}
+
+/// Whether `req` comes from the platform itself: it presents the
+/// gateway's internal token or the control token. The header is removed
+/// either way, so it never reaches a function or the intake's store.
+fn internal_caller(shared: &super::Shared, req: &mut Request<Incoming>) -> bool {
+    let Some(presented) = req.headers_mut().remove(HEADER_INTERNAL) else {
+        return false;
+    };
+    let Ok(presented) = presented.to_str() else {
+        return false;
+    };
+    shared.internal_token.matches(presented)
+        || shared
+            .control_token
+            .get()
+            .is_some_and(|t| t.matches(presented))
 }
 
 /// Runs `function`'s gate on `req`, counting a refusal by its reason.

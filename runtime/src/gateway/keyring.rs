@@ -46,6 +46,10 @@ pub enum KeyringError {
     Unsupported(String),
 }
 
+/// A certificate chain and its private key, both PEM, as a
+/// `kubernetes.io/tls` Secret holds them (`tls.crt`, `tls.key`).
+pub type CertPem = (Vec<u8>, Vec<u8>);
+
 /// A Function's secret material, as the gateway's owner holds it.
 pub trait Keyring: Send + Sync + 'static {
     /// The values `source` names for `function`: every value of the Secret
@@ -63,12 +67,12 @@ pub trait Keyring: Send + Sync + 'static {
 
     /// The certificate chain and key (PEM) of the `kubernetes.io/tls`
     /// Secret `name` in `namespace`.
-    fn tls(&self, namespace: &str, name: &str) -> Result<(Vec<u8>, Vec<u8>), KeyringError>;
+    fn tls(&self, namespace: &str, name: &str) -> Result<CertPem, KeyringError>;
 
     /// The certificate for hosts of Functions with `spec.tls` but no
     /// Secret of their own (`hosts`), as PEM chain and key; `None` when the
     /// gateway has none (those hosts then fail the TLS handshake).
-    fn default_tls(&self, hosts: &[String]) -> Option<Result<(Vec<u8>, Vec<u8>), KeyringError>>;
+    fn default_tls(&self, hosts: &[String]) -> Option<Result<CertPem, KeyringError>>;
 }
 
 /// A keyring that holds nothing: every Function with auth is refused
@@ -89,14 +93,14 @@ impl Keyring for EmptyKeyring {
         )))
     }
 
-    fn tls(&self, namespace: &str, name: &str) -> Result<(Vec<u8>, Vec<u8>), KeyringError> {
+    fn tls(&self, namespace: &str, name: &str) -> Result<CertPem, KeyringError> {
         Err(KeyringError::SecretNotFound {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         })
     }
 
-    fn default_tls(&self, _: &[String]) -> Option<Result<(Vec<u8>, Vec<u8>), KeyringError>> {
+    fn default_tls(&self, _: &[String]) -> Option<Result<CertPem, KeyringError>> {
         None
     }
 }

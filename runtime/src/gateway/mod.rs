@@ -86,6 +86,9 @@ pub(crate) struct Shared {
     certs: Arc<tls::CertStore>,
     /// Secret material and key-set caches of Functions' gates.
     access: access::AccessState,
+    /// The token the platform's callers in this process present to pass
+    /// Functions' gates ([`flint_api::names::HEADER_INTERNAL`]).
+    internal_token: flint_api::drain::ControlToken,
 }
 
 /// A handle on a gateway; cheap to clone, all clones drive the same gateway.
@@ -137,6 +140,7 @@ impl Gateway {
                 peers_unavailable: AtomicBool::new(false),
                 certs: Arc::new(tls::CertStore::default()),
                 access: access::AccessState::new(&config.access),
+                internal_token: flint_api::drain::ControlToken::random(),
                 config,
             }),
         })
@@ -165,6 +169,15 @@ impl Gateway {
     pub fn set_control_token(&self, token: flint_api::drain::ControlToken) {
         self.shared.poke.present(&token);
         let _ = self.shared.control_token.set(token);
+    }
+
+    /// The token this process's own callers (the delivery of stored
+    /// asynchronous invocations, `flint dev`'s schedules) present in
+    /// [`flint_api::names::HEADER_INTERNAL`] so that their requests pass
+    /// Functions' gates, which the invocation passed when it was accepted.
+    /// The control token is accepted too, for the operator's schedules.
+    pub fn internal_token(&self) -> &flint_api::drain::ControlToken {
+        &self.shared.internal_token
     }
 
     /// The control token, if one is set.

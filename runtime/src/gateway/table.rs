@@ -436,8 +436,16 @@ mod tests {
     fn custom_domains_go_to_their_first_claimant_by_longest_prefix() {
         let routes = vec![
             // Listed first, created later: loses api.example.org.
-            with_domains("late", "2026-02-01T00:00:00Z", &["api.example.org", "example.org/late"]),
-            with_domains("early", "2026-01-01T00:00:00Z", &["api.example.org", "example.org"]),
+            with_domains(
+                "late",
+                "2026-02-01T00:00:00Z",
+                &["api.example.org", "example.org/late"],
+            ),
+            with_domains(
+                "early",
+                "2026-01-01T00:00:00Z",
+                &["api.example.org", "example.org"],
+            ),
             with_domains("orders", "2026-03-01T00:00:00Z", &["example.org/orders"]),
             // Under the platform domain: never routed.
             with_domains("greedy", "2025-01-01T00:00:00Z", &["early.ns.example.com"]),

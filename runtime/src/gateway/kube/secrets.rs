@@ -17,7 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use crate::gateway::Gateway;
-use crate::gateway::keyring::{Keyring, KeyringError};
+use crate::gateway::keyring::{CertPem, Keyring, KeyringError};
 
 /// A Secret by namespace and name.
 pub type SecretRef = (String, String);
@@ -105,7 +105,7 @@ impl SecretKeyring {
             })
     }
 
-    fn tls_of(&self, namespace: &str, name: &str) -> Result<(Vec<u8>, Vec<u8>), KeyringError> {
+    fn tls_of(&self, namespace: &str, name: &str) -> Result<CertPem, KeyringError> {
         let data = self.data(namespace, name)?;
         let get = |key: &str| {
             data.get(key)
@@ -170,11 +170,11 @@ impl Keyring for SecretKeyring {
         )))
     }
 
-    fn tls(&self, namespace: &str, name: &str) -> Result<(Vec<u8>, Vec<u8>), KeyringError> {
+    fn tls(&self, namespace: &str, name: &str) -> Result<CertPem, KeyringError> {
         self.tls_of(namespace, name)
     }
 
-    fn default_tls(&self, _: &[String]) -> Option<Result<(Vec<u8>, Vec<u8>), KeyringError>> {
+    fn default_tls(&self, _: &[String]) -> Option<Result<CertPem, KeyringError>> {
         let (namespace, name) = self.default_tls.as_ref()?;
         Some(self.tls_of(namespace, name))
     }

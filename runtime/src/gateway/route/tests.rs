@@ -67,13 +67,18 @@ fn table() -> Table {
     ];
     let metrics = GatewayMetrics::new().unwrap();
     let sharing = Arc::new(Sharing::new(DEFAULT_SETTLE));
-    RouteTable::build(&routes, "localhost", |key: &RevisionKey| {
-        Arc::new(RevisionState::new(
-            key.clone(),
-            metrics.revision(key),
-            Arc::clone(&sharing),
-        ))
-    })
+    RouteTable::build_with(
+        &routes,
+        "localhost",
+        |key: &RevisionKey| {
+            Arc::new(RevisionState::new(
+                key.clone(),
+                metrics.revision(key),
+                Arc::clone(&sharing),
+            ))
+        },
+        |_| Gate::default(),
+    )
 }
 
 fn get(uri: &str, host: &str) -> Request<()> {
@@ -90,7 +95,12 @@ fn revision(target: &Target) -> &str {
 
 #[test]
 fn an_unknown_host_is_a_404_naming_the_host() {
-    let err = route(&table(), &get("/a", "Nope.default.localhost:8080")).unwrap_err();
+    let err = route(
+        &table(),
+        &get("/a", "Nope.default.localhost:8080"),
+        ListenerKind::Public,
+    )
+    .unwrap_err();
     assert_eq!(err.status().as_u16(), 404);
     assert!(
         matches!(&err, ProxyError::UnknownFunction { host, path }
@@ -104,7 +114,13 @@ fn an_unknown_host_is_a_404_naming_the_host() {
 #[test]
 fn a_known_host_gets_its_revision_and_everything_the_proxy_step_needs() {
     let t = table();
-    let target = route_with(&t, &get("/a?b=1", "hello.default.localhost"), || 0).unwrap();
+    let target = route_with(
+        &t,
+        &get("/a?b=1", "hello.default.localhost"),
+        ListenerKind::Public,
+        || 0,
+    )
+    .unwrap();
     assert_eq!(revision(&target), "hello-00002");
     assert_eq!(
         target.settings,
@@ -138,7 +154,7 @@ fn the_split_gives_each_revision_its_percentage() {
     // Every draw of 0..100 once: exactly the percentages.
     let mut old = 0;
     for r in 0..100 {
-        if revision(&route_with(&t, &req, || r).unwrap()) == "hello-00001" {
+        if revision(&route_with(&t, &req, ListenerKind::Public, || r).unwrap()) == "hello-00001" {
             old += 1;
         }
     }
@@ -146,7 +162,7 @@ fn the_split_gives_each_revision_its_percentage() {
     // Random draws: close to them (the bound is 14 standard deviations).
     let draws = 20_000;
     let old = (0..draws)
-        .filter(|_| revision(&route(&t, &req).unwrap()) == "hello-00001")
+        .filter(|_| revision(&route(&t, &req, ListenerKind::Public).unwrap()) == "hello-00001")
         .count();
     assert!((1_400..=2_600).contains(&old), "{old} of {draws}");
 }
@@ -156,7 +172,7 @@ fn a_tag_host_routes_to_its_revision_whatever_the_draw() {
     let t = table();
     for r in [0, 50, 99] {
         let req = get("/", "previous-hello.default.localhost");
-        let target = route_with(&t, &req, || r).unwrap();
+        let target = route_with(&t, &req, ListenerKind::Public, || r).unwrap();
         assert_eq!(revision(&target), "hello-00001");
         assert_eq!(target.settings.concurrency, 1);
     }
@@ -179,7 +195,7 @@ fn hosts_route_with_a_port_in_any_case_and_are_forwarded_as_sent() {
         ("Hello.Default.Localhost.:80", "Hello.Default.Localhost:80"),
     ];
     for (host, forwarded) in cases {
-        let target = route_with(&t, &get("/", host), || 0).unwrap();
+        let target = route_with(&t, &get("/", host), ListenerKind::Public, || 0).unwrap();
         assert_eq!(revision(&target), "hello-00002", "{host}");
         assert_eq!(target.hop.host, forwarded, "{host}");
     }
@@ -192,7 +208,7 @@ fn the_uri_authority_wins_over_the_host_header() {
         "http://hello.default.localhost/a",
         "other.default.localhost",
     );
-    let target = route_with(&t, &absolute, || 0).unwrap();
+    let target = route_with(&t, &absolute, ListenerKind::Public, || 0).unwrap();
     assert_eq!(revision(&target), "hello-00002");
     assert_eq!(target.hop.host, "hello.default.localhost");
     let h2 = Request::builder()
@@ -200,7 +216,7 @@ fn the_uri_authority_wins_over_the_host_header() {
         .uri("http://grpc.default.localhost:8080/pkg.Svc/Call")
         .body(())
         .unwrap();
-    let target = route_with(&t, &h2, || 0).unwrap();
+    let target = route_with(&t, &h2, ListenerKind::Public, || 0).unwrap();
     assert_eq!(revision(&target), "grpc-00001");
     assert_eq!(target.hop.host, "grpc.default.localhost:8080");
 }
@@ -209,7 +225,7 @@ fn the_uri_authority_wins_over_the_host_header() {
 fn the_path_form_sets_the_prefix_to_strip() {
     let t = table();
     let req = get("/function/default/hello/a/b?x=1", "127.0.0.1:8080");
-    let target = route_with(&t, &req, || 95).unwrap();
+    let target = route_with(&t, &req, ListenerKind::Public, || 95).unwrap();
     assert_eq!(revision(&target), "hello-00001");
     assert_eq!(target.hop.prefix_len, Some("/function/default/hello".len()));
     assert_eq!(target.hop.host, "127.0.0.1:8080");
@@ -217,7 +233,13 @@ fn the_path_form_sets_the_prefix_to_strip() {
 
 #[test]
 fn the_revision_settings_and_failure_travel_with_the_target() {
-    let target = route_with(&table(), &get("/", "grpc.default.localhost"), || 0).unwrap();
+    let target = route_with(
+        &table(),
+        &get("/", "grpc.default.localhost"),
+        ListenerKind::Public,
+        || 0,
+    )
+    .unwrap();
     assert_eq!(target.settings.protocol, Protocol::H2c);
     assert_eq!(target.failure.as_deref(), Some("image not found"));
 }
@@ -231,7 +253,12 @@ fn upgrades_are_noticed_while_routing() {
         .header("upgrade", "websocket")
         .body(())
         .unwrap();
-    assert!(route_with(&table(), &req, || 0).unwrap().hop.upgrade);
+    assert!(
+        route_with(&table(), &req, ListenerKind::Public, || 0)
+            .unwrap()
+            .hop
+            .upgrade
+    );
 }
 
 #[test]
@@ -260,7 +287,7 @@ fn requests_are_refused_before_any_lookup_as_before() {
         (get("/", "idle.default.localhost"), Some(503)),
     ];
     for (req, want) in cases {
-        let got = route_with(&t, &req, || 0)
+        let got = route_with(&t, &req, ListenerKind::Public, || 0)
             .err()
             .map(|e| e.status().as_u16());
         assert_eq!(got, want, "{} {:?}", req.uri(), req.headers());
