@@ -1,35 +1,20 @@
-//! Issuers' JSON Web Key Sets: parsed into verification keys ([`KeySet`]),
-//! fetched over HTTPS and cached per URL ([`JwksRegistry`]), refetched when
-//! the cache expires or a token names an unknown `kid`, at most once per
-//! [`JwksSettings::min_refresh`] whatever the traffic.
+//! Issuers' key sets, cached per URL ([`JwksRegistry`]) and refetched
+//! when the cache expires or a token names an unknown `kid`, at most once
+//! per [`JwksSettings::min_refresh`] whatever the traffic, one fetch shared
+//! by every request waiting for it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use flint_api::function::JwtAlgorithm;
 use flint_api::sync::lock;
-use http::{HeaderMap, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use jsonwebtoken::DecodingKey;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-use serde::Deserialize;
+use http::Uri;
 
 use super::failure::{AuthConfigError, AuthFailure};
-
-/// How long a fetched key set is used without a `Cache-Control: max-age`.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5 * 60);
-/// The least time a fetched key set is kept, whatever the issuer says.
-pub const MIN_MAX_AGE: Duration = Duration::from_secs(60);
-/// The most time a fetched key set is kept, whatever the issuer says.
-pub const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+use super::fetch::{Fetcher, https_client};
+use super::keyset::{AMBIGUOUS, KeySet, Lookup, lookup};
 
 /// How the gateway fetches key sets.
 #[derive(Clone, PartialEq, Eq)]
@@ -76,8 +61,6 @@ impl std::fmt::Debug for JwksSettings {
             .finish()
     }
 }
-
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 /// The gateway's key-set caches, one per URL, shared by every Function
 /// that names the URL and surviving routing-table rebuilds (a rebuild
@@ -163,345 +146,10 @@ impl JwksRegistry {
             url: uri,
             fetcher: Arc::clone(&self.inner.fetcher),
             state: ArcSwap::from_pointee(CacheState::default()),
-            refresh: tokio::sync::Mutex::new(()),
+            refresh: Arc::new(tokio::sync::Mutex::new(())),
         });
         caches.insert(url.to_owned(), Arc::downgrade(&cache));
         Ok(cache)
-    }
-}
-
-/// The rustls client (ring provider, the system's roots and the extra
-/// ones), https-only unless plain http is allowed; HTTP/1.1, no redirects.
-fn https_client(settings: &JwksSettings) -> Result<HttpsClient, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::warn!(%error, "reading the system's CA certificates");
-    }
-    let (_, skipped) = roots.add_parsable_certificates(native.certs);
-    if skipped > 0 {
-        tracing::warn!(
-            skipped,
-            "system CA certificates that do not parse were skipped"
-        );
-    }
-    if let Some(pem) = &settings.extra_roots_pem {
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            match cert
-                .map_err(|e| e.to_string())
-                .and_then(|c| roots.add(c).map_err(|e| e.to_string()))
-            {
-                Ok(()) => {}
-                Err(error) => tracing::warn!(%error, "an extra JWKS root certificate was skipped"),
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
-    let connector = if settings.allow_http {
-        builder.https_or_http().enable_http1().build()
-    } else {
-        builder.https_only().enable_http1().build()
-    };
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(1)
-        .build(connector))
-}
-
-/// Fetches key sets, bounded in time and size.
-struct Fetcher {
-    client: Result<HttpsClient, String>,
-    timeout: Duration,
-    max_bytes: usize,
-    min_refresh: Duration,
-}
-
-/// Why a fetch failed (logged, never shown to clients).
-#[derive(Debug, thiserror::Error)]
-enum FetchError {
-    #[error("no HTTPS client: {0}")]
-    NoClient(String),
-    #[error("request: {0}")]
-    Request(String),
-    #[error("answered {0} (redirects are not followed)")]
-    Status(StatusCode),
-    #[error("larger than {0} bytes")]
-    TooLarge(usize),
-    #[error("reading the body: {0}")]
-    Body(String),
-    #[error("took longer than {0:?}")]
-    Timeout(Duration),
-    #[error("not a JSON Web Key Set: {0}")]
-    Parse(String),
-}
-
-impl Fetcher {
-    /// GETs `url` and parses it, with how long it may be kept.
-    async fn fetch(&self, url: &Uri) -> Result<(KeySet, Duration), FetchError> {
-        let client = self
-            .client
-            .as_ref()
-            .map_err(|e| FetchError::NoClient(e.clone()))?;
-        let request = Request::get(url.clone())
-            .header(header::ACCEPT, "application/jwk-set+json, application/json")
-            .header(header::USER_AGENT, "flint-gateway")
-            .body(Empty::new())
-            .map_err(|e| FetchError::Request(e.to_string()))?;
-        let work = async {
-            let response = client
-                .request(request)
-                .await
-                .map_err(|e| FetchError::Request(error_chain(&e)))?;
-            if response.status() != StatusCode::OK {
-                return Err(FetchError::Status(response.status()));
-            }
-            let declared = response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > self.max_bytes as u64) {
-                return Err(FetchError::TooLarge(self.max_bytes));
-            }
-            let max_age = cache_lifetime(response.headers());
-            let body = Limited::new(response.into_body(), self.max_bytes)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        FetchError::TooLarge(self.max_bytes)
-                    } else {
-                        FetchError::Body(e.to_string())
-                    }
-                })?
-                .to_bytes();
-            let keys = KeySet::parse(&body).map_err(FetchError::Parse)?;
-            Ok((keys, max_age))
-        };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| FetchError::Timeout(self.timeout))?
-    }
-}
-
-/// An error with its sources, for the log.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// How long a fetched key set is kept: its `Cache-Control: max-age`
-/// (`no-cache` and `no-store` count as zero) clamped to
-/// [[`MIN_MAX_AGE`], [`MAX_MAX_AGE`]]; [`DEFAULT_MAX_AGE`] without one.
-pub fn cache_lifetime(headers: &HeaderMap) -> Duration {
-    let mut age = None;
-    for value in headers.get_all(header::CACHE_CONTROL) {
-        let Ok(value) = value.to_str() else { continue };
-        for directive in value.split(',').map(str::trim) {
-            let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
-            let name = name.trim();
-            if name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store") {
-                age = Some(0);
-            } else if name.eq_ignore_ascii_case("max-age")
-                && age != Some(0)
-                && let Ok(seconds) = arg.trim().trim_matches('"').parse::<u64>()
-            {
-                age = Some(seconds);
-            }
-        }
-    }
-    age.map_or(DEFAULT_MAX_AGE, |s| {
-        Duration::from_secs(s).clamp(MIN_MAX_AGE, MAX_MAX_AGE)
-    })
-}
-
-/// What a key can verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyKind {
-    Rsa,
-    P256,
-    P384,
-    Ed25519,
-}
-
-impl KeyKind {
-    /// Whether a key of this kind verifies `alg` (never an HMAC one: a key
-    /// set holds public keys, and a public key must never serve as an HMAC
-    /// secret).
-    fn fits(self, alg: JwtAlgorithm) -> bool {
-        use JwtAlgorithm::*;
-        match self {
-            Self::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
-            Self::P256 => alg == ES256,
-            Self::P384 => alg == ES384,
-            Self::Ed25519 => alg == EdDSA,
-        }
-    }
-}
-
-/// One verification key of a key set.
-struct KeyEntry {
-    kid: Option<String>,
-    /// The key's declared `alg`, if any: then only that algorithm.
-    alg: Option<String>,
-    kind: KeyKind,
-    key: DecodingKey,
-}
-
-/// A key set's verification keys. Keys that cannot verify signatures
-/// (encryption keys, symmetric `oct` keys, unknown types or curves) are
-/// left out.
-#[derive(Default)]
-pub(super) struct KeySet {
-    keys: Vec<KeyEntry>,
-}
-
-impl std::fmt::Debug for KeySet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.keys.iter().map(|k| (&k.kid, k.kind)))
-            .finish()
-    }
-}
-
-/// A key set's key as published (RFC 7517), only the fields used.
-#[derive(Deserialize)]
-struct RawKey {
-    kty: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default, rename = "use")]
-    usage: Option<String>,
-    #[serde(default)]
-    alg: Option<String>,
-    #[serde(default)]
-    key_ops: Option<Vec<String>>,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawKeySet {
-    keys: Vec<serde_json::Value>,
-}
-
-/// What a lookup found.
-pub(super) enum Lookup {
-    /// The index of the key to verify with.
-    Found(usize),
-    /// No key has the token's `kid` (for its algorithm): a newer key set
-    /// may have it.
-    Missing,
-    /// The token names no `kid` and several keys fit: refetching will not
-    /// help.
-    Ambiguous,
-}
-
-impl KeySet {
-    /// Parses a JSON Web Key Set, keeping the keys that verify signatures.
-    pub(super) fn parse(document: &[u8]) -> Result<Self, String> {
-        let raw: RawKeySet = serde_json::from_slice(document).map_err(|e| e.to_string())?;
-        let keys = raw
-            .keys
-            .into_iter()
-            .filter_map(|value| serde_json::from_value::<RawKey>(value).ok())
-            .filter_map(KeyEntry::from_raw)
-            .collect();
-        Ok(Self { keys })
-    }
-
-    /// How many verification keys the set holds.
-    pub(super) fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// The key to verify a token signed with `alg` naming `kid`. Without a
-    /// `kid`, the one key that fits `alg`, if only one does.
-    pub(super) fn find(&self, kid: Option<&str>, alg: JwtAlgorithm) -> Lookup {
-        let alg_name = super::jwt::alg_name(alg);
-        let fits =
-            |k: &KeyEntry| k.kind.fits(alg) && k.alg.as_deref().is_none_or(|a| a == alg_name);
-        match kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .position(|k| k.kid.as_deref() == Some(kid) && fits(k))
-                .map_or(Lookup::Missing, Lookup::Found),
-            None => {
-                let mut candidates = self.keys.iter().enumerate().filter(|(_, k)| fits(k));
-                match (candidates.next(), candidates.next()) {
-                    (Some((i, _)), None) => Lookup::Found(i),
-                    (Some(_), Some(_)) => Lookup::Ambiguous,
-                    (None, _) => Lookup::Missing,
-                }
-            }
-        }
-    }
-
-    /// The key at `index` (from [`KeySet::find`]).
-    pub(super) fn key(&self, index: usize) -> Option<&DecodingKey> {
-        self.keys.get(index).map(|k| &k.key)
-    }
-}
-
-impl KeyEntry {
-    fn from_raw(raw: RawKey) -> Option<Self> {
-        if raw.usage.as_deref().is_some_and(|u| u != "sig") {
-            return None;
-        }
-        if raw
-            .key_ops
-            .as_ref()
-            .is_some_and(|ops| !ops.iter().any(|op| op == "verify"))
-        {
-            return None;
-        }
-        let (kind, key) = match (raw.kty.as_str(), raw.crv.as_deref()) {
-            ("RSA", _) => (
-                KeyKind::Rsa,
-                DecodingKey::from_rsa_components(raw.n.as_deref()?, raw.e.as_deref()?).ok()?,
-            ),
-            ("EC", Some(crv @ ("P-256" | "P-384"))) => (
-                if crv == "P-256" {
-                    KeyKind::P256
-                } else {
-                    KeyKind::P384
-                },
-                DecodingKey::from_ec_components(raw.x.as_deref()?, raw.y.as_deref()?).ok()?,
-            ),
-            ("OKP", Some("Ed25519")) => (
-                KeyKind::Ed25519,
-                DecodingKey::from_ed_components(raw.x.as_deref()?).ok()?,
-            ),
-            // `oct` (symmetric) keys are never taken from a key set.
-            _ => return None,
-        };
-        Some(Self {
-            kid: raw.kid,
-            alg: raw.alg,
-            kind,
-            key,
-        })
     }
 }
 
@@ -525,7 +173,7 @@ pub(super) struct JwksCache {
     fetcher: Arc<Fetcher>,
     state: ArcSwap<CacheState>,
     /// Held while fetching: concurrent requests share one fetch.
-    refresh: tokio::sync::Mutex<()>,
+    refresh: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -549,7 +197,7 @@ impl JwksCache {
     /// another request refreshes it. A failed fetch keeps the last good
     /// key set.
     pub(super) async fn key_for(
-        &self,
+        self: &Arc<Self>,
         kid: Option<&str>,
         alg: JwtAlgorithm,
     ) -> Result<(Arc<KeySet>, usize), AuthFailure> {
@@ -566,38 +214,52 @@ impl JwksCache {
             }
             Some((keys, Lookup::Found(i))) => {
                 // Expired: refresh, unless another request already is.
-                let Ok(guard) = self.refresh.try_lock() else {
+                let Ok(guard) = Arc::clone(&self.refresh).try_lock_owned() else {
                     return Ok((Arc::clone(keys), i));
                 };
                 let state = self.refresh_locked(guard, state.generation).await;
                 return settle(&state, kid, alg);
             }
-            Some((_, Lookup::Ambiguous)) => {
-                return Err(AuthFailure::UnknownKey(
-                    "the token names no kid and several of the issuer's keys fit",
-                ));
-            }
+            Some((_, Lookup::Ambiguous)) => return Err(AuthFailure::UnknownKey(AMBIGUOUS)),
             Some((_, Lookup::Missing)) | None if !may_fetch => return settle(&state, kid, alg),
             Some((_, Lookup::Missing)) | None => {}
         }
-        let guard = self.refresh.lock().await;
+        let guard = Arc::clone(&self.refresh).lock_owned().await;
         let state = self.refresh_locked(guard, state.generation).await;
         settle(&state, kid, alg)
     }
 
     /// Fetches the key set, unless a fetch completed since the caller saw
-    /// generation `seen` (it waited for that one).
+    /// generation `seen` (it waited for that one). The fetch runs as its
+    /// own task holding the lock: a client that goes away does not cancel
+    /// it, so the requests queued behind it never start another.
     async fn refresh_locked(
-        &self,
-        _guard: tokio::sync::MutexGuard<'_, ()>,
+        self: &Arc<Self>,
+        guard: tokio::sync::OwnedMutexGuard<()>,
         seen: u64,
     ) -> Arc<CacheState> {
         let current = self.state.load_full();
         if current.generation != seen {
             return current;
         }
+        let cache = Arc::clone(self);
+        let fetch = tokio::spawn(async move {
+            let next = Arc::new(cache.fetch_after(&current).await);
+            cache.state.store(Arc::clone(&next));
+            drop(guard);
+            next
+        });
+        match fetch.await {
+            Ok(next) => next,
+            Err(_) => self.state.load_full(),
+        }
+    }
+
+    /// The state after one fetch: the new key set, or the last good one
+    /// when the fetch failed.
+    async fn fetch_after(&self, current: &CacheState) -> CacheState {
         let started = Instant::now();
-        let next = match self.fetcher.fetch(&self.url).await {
+        match self.fetcher.fetch(&self.url).await {
             Ok((keys, max_age)) => {
                 tracing::debug!(url = %self.url, keys = keys.len(), max_age_s = max_age.as_secs(), "JWKS fetched");
                 CacheState {
@@ -621,10 +283,7 @@ impl JwksCache {
                     generation: current.generation + 1,
                 }
             }
-        };
-        let next = Arc::new(next);
-        self.state.store(Arc::clone(&next));
-        next
+        }
     }
 }
 
@@ -634,17 +293,9 @@ fn settle(
     kid: Option<&str>,
     alg: JwtAlgorithm,
 ) -> Result<(Arc<KeySet>, usize), AuthFailure> {
-    let Some(keys) = &state.keys else {
-        return Err(AuthFailure::JwksUnavailable);
-    };
-    match keys.find(kid, alg) {
-        Lookup::Found(i) => Ok((Arc::clone(keys), i)),
-        Lookup::Missing => Err(AuthFailure::UnknownKey(
-            "no key of the issuer matches the token's kid and algorithm",
-        )),
-        Lookup::Ambiguous => Err(AuthFailure::UnknownKey(
-            "the token names no kid and several of the issuer's keys fit",
-        )),
+    match &state.keys {
+        Some(keys) => lookup(keys, kid, alg),
+        None => Err(AuthFailure::JwksUnavailable),
     }
 }
 
@@ -667,15 +318,7 @@ impl KeySource {
         alg: JwtAlgorithm,
     ) -> Result<(Arc<KeySet>, usize), AuthFailure> {
         match self {
-            Self::Local(keys) => match keys.find(kid, alg) {
-                Lookup::Found(i) => Ok((Arc::clone(keys), i)),
-                Lookup::Missing => Err(AuthFailure::UnknownKey(
-                    "no key of the issuer matches the token's kid and algorithm",
-                )),
-                Lookup::Ambiguous => Err(AuthFailure::UnknownKey(
-                    "the token names no kid and several of the issuer's keys fit",
-                )),
-            },
+            Self::Local(keys) => lookup(keys, kid, alg),
             Self::Remote(cache) => cache.key_for(kid, alg).await,
             Self::Unavailable => Err(AuthFailure::JwksUnavailable),
         }

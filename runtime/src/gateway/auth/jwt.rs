@@ -17,7 +17,8 @@ use serde_json::{Map, Value};
 
 use super::failure::{AuthConfigError, AuthFailure};
 use super::identity::{CLAIM_HEADER_PREFIX, Identity};
-use super::jwks::{JwksRegistry, KeySet, KeySource};
+use super::jwks::{JwksRegistry, KeySource};
+use super::keyset::KeySet;
 
 /// Tokens longer than this are refused unread.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;

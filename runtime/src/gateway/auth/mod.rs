@@ -11,15 +11,18 @@
 //! [`JwksRegistry`] that outlives rebuilds.
 //!
 //! The parts: `api_keys` (digests, constant-time comparison), `jwt`
-//! (header, signature, claims), `jwks` (key sets, fetching, caching),
-//! `identity` (what the function is told) and `failure` (what the client
-//! is told).
+//! (header, signature, claims), `keyset` (which published key verifies a
+//! token), `jwks` (caching key sets per URL, bounded refetching), `fetch`
+//! (one bounded HTTPS GET), `identity` (what the function is told) and
+//! `failure` (what the client is told).
 
 mod api_keys;
 mod failure;
+mod fetch;
 mod identity;
 mod jwks;
 mod jwt;
+mod keyset;
 
 #[cfg(test)]
 mod tests;
@@ -28,12 +31,11 @@ use flint_api::function::AuthSpec;
 use http::HeaderMap;
 
 pub use failure::{AuthConfigError, AuthFailure};
+pub use fetch::{DEFAULT_MAX_AGE, MAX_MAX_AGE, MIN_MAX_AGE, cache_lifetime};
 pub use identity::{
     AuthMethod, CLAIM_HEADER_PREFIX, Identity, SUBJECT_HEADER, strip_identity_headers,
 };
-pub use jwks::{
-    DEFAULT_MAX_AGE, JwksRegistry, JwksSettings, MAX_MAX_AGE, MIN_MAX_AGE, cache_lifetime,
-};
+pub use jwks::{JwksRegistry, JwksSettings};
 pub use jwt::{MAX_CLAIM_HEADER_BYTES, MAX_TOKEN_BYTES, MIN_HMAC_KEY_BYTES};
 
 use api_keys::ApiKeys;

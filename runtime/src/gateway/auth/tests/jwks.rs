@@ -40,31 +40,36 @@ async fn fetched_once_then_cached() {
     assert_eq!(server.hits(), 1);
 }
 
+/// The interval of the refetch tests: long enough that a loaded machine
+/// still runs each step well within it.
+const INTERVAL: Duration = Duration::from_millis(1000);
+
 #[tokio::test]
 async fn unknown_kid_refetches_when_the_issuer_rotates() {
     let (a, b) = (TestKey::es256("a"), TestKey::rsa("b"));
+    let (token_a, token_b) = (a.sign(&claims()), b.sign(&claims()));
     let server = JwksServer::start(Answer::Keys(jwks(&[&a]))).await;
-    let registry = JwksRegistry::new(local_settings(Duration::from_millis(300)));
+    let registry = JwksRegistry::new(local_settings(INTERVAL));
     let auth = remote(&server, &registry);
-    assert_eq!(check(&auth, &bearer(&a.sign(&claims()))).await, Ok(()));
+    assert_eq!(check(&auth, &bearer(&token_a)).await, Ok(()));
     assert_eq!(server.hits(), 1);
     // The issuer rotates to b.
     server.set(Answer::Keys(jwks(&[&b])));
     // Within min_refresh of the last fetch: no refetch, b is unknown yet.
     assert_eq!(
-        check(&auth, &bearer(&b.sign(&claims()))).await,
+        check(&auth, &bearer(&token_b)).await,
         Err((401, "unknown_key"))
     );
     assert_eq!(server.hits(), 1);
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(check(&auth, &bearer(&b.sign(&claims()))).await, Ok(()));
+    tokio::time::sleep(INTERVAL + Duration::from_millis(100)).await;
+    assert_eq!(check(&auth, &bearer(&token_b)).await, Ok(()));
     assert_eq!(server.hits(), 2);
     // a left the key set; asking for it again soon does not refetch.
     assert_eq!(
-        check(&auth, &bearer(&a.sign(&claims()))).await,
+        check(&auth, &bearer(&token_a)).await,
         Err((401, "unknown_key"))
     );
-    assert_eq!(check(&auth, &bearer(&b.sign(&claims()))).await, Ok(()));
+    assert_eq!(check(&auth, &bearer(&token_b)).await, Ok(()));
     assert_eq!(server.hits(), 2);
 }
 
@@ -72,20 +77,32 @@ async fn unknown_kid_refetches_when_the_issuer_rotates() {
 async fn a_burst_of_unknown_kids_fetches_at_most_once_per_interval() {
     let a = TestKey::es256("a");
     let forger = TestKey::es256("forger");
+    // Tokens naming random kids, made beforehand so that each burst is
+    // quick whatever the machine.
+    let forged = |prefix: &str, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let mut header = jsonwebtoken::Header::new(forger.alg);
+                header.kid = Some(format!("{prefix}-{i}"));
+                jsonwebtoken::encode(&header, &claims(), &forger.encoding).unwrap()
+            })
+            .collect()
+    };
     let server = JwksServer::start(Answer::Keys(jwks(&[&a]))).await;
-    let registry = JwksRegistry::new(local_settings(Duration::from_millis(500)));
+    let registry = JwksRegistry::new(local_settings(INTERVAL));
     let auth = Arc::new(remote(&server, &registry));
     assert_eq!(check(&auth, &bearer(&a.sign(&claims()))).await, Ok(()));
     assert_eq!(server.hits(), 1);
     for round in 0..2 {
-        tokio::time::sleep(Duration::from_millis(550)).await;
-        let tasks: Vec<_> = (0..200)
-            .map(|i| {
+        let (burst, again) = (
+            forged(&format!("burst-{round}"), 200),
+            forged(&format!("again-{round}"), 50),
+        );
+        tokio::time::sleep(INTERVAL + Duration::from_millis(100)).await;
+        let tasks: Vec<_> = burst
+            .into_iter()
+            .map(|token| {
                 let auth = Arc::clone(&auth);
-                let mut key = TestKey::es256("unused");
-                key.encoding = forger.encoding.clone();
-                key.kid = format!("random-{round}-{i}");
-                let token = key.sign(&claims());
                 tokio::spawn(async move { check(&auth, &bearer(&token)).await })
             })
             .collect();
@@ -94,11 +111,9 @@ async fn a_burst_of_unknown_kids_fetches_at_most_once_per_interval() {
         }
         assert_eq!(server.hits(), 2 + round, "one fetch in round {round}");
         // More random kids right after: no fetch at all.
-        for i in 0..50 {
-            let mut key = TestKey::es256("unused");
-            key.kid = format!("again-{round}-{i}");
+        for token in again {
             assert_eq!(
-                check(&auth, &bearer(&key.sign(&claims()))).await,
+                check(&auth, &bearer(&token)).await,
                 Err((401, "unknown_key"))
             );
         }
@@ -278,6 +293,24 @@ async fn concurrent_first_requests_share_one_fetch() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), Ok(()));
     }
+    assert_eq!(server.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_client_going_away_does_not_cancel_the_fetch() {
+    let a = TestKey::es256("a");
+    let server = JwksServer::start(Answer::Slow(Duration::from_millis(300), jwks(&[&a]))).await;
+    let registry = registry();
+    let auth = Arc::new(remote(&server, &registry));
+    let token = a.sign(&claims());
+    let first = {
+        let (auth, token) = (Arc::clone(&auth), token.clone());
+        tokio::spawn(async move { check(&auth, &bearer(&token)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    first.abort();
+    // The next request waits for the fetch the first one started.
+    assert_eq!(check(&auth, &bearer(&token)).await, Ok(()));
     assert_eq!(server.hits(), 1);
 }
 

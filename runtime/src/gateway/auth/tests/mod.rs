@@ -6,6 +6,7 @@ mod api_keys;
 mod combined;
 mod config;
 mod fixtures;
+mod https;
 mod jwks;
 mod jwt;
 mod measure;
