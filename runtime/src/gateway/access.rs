@@ -4,6 +4,7 @@
 //! changed Secret or file rebuilds them ([`Gateway::refresh_access`])
 //! without waiting for a route change.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use flint_api::backend::FunctionRoute;
@@ -13,8 +14,8 @@ use flint_api::sync::lock;
 use super::Gateway;
 use super::auth::{JwksRegistry, JwksSettings};
 use super::config::AccessSettings;
-use super::keyring::{EmptyKeyring, Keyring};
-use super::tls::{CertSet, certified_key, covers};
+use super::keyring::{CertPem, EmptyKeyring, Keyring};
+use super::tls::{CertSet, CertifiedKey, certified_key, covers};
 
 /// What building the gates needs besides the routes.
 pub(crate) struct AccessState {
@@ -22,6 +23,8 @@ pub(crate) struct AccessState {
     pub(crate) registry: JwksRegistry,
     /// The routes last set, for rebuilding the gates alone.
     routes: Mutex<Arc<Vec<FunctionRoute>>>,
+    /// Certificates already parsed.
+    pub(crate) parsed: ParsedCerts,
 }
 
 impl AccessState {
@@ -34,6 +37,7 @@ impl AccessState {
                 ..JwksSettings::default()
             }),
             routes: Mutex::new(Arc::new(Vec::new())),
+            parsed: ParsedCerts::default(),
         }
     }
 
@@ -68,6 +72,32 @@ impl Gateway {
     }
 }
 
+/// Certificates parsed from their PEM, kept between rebuilds so that a
+/// rebuild parses only the Secrets that changed. Holds only what the last
+/// rebuild used.
+#[derive(Default)]
+pub(crate) struct ParsedCerts(Mutex<HashMap<CertPem, Arc<CertifiedKey>>>);
+
+impl ParsedCerts {
+    fn parse(
+        &self,
+        pem: CertPem,
+        used: &mut HashSet<CertPem>,
+    ) -> Result<Arc<CertifiedKey>, String> {
+        used.insert(pem.clone());
+        if let Some(cert) = lock(&self.0).get(&pem) {
+            return Ok(Arc::clone(cert));
+        }
+        let cert = Arc::new(certified_key(&pem.0, &pem.1).map_err(|e| e.to_string())?);
+        lock(&self.0).insert(pem, Arc::clone(&cert));
+        Ok(cert)
+    }
+
+    fn keep_only(&self, used: &HashSet<CertPem>) {
+        lock(&self.0).retain(|pem, _| used.contains(pem));
+    }
+}
+
 /// The certificates to serve for `routes` (as routed by `table`): each
 /// Function with `spec.tls` and a Secret of its own gets that certificate
 /// for every host of its the certificate covers; the hosts of the others
@@ -78,21 +108,30 @@ pub(crate) fn certificates(
     routes: &[FunctionRoute],
     domain: &str,
     keyring: &dyn Keyring,
+    parsed: &ParsedCerts,
 ) -> CertSet {
     let mut set = CertSet::new();
+    let mut used = HashSet::new();
     let mut default_hosts: Vec<String> = Vec::new();
+    let mut owned: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+    for (host, _, f) in table.domains() {
+        owned.entry((&f.namespace, &f.name)).or_default().push(host);
+    }
     for route in routes {
         let Some(tls) = &route.access.tls else {
             continue;
         };
-        let hosts = hosts_of(table, route, domain);
+        let domains = owned
+            .get(&(route.namespace.as_str(), route.name.as_str()))
+            .map_or(&[][..], Vec::as_slice);
+        let hosts = hosts_of(route, domain, domains);
         let own = tls.secret_name.as_ref().and_then(|name| {
             let loaded = keyring
                 .tls(&route.namespace, name)
                 .map_err(|e| e.to_string())
-                .and_then(|(cert, key)| certified_key(&cert, &key).map_err(|e| e.to_string()));
+                .and_then(|pem| parsed.parse(pem, &mut used));
             match loaded {
-                Ok(cert) => Some(Arc::new(cert)),
+                Ok(cert) => Some(cert),
                 Err(error) => {
                     tracing::warn!(namespace = %route.namespace, function = %route.name, secret = %name, %error, "the Function's certificate is unusable; its hosts get the default");
                     None
@@ -115,21 +154,22 @@ pub(crate) fn certificates(
         }
     }
     match keyring.default_tls(&default_hosts) {
-        Some(Ok((cert, key))) => match certified_key(&cert, &key) {
+        Some(Ok(pem)) => match parsed.parse(pem, &mut used) {
             Ok(cert) => {
-                set.default(Arc::new(cert));
+                set.default(cert);
             }
             Err(error) => tracing::warn!(%error, "the default certificate is unusable"),
         },
         Some(Err(error)) => tracing::warn!(%error, "the default certificate cannot be read"),
         None => {}
     }
+    parsed.keep_only(&used);
     set
 }
 
 /// Every host `route`'s Function answers at: its own, its tags' and the
-/// custom domains it owns in `table`.
-fn hosts_of(table: &super::Table, route: &FunctionRoute, domain: &str) -> Vec<String> {
+/// custom domains it owns (`domains`).
+fn hosts_of(route: &FunctionRoute, domain: &str, domains: &[&str]) -> Vec<String> {
     let mut hosts = vec![names::function_host(&route.name, &route.namespace, domain)];
     hosts.extend(
         route
@@ -138,12 +178,7 @@ fn hosts_of(table: &super::Table, route: &FunctionRoute, domain: &str) -> Vec<St
             .filter_map(|t| t.tag.as_deref())
             .map(|tag| names::tagged_host(tag, &route.name, &route.namespace, domain)),
     );
-    hosts.extend(
-        table
-            .domains()
-            .filter(|(_, _, f)| f.namespace == route.namespace && f.name == route.name)
-            .map(|(host, _, _)| host.to_owned()),
-    );
+    hosts.extend(domains.iter().map(|h| (*h).to_owned()));
     hosts.sort();
     hosts.dedup();
     hosts

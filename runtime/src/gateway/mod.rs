@@ -254,6 +254,7 @@ impl Gateway {
             &routes,
             &self.shared.config.domain,
             keyring.as_ref(),
+            &self.shared.access.parsed,
         );
         self.shared.certs.set(certs);
         self.shared.table.store(Arc::new(table));
