@@ -263,7 +263,10 @@ pub struct FunctionSpec {
 
     /// Custom hosts routed to the Function besides `<name>.<namespace>.<domain>`, each optionally with a path prefix (`api.example.com`, `example.com/orders`). A domain another Function claimed first is not routed here and is reported on this Function's status (condition DomainsReady); it is never silently shadowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
+    // Each entry's length is bounded in the schema, not only in the rule:
+    // the API server prices the rules by the longest string a field may
+    // hold, and refuses the CRD when an unbounded one makes them too dear.
+    #[schemars(length(max = 32), inner(length(max = 512)))]
     #[x_kube(validation = Rule::new("self.all(d, size(d) <= 512 && d.matches(\"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\\\\.)+[a-z]([-a-z0-9]*[a-z0-9])?(/[A-Za-z0-9._~-]+)*/?$\") && !d.matches('/[.]+(/|$)'))").message("every domain must be a lowercase DNS name of at least two labels, optionally followed by a path prefix without '.' or '..' segments"))]
     #[x_kube(validation = Rule::new("self.all(d, self.filter(e, e == d).size() == 1)").message("domains must be unique"))]
     pub domains: Vec<String>,

@@ -293,3 +293,52 @@ fn spec_does_not_preserve_unknown_fields() {
     walk("spec", spec, &mut preserving);
     assert_eq!(preserving, Vec::<String>::new());
 }
+
+/// The API server prices a CEL rule by the longest value each field it
+/// reads may hold, and refuses the whole CRD when a rule (or all of them
+/// together) costs more than its budget. A list of strings with a rule that
+/// goes over its entries must bound both the list and each string, or the estimate
+/// assumes strings as long as a whole request (`spec.domains` once did:
+/// "estimated rule cost exceeds budget by factor of 24.2x").
+#[test]
+fn string_lists_with_rules_bound_their_entries() {
+    fn walk(path: &str, schema: &serde_json::Value, out: &mut Vec<String>) {
+        let Some(map) = schema.as_object() else {
+            return;
+        };
+        let items = map.get("items").unwrap_or(&serde_json::Value::Null);
+        let over_entries = map
+            .get("x-kubernetes-validations")
+            .and_then(|r| r.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["rule"].as_str())
+            .any(|rule| [".all(", ".exists(", ".filter(", ".map("].iter().any(|m| rule.contains(m)));
+        if over_entries
+            && items["type"] == "string"
+            && items.get("enum").is_none()
+            && (items.get("maxLength").is_none() || map.get("maxItems").is_none())
+        {
+            out.push(path.to_owned());
+        }
+        if let Some(properties) = map.get("properties").and_then(|p| p.as_object()) {
+            for (name, child) in properties {
+                walk(&format!("{path}.{name}"), child, out);
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(child) = map.get(key) {
+                walk(&format!("{path}[{key}]"), child, out);
+            }
+        }
+    }
+    let schema = flint_api::crd::function_schema().expect("schema");
+    let mut unbounded = Vec::new();
+    walk("", &schema, &mut unbounded);
+    assert_eq!(unbounded, Vec::<String>::new());
+    let domains = &schema["properties"]["spec"]["properties"]["domains"];
+    assert_eq!(
+        domains["items"]["maxLength"].as_u64(),
+        Some(flint_api::domains::MAX_DOMAIN_LEN as u64)
+    );
+}
