@@ -98,18 +98,22 @@ def is_ready(pod) -> bool:
 
 @dataclass
 class Reply:
+    """A response; `headers` by lowercase name."""
+
     status: int
     body: str
     headers: dict
 
 
-def request(host, path="/", timeout=60, method="GET", body=None) -> Reply:
-    """One request to the gateway with the given Host header."""
-    conn = http.client.HTTPConnection(GATEWAY, timeout=timeout)
+def request(host, path="/", timeout=60, method="GET", body=None, headers=None, address=GATEWAY) -> Reply:
+    """One request to the gateway (or another `address`, host:port) with the
+    given Host header and any other `headers`."""
+    conn = http.client.HTTPConnection(address, timeout=timeout)
     try:
-        conn.request(method, path, body=body, headers={"Host": host})
+        conn.request(method, path, body=body, headers={"Host": host, **(headers or {})})
         resp = conn.getresponse()
-        return Reply(resp.status, resp.read().decode("utf-8", "replace"), dict(resp.getheaders()))
+        headers = {name.lower(): value for name, value in resp.getheaders()}
+        return Reply(resp.status, resp.read().decode("utf-8", "replace"), headers)
     finally:
         conn.close()
 

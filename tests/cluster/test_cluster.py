@@ -1,19 +1,28 @@
 """Flint on a real Kubernetes (scripts/cluster): the chart installs with its
 own accounts, the API server enforces the CRD, a Function scales from zero
 and back, an example with a sidecar runs hardened, rollouts and scale-downs
-lose no request, a new leader takes over,
+lose no request, a new leader takes over, cluster-local Functions, API keys,
+custom domains and TLS are enforced by the gateway,
 and uninstalling leaves nothing behind.
 
 The tests run in file order and share one installation (installed by the
 first, removed by the last). Run them with scripts/cluster-e2e.
 """
 
+import base64
+import http.client
+import json
 import re
+import secrets
+import socket
+import ssl
+import subprocess
 import time
 
 import yaml
 
 from kube import (
+    GATEWAY,
     ROOT,
     CommandFailed,
     Load,
@@ -120,7 +129,12 @@ def test_chart_installs_with_its_own_accounts_and_one_leader():
     can = lambda who, *what: kubectl("auth", "can-i", "--as", who, *what, check=False).strip()
     assert can(gw, "watch", "functions.flint.dev", "-A") == "yes"
     assert can(gw, "patch", "functions.flint.dev", "-A") == "no"
-    assert can(gw, "get", "secrets", "-A") == "no"
+    # Secrets: read and watched (API keys and certificates the Functions
+    # name), never written.
+    for verb in ("get", "list", "watch"):
+        assert can(gw, verb, "secrets", "-A") == "yes", verb
+    for verb in ("create", "patch", "delete"):
+        assert can(gw, verb, "secrets", "-A") == "no", verb
     assert can(op, "patch", "deployments.apps/scale", "-n", FN_NS) == "yes"
     assert can(op, "create", "pods", "-n", FN_NS) == "no"
     # Secrets and ServiceAccounts: only read by name, for the imagePullSecrets
@@ -357,6 +371,233 @@ def test_leader_failover_scaling_goes_on():
     # be before the kubelet's probe marks the pod Ready.
     wait_until("a Ready pod", lambda: len(ready_pods(rev)) >= 1, 30)
     wait_until("hello-rust back at zero", lambda: revision_pods(rev) == [], 90, interval=1)
+
+
+# ---------------------------------------------------------------- access
+
+
+def service_ip(name, namespace=NS):
+    return kjson("-n", namespace, "get", "service", name)["spec"]["clusterIP"]
+
+
+def condition(name, type_):
+    return next((c for c in status(name).get("conditions", []) if c["type"] == type_), {})
+
+
+def deployment_replicas(revision):
+    return kjson("-n", FN_NS, "get", "deployment", revision)["spec"].get("replicas")
+
+
+def delete_functions(*names):
+    kubectl("-n", FN_NS, "delete", "fn", *names, "--wait=true", timeout=120)
+
+
+def test_cluster_local_function_answers_only_on_the_internal_service():
+    """spec.visibility: cluster-local: the in-cluster Service
+    (<release>-gateway-internal, port 80) serves it; the public Service
+    answers 404 as for a Function that does not exist, by host and by path."""
+    apply(function("private", visibility="cluster-local", scale={"initial": 0}))
+    wait_until("private to be routed", lambda: routed("private"), 60)
+    internal = f"{service_ip(f'{RELEASE}-gateway-internal')}:80"
+    reply = request(host("private"), "/inside", address=internal)
+    assert reply.status == 200, reply
+    assert "from Flint! (rust, path /inside)" in reply.body, reply
+    # Both gateway replicas (the Service picks one per connection) know it...
+    for _ in range(6):
+        assert request(host("private"), address=internal).status == 200
+    # ...and neither shows it on the public Service.
+    unknown = request(host("no-such-function"))
+    assert unknown.status == 404, unknown
+    for _ in range(6):
+        reply = request(host("private"), "/outside")
+        assert reply.status == 404, reply
+        assert "from Flint!" not in reply.body, reply
+        reply = request("anything.example", f"/function/{FN_NS}/private/outside")
+        assert reply.status == 404, reply
+        assert "from Flint!" not in reply.body, reply
+    delete_functions("private")
+
+
+def test_api_keys_refuse_without_waking_and_follow_the_secret():
+    """spec.auth.apiKeys from a Secret: no key or a wrong one gets 401 with
+    WWW-Authenticate and leaves the Function at zero; a key of the Secret is
+    served; a rotated Secret applies within seconds, with no restart and no
+    new revision."""
+    old_key, new_key = secrets.token_hex(32), secrets.token_hex(32)
+    kubectl("-n", FN_NS, "create", "secret", "generic", "keyed-keys", f"--from-literal=ci={old_key}")
+    apply(function(
+        "keyed",
+        auth={"apiKeys": {"keys": {"secretName": "keyed-keys"}}},
+        scale={"min": 0, "initial": 0, "stableWindow": "6s", "scaleToZeroGracePeriod": "5s"},
+    ))
+    wait_until("keyed to be routed", lambda: routed("keyed"), 60)
+    rev = status("keyed")["latestCreatedRevision"]
+    wait_until("keyed's Deployment at 0", lambda: deployment_replicas(rev) == 0, 30)
+    bearer = lambda key: {"Authorization": f"Bearer {key}"}
+    for headers in ({}, bearer("wrong"), bearer(new_key)):
+        for _ in range(4):
+            reply = request(host("keyed"), headers=headers)
+            assert reply.status == 401, (headers, reply)
+            assert reply.headers.get("www-authenticate", "").startswith('Bearer realm="flint"'), reply
+            assert "from Flint!" not in reply.body, reply
+    # No credential: a bare challenge (RFC 6750 3.1); a wrong one: invalid_token.
+    missing = request(host("keyed"))
+    assert "missing credentials" in missing.body, missing
+    assert "error=" not in missing.headers["www-authenticate"], missing
+    wrong = request(host("keyed"), headers=bearer("wrong"))
+    assert 'error="invalid_token"' in wrong.headers["www-authenticate"], wrong
+    # Refused requests woke nothing.
+    time.sleep(4)
+    assert deployment_replicas(rev) == 0
+    assert revision_pods(rev) == []
+    reply = request(host("keyed"), "/with-key", headers=bearer(old_key))
+    assert reply.status == 200, reply
+    assert "from Flint! (rust, path /with-key)" in reply.body, reply
+
+    # Rotation: the new key in, the old one out, in one change.
+    patch = {"data": {"ci": None, "next": base64.b64encode(new_key.encode()).decode()}}
+    kubectl("-n", FN_NS, "patch", "secret", "keyed-keys", "--type=merge", "-p", json.dumps(patch))
+    rotated_at = time.monotonic()
+
+    def rotated():
+        # Several requests each way, so that both gateway replicas answer.
+        return all(request(host("keyed"), headers=bearer(old_key)).status == 401 for _ in range(4)) and all(
+            request(host("keyed"), headers=bearer(new_key)).status == 200 for _ in range(4)
+        )
+
+    wait_until("the rotated key to apply on every gateway", rotated, 10)
+    print(f"API key rotation applied in {time.monotonic() - rotated_at:.1f}s")
+    s = status("keyed")
+    assert s["latestCreatedRevision"] == rev, s
+    deployments = kjson("-n", FN_NS, "get", "deployments", "-l", "flint.dev/function=keyed")
+    assert [d["metadata"]["name"] for d in deployments["items"]] == [rev]
+    delete_functions("keyed")
+    kubectl("-n", FN_NS, "delete", "secret", "keyed-keys")
+
+
+def test_a_contested_domain_goes_to_the_first_claimant_then_to_the_next():
+    """spec.domains: the Function created later does not get a domain the
+    earlier one claims (DomainsReady False, DomainConflict naming the owner),
+    whatever their names; when the owner goes, it does."""
+    shared = "shared.example.test"
+    # The owner's name sorts after the other's: creation time decides.
+    apply(function("domains-z", domains=[shared], env=[{"name": "GREETING", "value": "owner"}],
+                   scale={"initial": 0}))
+    wait_until("domains-z to be routed", lambda: routed("domains-z"), 60)
+    time.sleep(1.1)  # creation timestamps have a resolution of one second
+    apply(function("domains-a", domains=[shared], env=[{"name": "GREETING", "value": "next"}],
+                   scale={"initial": 0}))
+    wait_until("domains-a to be routed", lambda: routed("domains-a"), 60)
+    lost = wait_until("domains-a's DomainConflict",
+                      lambda: (c := condition("domains-a", "DomainsReady")).get("reason") == "DomainConflict" and c,
+                      30)
+    assert lost["status"] == "False", lost
+    assert f"domain {shared} is already claimed by Function {FN_NS}/domains-z" in lost["message"], lost
+    owner = wait_until("domains-z's DomainsReady",
+                       lambda: (c := condition("domains-z", "DomainsReady")).get("status") == "True" and c, 30)
+    assert owner["reason"] == "DomainsClaimed", owner
+    for _ in range(4):
+        reply = request(shared, "/shared")
+        assert reply.status == 200, reply
+        assert reply.body.startswith("owner from Flint! (rust, path /shared)"), reply
+    # Each still answers at its own host.
+    assert request(host("domains-a")).body.startswith("next from Flint!")
+
+    delete_functions("domains-z")
+    won = wait_until("domains-a's DomainsReady True",
+                     lambda: (c := condition("domains-a", "DomainsReady")).get("status") == "True" and c, 30)
+    assert won["reason"] == "DomainsClaimed", won
+
+    def moved():
+        replies = [request(shared, "/shared") for _ in range(4)]
+        return all(r.status == 200 and r.body.startswith("next from Flint!") for r in replies)
+
+    wait_until("the domain to route to domains-a", moved, 30)
+    delete_functions("domains-a")
+
+
+def openssl(*args, input=None):
+    return subprocess.run(["openssl", *args], input=input, capture_output=True, text=True, check=True,
+                          timeout=30).stdout
+
+
+def self_signed(directory, name, host):
+    """A self-signed certificate for `host`: (cert path, key path, SHA-256 fingerprint)."""
+    crt, key = directory / f"{name}.crt", directory / f"{name}.key"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(key), "-out", str(crt), "-days", "2", "-subj", f"/CN={host}",
+            "-addext", f"subjectAltName=DNS:{host}")
+    return crt, key, fingerprint(crt.read_text())
+
+
+def fingerprint(pem):
+    out = openssl("x509", "-noout", "-fingerprint", "-sha256", input=pem)
+    return out.strip().split("=", 1)[1]
+
+
+def served_fingerprint(address, servername):
+    """The fingerprint of the certificate a new handshake with `address`
+    (host:port) for SNI `servername` gets, or None if it fails."""
+    proc = subprocess.run(
+        ["openssl", "s_client", "-connect", address, "-servername", servername],
+        input="", capture_output=True, text=True, timeout=30,
+    )
+    pem = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", proc.stdout, re.S)
+    return fingerprint(pem.group(0)) if pem else None
+
+
+def https_get(address, hostname, cafile, path="/"):
+    """A GET over TLS to `address` (host:port) with SNI and Host
+    `hostname`, the certificate verified for `hostname` against `cafile`."""
+    ip, port = address.rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    conn = http.client.HTTPConnection(ip, int(port), timeout=60)
+    conn.sock = ctx.wrap_socket(socket.create_connection((ip, int(port)), timeout=60), server_hostname=hostname)
+    try:
+        conn.request("GET", path, headers={"Host": hostname})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def test_tls_serves_the_functions_certificate_by_sni_and_follows_the_secret(tmp_path):
+    """spec.tls.secretName: the public Service's TLS port serves the
+    Function's certificate for its domain (SNI); status.url is https; a
+    replaced Secret is served to new handshakes."""
+    name = "x.example.test"
+    crt1, key1, fp1 = self_signed(tmp_path, "one", name)
+    crt2, key2, fp2 = self_signed(tmp_path, "two", name)
+    assert fp1 != fp2
+    kubectl("-n", FN_NS, "create", "secret", "tls", "x-example-test", f"--cert={crt1}", f"--key={key1}")
+    apply(function("secure", domains=[name], tls={"secretName": "x-example-test"}, scale={"initial": 0}))
+    wait_until("secure to be routed", lambda: routed("secure"), 60)
+    url = status("secure")["url"]
+    assert url == f"https://{host('secure')}", url
+    svc = kjson("-n", NS, "get", "service", f"{RELEASE}-gateway")
+    https = next(p for p in svc["spec"]["ports"] if p["name"] == "https")
+    assert https["port"] == 443, https
+    # The public Service from the host, as for plain HTTP: its node port.
+    address = f"{GATEWAY.rsplit(':', 1)[0]}:{https['nodePort']}"
+
+    def serving(fp):
+        # Several handshakes, so that both gateway replicas answer.
+        return all(served_fingerprint(address, name) == fp for _ in range(4))
+
+    wait_until("the Function's certificate on the TLS port", lambda: serving(fp1), 30)
+    code, body = https_get(address, name, crt1, "/over-tls")
+    assert code == 200 and "from Flint! (rust, path /over-tls)" in body, (code, body)
+
+    secret = kubectl("-n", FN_NS, "create", "secret", "tls", "x-example-test", f"--cert={crt2}",
+                     f"--key={key2}", "--dry-run=client", "-o", "yaml")
+    kubectl("-n", FN_NS, "replace", "-f", "-", input=secret)
+    replaced_at = time.monotonic()
+    wait_until("the new certificate on new handshakes", lambda: serving(fp2), 15)
+    print(f"certificate renewal served in {time.monotonic() - replaced_at:.1f}s")
+    code, body = https_get(address, name, crt2, "/renewed")
+    assert code == 200 and "path /renewed" in body, (code, body)
+    delete_functions("secure")
+    kubectl("-n", FN_NS, "delete", "secret", "x-example-test")
 
 
 # ---------------------------------------------------------------- removal
