@@ -2,29 +2,38 @@
 //! app, the proxy and the load generator each run as their own process:
 //!
 //! - `app <listen>`: a tiny HTTP/1.1 app (17-byte body);
-//! - `gateway <listen> <app>`: the Flint gateway routing
+//! - `gateway <listen> <app> [<auth-dir>]`: the Flint gateway routing
 //!   `hello.bench.localhost` to the app (`FLINT_BENCH_GATEWAY_THREADS` sets
 //!   its worker threads; default: one per core, as `flint gateway`; the
-//!   listener runs on a thread of its own, as in `flint gateway`);
+//!   listener runs on a thread of its own, as in `flint gateway`); with
+//!   `<auth-dir>`, also `key.bench.localhost` (API keys) and
+//!   `jwt.bench.localhost` (JWT) to the same app, the `Authorization`
+//!   values they take written to `<auth-dir>` (see `auth.rs`);
 //! - `floor <listen> <app>`: the least a tokio HTTP/1.1 proxy does per
 //!   request (see `floor.rs`), for the cost of the runtime alone;
-//! - `rate <target> <host> <req/s> <seconds> <connections>`: a constant-rate
-//!   load generator (wrk cannot hold a fixed rate) printing latency
-//!   percentiles.
+//! - `rate <target> <host> <req/s> <seconds> <connections> [<header>]`: a
+//!   constant-rate load generator (wrk cannot hold a fixed rate) printing
+//!   latency percentiles; `<header>` (`Name: value`, as wrk's `-H`) is sent
+//!   with every request.
 //!
 //! `bench/gateway/run.sh` builds it, starts the app, nginx and the gateway,
 //! and drives them with wrk and the `rate` role. Run that script, not this
 //! binary directly.
 
+mod auth;
 mod floor;
 mod rate;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flint_api::backend::{Endpoint, FunctionRoute, PokeSink, RevisionKey, RevisionRoute};
+use flint_api::backend::{
+    Endpoint, FunctionAccess, FunctionRoute, PokeSink, RevisionKey, RevisionRoute,
+};
+use flint_api::function::AuthSpec;
 use flint_api::poke::ScalePoke;
 use flint_api::{Protocol, TrafficStatus};
 use flint_runtime::gateway::{Gateway, GatewayConfig};
@@ -40,7 +49,7 @@ impl PokeSink for NoPoke {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: gateway-bench app <listen> | gateway <listen> <app> | floor <listen> <app> | rate <target> <host> <req/s> <seconds> <connections>"
+        "usage: gateway-bench app <listen> | gateway <listen> <app> [<auth-dir>] | floor <listen> <app> | rate <target> <host> <req/s> <seconds> <connections> [<header>]"
     );
     std::process::exit(2)
 }
@@ -73,15 +82,17 @@ fn run_role() -> Result<(), BenchError> {
             let workers = std::env::var("FLINT_BENCH_GATEWAY_THREADS")
                 .map(|n| n.parse().unwrap_or_else(|_| usage()))
                 .unwrap_or_else(|_| cores());
-            current_thread()?.block_on(gateway(arg(&args, 1), arg(&args, 2), workers))
+            let auth_dir = args.get(3).map(PathBuf::from);
+            current_thread()?.block_on(gateway(arg(&args, 1), arg(&args, 2), workers, auth_dir))
         }
         Some("floor") => Ok(floor::run(arg(&args, 1), arg(&args, 2), cores())?),
         Some("rate") => {
             let target = arg(&args, 1);
             let host: String = arg(&args, 2);
             let (rps, seconds, conns) = (arg(&args, 3), arg(&args, 4), arg(&args, 5));
+            let header = args.get(6).map(|h| rate::header(h)).transpose()?;
             let report =
-                current_thread()?.block_on(rate::run(target, host, rps, seconds, conns))?;
+                current_thread()?.block_on(rate::run(target, host, rps, seconds, conns, header))?;
             println!("{report}");
             Ok(())
         }
@@ -121,15 +132,20 @@ async fn app(listen: SocketAddr) -> Result<(), BenchError> {
     }
 }
 
-async fn gateway(listen: SocketAddr, app: SocketAddr, workers: usize) -> Result<(), BenchError> {
-    let mut config = GatewayConfig::dev();
-    config.listen = listen;
-    let gw = Gateway::new(config, Arc::new(NoPoke))?;
-    gw.set_routes(vec![FunctionRoute {
+/// The one revision of Function `bench/<name>`.
+fn revision_of(name: &str) -> String {
+    format!("{name}-00001")
+}
+
+/// The route of Function `bench/<name>` (one revision, all traffic) with
+/// `auth`.
+fn bench_route(name: &str, auth: Option<AuthSpec>) -> FunctionRoute {
+    let revision = revision_of(name);
+    FunctionRoute {
         namespace: "bench".into(),
-        name: "hello".into(),
+        name: name.into(),
         revisions: vec![RevisionRoute {
-            name: "hello-00001".into(),
+            name: revision.clone(),
             concurrency: 0,
             timeout_seconds: 30,
             protocol: Protocol::Http1,
@@ -137,23 +153,50 @@ async fn gateway(listen: SocketAddr, app: SocketAddr, workers: usize) -> Result<
             probe_starting: false,
         }],
         traffic: vec![TrafficStatus {
-            revision_name: "hello-00001".into(),
+            revision_name: revision,
             percent: 100,
             latest_revision: true,
             tag: None,
             url: None,
         }],
-        access: Default::default(),
-    }]);
-    gw.set_endpoints(
-        &RevisionKey::new("bench", "hello", "hello-00001"),
-        vec![Endpoint {
-            id: "app".into(),
-            addr: app,
-            ready: true,
-            terminating: false,
-        }],
-    );
+        access: FunctionAccess {
+            auth,
+            ..FunctionAccess::default()
+        },
+    }
+}
+
+async fn gateway(
+    listen: SocketAddr,
+    app: SocketAddr,
+    workers: usize,
+    auth_dir: Option<PathBuf>,
+) -> Result<(), BenchError> {
+    let mut config = GatewayConfig::dev();
+    config.listen = listen;
+    let gw = Gateway::new(config, Arc::new(NoPoke))?;
+    // `hello` is open, as it always was: its requests skip the gate.
+    let mut routes = vec![bench_route("hello", None)];
+    if let Some(dir) = &auth_dir {
+        let setup = auth::AuthSetup::new()?;
+        setup.write(dir)?;
+        routes.push(bench_route("key", Some(setup.api_key_spec)));
+        routes.push(bench_route("jwt", Some(setup.jwt_spec)));
+        gw.set_keyring(Arc::new(setup.keyring));
+    }
+    let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
+    gw.set_routes(routes);
+    for name in names {
+        gw.set_endpoints(
+            &RevisionKey::new("bench", &name, revision_of(&name)),
+            vec![Endpoint {
+                id: "app".into(),
+                addr: app,
+                ready: true,
+                terminating: false,
+            }],
+        );
+    }
     let listener = TcpListener::bind(listen).await?;
     gw.serve_with_workers(listener, workers, std::future::pending())
         .await?;

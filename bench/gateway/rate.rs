@@ -10,15 +10,28 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::BenchError;
 
+/// A header given as wrk's `-H` takes it: `Name: value`.
+pub fn header(line: &str) -> Result<(HeaderName, HeaderValue), BenchError> {
+    let (name, value) = line
+        .split_once(':')
+        .ok_or_else(|| format!("header {line:?}: expected `Name: value`"))?;
+    Ok((
+        HeaderName::from_bytes(name.trim().as_bytes())?,
+        HeaderValue::from_str(value.trim())?,
+    ))
+}
+
 /// Sends `rps` requests per second for `seconds` over `conns` connections
-/// (after one second of warm-up at the same rate) and returns a one-line
-/// report: count, errors, requests sent more than 2 ms late, and latency
+/// (after one second of warm-up at the same rate), each with `header` if
+/// given, and returns a one-line report: count, errors (anything but a 2xx
+/// answer read to its end), requests sent more than 2 ms late, and latency
 /// percentiles in microseconds.
 pub async fn run(
     target: SocketAddr,
@@ -26,6 +39,7 @@ pub async fn run(
     rps: u64,
     seconds: u64,
     conns: u64,
+    header: Option<(HeaderName, HeaderValue)>,
 ) -> Result<String, BenchError> {
     let interval = Duration::from_nanos(1_000_000_000 / rps);
     // Each connection sends every `conns`-th request of the schedule.
@@ -36,6 +50,7 @@ pub async fn run(
     let tasks: Vec<_> = (0..conns)
         .map(|c| {
             let host = host.clone();
+            let header = header.clone();
             tokio::spawn(async move {
                 let stream = TcpStream::connect(target).await?;
                 stream.set_nodelay(true)?;
@@ -49,9 +64,12 @@ pub async fn run(
                 let mut at = start + interval * u32::try_from(c).unwrap_or(0);
                 while i < total {
                     tokio::time::sleep_until(at.into()).await;
-                    let req = hyper::Request::get("/")
+                    let mut req = hyper::Request::get("/")
                         .header("host", &host)
                         .body(Empty::<Bytes>::new())?;
+                    if let Some((name, value)) = &header {
+                        req.headers_mut().insert(name.clone(), value.clone());
+                    }
                     let sent = Instant::now();
                     let ok = match sender.send_request(req).await {
                         Ok(resp) => {
