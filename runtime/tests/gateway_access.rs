@@ -2,8 +2,9 @@
 //! cluster-local Functions on the public and the internal listener, API
 //! keys and JWTs (each refusal asserting that the app was not reached and
 //! the revision at zero was not woken), rotation through the keyring,
-//! identity headers, keys that cannot be read, the https redirect and
-//! custom domains.
+//! identity headers, rules kept across rebuilds until their Secret
+//! changes, keys that cannot be read, the https redirect and custom
+//! domains.
 
 mod gateway_support;
 
@@ -19,6 +20,8 @@ use flint_api::function::{
     ApiKeyAuth, AuthSpec, ClaimName, JwtAlgorithm, JwtAuth, KeySource, RequiredClaim, TlsSpec,
     Visibility,
 };
+use flint_runtime::gateway::auth::FunctionAuth;
+use flint_runtime::gateway::gate::Guard;
 use flint_runtime::gateway::keyring::{CertPem, Keyring, KeyringError};
 use flint_runtime::gateway::{Gateway, Listener, ListenerKind};
 use gateway_support::*;
@@ -191,7 +194,8 @@ async fn api_keys_refuse_without_reaching_or_waking_the_function() {
         function("bearer", access(None)),
         function("header", access(Some("X-Api-Key"))),
     ]);
-    let cases: [(&str, &[(&str, &str)], StatusCode, &str); 6] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], StatusCode, &'a str);
+    let cases: [Case<'_>; 6] = [
         (
             "bearer",
             &[],
@@ -441,6 +445,62 @@ async fn jwts_pass_the_identity_and_refuse_with_401_or_403() {
         body.contains("x-flint-claim-email=u7@example.com"),
         "{body}"
     );
+}
+
+/// The Function's rule in the gateway's table now.
+fn rule_of(gateway: &Gateway, name: &str) -> Arc<FunctionAuth> {
+    match &gateway.table().function("ns", name).unwrap().gate.guard {
+        Guard::Auth(auth) => Arc::clone(auth),
+        other => panic!("{name} has no rule: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_rule_outlives_rebuilds_until_its_secret_changes() {
+    let app = app("app", Protocol::Http1).await;
+    let (gw, _, keyring) = gateway_with_keyring().await;
+    let (old, new) = (
+        "a-shared-key-of-at-least-32-bytes!!",
+        "the-next-key-of-at-least-32-bytes!!",
+    );
+    keyring.set("hmac", &[old]);
+    let routes = vec![function(
+        "orders",
+        FunctionAccess {
+            auth: Some(hmac_jwt()),
+            ..FunctionAccess::default()
+        },
+    )];
+    gw.gateway.set_routes(routes.clone());
+    gw.gateway.set_endpoints(
+        &self::key("orders", "orders-00001"),
+        vec![ready("p", app.addr)],
+    );
+    let claims = serde_json::json!({"iss": "https://issuer.test", "aud": "orders",
+        "sub": "user-7", "exp": now() + 600, "scope": "orders:read"});
+    let addr = gw.addr;
+    let call = move |key: &str| {
+        let auth = format!("Bearer {}", token(key.as_bytes(), claims.clone()));
+        async move {
+            let headers = [("authorization", auth.as_str())];
+            get_with(addr, "orders.ns.localhost", "/", &headers).await.0
+        }
+    };
+    assert_eq!(call(old).await, StatusCode::OK);
+    let first = rule_of(&gw.gateway, "orders");
+    gw.gateway.set_routes(routes);
+    gw.gateway.refresh_access();
+    assert!(Arc::ptr_eq(&first, &rule_of(&gw.gateway, "orders")));
+    assert_eq!(call(old).await, StatusCode::OK);
+    keyring.set("hmac", &[new]);
+    gw.gateway.refresh_access();
+    assert!(!Arc::ptr_eq(&first, &rule_of(&gw.gateway, "orders")));
+    assert_eq!(
+        call(old).await,
+        StatusCode::UNAUTHORIZED,
+        "a token verified under the old key is not remembered"
+    );
+    assert_eq!(call(new).await, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -34,8 +34,9 @@ pub struct Gate {
 pub enum Guard {
     /// Anyone who reaches the Function's hosts.
     Open,
-    /// The Function's rule.
-    Auth(Box<FunctionAuth>),
+    /// The Function's rule, shared with the next table's gate while the
+    /// Function's spec and secret material stay the same.
+    Auth(Arc<FunctionAuth>),
     /// The Function has auth but its keys cannot be read: every request is
     /// refused (503) with this reason, never let through.
     Unavailable(Arc<str>),
@@ -54,19 +55,26 @@ impl Default for Gate {
 
 impl Gate {
     /// The gate of `route` under `settings`, with the secret material of
-    /// `keyring`.
+    /// `keyring`. The rule of `previous` (the Function's gate in the table
+    /// being replaced) is kept when it was built from the same spec and
+    /// material, with the tokens it verified.
     pub fn build(
         route: &FunctionRoute,
         settings: &AccessSettings,
         keyring: &dyn Keyring,
         registry: &JwksRegistry,
+        previous: Option<&Gate>,
     ) -> Self {
         let access = &route.access;
         let function = FunctionKey::new(&route.namespace, &route.name);
+        let previous = match previous.map(|gate| &gate.guard) {
+            Some(Guard::Auth(auth)) => Some(auth),
+            _ => None,
+        };
         let guard = match &access.auth {
             None => Guard::Open,
-            Some(spec) => match guard(&function, spec, keyring, registry) {
-                Ok(auth) => Guard::Auth(Box::new(auth)),
+            Some(spec) => match guard(&function, spec, keyring, registry, previous) {
+                Ok(auth) => Guard::Auth(auth),
                 Err(why) => {
                     tracing::warn!(%function, %why, "auth cannot be checked; every request is refused");
                     Guard::Unavailable(why.into())
@@ -132,14 +140,15 @@ impl Gate {
     }
 }
 
-/// The Function's rule, with its secret material read from `keyring`, or
-/// why it cannot be had.
+/// The Function's rule, with its secret material read from `keyring`
+/// (`previous` when built from the same), or why it cannot be had.
 fn guard(
     function: &FunctionKey,
     spec: &AuthSpec,
     keyring: &dyn Keyring,
     registry: &JwksRegistry,
-) -> Result<FunctionAuth, String> {
+    previous: Option<&Arc<FunctionAuth>>,
+) -> Result<Arc<FunctionAuth>, String> {
     let mut credentials = Credentials {
         api_keys: Vec::new(),
         hmac_key: None,
@@ -166,7 +175,12 @@ fn guard(
             }
         }
     }
-    FunctionAuth::new(spec, credentials, registry).map_err(|e| e.to_string())
+    if let Some(previous) = previous.filter(|p| p.is_built_from(spec, &credentials)) {
+        return Ok(Arc::clone(previous));
+    }
+    FunctionAuth::new(spec, credentials, registry)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 /// The request's URL over https on `port`.
@@ -179,3 +193,6 @@ fn https_location<B>(req: &Request<B>, port: u16) -> String {
         format!("https://{host}:{port}{target}")
     }
 }
+
+#[cfg(test)]
+mod tests;

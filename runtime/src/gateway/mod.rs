@@ -225,11 +225,16 @@ impl Gateway {
         let mut revisions = self.revisions();
         let (metrics, sharing) = (&self.shared.metrics, &self.shared.sharing);
         let (settings, registry) = (&self.shared.config.access, &self.shared.access.registry);
+        let previous = self.shared.table.load_full();
         let table = RouteTable::build_with(
             &routes,
             &self.shared.config.domain,
             |key| Self::state_of(metrics, sharing, &mut revisions, key),
-            |route| gate::Gate::build(route, settings, keyring.as_ref(), registry),
+            |route| {
+                let was = previous.function(&route.namespace, &route.name);
+                let was = was.map(|f| &f.gate);
+                gate::Gate::build(route, settings, keyring.as_ref(), registry, was)
+            },
         );
         let routed: std::collections::HashSet<&RevisionKey> =
             table.revisions().map(|r| &r.key).collect();

@@ -164,7 +164,7 @@ struct CacheState {
     attempted: Option<Instant>,
     /// Counts fetches: a request that waited for a fetch sees it changed
     /// and does not fetch again.
-    generation: u64,
+    fetches: u64,
 }
 
 /// One key-set URL's cache, shared by every Function that names it.
@@ -182,7 +182,7 @@ impl std::fmt::Debug for JwksCache {
         f.debug_struct("JwksCache")
             .field("url", &self.url)
             .field("keys", &state.keys.as_ref().map(|k| k.len()))
-            .field("fetches", &state.generation)
+            .field("fetches", &state.fetches)
             .finish()
     }
 }
@@ -217,7 +217,7 @@ impl JwksCache {
                 let Ok(guard) = Arc::clone(&self.refresh).try_lock_owned() else {
                     return Ok((Arc::clone(keys), i));
                 };
-                let state = self.refresh_locked(guard, state.generation).await;
+                let state = self.refresh_locked(guard, state.fetches).await;
                 return settle(&state, kid, alg);
             }
             Some((_, Lookup::Ambiguous)) => return Err(AuthFailure::UnknownKey(AMBIGUOUS)),
@@ -225,12 +225,19 @@ impl JwksCache {
             Some((_, Lookup::Missing)) | None => {}
         }
         let guard = Arc::clone(&self.refresh).lock_owned().await;
-        let state = self.refresh_locked(guard, state.generation).await;
+        let state = self.refresh_locked(guard, state.fetches).await;
         settle(&state, kid, alg)
     }
 
+    /// The generation of the key set in use (see `KeySet::generation`):
+    /// changes whenever a different key set is installed. Reads the
+    /// current state without awaiting or locking.
+    pub(super) fn generation(&self) -> Option<u64> {
+        self.state.load().keys.as_ref().map(|k| k.generation())
+    }
+
     /// Fetches the key set, unless a fetch completed since the caller saw
-    /// generation `seen` (it waited for that one). The fetch runs as its
+    /// fetch count `seen` (it waited for that one). The fetch runs as its
     /// own task holding the lock: a client that goes away does not cancel
     /// it, so the requests queued behind it never start another.
     async fn refresh_locked(
@@ -239,7 +246,7 @@ impl JwksCache {
         seen: u64,
     ) -> Arc<CacheState> {
         let current = self.state.load_full();
-        if current.generation != seen {
+        if current.fetches != seen {
             return current;
         }
         let cache = Arc::clone(self);
@@ -262,11 +269,17 @@ impl JwksCache {
         match self.fetcher.fetch(&self.url).await {
             Ok((keys, max_age)) => {
                 tracing::debug!(url = %self.url, keys = keys.len(), max_age_s = max_age.as_secs(), "JWKS fetched");
+                // The same document again keeps its set, so tokens verified
+                // against it stay remembered (see `KeySet::generation`).
+                let keys = match &current.keys {
+                    Some(old) if old.same_document(&keys) => Arc::clone(old),
+                    _ => Arc::new(keys),
+                };
                 CacheState {
-                    keys: Some(Arc::new(keys)),
+                    keys: Some(keys),
                     expires: Some(Instant::now() + max_age),
                     attempted: Some(started),
-                    generation: current.generation + 1,
+                    fetches: current.fetches + 1,
                 }
             }
             Err(error) => {
@@ -280,7 +293,7 @@ impl JwksCache {
                     keys: current.keys.clone(),
                     expires: current.expires,
                     attempted: Some(started),
-                    generation: current.generation + 1,
+                    fetches: current.fetches + 1,
                 }
             }
         }
@@ -311,6 +324,16 @@ pub(super) enum KeySource {
 }
 
 impl KeySource {
+    /// The generation of the key set tokens verify against now (`None`:
+    /// none).
+    pub(super) fn generation(&self) -> Option<u64> {
+        match self {
+            Self::Local(keys) => Some(keys.generation()),
+            Self::Remote(cache) => cache.generation(),
+            Self::Unavailable => None,
+        }
+    }
+
     /// The key set holding the key for (`kid`, `alg`), with its index.
     pub(super) async fn key_for(
         &self,

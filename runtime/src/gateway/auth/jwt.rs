@@ -1,24 +1,23 @@
 //! JWTs: the header read without allocating (`alg`, `kid`), the signature
 //! and the registered claims (`exp`, `nbf`, `iss`, `aud`) checked by
 //! `jsonwebtoken`, then the Function's required claims, and the identity
-//! built from `sub` and the forwarded claims.
+//! built from `sub` and the forwarded claims. A token that passed is
+//! remembered ([`TokenCache`]) and let through again without all that.
 
-use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use flint_api::function::{JwtAlgorithm, JwtAuth, RequiredClaim};
 use http::{HeaderName, HeaderValue};
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use super::failure::{AuthConfigError, AuthFailure};
 use super::identity::{CLAIM_HEADER_PREFIX, Identity};
+use super::jose::{alg_name, decode, read_header, to_jsonwebtoken};
 use super::jwks::{JwksRegistry, KeySource};
 use super::keyset::KeySet;
+use super::token_cache::{self, DEFAULT_CAPACITY, TokenCache, Verified};
 
 /// Tokens longer than this are refused unread.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -28,74 +27,6 @@ pub const MAX_CLAIM_HEADER_BYTES: usize = 1024;
 /// The shortest HMAC key accepted: 256 bits, the least RFC 7518 §3.2
 /// allows (for HS256; HS384 and HS512 ask for more and get a warning).
 pub const MIN_HMAC_KEY_BYTES: usize = 32;
-
-/// The algorithm's name as in a JWS header.
-pub(super) const fn alg_name(alg: JwtAlgorithm) -> &'static str {
-    match alg {
-        JwtAlgorithm::RS256 => "RS256",
-        JwtAlgorithm::RS384 => "RS384",
-        JwtAlgorithm::RS512 => "RS512",
-        JwtAlgorithm::PS256 => "PS256",
-        JwtAlgorithm::PS384 => "PS384",
-        JwtAlgorithm::PS512 => "PS512",
-        JwtAlgorithm::ES256 => "ES256",
-        JwtAlgorithm::ES384 => "ES384",
-        JwtAlgorithm::EdDSA => "EdDSA",
-        JwtAlgorithm::HS256 => "HS256",
-        JwtAlgorithm::HS384 => "HS384",
-        JwtAlgorithm::HS512 => "HS512",
-    }
-}
-
-const fn to_jsonwebtoken(alg: JwtAlgorithm) -> Algorithm {
-    match alg {
-        JwtAlgorithm::RS256 => Algorithm::RS256,
-        JwtAlgorithm::RS384 => Algorithm::RS384,
-        JwtAlgorithm::RS512 => Algorithm::RS512,
-        JwtAlgorithm::PS256 => Algorithm::PS256,
-        JwtAlgorithm::PS384 => Algorithm::PS384,
-        JwtAlgorithm::PS512 => Algorithm::PS512,
-        JwtAlgorithm::ES256 => Algorithm::ES256,
-        JwtAlgorithm::ES384 => Algorithm::ES384,
-        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
-        JwtAlgorithm::HS256 => Algorithm::HS256,
-        JwtAlgorithm::HS384 => Algorithm::HS384,
-        JwtAlgorithm::HS512 => Algorithm::HS512,
-    }
-}
-
-const ALL_ALGORITHMS: [JwtAlgorithm; 12] = [
-    JwtAlgorithm::RS256,
-    JwtAlgorithm::RS384,
-    JwtAlgorithm::RS512,
-    JwtAlgorithm::PS256,
-    JwtAlgorithm::PS384,
-    JwtAlgorithm::PS512,
-    JwtAlgorithm::ES256,
-    JwtAlgorithm::ES384,
-    JwtAlgorithm::EdDSA,
-    JwtAlgorithm::HS256,
-    JwtAlgorithm::HS384,
-    JwtAlgorithm::HS512,
-];
-
-/// The algorithm named `name` in a JWS header, if the gateway knows it.
-fn parse_alg(name: &str) -> Option<JwtAlgorithm> {
-    ALL_ALGORITHMS.into_iter().find(|a| alg_name(*a) == name)
-}
-
-/// The JOSE header fields the gateway reads.
-#[derive(Deserialize)]
-struct RawHeader<'a> {
-    #[serde(borrow)]
-    alg: Cow<'a, str>,
-    #[serde(borrow, default)]
-    kid: Option<Cow<'a, str>>,
-    /// Critical extensions (RFC 7515 §4.1.11): none is understood, so a
-    /// token that has any is refused.
-    #[serde(default)]
-    crit: Option<serde::de::IgnoredAny>,
-}
 
 /// A required claim, with its name shared by the failures it causes.
 #[derive(Debug)]
@@ -116,6 +47,10 @@ pub(super) struct JwtRule {
     keys: Option<KeySource>,
     required: Vec<Required>,
     forward: Vec<(String, HeaderName)>,
+    /// The tokens that verified.
+    cache: TokenCache,
+    /// How many tokens were checked in full (the others were remembered).
+    verified_in_full: AtomicU64,
 }
 
 impl std::fmt::Debug for JwtRule {
@@ -129,6 +64,7 @@ impl std::fmt::Debug for JwtRule {
             .field("keys", &self.keys)
             .field("required", &self.required)
             .field("forward", &self.forward)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -234,16 +170,58 @@ impl JwtRule {
             keys,
             required,
             forward,
+            cache: TokenCache::new(DEFAULT_CAPACITY),
+            verified_in_full: AtomicU64::new(0),
         })
     }
 
-    /// Checks `token`: its size, header, algorithm, signature, registered
-    /// claims and the required claims, in that order; only a token whose
-    /// signature verifies gets a claim-related answer.
+    /// Checks `token` as [`JwtRule::verify_in_full`] does, unless it passed
+    /// that check before and is still valid ([`TokenCache`]): then its
+    /// identity is had from the cache, without reading the token.
     pub(super) async fn verify(&self, token: &str) -> Result<Identity, AuthFailure> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthFailure::MalformedToken("token is larger than 16 KiB"));
         }
+        let Some(now) = token_cache::now() else {
+            return self
+                .verify_in_full(token)
+                .await
+                .map(|(identity, _)| identity);
+        };
+        let key = self.cache.key(token);
+        let current = self.keys.as_ref().and_then(KeySource::generation);
+        if let Some(identity) = self.cache.get(key, token, now, current) {
+            return Ok(identity);
+        }
+        let (identity, verified) = self.verify_in_full(token).await?;
+        if let Some(verified) = verified {
+            self.cache.insert(key, token, &identity, verified, now);
+        }
+        Ok(identity)
+    }
+
+    /// How many tokens were checked in full since the rule was built.
+    #[cfg(test)]
+    pub(super) fn verified_in_full(&self) -> u64 {
+        self.verified_in_full.load(Ordering::Relaxed)
+    }
+
+    /// The token cache.
+    #[cfg(test)]
+    pub(super) fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// Checks `token`: its header, algorithm, signature, registered claims
+    /// and the required claims, in that order; only a token whose
+    /// signature verifies gets a claim-related answer. With the identity,
+    /// what it verified against, for the cache (`None`: its `exp` or `nbf`
+    /// is not a number of seconds, it is not remembered).
+    async fn verify_in_full(
+        &self,
+        token: &str,
+    ) -> Result<(Identity, Option<Verified>), AuthFailure> {
+        self.verified_in_full.fetch_add(1, Ordering::Relaxed);
         let mut scratch = [0u8; 512];
         let (alg, kid) = read_header(token, &mut scratch)?;
         let Some((alg, validation)) = self.validations.iter().find(|(a, _)| Some(*a) == alg) else {
@@ -252,13 +230,13 @@ impl JwtRule {
                 Some(_) => "the token's alg is not one this function accepts",
             }));
         };
-        let claims = if alg.is_hmac() {
+        let (claims, key_set) = if alg.is_hmac() {
             // HS tokens verify only with the configured HMAC key, never
             // with a key from the key set.
             let key = self.hmac.as_ref().ok_or(AuthFailure::UnknownKey(
                 "no HMAC key is available to verify this token",
             ))?;
-            decode(token, key, validation)?
+            (decode(token, key, validation)?, None)
         } else {
             let source = self.keys.as_ref().ok_or(AuthFailure::AlgorithmNotAllowed(
                 "the token's alg is not one this function accepts",
@@ -267,7 +245,7 @@ impl JwtRule {
             let key = keys.key(index).ok_or(AuthFailure::UnknownKey(
                 "no key of the issuer matches the token's kid and algorithm",
             ))?;
-            decode(token, key, validation)?
+            (decode(token, key, validation)?, Some(keys.generation()))
         };
         for required in &self.required {
             if !claim_satisfies(claims.get(&*required.name), &required.values) {
@@ -276,7 +254,17 @@ impl JwtRule {
                 });
             }
         }
-        Ok(self.identity(&claims))
+        let seconds = |claim| claims.get(claim).map(Value::as_u64);
+        let verified = match (seconds("exp"), seconds("nbf")) {
+            (Some(Some(exp)), None) => Some(Verified {
+                key_set,
+                exp,
+                nbf: 0,
+            }),
+            (Some(Some(exp)), Some(Some(nbf))) => Some(Verified { key_set, exp, nbf }),
+            _ => None,
+        };
+        Ok((self.identity(&claims), verified))
     }
 
     /// The identity of a verified token: `sub` and the forwarded claims
@@ -314,82 +302,6 @@ fn claim_header_value(value: &str) -> Option<HeaderValue> {
         return None;
     }
     HeaderValue::from_str(value).ok()
-}
-
-/// Reads `alg` and `kid` from the token's header, decoding into `scratch`
-/// when it fits (it nearly always does). `alg` is `None` for `none` and
-/// for algorithms the gateway does not know.
-fn read_header<'s>(
-    token: &str,
-    scratch: &'s mut [u8; 512],
-) -> Result<(Option<JwtAlgorithm>, Option<Cow<'s, str>>), AuthFailure> {
-    const MALFORMED: AuthFailure =
-        AuthFailure::MalformedToken("expected three base64url parts separated by dots");
-    let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(MALFORMED);
-    };
-    let bad_header = AuthFailure::MalformedToken("the token's header is not base64url JSON");
-    let raw: RawHeader<'_> = match URL_SAFE_NO_PAD.decode_slice(header, scratch.as_mut_slice()) {
-        Ok(n) => serde_json::from_slice(&scratch[..n]).map_err(|_| bad_header)?,
-        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
-            let bytes = URL_SAFE_NO_PAD
-                .decode(header)
-                .map_err(|_| bad_header.clone())?;
-            let raw: RawHeader<'_> = serde_json::from_slice(&bytes).map_err(|_| bad_header)?;
-            return header_fields(RawHeader {
-                alg: Cow::Owned(raw.alg.into_owned()),
-                kid: raw.kid.map(|k| Cow::Owned(k.into_owned())),
-                crit: raw.crit,
-            });
-        }
-        Err(_) => return Err(bad_header),
-    };
-    header_fields(raw)
-}
-
-fn header_fields(
-    raw: RawHeader<'_>,
-) -> Result<(Option<JwtAlgorithm>, Option<Cow<'_, str>>), AuthFailure> {
-    if raw.crit.is_some() {
-        return Err(AuthFailure::MalformedToken(
-            "the token has critical header extensions the gateway does not support",
-        ));
-    }
-    Ok((parse_alg(&raw.alg), raw.kid))
-}
-
-/// Verifies the signature and the registered claims, and returns the claims.
-fn decode(
-    token: &str,
-    key: &DecodingKey,
-    validation: &Validation,
-) -> Result<Map<String, Value>, AuthFailure> {
-    jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
-        .map(|data| data.claims)
-        .map_err(|error| match error.kind() {
-            ErrorKind::InvalidSignature
-            | ErrorKind::InvalidEcdsaKey
-            | ErrorKind::InvalidRsaKey(_)
-            | ErrorKind::InvalidKeyFormat
-            | ErrorKind::Crypto(_) => AuthFailure::InvalidSignature,
-            ErrorKind::ExpiredSignature => AuthFailure::Expired,
-            ErrorKind::ImmatureSignature => AuthFailure::NotYetValid,
-            ErrorKind::InvalidIssuer => AuthFailure::WrongIssuer,
-            ErrorKind::InvalidAudience => AuthFailure::WrongAudience,
-            ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
-                "iss" => AuthFailure::WrongIssuer,
-                "aud" => AuthFailure::WrongAudience,
-                "exp" => AuthFailure::MalformedToken("the token has no exp claim"),
-                _ => AuthFailure::MalformedToken("the token lacks a registered claim"),
-            },
-            ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
-                AuthFailure::AlgorithmNotAllowed("the token's alg does not fit the key")
-            }
-            _ => AuthFailure::MalformedToken("the token's claims are not valid JSON"),
-        })
 }
 
 /// Whether a claim's value satisfies a required claim: it equals one of

@@ -2,9 +2,11 @@
 //! (by `kid` and algorithm), and which published keys are never used.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use flint_api::function::JwtAlgorithm;
 use jsonwebtoken::DecodingKey;
+use ring::digest::{SHA256, SHA256_OUTPUT_LEN, digest};
 use serde::Deserialize;
 
 use super::failure::AuthFailure;
@@ -45,10 +47,19 @@ struct KeyEntry {
 /// A key set's verification keys. Keys that cannot verify signatures
 /// (encryption keys, symmetric `oct` keys, unknown types or curves) are
 /// left out.
-#[derive(Default)]
 pub(super) struct KeySet {
     keys: Vec<KeyEntry>,
+    /// Unique in the process: tokens verified against this set are
+    /// remembered with it, and are verified again once another set
+    /// replaces it.
+    generation: u64,
+    /// SHA-256 of the document it was parsed from: a refetch of the same
+    /// document keeps this set (and its generation).
+    digest: [u8; SHA256_OUTPUT_LEN],
 }
+
+/// The generation the next parsed key set gets.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,7 +120,23 @@ impl KeySet {
             .filter_map(|value| serde_json::from_value::<RawKey>(value).ok())
             .filter_map(KeyEntry::from_raw)
             .collect();
-        Ok(Self { keys })
+        let mut sha = [0u8; SHA256_OUTPUT_LEN];
+        sha.copy_from_slice(digest(&SHA256, document).as_ref());
+        Ok(Self {
+            keys,
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            digest: sha,
+        })
+    }
+
+    /// This set's generation, unique in the process.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether `other` was parsed from the same document.
+    pub(super) fn same_document(&self, other: &Self) -> bool {
+        self.digest == other.digest
     }
 
     /// How many verification keys the set holds.
@@ -120,7 +147,7 @@ impl KeySet {
     /// The key to verify a token signed with `alg` naming `kid`. Without a
     /// `kid`, the one key that fits `alg`, if only one does.
     pub(super) fn find(&self, kid: Option<&str>, alg: JwtAlgorithm) -> Lookup {
-        let alg_name = super::jwt::alg_name(alg);
+        let alg_name = super::jose::alg_name(alg);
         let fits =
             |k: &KeyEntry| k.kind.fits(alg) && k.alg.as_deref().is_none_or(|a| a == alg_name);
         match kid {

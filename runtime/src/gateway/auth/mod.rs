@@ -11,24 +11,29 @@
 //! [`JwksRegistry`] that outlives rebuilds.
 //!
 //! The parts: `api_keys` (digests, constant-time comparison), `jwt`
-//! (header, signature, claims), `keyset` (which published key verifies a
-//! token), `jwks` (caching key sets per URL, bounded refetching), `fetch`
-//! (one bounded HTTPS GET), `identity` (what the function is told) and
+//! (signature, claims), `jose` (algorithms, the token's header),
+//! `token_cache` (tokens that verified, let through again without the
+//! signature check), `keyset` (which published key verifies a token),
+//! `jwks` (caching key sets per URL, bounded refetching), `fetch` (one
+//! bounded HTTPS GET), `identity` (what the function is told) and
 //! `failure` (what the client is told).
 
 mod api_keys;
 mod failure;
 mod fetch;
 mod identity;
+mod jose;
 mod jwks;
 mod jwt;
 mod keyset;
+mod token_cache;
 
 #[cfg(test)]
 mod tests;
 
 use flint_api::function::AuthSpec;
 use http::HeaderMap;
+use ring::digest::{Context, SHA256, SHA256_OUTPUT_LEN};
 
 pub use failure::{AuthConfigError, AuthFailure};
 pub use fetch::{DEFAULT_MAX_AGE, MAX_MAX_AGE, MIN_MAX_AGE, cache_lifetime};
@@ -68,13 +73,53 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+impl Credentials {
+    /// A digest of every value, each length-prefixed: tells whether the
+    /// material changed without keeping it.
+    fn digest(&self) -> CredentialsDigest {
+        let mut context = Context::new(&SHA256);
+        let mut value = |bytes: Option<&[u8]>| match bytes {
+            None => context.update(&[0]),
+            Some(bytes) => {
+                context.update(&[1]);
+                context.update(&(bytes.len() as u64).to_le_bytes());
+                context.update(bytes);
+            }
+        };
+        value(Some(&(self.api_keys.len() as u64).to_le_bytes()));
+        for key in &self.api_keys {
+            value(Some(key));
+        }
+        value(self.hmac_key.as_deref());
+        value(self.jwks_document.as_deref());
+        let mut digest = [0u8; SHA256_OUTPUT_LEN];
+        digest.copy_from_slice(context.finish().as_ref());
+        CredentialsDigest(digest)
+    }
+}
+
+/// SHA-256 of a rule's [`Credentials`] (never logged).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct CredentialsDigest([u8; SHA256_OUTPUT_LEN]);
+
+impl std::fmt::Debug for CredentialsDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<digest>")
+    }
+}
+
 /// One Function's authentication rule: which API keys and which tokens
-/// let a request through. Cheap to build (at every routing-table rebuild);
-/// holds key digests, never the keys.
+/// let a request through. Holds key digests, never the keys, and the
+/// tokens that verified lately (so a rule is kept across routing-table
+/// rebuilds while its spec and material stay the same:
+/// [`FunctionAuth::is_built_from`]).
 #[derive(Debug)]
 pub struct FunctionAuth {
     api_keys: Option<ApiKeys>,
     jwt: Option<JwtRule>,
+    /// What it was built from, to tell whether a rebuild may keep it.
+    spec: AuthSpec,
+    credentials: CredentialsDigest,
 }
 
 impl FunctionAuth {
@@ -91,6 +136,7 @@ impl FunctionAuth {
         if spec.api_keys.is_none() && spec.jwt.is_none() {
             return Err(AuthConfigError::NoMethod);
         }
+        let digest = credentials.digest();
         let api_keys = match &spec.api_keys {
             None => None,
             Some(spec) => {
@@ -119,7 +165,32 @@ impl FunctionAuth {
                 )
             })
             .transpose()?;
-        Ok(Self { api_keys, jwt })
+        Ok(Self {
+            api_keys,
+            jwt,
+            spec: spec.clone(),
+            credentials: digest,
+        })
+    }
+
+    /// Whether this rule is what [`FunctionAuth::new`] would build from
+    /// `spec` and `credentials` (against the same registry): a rebuild of
+    /// the routing table then keeps it, with the tokens it remembers.
+    pub fn is_built_from(&self, spec: &AuthSpec, credentials: &Credentials) -> bool {
+        self.spec == *spec && self.credentials == credentials.digest()
+    }
+
+    /// How many tokens were verified in full (not let through as
+    /// remembered) since the rule was built.
+    #[cfg(test)]
+    pub(crate) fn tokens_verified_in_full(&self) -> u64 {
+        self.jwt.as_ref().map_or(0, JwtRule::verified_in_full)
+    }
+
+    /// How many verified tokens the rule remembers.
+    #[cfg(test)]
+    pub(crate) fn tokens_remembered(&self) -> usize {
+        self.jwt.as_ref().map_or(0, |jwt| jwt.cache().len())
     }
 
     /// Checks the request's headers: lets it through when it carries one

@@ -1,10 +1,13 @@
 //! What `authorize` costs, per call: `cargo test -p flint-runtime --lib
 //! gateway::auth::tests::measure -- --ignored --nocapture` (build with
-//! `--release` for numbers worth quoting).
+//! `--release` for numbers worth quoting). A JWT is measured twice: new
+//! tokens, each verified in full (and remembered), and one token presented
+//! again and again, let through as remembered.
 
 use std::time::{Duration, Instant};
 
 use flint_api::function::JwtAlgorithm::*;
+use serde_json::json;
 
 use super::fixtures::*;
 use crate::gateway::auth::{Credentials, FunctionAuth};
@@ -18,6 +21,22 @@ async fn per_call(auth: &FunctionAuth, headers: &http::HeaderMap, calls: u32) ->
         std::hint::black_box(auth.authorize(std::hint::black_box(headers)).await.is_ok());
     }
     started.elapsed() / calls
+}
+
+/// The cost of a token's first presentation: `n` new tokens of `key`,
+/// each verified in full.
+async fn per_new_token(auth: &FunctionAuth, key: &TestKey, n: u32) -> Duration {
+    let tokens: Vec<_> = (0..n)
+        .map(|i| bearer(&key.sign(&claims_with(json!({ "jti": i })))))
+        .collect();
+    let before = auth.tokens_verified_in_full();
+    let started = Instant::now();
+    for headers in &tokens {
+        assert!(auth.authorize(std::hint::black_box(headers)).await.is_ok());
+    }
+    let took = started.elapsed() / n;
+    assert_eq!(auth.tokens_verified_in_full() - before, u64::from(n));
+    took
 }
 
 #[tokio::test]
@@ -50,11 +69,17 @@ async fn measure_authorize() {
     )
     .unwrap();
     for (name, key) in [("ES256", &es), ("RS256", &rsa), ("EdDSA", &ed)] {
-        let headers = bearer(&key.sign(&claims()));
         println!(
-            "JWT {name} (key set cached): {:?}/call",
-            per_call(&auth, &headers, CALLS / 10).await
+            "JWT {name} (key set cached), verified in full: {:?}/call",
+            per_new_token(&auth, key, CALLS / 100).await
         );
+        let headers = bearer(&key.sign(&claims()));
+        let before = auth.tokens_verified_in_full();
+        println!(
+            "JWT {name}, remembered: {:?}/call",
+            per_call(&auth, &headers, CALLS).await
+        );
+        assert_eq!(auth.tokens_verified_in_full() - before, 1);
     }
 
     let server = JwksServer::start(Answer::Keys(document)).await;
@@ -66,8 +91,8 @@ async fn measure_authorize() {
     .unwrap();
     let headers = bearer(&rsa.sign(&claims()));
     println!(
-        "JWT RS256 (fetched key set, cached): {:?}/call",
-        per_call(&remote, &headers, CALLS / 10).await
+        "JWT RS256 (fetched key set), remembered: {:?}/call",
+        per_call(&remote, &headers, CALLS).await
     );
     assert_eq!(server.hits(), 1);
 
@@ -84,6 +109,20 @@ async fn measure_authorize() {
         &registry,
     )
     .unwrap();
+    let tokens: Vec<_> = (0..CALLS / 10)
+        .map(|i| bearer(&hs256(&secret, None, &claims_with(json!({ "jti": i })))))
+        .collect();
+    let started = Instant::now();
+    for headers in &tokens {
+        assert!(hs.authorize(headers).await.is_ok());
+    }
+    println!(
+        "JWT HS256, verified in full: {:?}/call",
+        started.elapsed() / (CALLS / 10)
+    );
     let headers = bearer(&hs256(&secret, None, &claims()));
-    println!("JWT HS256: {:?}/call", per_call(&hs, &headers, CALLS).await);
+    println!(
+        "JWT HS256, remembered: {:?}/call",
+        per_call(&hs, &headers, CALLS).await
+    );
 }

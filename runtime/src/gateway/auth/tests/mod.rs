@@ -10,3 +10,4 @@ mod https;
 mod jwks;
 mod jwt;
 mod measure;
+mod token_cache;
