@@ -359,9 +359,17 @@ async fn pin_new_revision(
 }
 
 /// Settled functions are looked at rarely; anything still moving, often.
+/// A Function that lost a domain is not settled: the watch that wakes it
+/// when the owner lets go may come before this controller's own store has
+/// seen the owner leave, so it looks again soon rather than in minutes.
 fn next_action(desired: &DesiredState, status: &FunctionStatus) -> Action {
+    let lost_domain = status.conditions.iter().any(|c| {
+        c.type_ == ConditionType::DomainsReady.as_str()
+            && c.status == ConditionStatus::False.as_str()
+    });
     let settled = !desired.latest.created
         && desired.resolved.is_ok()
+        && !lost_domain
         && status.revisions.iter().all(|r| r.ready);
     Action::requeue(if settled {
         REQUEUE_SETTLED
