@@ -93,7 +93,9 @@ def main():
                 )
         port, admin = free_port(), free_port()
         proc = subprocess.Popen(
-            [args.flint, "dev", work, "--port", str(port), "--admin-port", str(admin)],
+            # No in-cluster or TLS port: their defaults (8082, 8443) may be taken.
+            [args.flint, "dev", work, "--port", str(port), "--admin-port", str(admin),
+             "--internal-port", "0", "--tls-port", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.time() + 60

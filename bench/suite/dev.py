@@ -111,7 +111,10 @@ class Dev:
         self.root = root
         self.port, self.admin = free_port(), free_port()
         self.proc = subprocess.Popen(
-            [flint, "dev", root, "--port", str(self.port), "--admin-port", str(self.admin), *extra],
+            # No in-cluster or TLS port: their defaults (8082, 8443) would
+            # collide between two runs at once.
+            [flint, "dev", root, "--port", str(self.port), "--admin-port", str(self.admin),
+             "--internal-port", "0", "--tls-port", "0", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.lines = []

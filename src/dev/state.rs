@@ -71,8 +71,10 @@ struct FunctionState {
     revisions: Vec<Revision>,
     traffic: Vec<TrafficStatus>,
     traffic_error: Option<String>,
-    /// When `flint dev` first loaded it (RFC 3339): who owns a domain two
-    /// Functions claim, as a cluster's creation time decides.
+    /// When `flint dev` first loaded it (RFC 3339 with nanoseconds, always
+    /// nine digits, so the text orders as the time): who owns a domain two
+    /// Functions claim, as a cluster's creation time decides. Functions
+    /// loaded by the same scan share it (a tie goes to the smaller name).
     created: String,
 }
 
@@ -89,6 +91,11 @@ impl DevState {
         let mut actions = Vec::new();
         let mut notes = Vec::new();
         let mut present = Vec::new();
+        // Finer than a cluster's seconds: a Function added in the same
+        // second as another, by a later scan, was still loaded after it.
+        let now = k8s_openapi::jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.9fZ")
+            .to_string();
         for l in loaded {
             let ns = l
                 .function
@@ -111,9 +118,7 @@ impl DevState {
                     revisions: Vec::new(),
                     traffic: Vec::new(),
                     traffic_error: None,
-                    created: k8s_openapi::jiff::Timestamp::now()
-                        .strftime("%Y-%m-%dT%H:%M:%SZ")
-                        .to_string(),
+                    created: now.clone(),
                 });
             if state.spec.scale != spec.scale {
                 for r in &state.revisions {

@@ -297,3 +297,60 @@ fn a_revision_pinned_by_name_in_spec_traffic_is_kept() {
 fn a_revision_pinned_by_a_tag_in_spec_traffic_is_kept() {
     revision_pinned_in_spec_traffic_is_kept("{revision: hello-00001, percent: 50, tag: old}");
 }
+
+fn named(name: &str, yaml_spec: &str) -> Loaded {
+    let text = format!(
+        "apiVersion: flint.dev/v1alpha1\nkind: Function\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  image: x\n  command: [python3, app.py]\n{yaml_spec}"
+    );
+    let function = flint_api::parse_functions(&text).expect("valid").remove(0);
+    let path = PathBuf::from(format!("/fns/{name}/function.yaml"));
+    let local =
+        super::super::local::resolve(&function, &path, &Default::default()).expect("runs locally");
+    Loaded {
+        path,
+        function,
+        local,
+    }
+}
+
+/// The owner of `api.example.test` among the routes, as the gateway and
+/// the printed warnings decide it.
+fn domain_owner(state: &DevState) -> String {
+    let routes = state.routes();
+    let claimants: Vec<flint_api::domains::Claimant<'_>> = routes
+        .iter()
+        .map(|r| flint_api::domains::Claimant {
+            function: flint_api::backend::FunctionKey::new(&r.namespace, &r.name),
+            created: r.access.created.as_deref(),
+            domains: &r.access.domains,
+        })
+        .collect();
+    let (owners, _) = flint_api::domains::claims(&claimants, "localhost");
+    owners
+        .values()
+        .next()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_domain_goes_to_the_function_loaded_first_even_within_the_same_second() {
+    let domains = "  domains: [api.example.test]\n";
+    let mut state = DevState::default();
+    state.apply(&[named("zeta", domains)]);
+    // A later scan, at once: the same second, most likely.
+    state.apply(&[named("alpha", domains), named("zeta", domains)]);
+    assert_eq!(domain_owner(&state), "default/zeta");
+    let created: Vec<String> = state
+        .routes()
+        .iter()
+        .map(|r| r.access.created.clone().unwrap())
+        .collect();
+    assert!(created[1] < created[0], "zeta before alpha: {created:?}");
+    assert_eq!(created[0].len(), "2025-01-01T00:00:00.000000000Z".len());
+
+    // Loaded by one scan: a tie, which the smaller name takes.
+    let mut state = DevState::default();
+    state.apply(&[named("zeta", domains), named("alpha", domains)]);
+    assert_eq!(domain_owner(&state), "default/alpha");
+}

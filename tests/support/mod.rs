@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A Python app that answers with `$GREETING`, exits on `/crash`, sleeps on `/slow?ms=`.
+/// A Python app that answers with `$GREETING`, exits on `/crash`, sleeps on
+/// `/slow?ms=`, and on `/headers` answers with the request headers it got
+/// (one `Name: value` line each) after the greeting line.
 pub const APP: &str = r#"
 import os, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +23,8 @@ class H(BaseHTTPRequestHandler):
         if self.path.startswith("/slow"):
             time.sleep(int(self.path.split("ms=")[1]) / 1000)
         body = (os.environ.get("GREETING", "hi") + " pid=" + str(os.getpid())).encode()
+        if self.path.startswith("/headers"):
+            body += ("\n" + "".join("%s: %s\n" % kv for kv in self.headers.items())).encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
     def log_message(self, *a): pass
 s = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
@@ -124,6 +128,10 @@ pub struct Dev {
     pub child: Child,
     pub gateway: SocketAddr,
     pub admin: SocketAddr,
+    /// The in-cluster port (`--internal-port`), where cluster-local Functions answer.
+    pub internal: SocketAddr,
+    /// The TLS port (`--tls-port`).
+    pub tls: SocketAddr,
     pub output: Arc<Mutex<String>>,
 }
 
@@ -134,9 +142,11 @@ impl Dev {
     }
 
     /// As [`Dev::start`], with the admin port chosen by the caller, extra
-    /// command-line arguments and extra environment variables.
+    /// command-line arguments and extra environment variables. Every port
+    /// is a free one (the in-cluster and TLS ports too: their defaults,
+    /// 8082 and 8443, would collide between tests running at once).
     pub fn start_with(dir: &Path, ap: u16, args: &[&str], env: &[(&str, &str)]) -> Dev {
-        let gp = free_port();
+        let (gp, ip, tp) = (free_port(), free_port(), free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_flint"))
             .args([
                 "dev",
@@ -145,6 +155,10 @@ impl Dev {
                 &gp.to_string(),
                 "--admin-port",
                 &ap.to_string(),
+                "--internal-port",
+                &ip.to_string(),
+                "--tls-port",
+                &tp.to_string(),
             ])
             .args(args)
             .envs(env.iter().copied())
@@ -177,6 +191,8 @@ impl Dev {
             child,
             gateway: ([127, 0, 0, 1], gp).into(),
             admin: ([127, 0, 0, 1], ap).into(),
+            internal: ([127, 0, 0, 1], ip).into(),
+            tls: ([127, 0, 0, 1], tp).into(),
             output,
         };
         dev.wait_for(Duration::from_secs(30), "admin port up", || {
@@ -249,11 +265,26 @@ impl Drop for Dev {
 
 /// A blocking HTTP/1.1 GET with `Connection: close`; returns status and body.
 pub fn get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    get_with(addr, host, path, &[]).map(|(status, _, body)| (status, body))
+}
+
+/// As [`get`], sending `headers` too; returns the status, the response
+/// head (status line and headers) and the body.
+pub fn get_with(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
     )?;
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;
@@ -262,11 +293,11 @@ pub fn get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, St
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad response: {raw:?}")))?;
-    let body = raw
+    let (head, body) = raw
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
+        .map(|(h, b)| (h.to_owned(), b.to_owned()))
         .unwrap_or_default();
-    Ok((status, body))
+    Ok((status, head, body))
 }
 
 /// PIDs of processes whose working directory is under `dir` (the replicas of its functions).
