@@ -4,11 +4,13 @@ autoscaler (`flint dev`, the same gateway and autoscaler code a cluster runs)
 under load; then every panel query of dashboards/flint.json, with its
 variables substituted, is run through Prometheus' HTTP API and must return
 data. Asynchronous invocations (delivered, dead-lettered, retried, one left
-pending, with result callbacks to a local server) feed the async panels. The
-JSON is also checked for the Grafana dashboard structure (uid, panels,
-targets, the datasource variable) and every metric a panel queries must be
-one api/src/metrics.rs names. The chart's rules file is loaded too, so the
-recording rules must produce series from the same scrape.
+pending, with result callbacks to a local server) feed the async panels; a
+second Function with API keys, called without a key and with a wrong one,
+feeds the auth-failure panel. The JSON is also checked for the Grafana
+dashboard structure (uid, panels, targets, the datasource variable) and every
+metric a panel queries must be one api/src/metrics.rs names. The chart's
+rules file is loaded too, so the recording rules must produce series from the
+same scrape.
 
 Usage: dashboard_test.py FLINT_BINARY   (prometheus must be on PATH)
 Everything runs on 127.0.0.1 with free ports, is bounded in time, and is
@@ -36,6 +38,10 @@ DASHBOARD = os.path.join(CHART, "dashboards", "flint.json")
 METRIC_NAMES = os.path.join(os.path.dirname(os.path.dirname(CHART)), "api", "src", "metrics.rs")
 RULES = os.path.join(CHART, "rules", "flint.rules.yaml")
 NAMESPACE, FUNCTION = "default", "probe"
+# A Function with spec.auth (API keys from a file next to its manifest): the
+# requests it refuses feed the auth-failure panel. The panels are queried with
+# both Functions selected, as Grafana substitutes a multi-value variable.
+GUARDED = "guarded"
 RATE_INTERVAL = "5m"  # $__rate_interval: covers the whole run
 
 # Metrics only the cluster operator's reconciler exports: `flint dev` has no
@@ -83,6 +89,18 @@ spec:
     initial: 0
     target: 1
     scaleToZeroGracePeriod: 60s
+'''
+GUARDED_MANIFEST = f'''apiVersion: flint.dev/v1alpha1
+kind: Function
+metadata:
+  name: {GUARDED}
+  namespace: {NAMESPACE}
+spec:
+  image: example.invalid/probe:1
+  command: ["python3", "app.py"]
+  auth:
+    apiKeys:
+      keys: {{file: keys.txt}}
 '''
 
 
@@ -177,8 +195,25 @@ def unknown_metrics(d, exported):
 
 
 def substitute(expr):
-    return (expr.replace("$namespace", NAMESPACE).replace("$function", FUNCTION)
+    return (expr.replace("$namespace", NAMESPACE).replace("$function", f"({FUNCTION}|{GUARDED})")
             .replace("$__rate_interval", RATE_INTERVAL))
+
+
+def refused(gateway, n):
+    """`n` requests to the guarded Function without a key and `n` with a
+    wrong one: each must be refused with 401 (not 503: its keys were read)."""
+    host = f"{GUARDED}.{NAMESPACE}.localhost"
+    for headers in ({"Host": host}, {"Host": host, "Authorization": "Bearer wrong-key"}):
+        for _ in range(n):
+            req = urllib.request.Request(f"{gateway}/", headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    status = r.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            if status != 401:
+                raise SystemExit(f"FAIL: {GUARDED} answered {status} to {headers}, want 401")
+    return 2 * n
 
 
 def load(gateway, host, stop_after_s):
@@ -291,12 +326,19 @@ def main():
         os.makedirs(fn_dir)
         open(os.path.join(fn_dir, "app.py"), "w").write(APP)
         open(os.path.join(fn_dir, "function.yaml"), "w").write(MANIFEST)
+        guarded_dir = os.path.join(work, "functions", GUARDED)
+        os.makedirs(guarded_dir)
+        open(os.path.join(guarded_dir, "app.py"), "w").write(APP)
+        open(os.path.join(guarded_dir, "function.yaml"), "w").write(GUARDED_MANIFEST)
+        open(os.path.join(guarded_dir, "keys.txt"), "w").write("dashboard-test-key\n")
         gw_port, admin_port, prom_port = free_port(), free_port(), free_port()
         dev_log = open(os.path.join(work, "flint-dev.log"), "w")
         # flint dev: the gateway and the autoscaler, replicas as local processes.
         procs.append(subprocess.Popen(
             [flint, "dev", os.path.join(work, "functions"), "--port", str(gw_port),
-             "--admin-port", str(admin_port), "--queue-size", "4", "--log", "warn"],
+             "--admin-port", str(admin_port), "--queue-size", "4", "--log", "warn",
+             # No in-cluster or TLS port: their defaults (8082, 8443) may be taken.
+             "--internal-port", "0", "--tls-port", "0"],
             stdout=dev_log, stderr=subprocess.STDOUT, start_new_session=True))
         admin = f"http://127.0.0.1:{admin_port}"
         wait_for("flint dev's admin port", lambda: http_get(f"{admin}/metrics")[0] == 200, 60)
@@ -326,8 +368,12 @@ def main():
         status, _ = http_get(f"http://127.0.0.1:{gw_port}/", host=host, timeout=30)
         if status != 200:
             raise SystemExit(f"FAIL: the first (cold) request got {status}")
+        # Refusals before and after the load, so their rate is above zero.
+        auth_failures = refused(f"http://127.0.0.1:{gw_port}", 5)
         codes = load(f"http://127.0.0.1:{gw_port}", host, stop_after_s=25)
         print(f"load: responses by status {dict(sorted(codes.items(), key=str))}")
+        auth_failures += refused(f"http://127.0.0.1:{gw_port}", 5)
+        print(f"auth: {auth_failures} requests to {GUARDED} refused with 401")
         sent = sum(n for c, n in codes.items() if c is not None)
         # Wait until Prometheus has scraped every answered request (bounded).
         counted = f'sum(flint_requests_total{{namespace="{NAMESPACE}",function="{FUNCTION}"}})'
@@ -335,6 +381,11 @@ def main():
             r = query(prom, counted)["data"]["result"]
             return bool(r) and float(r[0]["value"][1]) >= sent
         wait_for(f"Prometheus to count {sent} requests", scraped, 30)
+        counted_failures = f'sum(flint_auth_failures_total{{namespace="{NAMESPACE}",function="{GUARDED}"}})'
+        def failures_scraped():
+            r = query(prom, counted_failures)["data"]["result"]
+            return bool(r) and float(r[0]["value"][1]) >= auth_failures
+        wait_for(f"Prometheus to count {auth_failures} auth failures", failures_scraped, 30)
         sink = CallbackSink()
         try:
             drive_async(prom, f"http://127.0.0.1:{gw_port}", host, sink)
