@@ -100,12 +100,13 @@ impl Gate {
         !self.redirect_https && matches!(self.guard, Guard::Open)
     }
 
-    /// Lets `req` through to `function`, with its identity written into
-    /// its headers (and client-sent identity headers dropped), or refuses
-    /// it. `tls` says whether it came over TLS.
+    /// Lets `req` through to the Function `namespace/name`, with its
+    /// identity written into its headers (and client-sent identity headers
+    /// dropped), or refuses it. `tls` says whether it came over TLS. The
+    /// names are borrowed: only a refusal copies them.
     pub async fn admit<B>(
         &self,
-        function: &FunctionKey,
+        (namespace, name): (&str, &str),
         req: &mut Request<B>,
         tls: bool,
         https_port: u16,
@@ -118,8 +119,8 @@ impl Gate {
         match &self.guard {
             Guard::Open => Ok(()),
             Guard::Unavailable(why) => Err(ProxyError::AuthUnavailable {
-                namespace: function.namespace.clone(),
-                function: function.function.clone(),
+                namespace: namespace.to_owned(),
+                function: name.to_owned(),
                 why: Arc::clone(why),
             }),
             Guard::Auth(auth) => {
@@ -130,8 +131,8 @@ impl Gate {
                         Ok(())
                     }
                     Err(failure) => Err(ProxyError::Unauthorized {
-                        namespace: function.namespace.clone(),
-                        function: function.function.clone(),
+                        namespace: namespace.to_owned(),
+                        function: name.to_owned(),
                         failure,
                     }),
                 }

@@ -22,7 +22,6 @@ use super::proxy::proxy;
 use super::route::{self, route};
 use super::server::Client;
 use crate::events::intake::Routing;
-use flint_api::backend::FunctionKey;
 use flint_api::names::HEADER_INTERNAL;
 
 use super::server::ListenerKind;
@@ -114,10 +113,10 @@ async fn admit(
     req: &mut Request<Incoming>,
 ) -> Result<(), ProxyError> {
     let shared = &client.shared;
-    let key = FunctionKey::new(&function.namespace, &function.name);
+    let names = (function.namespace.as_str(), function.name.as_str());
     let result = function
         .gate
-        .admit(&key, req, client.tls, shared.config.access.https_port)
+        .admit(names, req, client.tls, shared.config.access.https_port)
         .await;
     let reason = match &result {
         Err(ProxyError::Unauthorized { failure, .. }) => Some(failure.reason()),

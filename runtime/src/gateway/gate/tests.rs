@@ -125,8 +125,7 @@ async fn admit(gate: &Gate, token: &str) -> bool {
         .header("authorization", format!("Bearer {token}"))
         .body(())
         .unwrap();
-    let function = FunctionKey::new("ns", "f");
-    gate.admit(&function, &mut req, false, 443).await.is_ok()
+    gate.admit(("ns", "f"), &mut req, false, 443).await.is_ok()
 }
 
 #[tokio::test]
