@@ -313,7 +313,11 @@ fn string_lists_with_rules_bound_their_entries() {
             .into_iter()
             .flatten()
             .filter_map(|r| r["rule"].as_str())
-            .any(|rule| [".all(", ".exists(", ".filter(", ".map("].iter().any(|m| rule.contains(m)));
+            .any(|rule| {
+                [".all(", ".exists(", ".filter(", ".map("]
+                    .iter()
+                    .any(|m| rule.contains(m))
+            });
         if over_entries
             && items["type"] == "string"
             && items.get("enum").is_none()
