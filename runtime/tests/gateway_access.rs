@@ -1,12 +1,18 @@
 //! Who may reach a Function, through a real gateway on real sockets:
 //! cluster-local Functions on the public and the internal listener, API
-//! keys and JWTs (each refusal asserting that the app was not reached and
-//! the revision at zero was not woken), rotation through the keyring,
+//! keys and JWTs, HMAC and from a key set fetched from a server on
+//! 127.0.0.1 (each refusal asserting that the app was not reached and the
+//! revision at zero was not woken; `alg: none`, alg confusion, expiry,
+//! issuer, audience, unknown keys, the issuer's rotation), key rotation
+//! through the keyring,
 //! identity headers, rules kept across rebuilds until their Secret
 //! changes, keys that cannot be read, the https redirect and custom
 //! domains.
 
 mod gateway_support;
+#[allow(dead_code)]
+#[path = "../src/gateway/auth/tests/tokens.rs"]
+mod tokens;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -444,6 +450,152 @@ async fn jwts_pass_the_identity_and_refuse_with_401_or_403() {
     assert!(
         body.contains("x-flint-claim-email=u7@example.com"),
         "{body}"
+    );
+}
+
+/// A JWT rule for the test issuer fetching its keys from `url`, RS256
+/// and ES256 only.
+fn remote_jwt(url: &str) -> AuthSpec {
+    AuthSpec {
+        api_keys: None,
+        jwt: Some(JwtAuth {
+            issuer: tokens::ISSUER.into(),
+            audiences: vec![tokens::AUDIENCE.into()],
+            jwks_url: Some(url.into()),
+            jwks_file: None,
+            algorithms: vec![JwtAlgorithm::RS256, JwtAlgorithm::ES256],
+            hmac_key: None,
+            clock_skew_seconds: 0,
+            required_claims: Vec::new(),
+            forward_claims: Vec::new(),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn jwts_from_a_fetched_key_set_refuse_every_forgery_and_follow_a_rotation() {
+    use serde_json::json;
+    use tokens::{Answer, JwksServer, TestKey, claims, claims_with, hs256, jwks, unsigned};
+    let (rsa, es) = (TestKey::rsa("rsa-1"), TestKey::es256("es-1"));
+    let rotated = TestKey::es256("es-2");
+    let server = JwksServer::start(Answer::Keys(jwks(&[&rsa, &es]))).await;
+    let mut config = config();
+    config.access.allow_http_jwks = true;
+    let gw = gateway(config).await;
+    gw.gateway.set_routes(vec![function(
+        "orders",
+        FunctionAccess {
+            auth: Some(remote_jwt(&server.url)),
+            ..FunctionAccess::default()
+        },
+    )]);
+    let later = tokens::now() + 600;
+    let cases = [
+        ("no token", None, "missing_credentials"),
+        (
+            "alg none",
+            Some(unsigned(&claims())),
+            "algorithm_not_allowed",
+        ),
+        (
+            "HS256 keyed with the RSA public key (alg confusion)",
+            Some(hs256(
+                tokens::RSA_PUBLIC_PEM.as_bytes(),
+                Some("rsa-1"),
+                &claims(),
+            )),
+            "algorithm_not_allowed",
+        ),
+        (
+            "expired",
+            Some(rsa.sign(&claims_with(json!({"exp": tokens::now() - 5})))),
+            "expired",
+        ),
+        (
+            "not yet valid",
+            Some(es.sign(&claims_with(json!({"nbf": later})))),
+            "not_yet_valid",
+        ),
+        (
+            "wrong issuer",
+            Some(rsa.sign(&claims_with(json!({"iss": "https://evil.test"})))),
+            "wrong_issuer",
+        ),
+        (
+            "wrong audience",
+            Some(es.sign(&claims_with(json!({"aud": "billing"})))),
+            "wrong_audience",
+        ),
+        (
+            "a key the issuer does not publish (yet)",
+            Some(rotated.sign(&claims())),
+            "unknown_key",
+        ),
+    ];
+    for (what, token, reason) in &cases {
+        let bearer = token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("authorization", b.as_str()))
+            .collect();
+        let (status, resp, body) = get_with(gw.addr, "orders.ns.localhost", "/", &headers).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert!(resp.contains_key("www-authenticate"), "{what}");
+        let metrics = gw.gateway.metrics_text().unwrap();
+        let counted = samples(&metrics, "flint_auth_failures_total")
+            .iter()
+            .any(|(labels, v)| labels.contains(&format!("reason=\"{reason}\"")) && *v >= 1.0);
+        assert!(counted, "{what}: counted as {reason}");
+    }
+    assert!(
+        gw.pokes.taken().is_empty(),
+        "no refused token woke the function at zero"
+    );
+    let fetched = server.hits();
+    assert!(fetched >= 1, "the key set was fetched");
+
+    // A replica: a good token reaches it with its identity, and spoofed
+    // identity headers are replaced.
+    let app = app("app", Protocol::Http1).await;
+    gw.gateway
+        .set_endpoints(&key("orders", "orders-00001"), vec![ready("p", app.addr)]);
+    let good = format!("Bearer {}", rsa.sign(&claims()));
+    let (status, _, body) = get_with(
+        gw.addr,
+        "orders.ns.localhost",
+        "/whoami",
+        &[("authorization", &good), ("x-flint-subject", "admin")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("x-flint-subject=user-1"), "{body}");
+    assert!(!body.contains("admin"), "{body}");
+
+    // The issuer rotates to a new key: a token naming it is verified once
+    // the key set is fetched again (at most once per 10 s per URL,
+    // whatever the unknown kids presented meanwhile).
+    server.set(Answer::Keys(jwks(&[&rsa, &es, &rotated])));
+    let fresh = format!("Bearer {}", rotated.sign(&claims()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, _, body) = get_with(
+            gw.addr,
+            "orders.ns.localhost",
+            "/whoami",
+            &[("authorization", &fresh)],
+        )
+        .await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(std::time::Instant::now() < deadline, "rotation never seen");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        server.hits(),
+        fetched + 1,
+        "one more fetch, not one per unknown token"
     );
 }
 

@@ -11,3 +11,4 @@ mod jwks;
 mod jwt;
 mod measure;
 mod token_cache;
+mod tokens;
