@@ -505,14 +505,14 @@ fn a_rule_no_code_needs_fails_the_comparison() {
     let mut rules = rbac::GATEWAY.to_vec();
     rules.push(Rule {
         api_group: "",
-        resource: "secrets",
+        resource: "configmaps",
         verbs: &["get"],
         scope: rbac::Scope::Cluster,
         why: "",
     });
     let (missing, unused) = scan.compare(&rules);
     assert!(missing.is_empty());
-    assert_eq!(unused, vec![r#"get secrets (group "")"#]);
+    assert_eq!(unused, vec![r#"get configmaps (group "")"#]);
 }
 
 #[test]
