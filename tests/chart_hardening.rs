@@ -116,8 +116,15 @@ fn the_public_gateway_service_carries_function_traffic_only() {
         let objects = render(&["--set", &format!("gateway.service.type={service_type}")]);
         let public = object(&objects, "Service", "flint-gateway");
         let ports = public["spec"]["ports"].as_sequence().unwrap();
-        assert_eq!(ports.len(), 1, "{ports:?}");
-        assert_eq!(s(&ports[0], &["targetPort"]), "http");
+        let targets: Vec<&str> = ports.iter().map(|p| s(p, &["targetPort"])).collect();
+        assert_eq!(targets, ["http", "https"], "{ports:?}");
+        // Cluster-local Functions have a Service of their own, inside the
+        // cluster only.
+        let internal = object(&objects, "Service", "flint-gateway-internal");
+        assert_eq!(s(internal, &["spec", "type"]), "ClusterIP");
+        let ports = internal["spec"]["ports"].as_sequence().unwrap();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(s(&ports[0], &["targetPort"]), "internal");
         // The admin port has its own Service, inside the cluster only.
         let admin = object(&objects, "Service", "flint-gateway-admin");
         assert_eq!(s(admin, &["spec", "type"]), "ClusterIP");
@@ -133,8 +140,12 @@ fn the_public_gateway_service_carries_function_traffic_only() {
                     && s(o, &["spec", "selector", "app.kubernetes.io/component"]) == "gateway"
             })
             .count();
-        assert_eq!(selecting_gateway, 2);
+        assert_eq!(selecting_gateway, 3);
     }
+    // Without TLS the public Service has the http port only.
+    let objects = render(&["--set", "gateway.tls.enabled=false"]);
+    let public = object(&objects, "Service", "flint-gateway");
+    assert_eq!(public["spec"]["ports"].as_sequence().unwrap().len(), 1);
     // The gateway listens for each on its own port.
     let objects = render(&[]);
     let gateway = container(object(&objects, "Deployment", "flint-gateway"));
