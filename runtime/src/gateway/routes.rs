@@ -7,7 +7,7 @@
 //! changed Functions only, forgets only their revisions that left, and
 //! rebuilds the certificates only when a change can alter them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -46,27 +46,32 @@ impl Gateway {
     pub fn set_routes(&self, routes: Vec<FunctionRoute>) {
         let _writer = lock(&self.shared.writer);
         let current = self.shared.table.load_full();
-        let wanted: HashSet<(&str, &str)> = routes
-            .iter()
-            .map(|r| (r.namespace.as_str(), r.name.as_str()))
-            .collect();
+        // Each Function's last route in the list (the last of two wins,
+        // as in a whole build), by index, so the diff copies no name.
+        let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(routes.len());
+        for (i, r) in routes.iter().enumerate() {
+            last.insert((r.namespace.as_str(), r.name.as_str()), i);
+        }
         let mut changes: Vec<Change> = current
             .functions()
-            .filter(|f| !wanted.contains(&(f.namespace.as_str(), f.name.as_str())))
+            .filter(|f| !last.contains_key(&(f.namespace.as_str(), f.name.as_str())))
             .map(|f| Change::Remove(f.namespace.clone(), f.name.clone()))
             .collect();
-        drop(wanted);
-        // The last of two routes for one Function wins, as in a whole build.
-        let mut last: HashMap<(String, String), FunctionRoute> = HashMap::new();
-        for route in routes {
-            last.insert((route.namespace.clone(), route.name.clone()), route);
-        }
-        changes.extend(last.into_values().filter_map(|route| {
+        let mut changed = vec![false; routes.len()];
+        for (i, r) in routes.iter().enumerate() {
+            let is_last = last.get(&(r.namespace.as_str(), r.name.as_str())) == Some(&i);
             let same = current
-                .function(&route.namespace, &route.name)
-                .is_some_and(|f| *f.route() == route);
-            (!same).then_some(Change::Upsert(route))
-        }));
+                .function(&r.namespace, &r.name)
+                .is_some_and(|f| f.route() == r);
+            changed[i] = is_last && !same;
+        }
+        drop(last);
+        changes.extend(
+            routes
+                .into_iter()
+                .zip(changed)
+                .filter_map(|(route, changed)| changed.then_some(Change::Upsert(route))),
+        );
         self.apply(&current, changes);
     }
 
