@@ -20,7 +20,7 @@ use super::{Gateway, Table, access, gate};
 #[derive(Debug)]
 enum Change {
     /// Route the Function as given (new or changed).
-    Upsert(FunctionRoute),
+    Upsert(Box<FunctionRoute>),
     /// Stop routing the Function `(namespace, name)`.
     Remove(String, String),
 }
@@ -70,7 +70,7 @@ impl Gateway {
             routes
                 .into_iter()
                 .zip(changed)
-                .filter_map(|(route, changed)| changed.then_some(Change::Upsert(route))),
+                .filter_map(|(route, changed)| changed.then(|| Change::Upsert(Box::new(route)))),
         );
         self.apply(&current, changes);
     }
@@ -80,7 +80,7 @@ impl Gateway {
     pub fn upsert_route(&self, route: FunctionRoute) {
         let _writer = lock(&self.shared.writer);
         let current = self.shared.table.load_full();
-        self.apply(&current, vec![Change::Upsert(route)]);
+        self.apply(&current, vec![Change::Upsert(Box::new(route))]);
     }
 
     /// Stops routing the Function `namespace/name`; a custom domain it
@@ -119,7 +119,7 @@ impl Gateway {
                 );
                 !gate.same_rule(&f.gate)
             })
-            .map(|f| Change::Upsert(f.route().clone()))
+            .map(|f| Change::Upsert(Box::new(f.route().clone())))
             .collect();
         let mut next = (*current).clone();
         let after = self.edit(&mut next, changes);
@@ -157,7 +157,7 @@ impl Gateway {
                     let gate = gate::Gate::build(&route, settings, keyring.as_ref(), registry, was);
                     let (namespace, name) = (route.namespace.clone(), route.name.clone());
                     next.upsert(
-                        route,
+                        *route,
                         domain,
                         |key| Self::state_of(metrics, sharing, &mut revisions, key),
                         gate,

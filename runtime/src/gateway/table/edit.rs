@@ -14,6 +14,10 @@ use flint_api::names;
 use super::split;
 use super::{ClaimOrder, DomainEntry, FunctionEntry, HostEntry, RevisionEntry, RouteTable};
 
+/// A Function's entry taken out of the table, with the custom-domain
+/// hosts it claimed (to settle again).
+type Detached<S, G> = (Arc<FunctionEntry<S, G>>, Vec<Box<str>>);
+
 impl<S, G> RouteTable<S, G> {
     /// Routes `route` (under the platform `domain`), replacing the
     /// Function's entry if it has one; `state` gives the live state of each
@@ -92,12 +96,7 @@ impl<S, G> RouteTable<S, G> {
 
     /// Takes the Function's entry out of the hosts, names and claims that
     /// lead to it; returns it with the custom-domain hosts it claimed.
-    fn detach(
-        &mut self,
-        namespace: &str,
-        name: &str,
-        domain: &str,
-    ) -> Option<(Arc<FunctionEntry<S, G>>, Vec<Box<str>>)> {
+    fn detach(&mut self, namespace: &str, name: &str, domain: &str) -> Option<Detached<S, G>> {
         let old = Arc::clone(self.function(namespace, name)?);
         if let Some(same_name) = self.by_name.get_mut(name) {
             same_name.retain(|f| f.namespace != namespace);
