@@ -9,6 +9,8 @@
 //!   `<auth-dir>`, also `key.bench.localhost` (API keys) and
 //!   `jwt.bench.localhost` (JWT) to the same app, the `Authorization`
 //!   values they take written to `<auth-dir>` (see `auth.rs`);
+//!   `FLINT_BENCH_EXTRA_ROUTES=N` adds N idle Functions to its table
+//!   (every tenth with a tag), for the hot path with a large table;
 //! - `floor <listen> <app>`: the least a tokio HTTP/1.1 proxy does per
 //!   request (see `floor.rs`), for the cost of the runtime alone;
 //! - `rate <target> <host> <req/s> <seconds> <connections> [<header>]`: a
@@ -166,6 +168,28 @@ fn bench_route(name: &str, auth: Option<AuthSpec>) -> FunctionRoute {
     }
 }
 
+/// How many idle Functions `FLINT_BENCH_EXTRA_ROUTES` asks for (0 unset).
+fn extra_routes() -> usize {
+    std::env::var("FLINT_BENCH_EXTRA_ROUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `n` Functions `bench/idle-<i>` nobody calls (at zero: no endpoints),
+/// every tenth with a tag, so the table is as large as a busy cluster's.
+fn idle_routes(n: usize) -> impl Iterator<Item = FunctionRoute> {
+    (0..n).map(|i| {
+        let mut route = bench_route(&format!("idle-{i}"), None);
+        if i % 10 == 0
+            && let Some(t) = route.traffic.first_mut()
+        {
+            t.tag = Some("previous".into());
+        }
+        route
+    })
+}
+
 async fn gateway(
     listen: SocketAddr,
     app: SocketAddr,
@@ -185,6 +209,7 @@ async fn gateway(
         gw.set_keyring(Arc::new(setup.keyring));
     }
     let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
+    routes.extend(idle_routes(extra_routes()));
     gw.set_routes(routes);
     for name in names {
         gw.set_endpoints(

@@ -14,7 +14,9 @@
 # Settings: FLINT_BENCH_SECONDS (default 5), FLINT_BENCH_ROUNDS (5),
 # FLINT_BENCH_CONNECTIONS (64), FLINT_BENCH_RATE (1000), FLINT_BENCH_GATEWAY_THREADS (default: one per core),
 # FLINT_BENCH_FLOOR (1 adds the floor role, see below), FLINT_BENCH_AUTH (1),
-# FLINT_BENCH_JWT_ALG (ES256).
+# FLINT_BENCH_JWT_ALG (ES256), FLINT_BENCH_ROUTES (0; N > 0 adds the target
+# gateway-routes: a second gateway process whose table holds N idle
+# Functions besides the ones measured, for the hot path with a large table).
 # With the defaults (5 targets) the measuring takes about 5 minutes.
 # Results go to docs/benchmarks.md by hand.
 set -euo pipefail
@@ -92,6 +94,13 @@ if [ "$AUTH" = 1 ]; then
   fi
 fi
 "$BIN" gateway "${GW_ARGS[@]}" & GW_PID=$!; PIDS+=($GW_PID)
+EXTRA_ROUTES=${FLINT_BENCH_ROUTES:-0}
+if [ "$EXTRA_ROUTES" -gt 0 ]; then
+  GW_MANY=$(free_port)
+  FLINT_BENCH_EXTRA_ROUTES=$EXTRA_ROUTES "$BIN" gateway "127.0.0.1:$GW_MANY" "127.0.0.1:$APP" &
+  GW_MANY_PID=$!; PIDS+=($GW_MANY_PID)
+  wait_port "$GW_MANY"
+fi
 wait_port "$NGINX"; wait_port "$GW"
 sleep 1
 IDLE_START=$(rss_kib "$GW_PID")
@@ -115,6 +124,10 @@ if [ "$AUTH" = 1 ]; then
   PORT[gateway-jwt]=$GW; OWNER[gateway-jwt]=$GW_PID; HOSTOF[gateway-jwt]=jwt.bench.localhost
   AUTHZ[gateway-key]=$(cat "$WORK/auth/api-key")
   AUTHZ[gateway-jwt]=$(cat "$WORK/auth/jwt")
+fi
+if [ "$EXTRA_ROUTES" -gt 0 ]; then
+  TARGETS+=(gateway-routes)
+  PORT[gateway-routes]=$GW_MANY; OWNER[gateway-routes]=$GW_MANY_PID; HOSTOF[gateway-routes]=$HOST
 fi
 # FLINT_BENCH_FLOOR=1 adds the `floor` role: the least a tokio HTTP/1.1
 # proxy does per request (bench/gateway/floor.rs), not a product.
@@ -193,6 +206,8 @@ for t in gateway-key gateway-jwt; do
   ADD_PCT[$t]=$(rounds "${CPU[gateway]}" "${CPU[$t]}" | awk '{printf "%.1f ", ($2 - $1) / $1 * 100}')
   RPS_RATIO[$t]=$(rounds "${RPS[$t]}" "${RPS[gateway]}" | awk '{printf "%.3f ", $1 / $2}')
 done
+declare -A RPS_ROUNDS
+for t in "${TARGETS[@]}"; do RPS_ROUNDS[$t]=${RPS[$t]}; done
 echo "raw per round:"
 for t in "${TARGETS[@]}"; do
   echo "  $t: wrk req/s${RPS[$t]}; wrk p99${P99[$t]}; CPU µs/req${CPU[$t]}; $RATE/s p50${FP50[$t]}; $RATE/s p99${FP99[$t]}; sent >2 ms late${LATE[$t]}"
@@ -231,6 +246,14 @@ if [ "$AUTH" = 1 ]; then
       "per round ${RPS_RATIO[$t]}(median $(median <<<"${RPS_RATIO[$t]}")×)"
     echo "  $t at ${RATE}/s: p50 ${FP50[$t]} µs, p99 ${FP99[$t]} µs (plain gateway ${FP50[gateway]} and ${FP99[gateway]} µs)"
   done
+fi
+if [ "$EXTRA_ROUTES" -gt 0 ]; then
+  MANY_RATIO=$(rounds "${RPS_ROUNDS[gateway-routes]}" "${RPS_ROUNDS[gateway]}" | awk '{printf "%.3f ", $1 / $2}')
+  MANY_CPU=$(rounds "${CPU[gateway]}" "${CPU[gateway-routes]}" | awk '{printf "%+.1f ", ($2 - $1) / $1 * 100}')
+  echo
+  echo "gateway-routes ($EXTRA_ROUTES idle routes more) over gateway (same rounds, back to back):"
+  echo "  requests/s ${RPS[gateway-routes]} against ${RPS[gateway]}; per round ${MANY_RATIO}(median $(median <<<"$MANY_RATIO")×)"
+  echo "  CPU µs/req per round ${MANY_CPU}% (median $(median <<<"$MANY_CPU") %)"
 fi
 BAD=""
 for t in "${TARGETS[@]}"; do [ -z "${ERR[$t]:-}" ] || BAD+=" $t"; done

@@ -156,3 +156,68 @@ async fn routes_are_replaced_whole() {
     assert!(gw.gateway.revision(&a).is_some());
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_change_leaves_the_other_functions_and_their_revisions_in_place() {
+    let one = app("one", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    let a = gw.serve_single("a", revision("a-00001", 0, 10), vec![ready("p", one.addr)]);
+    gw.gateway
+        .upsert_route(single("b", revision("b-00001", 0, 10)));
+    let table = gw.gateway.table();
+    let a_entry = std::sync::Arc::clone(table.function("ns", "a").unwrap());
+    let a_state = gw.gateway.revision(&a).unwrap();
+
+    // b gets a new revision: a keeps its entry and its revision's state.
+    gw.gateway
+        .upsert_route(single("b", revision("b-00002", 0, 10)));
+    let after = gw.gateway.table();
+    assert!(std::sync::Arc::ptr_eq(
+        after.function("ns", "a").unwrap(),
+        &a_entry
+    ));
+    assert!(std::sync::Arc::ptr_eq(
+        &gw.gateway.revision(&a).unwrap(),
+        &a_state
+    ));
+    assert_eq!(after.len(), 2);
+    // b's first revision left with no replica: forgotten; its second is known.
+    assert!(gw.gateway.revision(&key("b", "b-00001")).is_none());
+    assert!(gw.gateway.revision(&key("b", "b-00002")).is_some());
+    assert_eq!(get(gw.addr, "a.ns.localhost", "/").await.0, StatusCode::OK);
+
+    // The whole list with only b changed back: a still untouched.
+    let a_route = after.function("ns", "a").unwrap().route().clone();
+    gw.gateway
+        .set_routes(vec![a_route, single("b", revision("b-00001", 0, 10))]);
+    let again = gw.gateway.table();
+    assert!(std::sync::Arc::ptr_eq(
+        again.function("ns", "a").unwrap(),
+        &a_entry
+    ));
+
+    gw.gateway.remove_route("ns", "b");
+    assert_eq!(gw.gateway.table().len(), 1);
+    assert_eq!(
+        get(gw.addr, "b.ns.localhost", "/").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(std::sync::Arc::ptr_eq(
+        &gw.gateway.revision(&a).unwrap(),
+        &a_state
+    ));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_revision_that_left_is_forgotten_when_its_last_replica_goes() {
+    let one = app("one", Protocol::Http1).await;
+    let gw = gateway(config()).await;
+    let a = gw.serve_single("a", revision("a-00001", 0, 10), vec![ready("p", one.addr)]);
+    gw.gateway.remove_route("ns", "a");
+    // Still a replica: kept.
+    assert!(gw.gateway.revision(&a).is_some());
+    gw.gateway.set_endpoints(&a, vec![]);
+    assert!(gw.gateway.revision(&a).is_none());
+    gw.shutdown().await;
+}

@@ -1,8 +1,8 @@
 //! The gateway's side of who may reach a Function: the secret material its
 //! owner supplies ([`Keyring`]), the key-set cache shared by every
-//! Function's JWT rule, and the routes the gates were last built from, so a
-//! changed Secret or file rebuilds them ([`Gateway::refresh_access`])
-//! without waiting for a route change.
+//! Function's JWT rule, and the certificates served; a changed Secret or
+//! file rebuilds the gates that read secret material
+//! ([`Gateway::refresh_access`]) without waiting for a route change.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,8 +21,6 @@ use super::tls::{CertSet, CertifiedKey, certified_key, covers};
 pub(crate) struct AccessState {
     keyring: Mutex<Arc<dyn Keyring>>,
     pub(crate) registry: JwksRegistry,
-    /// The routes last set, for rebuilding the gates alone.
-    routes: Mutex<Arc<Vec<FunctionRoute>>>,
     /// Certificates already parsed.
     pub(crate) parsed: ParsedCerts,
 }
@@ -36,7 +34,6 @@ impl AccessState {
                 allow_http: settings.allow_http_jwks,
                 ..JwksSettings::default()
             }),
-            routes: Mutex::new(Arc::new(Vec::new())),
             parsed: ParsedCerts::default(),
         }
     }
@@ -44,11 +41,6 @@ impl AccessState {
     /// The keyring now.
     pub(crate) fn keyring(&self) -> Arc<dyn Keyring> {
         Arc::clone(&lock(&self.keyring))
-    }
-
-    /// Remembers `routes` as the last set.
-    pub(crate) fn remember(&self, routes: Arc<Vec<FunctionRoute>>) {
-        *lock(&self.routes) = routes;
     }
 }
 
@@ -58,17 +50,6 @@ impl Gateway {
     pub fn set_keyring(&self, keyring: Arc<dyn Keyring>) {
         *lock(&self.shared.access.keyring) = keyring;
         self.refresh_access();
-    }
-
-    /// Rebuilds every Function's gate (and the certificates served) from
-    /// the routes last set and the keyring's current material: call it
-    /// when a Secret or file the keyring reads changed. Requests in
-    /// progress keep the gates they started with.
-    pub fn refresh_access(&self) {
-        let routes = Arc::clone(&lock(&self.shared.access.routes));
-        if self.routes_known() {
-            self.install(routes);
-        }
     }
 }
 
@@ -98,14 +79,15 @@ impl ParsedCerts {
     }
 }
 
-/// The certificates to serve for `routes` (as routed by `table`): each
+/// The certificates to serve for `routes` (the Functions of `table` with
+/// `spec.tls`; the others get none, so they may be left out): each
 /// Function with `spec.tls` and a Secret of its own gets that certificate
 /// for every host of its the certificate covers; the hosts of the others
 /// get the keyring's default certificate. A Secret that cannot be read or
 /// parsed is logged and its Function's hosts fall back to the default.
-pub(crate) fn certificates(
+pub(crate) fn certificates<'r>(
     table: &super::Table,
-    routes: &[FunctionRoute],
+    routes: impl Iterator<Item = &'r FunctionRoute>,
     domain: &str,
     keyring: &dyn Keyring,
     parsed: &ParsedCerts,

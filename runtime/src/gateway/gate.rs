@@ -88,6 +88,19 @@ impl Gate {
         }
     }
 
+    /// Whether `other` lets the same requests through: same visibility
+    /// and redirect, and the same rule (the same `Arc`, as
+    /// [`Gate::build`] keeps it while spec and material stay the same).
+    pub fn same_rule(&self, other: &Gate) -> bool {
+        let guard = match (&self.guard, &other.guard) {
+            (Guard::Open, Guard::Open) => true,
+            (Guard::Auth(a), Guard::Auth(b)) => Arc::ptr_eq(a, b),
+            (Guard::Unavailable(a), Guard::Unavailable(b)) => a == b,
+            _ => false,
+        };
+        guard && self.visibility == other.visibility && self.redirect_https == other.redirect_https
+    }
+
     /// Whether the Function answers on a listener of `kind` at all (a
     /// cluster-local one is unknown on the public listener).
     pub fn visible_on(&self, kind: ListenerKind) -> bool {

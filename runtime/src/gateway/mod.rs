@@ -1,7 +1,9 @@
 //! The gateway: the one proxy hop in front of every function, and the
 //! activator while a revision is at zero.
 //!
-//! A [`Gateway`] is fed its routing table ([`Gateway::set_routes`]) and each
+//! A [`Gateway`] is fed its routes (one Function at a time,
+//! [`Gateway::upsert_route`] and [`Gateway::remove_route`], or a whole list
+//! through [`Gateway::set_routes`], which applies only what changed) and each
 //! revision's replicas ([`Gateway::set_endpoints`]) by whoever watches them
 //! (the Kubernetes watcher in `flint gateway`, the local process backend in
 //! `flint dev`), serves the data plane ([`Gateway::serve`]) and exports its
@@ -27,6 +29,7 @@ mod proxy;
 mod revision;
 mod rewrite;
 mod route;
+mod routes;
 mod server;
 pub mod split;
 pub mod startup_metrics;
@@ -40,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use flint_api::backend::{Endpoint, FunctionRoute, PokeSink, RevisionKey};
+use flint_api::backend::{Endpoint, PokeSink, RevisionKey};
 use flint_api::sync::lock;
 
 pub use body::GatewayBody;
@@ -65,6 +68,9 @@ pub type Table = RouteTable<Arc<RevisionState>, gate::Gate>;
 pub(crate) struct Shared {
     config: GatewayConfig,
     table: ArcSwap<Table>,
+    /// Held by whoever changes the table, so changes apply one after the
+    /// other (readers never take it).
+    writer: Mutex<()>,
     revisions: Mutex<HashMap<RevisionKey, Arc<RevisionState>>>,
     metrics: GatewayMetrics,
     /// The last routing-table swap, as its owner reported it.
@@ -127,6 +133,7 @@ impl Gateway {
         Ok(Self {
             shared: Arc::new(Shared {
                 table: ArcSwap::from_pointee(RouteTable::default()),
+                writer: Mutex::new(()),
                 revisions: Mutex::new(HashMap::new()),
                 metrics: GatewayMetrics::new()?,
                 swap: swap_metrics::SwapMetrics::new()?,
@@ -209,63 +216,6 @@ impl Gateway {
         }))
     }
 
-    /// Replaces the whole routing table at once; requests in progress keep
-    /// the table they started with. Revisions that left the table and have
-    /// no replica and no waiting request are forgotten.
-    pub fn set_routes(&self, routes: Vec<FunctionRoute>) {
-        let routes = Arc::new(routes);
-        self.shared.access.remember(Arc::clone(&routes));
-        self.install(routes);
-    }
-
-    /// Builds the table of `routes`, with each Function's gate from the
-    /// keyring's material, and swaps it in.
-    fn install(&self, routes: Arc<Vec<FunctionRoute>>) {
-        let keyring = self.shared.access.keyring();
-        let mut revisions = self.revisions();
-        let (metrics, sharing) = (&self.shared.metrics, &self.shared.sharing);
-        let (settings, registry) = (&self.shared.config.access, &self.shared.access.registry);
-        let previous = self.shared.table.load_full();
-        let table = RouteTable::build_with(
-            &routes,
-            &self.shared.config.domain,
-            |key| Self::state_of(metrics, sharing, &mut revisions, key),
-            |route| {
-                let was = previous.function(&route.namespace, &route.name);
-                let was = was.map(|f| &f.gate);
-                gate::Gate::build(route, settings, keyring.as_ref(), registry, was)
-            },
-        );
-        let routed: std::collections::HashSet<&RevisionKey> =
-            table.revisions().map(|r| &r.key).collect();
-        for entry in table.revisions() {
-            entry.state.set_failure(entry.route.failure.clone());
-            entry.state.set_probe_starting(entry.route.probe_starting);
-            if entry.state.set_concurrency(entry.route.concurrency) {
-                self.settle_later(vec![Arc::clone(&entry.state)], sharing.bump());
-            }
-        }
-        revisions.retain(|key, state| {
-            routed.contains(key) || state.replicas() > 0 || state.waiting() > 0
-        });
-        tracing::info!(
-            functions = table.len(),
-            revisions = revisions.len(),
-            "routing table updated"
-        );
-        drop(routed);
-        let certs = access::certificates(
-            &table,
-            &routes,
-            &self.shared.config.domain,
-            keyring.as_ref(),
-            &self.shared.access.parsed,
-        );
-        self.shared.certs.set(certs);
-        self.shared.table.store(Arc::new(table));
-        self.shared.routes_set.store(true, Ordering::Release);
-    }
-
     /// Replaces the replicas of `revision`. Replicas not ready or terminating
     /// leave rotation at once; new ready replicas release waiting requests.
     pub fn set_endpoints(&self, revision: &RevisionKey, endpoints: Vec<Endpoint>) {
@@ -277,6 +227,20 @@ impl Gateway {
         );
         state.set_endpoints(&endpoints, Instant::now());
         tracing::debug!(%revision, ready = state.replicas(), given = endpoints.len(), "endpoints updated");
+        if state.replicas() == 0 && state.waiting() == 0 && !self.routed(revision) {
+            // A revision that left the table keeps its state only while it
+            // has replicas or waiting requests.
+            self.revisions().remove(revision);
+        }
+    }
+
+    /// Whether `revision` is in the current routing table.
+    fn routed(&self, revision: &RevisionKey) -> bool {
+        self.shared
+            .table
+            .load()
+            .function(&revision.namespace, &revision.function)
+            .is_some_and(|f| f.revisions.iter().any(|r| r.key == *revision))
     }
 
     /// The live state of `revision`, if the gateway knows it.

@@ -59,8 +59,8 @@ impl SecretKeyring {
     /// Makes the Secrets `routes` name the wanted ones (plus the default
     /// certificate's), forgetting the others; returns those newly wanted,
     /// to be read.
-    pub fn want(&self, routes: &[FunctionRoute]) -> Vec<SecretRef> {
-        let mut wanted: HashSet<SecretRef> = routes.iter().flat_map(named_secrets).collect();
+    pub fn want<'r>(&self, routes: impl IntoIterator<Item = &'r FunctionRoute>) -> Vec<SecretRef> {
+        let mut wanted: HashSet<SecretRef> = routes.into_iter().flat_map(named_secrets).collect();
         wanted.extend(self.default_tls.clone());
         let mut held = lock(&self.held);
         let new: Vec<SecretRef> = wanted.difference(&held.wanted).cloned().collect();

@@ -1,11 +1,12 @@
 //! The watch loops: Functions and EndpointSlices, through kube-runtime
 //! watchers (which relist and resume after errors with backoff), fed to the
-//! gateway whole on every change.
+//! gateway one Function at a time (a relist as a whole list, which the
+//! gateway compares with the routes it has).
 
 use std::collections::{BTreeMap, HashMap};
 
 use flint_api::Function;
-use flint_api::backend::{Endpoint, RevisionKey};
+use flint_api::backend::{Endpoint, FunctionRoute, RevisionKey};
 use flint_api::names::LABEL_REVISION;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -79,8 +80,8 @@ struct Fed {
 }
 
 async fn watch_functions(api: Api<Function>, fed: Fed) -> Result<(), WatchError> {
-    let mut known: BTreeMap<(String, String), Function> = BTreeMap::new();
-    let mut relist: Option<BTreeMap<(String, String), Function>> = None;
+    let mut known: BTreeMap<(String, String), FunctionRoute> = BTreeMap::new();
+    let mut relist: Option<BTreeMap<(String, String), FunctionRoute>> = None;
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -93,31 +94,46 @@ async fn watch_functions(api: Api<Function>, fed: Fed) -> Result<(), WatchError>
             }
         };
         let key = |f: &Function| (f.namespace().unwrap_or_default(), f.name_any());
-        let changed = match event {
+        // Whether the Secrets the routes name may have changed.
+        let names_secrets = |r: &FunctionRoute| r.access.auth.is_some() || r.access.tls.is_some();
+        let secrets_changed = match event {
             watcher::Event::Init => {
                 relist = Some(BTreeMap::new());
                 false
             }
             watcher::Event::InitApply(f) => {
-                if let Some(r) = relist.as_mut() {
-                    r.insert(key(&f), f);
+                if let (Some(r), Some(route)) = (relist.as_mut(), translate::function_route(&f)) {
+                    r.insert(key(&f), route);
                 }
                 false
             }
             watcher::Event::InitDone => {
                 known = relist.take().unwrap_or_default();
+                fed.gateway.set_routes(known.values().cloned().collect());
                 true
             }
-            watcher::Event::Apply(f) => known.insert(key(&f), f.clone()).is_none_or(|old| old != f),
-            watcher::Event::Delete(f) => known.remove(&key(&f)).is_some(),
+            watcher::Event::Apply(f) => match translate::function_route(&f) {
+                Some(route) if known.get(&key(&f)) != Some(&route) => {
+                    let old = known.insert(key(&f), route.clone());
+                    let secrets = names_secrets(&route) || old.as_ref().is_some_and(names_secrets);
+                    fed.gateway.upsert_route(route);
+                    secrets
+                }
+                _ => false,
+            },
+            watcher::Event::Delete(f) => {
+                let (namespace, name) = key(&f);
+                match known.remove(&(namespace.clone(), name.clone())) {
+                    Some(old) => {
+                        fed.gateway.remove_route(&namespace, &name);
+                        names_secrets(&old)
+                    }
+                    None => false,
+                }
+            }
         };
-        if changed {
-            let routes: Vec<_> = known
-                .values()
-                .filter_map(translate::function_route)
-                .collect();
-            let named = fed.keyring.want(&routes);
-            fed.gateway.set_routes(routes);
+        if secrets_changed {
+            let named = fed.keyring.want(known.values());
             if !named.is_empty() {
                 secrets::read_now(&fed.client, &fed.keyring, named, &fed.gateway).await;
             }
