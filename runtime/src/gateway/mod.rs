@@ -229,8 +229,17 @@ impl Gateway {
         tracing::debug!(%revision, ready = state.replicas(), given = endpoints.len(), "endpoints updated");
         if state.replicas() == 0 && state.waiting() == 0 && !self.routed(revision) {
             // A revision that left the table keeps its state only while it
-            // has replicas or waiting requests.
-            self.revisions().remove(revision);
+            // has replicas or waiting requests. Decided again under the
+            // writer's lock: a table being built may have just taken this
+            // state, and the map must keep what the table holds.
+            let _writer = lock(&self.shared.writer);
+            let mut revisions = self.revisions();
+            let forget = revisions.get(revision).is_some_and(|s| {
+                Arc::ptr_eq(s, &state) && s.replicas() == 0 && s.waiting() == 0
+            }) && !self.routed(revision);
+            if forget {
+                revisions.remove(revision);
+            }
         }
     }
 
