@@ -65,8 +65,14 @@ pub fn is_dormant(
     {
         return false;
     }
-    // Samples no decision has looked at yet.
-    if window.latest().is_some_and(|s| s.at > state.seen_until) {
+    // Traffic no decision has looked at yet (samples without traffic
+    // change nothing a decision at zero keeps).
+    if window
+        .iter()
+        .rev()
+        .take_while(|s| s.at > state.seen_until)
+        .any(|s| s.is_active())
+    {
         return false;
     }
     // A pre-warm the keep-alive policy has learned, still ahead.
@@ -198,6 +204,14 @@ mod tests {
         let mut seen = state.clone();
         seen.seen_until = now;
         assert!(is_dormant(&spec, &seen, &window, situation(), now));
+        // An unseen sample without traffic does not wake it.
+        let mut quiet = Window::new(S(60));
+        quiet.push(Sample {
+            at: now,
+            concurrency: 0.0,
+            rps: 0.0,
+        });
+        assert!(is_dormant(&spec, &state, &quiet, situation(), now));
     }
 
     #[test]
