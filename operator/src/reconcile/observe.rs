@@ -2,6 +2,13 @@
 //! its pods and its Services, each read with one list by the function label.
 //! The reconciler decides from them what to create, what is already right
 //! (see [`super::applied`]) and what to delete.
+//!
+//! Three LISTs per reconcile, reads only for a settled Function. The
+//! controller already watches these kinds (`run_controller`); serving the
+//! reads from those watches instead (reflector stores, their objects
+//! indexed by namespace and function label, managedFields dropped) would
+//! make a settled reconcile cost no request at all. The RBAC needed
+//! (list/watch of Deployments, Services and pods) is already granted.
 
 use flint_api::names::LABEL_FUNCTION;
 use k8s_openapi::api::apps::v1::Deployment;
