@@ -39,6 +39,12 @@ pub const ANNOTATION_PROTOCOL: &str = "flint.dev/protocol";
 /// revision follows the spec's current `scale`, and this records only what
 /// the revision started with (see docs/autoscaling.md).
 pub const ANNOTATION_SCALE: &str = "flint.dev/scale";
+/// Annotation on the metadata of every object the reconciler applies (a
+/// revision's Deployment and Service, never its pod template): the hash of
+/// the object as it was last applied. An observed object that carries the
+/// hash of what would be applied now is already right, and is not applied
+/// again: a settled Function costs the API server no write.
+pub const ANNOTATION_APPLIED_HASH: &str = "flint.dev/applied-hash";
 /// Annotation the autoscaler sets so the least busy pods are removed first.
 pub const ANNOTATION_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 /// Labels and annotations Flint sets on a revision's pods and objects, or

@@ -285,3 +285,89 @@ async fn a_poke_claiming_a_million_waiting_scales_only_as_far_as_the_queue_allow
     assert_eq!(handle.desired(&key()), Some(3));
     running.stop().await;
 }
+
+/// Reports load only for the revisions it has load for, as the gateway's
+/// `/metrics` shows only revisions with recent traffic; zeros for the
+/// others asked for.
+#[derive(Clone, Default)]
+struct Sparse {
+    load: Arc<Mutex<std::collections::HashMap<RevisionKey, Reading>>>,
+    asked: Arc<Mutex<Vec<RevisionKey>>>,
+}
+
+impl MetricsSource for Sparse {
+    fn name(&self) -> &'static str {
+        "sparse"
+    }
+    async fn collect(&mut self, revisions: &[RevisionKey]) -> Result<Readings, SourceError> {
+        *self.asked.lock().unwrap() = revisions.to_vec();
+        let mut readings: Readings = self.load.lock().unwrap().clone();
+        for key in revisions {
+            readings.entry(key.clone()).or_default();
+        }
+        Ok(readings)
+    }
+}
+
+#[tokio::test]
+async fn an_idle_revision_at_zero_is_skipped_and_its_first_traffic_scales_it_up() {
+    let actuator = Memory::default();
+    let source = Sparse::default();
+    let registry = Registry::new();
+    let scaler = Autoscaler::new(actuator.clone(), source.clone(), config(), &registry).unwrap();
+    let handle = scaler.handle();
+    let warm = RevisionKey::new("default", "warm", "warm-00001");
+    handle.upsert(key(), spec());
+    handle.upsert(
+        warm.clone(),
+        ScaleSpec {
+            min: 1,
+            initial: 1,
+            ..ScaleSpec::default()
+        },
+    );
+    let running = Running::spawn(scaler);
+    // Settled at zero, the idle revision leaves the ticks and the source's
+    // list; the one with `min: 1` stays decided and warm.
+    wait_for(|| !handle.awake().contains(&key())).await;
+    wait_for(|| !source.asked.lock().unwrap().contains(&key())).await;
+    assert!(handle.awake().contains(&warm));
+    assert_eq!(handle.desired(&key()), Some(0));
+    assert_eq!(handle.desired(&warm), Some(1));
+    // Its first series (traffic the gateway now shows) wakes it.
+    source.load.lock().unwrap().insert(
+        key(),
+        Reading {
+            concurrency: 250.0,
+            rps: 250.0,
+        },
+    );
+    wait_for(|| handle.desired(&key()).is_some_and(|d| d >= 3)).await;
+    assert!(handle.awake().contains(&key()));
+    assert!(
+        actuator
+            .writes()
+            .iter()
+            .any(|(k, n)| *k == key() && *n >= 3)
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_dormant_revision_wakes_on_a_poke() {
+    let actuator = Memory::default();
+    let source = Sparse::default();
+    let registry = Registry::new();
+    let scaler = Autoscaler::new(actuator.clone(), source, config(), &registry).unwrap();
+    let handle = scaler.handle();
+    handle.upsert(key(), spec());
+    let running = Running::spawn(scaler);
+    wait_for(|| !handle.awake().contains(&key())).await;
+    handle.poke(poke(1));
+    wait_for(|| handle.desired(&key()) == Some(1)).await;
+    // Kept by the keep-alive grace after the poke, not skipped.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(handle.desired(&key()), Some(1));
+    assert!(handle.awake().contains(&key()));
+    running.stop().await;
+}

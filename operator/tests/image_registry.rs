@@ -253,6 +253,12 @@ fn script(deployments: Vec<Value>, rest: Vec<Exchange>) -> Vec<Exchange> {
             None,
             list("PodList", "v1", vec![]),
         ),
+        exchange(
+            Method::GET,
+            format!("/api/v1{NS}/services{BY_FN}"),
+            None,
+            list("ServiceList", "v1", vec![]),
+        ),
     ];
     out.extend(rest);
     out

@@ -158,11 +158,22 @@ fn list_deployments(items: Vec<Value>) -> Exchange {
     )
 }
 
-/// The reconciler's first reads, the Function's Deployments then its pods,
-/// followed by the `rest` of the script.
+/// The reconciler's first reads, the Function's Deployments, its pods and
+/// its Services (none), followed by the `rest` of the script.
 fn after_listing(
     deployments: Vec<Value>,
     pods: Vec<Value>,
+    rest: impl IntoIterator<Item = Exchange>,
+) -> Vec<Exchange> {
+    after_listing_all(deployments, pods, vec![], rest)
+}
+
+/// The reconciler's first reads, the Function's Deployments, its pods and
+/// its Services, followed by the `rest` of the script.
+fn after_listing_all(
+    deployments: Vec<Value>,
+    pods: Vec<Value>,
+    services: Vec<Value>,
     rest: impl IntoIterator<Item = Exchange>,
 ) -> Vec<Exchange> {
     let mut script = vec![
@@ -173,6 +184,7 @@ fn after_listing(
             None,
             list("PodList", "v1", pods),
         ),
+        list_services(services),
     ];
     script.extend(rest);
     script
@@ -645,7 +657,7 @@ async fn an_old_revision_is_deleted_only_in_the_objects_the_function_owns() {
     // hello-00002's Deployment and Service carry the Function's labels but
     // no owner reference (someone else made them): never deleted. The owned
     // hello-00001 goes, each delete pinned to the uid that was listed.
-    let script = after_listing(
+    let script = after_listing_all(
         vec![
             with_uid(deployment("hello-00003", "reg/hello:3", available()), "d3"),
             with_uid(deployment("hello-00001", "reg/hello:1", json!({})), "d1"),
@@ -655,13 +667,13 @@ async fn an_old_revision_is_deleted_only_in_the_objects_the_function_owns() {
             ),
         ],
         vec![],
+        vec![
+            service("hello-00003", "s3"),
+            service("hello-00001", "s1"),
+            unowned(service("hello-00002", "s2")),
+        ],
         [
             apply_service("hello-00003"),
-            list_services(vec![
-                service("hello-00003", "s3"),
-                service("hello-00001", "s1"),
-                unowned(service("hello-00002", "s2")),
-            ]),
             delete_if_uid(format!("/apis/apps/v1{NS}/deployments/hello-00001"), "d1"),
             delete_if_uid(format!("/api/v1{NS}/services/hello-00001"), "s1"),
             apply_status(json!({
@@ -683,18 +695,18 @@ async fn an_old_revision_is_deleted_only_in_the_objects_the_function_owns() {
 async fn a_service_named_like_an_old_revision_but_not_owned_is_left_alone() {
     // The revision's own Service is gone; one of the same name with the
     // Function's labels, made by someone else, stays.
-    let script = after_listing(
+    let script = after_listing_all(
         vec![
             with_uid(deployment("hello-00003", "reg/hello:3", available()), "d3"),
             with_uid(deployment("hello-00001", "reg/hello:1", json!({})), "d1"),
         ],
         vec![],
+        vec![
+            service("hello-00003", "s3"),
+            unowned(service("hello-00001", "foreign")),
+        ],
         [
             apply_service("hello-00003"),
-            list_services(vec![
-                service("hello-00003", "s3"),
-                unowned(service("hello-00001", "foreign")),
-            ]),
             delete_if_uid(format!("/apis/apps/v1{NS}/deployments/hello-00001"), "d1"),
             apply_status(json!({"latestReadyRevision": "hello-00003"})),
             event("RevisionDeleted", "Normal"),
@@ -719,15 +731,15 @@ async fn a_revision_object_replaced_before_its_delete_is_not_deleted() {
         409,
     );
     conflict = conflict.expecting(json!({"preconditions": {"uid": "d1"}}));
-    let script = after_listing(
+    let script = after_listing_all(
         vec![
             with_uid(deployment("hello-00003", "reg/hello:3", available()), "d3"),
             with_uid(deployment("hello-00001", "reg/hello:1", json!({})), "d1"),
         ],
         vec![],
+        vec![service("hello-00003", "s3")],
         [
             apply_service("hello-00003"),
-            list_services(vec![service("hello-00003", "s3")]),
             conflict,
             apply_status(json!({"latestReadyRevision": "hello-00003"})),
             event("RevisionDeleted", "Normal"),

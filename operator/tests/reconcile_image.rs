@@ -137,6 +137,12 @@ fn after_listing(
             None,
             list("PodList", "v1", vec![]),
         ),
+        exchange(
+            Method::GET,
+            format!("/api/v1{NS}/services{BY_FN}"),
+            None,
+            list("ServiceList", "v1", vec![]),
+        ),
     ];
     script.extend(rest);
     script

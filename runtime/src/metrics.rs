@@ -8,8 +8,15 @@
 //!
 //! This module registers the families and publishes the gateway-wide
 //! counts at each scrape; each revision's request accounting on the hot
-//! path is in [`revision`], the exact integral behind it in [`integral`].
+//! path is in [`revision`], the exact integral behind it in [`integral`],
+//! and when an idle revision's series leave `/metrics` in [`expiry`].
+//!
+//! The per-revision families are not in the registry: a scrape renders
+//! them from the revisions it is handed ([`GatewayMetrics::encode_with`]),
+//! only those [`RevisionMetrics::scrape`] says are exported, so a gateway
+//! with ten thousand idle revisions renders none of their series.
 
+mod expiry;
 mod integral;
 mod revision;
 
@@ -22,6 +29,7 @@ use prometheus::{
     CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+pub use expiry::{Expiry, IDLE_SERIES_GRACE};
 pub use integral::Integral;
 pub use revision::{Counted, RevisionMetrics};
 
@@ -78,6 +86,8 @@ pub struct GatewayMetrics {
     capacity_asks: IntCounterVec,
     /// Requests refused by a Function's auth, by Function and reason.
     auth_failures: IntCounterVec,
+    /// How long an idle revision's series stay exported.
+    grace: std::time::Duration,
     /// Held while the budget's refusal counts (and sharing's counts) are
     /// copied in, so two scrapes at once do not both add the same ones.
     budget_sync: std::sync::Arc<Mutex<()>>,
@@ -88,6 +98,12 @@ pub(crate) fn encode(registry: &Registry) -> Result<String, MetricsError> {
     prometheus::TextEncoder::new()
         .encode_to_string(&registry.gather())
         .map_err(MetricsError::Encode)
+}
+
+/// Creates `metric` (named `name` for errors) without registering it: a
+/// per-revision family, rendered by [`GatewayMetrics::encode_with`].
+fn create<C>(name: &'static str, metric: Result<C, prometheus::Error>) -> Result<C, MetricsError> {
+    metric.map_err(|source| MetricsError::Register { name, source })
 }
 
 /// Creates `metric` (named `name` for errors) and registers it in `registry`.
@@ -115,24 +131,21 @@ impl GatewayMetrics {
             )
         };
         Ok(Self {
-            requests: register(
-                r,
+            requests: create(
                 names::REQUESTS_TOTAL,
                 IntCounterVec::new(
                     Opts::new(names::REQUESTS_TOTAL, "Requests answered, by status code."),
                     &CODE_LABELS,
                 ),
             )?,
-            durations: register(
-                r,
+            durations: create(
                 names::REQUEST_DURATION_SECONDS,
                 histogram(
                     names::REQUEST_DURATION_SECONDS,
                     "Request duration as seen by the gateway, including any wait for a replica.",
                 ),
             )?,
-            in_flight: register(
-                r,
+            in_flight: create(
                 names::REQUESTS_IN_FLIGHT,
                 IntGaugeVec::new(
                     Opts::new(
@@ -142,8 +155,7 @@ impl GatewayMetrics {
                     &REVISION_LABELS,
                 ),
             )?,
-            concurrency: register(
-                r,
+            concurrency: create(
                 names::REQUEST_CONCURRENCY_SECONDS_TOTAL,
                 CounterVec::new(
                     Opts::new(
@@ -153,16 +165,14 @@ impl GatewayMetrics {
                     &REVISION_LABELS,
                 ),
             )?,
-            queue_depth: register(
-                r,
+            queue_depth: create(
                 names::QUEUE_DEPTH,
                 IntGaugeVec::new(
                     Opts::new(names::QUEUE_DEPTH, "Requests waiting for a replica."),
                     &REVISION_LABELS,
                 ),
             )?,
-            overflow: register(
-                r,
+            overflow: create(
                 names::QUEUE_OVERFLOW_TOTAL,
                 IntCounterVec::new(
                     Opts::new(
@@ -172,8 +182,7 @@ impl GatewayMetrics {
                     &REVISION_LABELS,
                 ),
             )?,
-            cold_starts: register(
-                r,
+            cold_starts: create(
                 names::COLD_STARTS_TOTAL,
                 IntCounterVec::new(
                     Opts::new(
@@ -183,8 +192,7 @@ impl GatewayMetrics {
                     &REVISION_LABELS,
                 ),
             )?,
-            cold_start_durations: register(
-                r,
+            cold_start_durations: create(
                 names::COLD_START_DURATION_SECONDS,
                 histogram(
                     names::COLD_START_DURATION_SECONDS,
@@ -256,6 +264,7 @@ impl GatewayMetrics {
                 ),
             )?,
             budget_sync: std::sync::Arc::new(Mutex::new(())),
+            grace: IDLE_SERIES_GRACE,
             registry,
         })
     }
@@ -307,8 +316,81 @@ impl GatewayMetrics {
         RevisionMetrics::resolve(self, key)
     }
 
-    /// The registry, in Prometheus text exposition format.
+    /// The same families with idle revisions' series kept for `grace`
+    /// instead of [`IDLE_SERIES_GRACE`] (tests and benchmarks).
+    pub fn with_grace(mut self, grace: std::time::Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// How long an idle revision's series stay exported.
+    pub fn grace(&self) -> std::time::Duration {
+        self.grace
+    }
+
+    /// The gateway-wide families only, in Prometheus text exposition format.
     pub fn encode(&self) -> Result<String, MetricsError> {
         encode(&self.registry)
+    }
+
+    /// The gateway-wide families and the series of `revisions` (those a
+    /// scrape exports: see [`RevisionMetrics::scrape`]), in Prometheus
+    /// text exposition format.
+    pub fn encode_with<'r>(
+        &self,
+        revisions: impl IntoIterator<Item = &'r RevisionMetrics>,
+    ) -> Result<String, MetricsError> {
+        let mut series: [Vec<prometheus::proto::Metric>; revision::FAMILIES] = Default::default();
+        for rev in revisions {
+            rev.collect(&mut series);
+        }
+        let mut families = self.registry.gather();
+        for (desc, kind, metrics) in self.revision_families(series) {
+            if metrics.is_empty() {
+                continue;
+            }
+            let mut family = prometheus::proto::MetricFamily::default();
+            family.set_name(desc.0.to_owned());
+            family.set_help(desc.1.to_owned());
+            family.set_field_type(kind);
+            family.set_metric(metrics);
+            families.push(family);
+        }
+        prometheus::TextEncoder::new()
+            .encode_to_string(&families)
+            .map_err(MetricsError::Encode)
+    }
+
+    /// The per-revision families' names, help and types, paired with
+    /// `series` in the order [`RevisionMetrics`] collects them.
+    fn revision_families(
+        &self,
+        series: [Vec<prometheus::proto::Metric>; revision::FAMILIES],
+    ) -> impl Iterator<
+        Item = (
+            (&str, &str),
+            prometheus::proto::MetricType,
+            Vec<prometheus::proto::Metric>,
+        ),
+    > + '_ {
+        use prometheus::core::Collector;
+        use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
+        let descs: [(&dyn Collector, prometheus::proto::MetricType); revision::FAMILIES] = [
+            (&self.requests, COUNTER),
+            (&self.durations, HISTOGRAM),
+            (&self.in_flight, GAUGE),
+            (&self.concurrency, COUNTER),
+            (&self.queue_depth, GAUGE),
+            (&self.overflow, COUNTER),
+            (&self.cold_starts, COUNTER),
+            (&self.cold_start_durations, HISTOGRAM),
+        ];
+        descs
+            .into_iter()
+            .zip(series)
+            .filter_map(|((c, kind), metrics)| {
+                let desc = c.desc().into_iter().next()?;
+                Some(((desc.fq_name.as_str(), desc.help.as_str()), kind, metrics))
+            })
     }
 }

@@ -2,6 +2,7 @@
 //! under a directory is served through the real gateway and autoscaler, with
 //! each replica a local process; edits to the manifests roll new revisions.
 
+mod changes;
 mod events;
 mod keyring;
 mod loader;
@@ -26,8 +27,10 @@ use tokio::sync::watch;
 
 use state::{Action, DevState};
 
-/// How often the manifest directory is checked for changes.
-const RESCAN_EVERY: Duration = Duration::from_millis(500);
+/// How often the event loop asks whether the manifests may have changed
+/// (inotify reported something, or the safety-net poll is due; see
+/// [`changes`]) and whether key files changed.
+const RESCAN_EVERY: Duration = changes::POLL;
 
 /// Settings of a `flint dev` run.
 #[derive(Debug, Clone)]
@@ -134,6 +137,14 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         })
     };
     print::banner(&dev.gateway_url, admin, &dev.opts.dir);
+    // Watching starts before the first scan, so an edit during it is seen.
+    let (mut changes, unwatched) = changes::Changes::watch(&dev.opts.dir);
+    if let Some(e) = unwatched {
+        print::error(&format!(
+            "{e}; checking the manifests every {} ms instead",
+            changes::POLL.as_millis()
+        ));
+    }
     let mut fingerprint = None;
     dev.rescan(&mut fingerprint, true).await;
 
@@ -157,7 +168,13 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         .context("SIGTERM handler")?;
     loop {
         tokio::select! {
-            _ = rescan.tick() => dev.rescan(&mut fingerprint, false).await,
+            _ = rescan.tick() => {
+                if changes.due(std::time::Instant::now()) {
+                    dev.rescan(&mut fingerprint, false).await;
+                } else {
+                    dev.check_key_files();
+                }
+            }
             event = events.recv() => match event {
                 Ok(event) => dev.on_event(event).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "display fell behind"),
@@ -227,10 +244,7 @@ impl Dev {
     async fn rescan(&self, fingerprint: &mut Option<loader::Fingerprint>, first: bool) {
         let current = loader::fingerprint(&self.opts.dir);
         if fingerprint.as_ref() == Some(&current) {
-            if self.keyring.files_changed() {
-                println!("key files changed: rebuilding the functions' auth");
-                self.gateway.refresh_access();
-            }
+            self.check_key_files();
             return;
         }
         *fingerprint = Some(current);
@@ -255,6 +269,15 @@ impl Dev {
         print::domain_conflicts(&routes, &self.gateway.config().domain);
         if first {
             print::urls(&scan.functions, &self.gateway_url, self.gateway.config());
+        }
+    }
+
+    /// Rebuilds the Functions' auth if a key file they read changed (a few
+    /// `stat` calls: only the files the keyring read).
+    fn check_key_files(&self) {
+        if self.keyring.files_changed() {
+            println!("key files changed: rebuilding the functions' auth");
+            self.gateway.refresh_access();
         }
     }
 

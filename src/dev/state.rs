@@ -60,7 +60,27 @@ pub enum Action {
 #[derive(Debug, Clone)]
 struct Revision {
     existing: ExistingRevision,
-    spec: FunctionSpec,
+    /// What the gateway reads of the revision's spec; the whole spec is
+    /// kept once per Function, not once per revision.
+    serving: Serving,
+}
+
+/// The part of a revision's spec its route carries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Serving {
+    concurrency: u32,
+    timeout_seconds: u32,
+    protocol: flint_api::Protocol,
+}
+
+impl Serving {
+    fn of(spec: &FunctionSpec) -> Self {
+        Self {
+            concurrency: spec.concurrency,
+            timeout_seconds: spec.timeout_seconds,
+            protocol: spec.protocol,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +110,8 @@ impl DevState {
     pub fn apply(&mut self, loaded: &[Loaded]) -> (Vec<Action>, Vec<String>) {
         let mut actions = Vec::new();
         let mut notes = Vec::new();
-        let mut present = Vec::new();
+        // A set: with 10,000 Functions a list's lookups add up to seconds.
+        let mut present = std::collections::BTreeSet::new();
         // Finer than a cluster's seconds: a Function added in the same
         // second as another, by a later scan, was still loaded after it.
         let now = k8s_openapi::jiff::Timestamp::now()
@@ -105,7 +126,7 @@ impl DevState {
                 .unwrap_or_else(|| "default".into());
             let name = l.function.metadata.name.clone().unwrap_or_default();
             let spec = &l.function.spec;
-            present.push((ns.clone(), name.clone()));
+            present.insert((ns.clone(), name.clone()));
             // The local environment and directory are part of a revision
             // here: editing a `.env` file or a Secret manifest rolls one.
             let hash = format!("{}-{}", spec_hash(spec), l.local.identity());
@@ -184,7 +205,7 @@ impl DevState {
                 ));
                 state.revisions.push(Revision {
                     existing,
-                    spec: spec.clone(),
+                    serving: Serving::of(spec),
                 });
             }
         }
@@ -206,7 +227,7 @@ impl DevState {
                 ));
             }
         }
-        self.settle(&mut actions, &mut notes);
+        self.settle(None, &mut actions, &mut notes);
         (actions, notes)
     }
 
@@ -235,10 +256,8 @@ impl DevState {
     ) -> (Vec<Action>, Vec<String>) {
         let mut actions = Vec::new();
         let mut notes = Vec::new();
-        let Some(state) = self
-            .functions
-            .get_mut(&(revision.namespace.clone(), revision.function.clone()))
-        else {
+        let function = (revision.namespace.clone(), revision.function.clone());
+        let Some(state) = self.functions.get_mut(&function) else {
             return (actions, notes);
         };
         if let Some(r) = state
@@ -248,14 +267,28 @@ impl DevState {
             && r.existing.health != health
         {
             r.existing.health = health;
-            self.settle(&mut actions, &mut notes);
+            // Only this Function's traffic and history can change.
+            self.settle(Some(&function), &mut actions, &mut notes);
         }
         (actions, notes)
     }
 
-    /// Re-resolves traffic and collects old revisions past the history limit.
-    fn settle(&mut self, actions: &mut Vec<Action>, notes: &mut Vec<String>) {
-        for ((ns, name), state) in &mut self.functions {
+    /// Re-resolves traffic and collects old revisions past the history
+    /// limit, of every Function or of `only`.
+    fn settle(
+        &mut self,
+        only: Option<&(String, String)>,
+        actions: &mut Vec<Action>,
+        notes: &mut Vec<String>,
+    ) {
+        // One Function's entry, or all of them: the same iterator type.
+        let functions = match only {
+            Some(function) => self
+                .functions
+                .range_mut(function.clone()..=function.clone()),
+            None => self.functions.range_mut::<(String, String), _>(..),
+        };
+        for ((ns, name), state) in functions {
             let existing: Vec<ExistingRevision> =
                 state.revisions.iter().map(|r| r.existing.clone()).collect();
             // Settling cuts nothing: the spec is the latest revision's.

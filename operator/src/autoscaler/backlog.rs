@@ -19,7 +19,7 @@
 //! Everything here is pure: the runner feeds it the pending counts its source
 //! read and the routes its callers set.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use flint_api::TrafficStatus;
@@ -108,6 +108,27 @@ impl BacklogBook {
         out.sort();
         self.pending = Some((at, pending));
         out
+    }
+
+    /// The Functions with a route and pending work as of `now` (readings no
+    /// older than `stale_after`), by namespace: looked up by `&str`
+    /// without allocating, once per revision in a tick that skips the
+    /// dormant ones.
+    pub fn busy(&self, now: Duration, stale_after: Duration) -> HashMap<String, HashSet<String>> {
+        let mut busy: HashMap<String, HashSet<String>> = HashMap::new();
+        if let Some((at, p)) = &self.pending
+            && now.saturating_sub(*at) <= stale_after
+        {
+            for (key, _) in p
+                .iter()
+                .filter(|&(key, &n)| n > 0 && self.routes.contains_key(key))
+            {
+                busy.entry(key.namespace.clone())
+                    .or_default()
+                    .insert(key.function.clone());
+            }
+        }
+        busy
     }
 
     /// `revision`'s share of its Function's backlog at `now`: none without a

@@ -4,6 +4,7 @@
 pub mod backlog;
 pub mod cluster;
 pub mod decide;
+pub mod dormant;
 pub mod drain;
 pub mod explain;
 pub mod keepalive;

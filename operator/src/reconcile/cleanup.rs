@@ -13,7 +13,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use kube::api::{Api, DeleteParams, Preconditions};
 use tracing::{info, warn};
 
 use super::error::Error;
@@ -40,31 +40,19 @@ enum Outcome {
     NotOwned,
 }
 
-/// Deletes `revisions` of the Function `function` (uid `function_uid`):
+/// Deletes `revisions` of the Function with uid `function_uid`:
 /// each one's Deployment among `owned` (the Function's Deployments, already
-/// filtered by [`owned_by`]) and its Service, if the Function owns it.
-/// Objects the Function does not own are left alone and logged.
+/// filtered by [`owned_by`]) and its Service among `listed` (the Services
+/// carrying the Function's label), if the Function owns it. Objects the
+/// Function does not own are left alone and logged.
 pub async fn delete_revisions(
-    function: &str,
     function_uid: &str,
     deployments: &Api<Deployment>,
     services: &Api<Service>,
     owned: &[Deployment],
+    listed: &[Service],
     revisions: &[String],
 ) -> Result<(), Error> {
-    if revisions.is_empty() {
-        return Ok(());
-    }
-    let selector = format!("{}={function}", flint_api::names::LABEL_FUNCTION);
-    let listed = services
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::List {
-            kind: "services",
-            function: function.to_owned(),
-            source,
-        })?
-        .items;
     for revision in revisions {
         let named = |meta: &ObjectMeta| meta.name.as_deref() == Some(revision.as_str());
         let outcome = match owned.iter().find(|d| named(&d.metadata)) {

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -23,13 +23,15 @@ use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
+use super::applied::{needs_apply, stamp_all, status_changed};
 use super::backoff::backoff_delay;
-use super::cleanup::{delete_revisions, owned_by};
+use super::cleanup::delete_revisions;
 use super::condition::{ConditionStatus, ConditionType};
 use super::desired::{DesiredState, desired_objects};
 use super::error::Error;
 use super::metrics::ReconcileMetrics;
 use super::notices::{Notice, transitions};
+use super::observe;
 use super::pin::{ImagePinning, PinError, pin_image};
 use super::revision::{ExistingRevision, observe_revisions};
 use super::status::{StatusInput, compute_status, with_image_failure};
@@ -221,18 +223,6 @@ pub fn error_policy(function: Arc<Function>, error: &Error, ctx: Arc<Context>) -
     Action::requeue(delay)
 }
 
-fn list_error<'a>(kind: &'static str, function: &'a str) -> impl FnOnce(kube::Error) -> Error + 'a {
-    move |source| Error::List {
-        kind,
-        function: function.to_owned(),
-        source,
-    }
-}
-
-fn by_function(name: &str) -> ListParams {
-    ListParams::default().labels(&format!("{LABEL_FUNCTION}={name}"))
-}
-
 async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
     let name = function.name_any();
     let namespace = function.namespace().unwrap_or_default();
@@ -242,37 +232,38 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let uid = function.metadata.uid.as_deref();
 
-    let owned: Vec<Deployment> = deployments
-        .list(&by_function(&name))
-        .await
-        .map_err(list_error("deployments", &name))?
-        .items
-        .into_iter()
-        .filter(|d| uid.is_some_and(|uid| owned_by(uid, &d.metadata)))
-        .collect();
-    let pod_list = pods
-        .list(&by_function(&name))
-        .await
-        .map_err(list_error("pods", &name))?
-        .items;
-    let existing = observe_revisions(&name, &owned, &pod_list, function.status.as_ref());
+    let observed = observe::list(&name, uid, &deployments, &pods, &services).await?;
+    let existing = observe_revisions(
+        &name,
+        &observed.deployments,
+        &observed.pods,
+        function.status.as_ref(),
+    );
     let desired = desired_objects(function, &existing)?;
-    let (desired, held) = pin_new_revision(function, ctx, desired, &existing).await;
+    let (mut desired, held) = pin_new_revision(function, ctx, desired, &existing).await;
+    stamp_all(&mut desired);
 
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     if let Some(deployment) = &desired.deployment {
-        deployments
-            .patch(&desired.latest.name, &ssa, &Patch::Apply(deployment))
-            .await
-            .map_err(|source| Error::Apply {
-                kind: "Deployment",
-                name: desired.latest.name.clone(),
-                source,
-            })?;
-        info!(revision = %desired.latest.name, "created revision");
+        let seen = observed.deployment(&desired.latest.name);
+        if needs_apply(seen.map(|d| &d.metadata), &deployment.metadata) {
+            deployments
+                .patch(&desired.latest.name, &ssa, &Patch::Apply(deployment))
+                .await
+                .map_err(|source| Error::Apply {
+                    kind: "Deployment",
+                    name: desired.latest.name.clone(),
+                    source,
+                })?;
+            info!(revision = %desired.latest.name, "created revision");
+        }
     }
     for service in &desired.services {
         let svc_name = service.name_any();
+        let seen = observed.service(&svc_name);
+        if !needs_apply(seen.map(|s| &s.metadata), &service.metadata) {
+            continue;
+        }
         services
             .patch(&svc_name, &ssa, &Patch::Apply(service))
             .await
@@ -284,7 +275,15 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
     }
     // desired_objects needs the uid: past it, a Function without one never gets here.
     if let Some(uid) = uid {
-        delete_revisions(&name, uid, &deployments, &services, &owned, &desired.delete).await?;
+        delete_revisions(
+            uid,
+            &deployments,
+            &services,
+            &observed.deployments,
+            &observed.services,
+            &desired.delete,
+        )
+        .await?;
     }
 
     let now = Timestamp::now();
@@ -299,18 +298,20 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
     if let Some(error) = &held {
         status = with_image_failure(status, function, &error.describe(), now);
     }
-    let api: Api<Function> = Api::namespaced(client.clone(), &namespace);
-    let patch = serde_json::json!({
-        "apiVersion": flint_api::names::API_VERSION,
-        "kind": flint_api::names::KIND,
-        "status": status,
-    });
-    api.patch_status(&name, &ssa, &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::Status {
-            function: name.clone(),
-            source,
-        })?;
+    if status_changed(function.status.as_ref(), &status) {
+        let api: Api<Function> = Api::namespaced(client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": flint_api::names::API_VERSION,
+            "kind": flint_api::names::KIND,
+            "status": status,
+        });
+        api.patch_status(&name, &ssa, &Patch::Apply(&patch))
+            .await
+            .map_err(|source| Error::Status {
+                function: name.clone(),
+                source,
+            })?;
+    }
 
     for notice in transitions(function.status.as_ref(), &status, &desired) {
         publish(ctx, function, notice).await;

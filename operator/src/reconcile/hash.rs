@@ -120,9 +120,15 @@ pub fn spec_hash(spec: &FunctionSpec) -> String {
     };
     // Serializing plain data structures to a Value cannot fail; a failure
     // would hash as null and still be deterministic.
-    let value = serde_json::to_value(&shape).unwrap_or(Value::Null);
+    content_hash(&serde_json::to_value(&shape).unwrap_or(Value::Null))
+}
+
+/// 16 lowercase hex digits of FNV-1a (64 bit) over the canonical JSON (keys
+/// sorted, no whitespace) of `value`: the same digest as [`spec_hash`], for
+/// any serialized object (see [`super::applied`]).
+pub fn content_hash(value: &Value) -> String {
     let mut canonical = String::new();
-    write_canonical(&value, &mut canonical);
+    write_canonical(value, &mut canonical);
     format!("{:016x}", fnv1a64(canonical.as_bytes()))
 }
 

@@ -5,13 +5,15 @@
 //! condition types and reasons of [`condition`]),
 //! [`notices`] (which Events), [`objects`] and [`security`] (a revision's
 //! Deployment and Service, its pods' security contexts) — are separate from the I/O in [`controller`],
-//! which lists, applies with server-side apply (field manager
-//! `flint-operator`), writes the status and publishes Events; [`cleanup`]
+//! which lists ([`observe`]), applies with server-side apply (field manager
+//! `flint-operator`) what is not already right ([`applied`]), writes the
+//! status when it changed and publishes Events; [`cleanup`]
 //! deletes old revisions, only objects the Function owns; [`pin`] resolves a
 //! new revision's image tag to a digest before it is cut. [`render`]
 //! prints what would be created, for schema validation. The process
 //! that runs the reconciler is `crate::process`.
 
+pub mod applied;
 pub mod backoff;
 pub mod cleanup;
 pub mod condition;
@@ -22,6 +24,7 @@ pub mod hash;
 pub mod metrics;
 pub mod notices;
 pub mod objects;
+pub mod observe;
 pub mod pin;
 pub mod render;
 pub mod revision;

@@ -4,6 +4,7 @@
 
 use flint_api::{Function, ManifestError, parse_functions};
 
+use super::applied::stamp_all;
 use super::desired::{DesiredError, desired_objects};
 
 /// Namespace a manifest without one is rendered in (as `kubectl apply` does).
@@ -43,7 +44,8 @@ fn render_function(mut function: Function, out: &mut String) -> Result<(), Rende
         .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
     meta.uid.get_or_insert_with(|| RENDER_UID.to_owned());
     meta.generation.get_or_insert(1);
-    let desired = desired_objects(&function, &[])?;
+    let mut desired = desired_objects(&function, &[])?;
+    stamp_all(&mut desired);
     if let Some(deployment) = &desired.deployment {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(deployment)?);

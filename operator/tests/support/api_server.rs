@@ -3,6 +3,7 @@
 //! the server gives; every request is checked against its step.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
@@ -20,6 +21,8 @@ pub struct Exchange {
     status: StatusCode,
     /// The reply body; `Value::Null` echoes the request body back.
     reply: Value,
+    /// Where the request body is kept, for a later step of the test.
+    record: Option<Arc<Mutex<Value>>>,
 }
 
 /// A step answered with 200 OK and `reply` (`Value::Null`: the request body
@@ -36,6 +39,7 @@ pub fn exchange(
         body,
         status: StatusCode::OK,
         reply,
+        record: None,
     }
 }
 
@@ -49,6 +53,7 @@ pub fn failing(method: Method, uri: impl Into<String>, code: u16) -> Exchange {
         status,
         reply: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                       "message": "injected", "reason": status.canonical_reason(), "code": code}),
+        record: None,
     }
 }
 
@@ -56,6 +61,13 @@ impl Exchange {
     /// The same step, also checking that the request body contains `body`.
     pub fn expecting(mut self, body: Value) -> Self {
         self.body = Some(body);
+        self
+    }
+
+    /// The same step, keeping the request body (JSON) in `slot`.
+    #[allow(dead_code)]
+    pub fn recording(mut self, slot: Arc<Mutex<Value>>) -> Self {
+        self.record = Some(slot);
         self
     }
 }
@@ -112,6 +124,9 @@ impl ApiServerVerifier {
             if let Some(expected) = &step.body {
                 let actual: Value = serde_json::from_slice(&bytes).unwrap();
                 assert_subset(&actual, expected, &format!("request {i} body"));
+            }
+            if let Some(slot) = &step.record {
+                *slot.lock().unwrap() = serde_json::from_slice(&bytes).unwrap();
             }
             let reply = if step.reply.is_null() {
                 bytes.to_vec()

@@ -294,19 +294,27 @@ impl Gateway {
         self.shared.routes_set.load(Ordering::Acquire)
     }
 
-    /// The metrics in Prometheus text format, with every revision's
-    /// concurrency integral brought up to now.
+    /// The metrics in Prometheus text format, with every exported
+    /// revision's concurrency integral brought up to now. A revision idle
+    /// for the metrics' grace is left out (see `metrics::expiry`): its
+    /// check is two flag reads, so the cost follows the active revisions.
     pub fn metrics_text(&self) -> Result<String, GatewayError> {
         let now = Instant::now();
-        let states: Vec<Arc<RevisionState>> = self.revisions().values().cloned().collect();
-        for state in states {
-            state.metrics.flush(now);
-        }
+        let grace = self.shared.metrics.grace();
+        let shown: Vec<Arc<RevisionState>> = self
+            .revisions()
+            .values()
+            .filter(|state| state.metrics.scrape(now, grace))
+            .cloned()
+            .collect();
         self.shared.metrics.publish_budget(&self.shared.budget);
         self.shared
             .metrics
             .publish_capacity(&self.shared.sharing.counts);
-        let mut text = self.shared.metrics.encode()?;
+        let mut text = self
+            .shared
+            .metrics
+            .encode_with(shown.iter().map(|state| &state.metrics))?;
         text.push_str(&self.shared.swap.encode()?);
         text.push_str(&self.shared.startup.encode()?);
         if let Some(intake) = self.shared.intake.get() {

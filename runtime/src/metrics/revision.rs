@@ -1,16 +1,22 @@
 //! One revision's request accounting, on the request path: label handles
 //! resolved once, in-flight counts, their integral and request durations
 //! kept per worker thread (no cache line written by two cores), published
-//! at each scrape; queue and cold-start metrics.
+//! at each scrape; queue and cold-start metrics. A revision idle for the
+//! grace of [`super::expiry`] is left out of `/metrics` (and costs a flag
+//! read per scrape) until its next change.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use flint_api::backend::RevisionKey;
 use flint_api::sync::lock;
+use prometheus::core::Metric as _;
 use prometheus::local::LocalHistogram;
+use prometheus::proto;
 use prometheus::{Counter, Histogram, IntCounter, IntCounterVec, IntGauge};
 
+use super::expiry::Expiry;
 use super::{GatewayMetrics, Integral};
 use crate::shard::Sharded;
 
@@ -45,7 +51,19 @@ pub struct RevisionMetrics {
     overflow: IntCounter,
     cold_starts: IntCounter,
     cold_start_duration: Histogram,
+    /// The request-duration histogram the shares flush into.
+    durations: Histogram,
+    /// Set by every change (a request, a queue or cold-start event), taken
+    /// by the next scrape. Read before written, so the request path writes
+    /// the cache line once per scrape interval at most.
+    touched: AtomicBool,
+    /// When the revision last changed, which decides whether it is exported.
+    expiry: Mutex<Expiry>,
 }
+
+/// The per-revision families, in the order [`RevisionMetrics::collect`]
+/// fills them.
+pub(super) const FAMILIES: usize = 8;
 
 impl RevisionMetrics {
     /// The handles of `key`'s series in `families`, resolved once.
@@ -77,11 +95,15 @@ impl RevisionMetrics {
             overflow: families.overflow.with_label_values(&labels),
             cold_starts: families.cold_starts.with_label_values(&labels),
             cold_start_duration: families.cold_start_durations.with_label_values(&labels),
+            durations: duration.clone(),
+            touched: AtomicBool::new(false),
+            expiry: Mutex::new(Expiry::created(Instant::now())),
         }
     }
 
     /// A request for this revision entered the gateway at `now`.
     pub fn request_started(&self, now: Instant) -> Counted {
+        self.touch();
         let index = self.shares.index();
         let mut share = lock(self.shares.at(index));
         share.accrued += share.integral.change(now, 1);
@@ -91,6 +113,7 @@ impl RevisionMetrics {
     /// A request that started at `started` was answered with `code`, and its
     /// response finished (or was abandoned) at `now`.
     pub fn request_finished(&self, counted: Counted, started: Instant, now: Instant, code: u16) {
+        self.touch();
         {
             let mut share = lock(self.shares.at(counted.0));
             share.accrued += share.integral.change(now, -1);
@@ -133,23 +156,81 @@ impl RevisionMetrics {
 
     /// Requests now waiting in the revision's queue.
     pub fn set_queue_depth(&self, depth: usize) {
+        self.touch();
         self.queue_depth
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
     /// A request was refused because the queue was full.
     pub fn queue_overflowed(&self) {
+        self.touch();
         self.overflow.inc();
     }
 
     /// A cold start began.
     pub fn cold_start_began(&self) {
+        self.touch();
         self.cold_starts.inc();
     }
 
     /// A cold start ended after its first request waited `waited`.
     pub fn cold_start_ended(&self, waited: Duration) {
+        self.touch();
         self.cold_start_duration.observe(waited.as_secs_f64());
+    }
+}
+
+impl RevisionMetrics {
+    /// Marks a change for the next scrape.
+    fn touch(&self) {
+        if !self.touched.load(Ordering::Relaxed) {
+            self.touched.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Prepares a scrape at `now`: whether this revision's series are
+    /// exported (see [`super::expiry`]), and if so publishes its shares
+    /// first. A revision hidden and untouched since costs two flag reads.
+    pub fn scrape(&self, now: Instant, grace: Duration) -> bool {
+        let changed =
+            self.touched.load(Ordering::Relaxed) && self.touched.swap(false, Ordering::Relaxed);
+        let mut expiry = lock(&self.expiry);
+        if !changed && !expiry.shown(now, grace) {
+            return false;
+        }
+        self.flush(now);
+        let busy = self.in_flight.get() > 0 || self.queue_depth.get() > 0;
+        expiry.observe(now, changed, busy, grace)
+    }
+
+    /// Appends this revision's series to `into`, one list per family in
+    /// the order of [`GatewayMetrics::revision_families`]: requests,
+    /// durations, in flight, concurrency, queue depth, overflow, cold
+    /// starts, cold-start durations.
+    pub(super) fn collect(&self, into: &mut [Vec<proto::Metric>; FAMILIES]) {
+        let [
+            requests,
+            durations,
+            in_flight,
+            concurrency,
+            queue,
+            overflow,
+            cold,
+            cold_durations,
+        ] = into;
+        requests.extend(
+            self.codes
+                .iter()
+                .filter_map(OnceLock::get)
+                .map(|c| c.metric()),
+        );
+        durations.push(self.durations.metric());
+        in_flight.push(self.in_flight.metric());
+        concurrency.push(self.concurrency.metric());
+        queue.push(self.queue_depth.metric());
+        overflow.push(self.overflow.metric());
+        cold.push(self.cold_starts.metric());
+        cold_durations.push(self.cold_start_duration.metric());
     }
 }
 
@@ -187,6 +268,12 @@ mod tests {
         }
     }
 
+    /// `/metrics` as a scrape at `now` renders it.
+    fn render(metrics: &GatewayMetrics, rev: &RevisionMetrics, now: Instant) -> String {
+        let shown = rev.scrape(now, metrics.grace());
+        metrics.encode_with(shown.then_some(rev)).unwrap()
+    }
+
     fn sample(text: &str, family: &str) -> f64 {
         text.lines()
             .find(|l| l.starts_with(family) && l.contains("revision=\"hello-00001\""))
@@ -218,8 +305,7 @@ mod tests {
         };
         let first = on_worker(0);
         on_worker(1);
-        rev.flush(at(t0, 2000));
-        let text = metrics.encode().unwrap();
+        let text = render(&metrics, &rev, at(t0, 2000));
         assert_eq!(sample(&text, "flint_requests_in_flight"), 1.0);
         assert_eq!(
             sample(&text, "flint_request_concurrency_seconds_total"),
@@ -228,8 +314,7 @@ mod tests {
         assert_eq!(sample(&text, "flint_request_duration_seconds_count"), 1.0);
 
         rev.request_finished(first, t0, at(t0, 3000), 200);
-        rev.flush(at(t0, 4000));
-        let text = metrics.encode().unwrap();
+        let text = render(&metrics, &rev, at(t0, 4000));
         assert_eq!(sample(&text, "flint_requests_in_flight"), 0.0);
         assert_eq!(
             sample(&text, "flint_request_concurrency_seconds_total"),
@@ -246,13 +331,58 @@ mod tests {
         let t0 = Instant::now();
         let counted = rev.request_started(t0);
         rev.request_finished(counted, t0, at(t0, 2000), 200);
-        rev.flush(at(t0, 2000));
-        let text = metrics.encode().unwrap();
+        let text = render(&metrics, &rev, at(t0, 2000));
         assert!(text.contains(
             "flint_requests_total{code=\"200\",function=\"hello\",namespace=\"ns\",revision=\"hello-00001\"} 1"
         ));
         assert!(text.contains(
             "flint_request_concurrency_seconds_total{function=\"hello\",namespace=\"ns\",revision=\"hello-00001\"} 2"
         ));
+    }
+
+    #[test]
+    fn an_idle_revision_leaves_after_the_grace_with_its_final_values_and_comes_back_continuing() {
+        let grace = Duration::from_secs(10);
+        let metrics = GatewayMetrics::new().unwrap().with_grace(grace);
+        let rev = metrics.revision(&RevisionKey::new("ns", "hello", "hello-00001"));
+        let t0 = Instant::now();
+        // New: exported at zero for the grace (scrapers hold a zero before
+        // the first request), then not.
+        let text = render(&metrics, &rev, t0);
+        assert_eq!(sample(&text, "flint_cold_starts_total"), 0.0);
+        assert!(!render(&metrics, &rev, t0 + grace).contains("hello-00001"));
+        let counted = rev.request_started(t0);
+        rev.request_finished(counted, t0, at(t0, 1000), 200);
+        let text = render(&metrics, &rev, at(t0, 1000));
+        assert_eq!(sample(&text, "flint_requests_total"), 1.0);
+        assert_eq!(sample(&text, "flint_requests_in_flight"), 0.0);
+        assert_eq!(sample(&text, "flint_queue_depth"), 0.0);
+        // Unchanged, still within the grace: the final values stay.
+        let text = render(&metrics, &rev, at(t0, 10_999));
+        assert_eq!(sample(&text, "flint_requests_total"), 1.0);
+        // Past it: every per-revision family leaves.
+        let text = render(&metrics, &rev, at(t0, 11_000));
+        assert!(!text.contains("hello-00001"), "{text}");
+        // A long request keeps it exported, whatever the grace.
+        let counted = rev.request_started(at(t0, 60_000));
+        for s in [61, 80, 100] {
+            let text = render(&metrics, &rev, at(t0, s * 1000));
+            assert_eq!(sample(&text, "flint_requests_in_flight"), 1.0, "at {s}s");
+            // The counter continues from where it was, never reset.
+            assert_eq!(sample(&text, "flint_requests_total"), 1.0);
+        }
+        rev.request_finished(counted, at(t0, 60_000), at(t0, 100_500), 200);
+        let text = render(&metrics, &rev, at(t0, 101_000));
+        assert_eq!(sample(&text, "flint_requests_total"), 2.0);
+        assert_eq!(sample(&text, "flint_requests_in_flight"), 0.0);
+        assert_eq!(
+            sample(&text, "flint_request_concurrency_seconds_total"),
+            41.5
+        );
+        // Queue events count as changes too.
+        assert!(!render(&metrics, &rev, at(t0, 200_000)).contains("hello-00001"));
+        rev.cold_start_began();
+        let text = render(&metrics, &rev, at(t0, 200_001));
+        assert_eq!(sample(&text, "flint_cold_starts_total"), 1.0);
     }
 }

@@ -20,9 +20,9 @@ impl DevState {
                     .iter()
                     .map(|r| RevisionRoute {
                         name: r.existing.name.clone(),
-                        concurrency: r.spec.concurrency,
-                        timeout_seconds: r.spec.timeout_seconds,
-                        protocol: r.spec.protocol,
+                        concurrency: r.serving.concurrency,
+                        timeout_seconds: r.serving.timeout_seconds,
+                        protocol: r.serving.protocol,
                         // The reason alone: the gateway's answer names the
                         // revision itself.
                         failure: match &r.existing.health {

@@ -63,6 +63,7 @@ impl AutoscalerHandle {
             Some(t) => {
                 t.window.set_span(spec.stable_window.as_std());
                 t.spec = spec;
+                t.dormant_since = None;
             }
             None => {
                 let restore = learned.and_then(|text| match Snapshot::decode(text) {
@@ -83,6 +84,8 @@ impl AutoscalerHandle {
                         ready: 0,
                         adopted: false,
                         restore,
+                        dormant_since: None,
+                        gauges: false,
                     },
                 );
             }
@@ -97,6 +100,17 @@ impl AutoscalerHandle {
     /// The revisions being scaled.
     pub fn revisions(&self) -> Vec<RevisionKey> {
         lock(&self.shared.revisions).keys().cloned().collect()
+    }
+
+    /// The revisions the last tick decided (not dormant), which the
+    /// metrics source is asked for: a dormant revision needs no zero
+    /// sample, and one with traffic shows in the readings anyway.
+    pub fn awake(&self) -> Vec<RevisionKey> {
+        lock(&self.shared.revisions)
+            .iter()
+            .filter(|(_, t)| t.dormant_since.is_none())
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// The last desired count of `key`.

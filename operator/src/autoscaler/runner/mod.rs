@@ -17,6 +17,12 @@
 //! resolved traffic split), and each decision gets its revision's share
 //! while the reading is no older than the staleness limit of the samples.
 //! A Function with no route set adds no backlog demand.
+//!
+//! Dormant revisions (at zero, nothing to wake them: see [`super::dormant`])
+//! cost a few comparisons per tick: no replica read, no decision, no
+//! sample pushed, and their per-revision gauges leave `/metrics` once they
+//! have been dormant for [`super::dormant::SERIES_GRACE`]. A poke, a
+//! sample with traffic or pending work wakes them at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +37,7 @@ use tokio::sync::mpsc;
 
 use super::backlog::BacklogBook;
 use super::decide::{DecideConfig, Observation, ScaleState, decide};
+use super::dormant::{SERIES_GRACE, Situation, is_dormant};
 use super::metrics::AutoscalerMetrics;
 use super::snapshot::Snapshot;
 use super::source::{MetricsSource, Pending};
@@ -88,6 +95,11 @@ struct Tracked {
     adopted: bool,
     /// What a previous leader persisted, applied at adoption.
     restore: Option<Snapshot>,
+    /// Since when the ticks skip it (see [`super::dormant`]); `None` while
+    /// it is decided every tick.
+    dormant_since: Option<Duration>,
+    /// Whether its per-revision gauges are exported.
+    gauges: bool,
 }
 
 /// The autoscaler's clock starts this far in, so that activity a previous
@@ -178,19 +190,58 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
                     self.decide_one(&key, Some(waiting)).await;
                 }
                 _ = scrape.tick() => self.scrape().await,
-                _ = tick.tick() => {
-                    let keys = self.handle().revisions();
-                    for key in keys {
-                        self.refresh_ready(&key).await;
-                        self.decide_one(&key, None).await;
-                    }
-                }
+                _ = tick.tick() => self.tick().await,
             }
         }
     }
 
-    async fn scrape(&mut self) {
-        let keys = self.handle().revisions();
+    /// The revisions this tick decides; marks the others dormant (and
+    /// drops their gauges once dormant for [`SERIES_GRACE`]). One pass,
+    /// a few comparisons per dormant revision, no allocation for them.
+    fn awake_for_tick(&self) -> Vec<RevisionKey> {
+        let now = self.shared.now();
+        let busy = lock(&self.shared.backlogs).busy(now, self.config.decide.stale_after);
+        let mut revs = lock(&self.shared.revisions);
+        let mut awake = Vec::new();
+        for (key, t) in revs.iter_mut() {
+            let situation = Situation {
+                written: t.written,
+                ready: t.ready,
+                adopted: t.adopted && t.restore.is_none(),
+                backlog: busy
+                    .get(key.namespace.as_str())
+                    .is_some_and(|f| f.contains(key.function.as_str())),
+            };
+            if !is_dormant(&t.spec, &t.state, &t.window, situation, now) {
+                t.dormant_since = None;
+                awake.push(key.clone());
+                continue;
+            }
+            let since = *t.dormant_since.get_or_insert(now);
+            if t.gauges && now.saturating_sub(since) >= SERIES_GRACE {
+                self.metrics.forget(key);
+                t.gauges = false;
+            }
+        }
+        awake
+    }
+
+    /// One decision pass: every revision not dormant has its ready
+    /// replicas read and is decided (what the loop does every
+    /// [`AutoscalerConfig::decide_interval`]; public for benchmarks).
+    pub async fn tick(&self) {
+        let keys = self.awake_for_tick();
+        for key in keys {
+            self.refresh_ready(&key).await;
+            self.decide_one(&key, None).await;
+        }
+    }
+
+    /// One read of the metrics source into the revisions' windows (what
+    /// the loop does every [`AutoscalerConfig::scrape_interval`]; public
+    /// for benchmarks).
+    pub async fn scrape(&mut self) {
+        let keys = self.handle().awake();
         let result = self.source.collect(&keys).await;
         let at = self.shared.now();
         match result {
@@ -331,6 +382,7 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
                 .with_label_values(&labels)
                 .set(if d.state.panicking() { 1.0 } else { 0.0 });
             t.state = d.state;
+            t.gauges = true;
             (t.written != Some(d.desired)).then_some((d.desired, d.reason))
         };
         let Some((desired, reason)) = write else {

@@ -1,5 +1,5 @@
 //! The `direct` source: scrapes every gateway's `/metrics` (Prometheus text
-//! format, parsed with `prometheus-parse`) and turns counter deltas between
+//! format, read by a line reader of its own) and turns counter deltas between
 //! two scrapes into rates, summed over gateways. The asynchronous backlog
 //! gauge `flint_async_pending` is read in the same scrape and combined by
 //! maximum: every gateway replica reports the same queue-wide depth.
@@ -40,39 +40,27 @@ pub fn parse_totals(text: &str) -> Result<HashMap<RevisionKey, Totals>, String> 
 }
 
 /// Parses a gateway's `/metrics` text into per-revision counter totals and
-/// per-Function pending invocations.
+/// per-Function pending invocations (with the same line reader as
+/// [`Ledger::read`]).
 pub fn parse_scrape(text: &str) -> Result<Scraped, String> {
-    let lines = text
-        .lines()
-        .filter(|l| read_here(l))
-        .map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| e.to_string())?;
     let mut out = Scraped::default();
-    for sample in scrape.samples {
-        let is_conc = sample.metric == names::REQUEST_CONCURRENCY_SECONDS_TOTAL;
-        let is_req = sample.metric == names::REQUESTS_TOTAL;
-        let is_pending = sample.metric == names::ASYNC_PENDING;
-        if !is_conc && !is_req && !is_pending {
+    for line in text.lines() {
+        let Some((metric, labels, value)) = sample(line) else {
             continue;
-        }
-        let value = match sample.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Gauge(v) => v,
-            _ => continue,
         };
-        let label = |k: &str| sample.labels.get(k).unwrap_or_default().to_owned();
-        if is_pending {
-            let key = FunctionKey::new(label(names::LABEL_NAMESPACE), label(names::LABEL_FUNCTION));
+        let get = |k: &str| label(labels, k).unwrap_or_default().to_owned();
+        if metric == names::ASYNC_PENDING {
+            let key = FunctionKey::new(get(names::LABEL_NAMESPACE), get(names::LABEL_FUNCTION));
             raise_pending(&mut out.pending, key, pending_count(value));
             continue;
         }
         let key = RevisionKey::new(
-            label(names::LABEL_NAMESPACE),
-            label(names::LABEL_FUNCTION),
-            label(names::LABEL_REVISION),
+            get(names::LABEL_NAMESPACE),
+            get(names::LABEL_FUNCTION),
+            get(names::LABEL_REVISION),
         );
         let t = out.totals.entry(key).or_default();
-        if is_conc {
+        if metric == names::REQUEST_CONCURRENCY_SECONDS_TOTAL {
             t.concurrency_seconds += value;
         } else {
             t.requests += value;
@@ -87,19 +75,6 @@ const READ: [&str; 3] = [
     names::REQUESTS_TOTAL,
     names::ASYNC_PENDING,
 ];
-
-/// Whether a line of exposition text is a sample or the `# TYPE` line of a
-/// metric in [`READ`]. Everything else — most of a gateway's `/metrics`,
-/// histogram buckets above all — is dropped before the (regex-based) parse:
-/// with a thousand revisions that parse was most of an idle `flint dev`'s
-/// CPU.
-fn read_here(line: &str) -> bool {
-    let name = line.strip_prefix("# TYPE ").unwrap_or(line);
-    READ.iter().any(|metric| {
-        name.strip_prefix(metric)
-            .is_some_and(|rest| rest.starts_with(['{', ' ']))
-    })
-}
 
 /// Merges one gateway's pending counts into `into` by maximum. Every gateway
 /// replica reads the same shared queue and reports the same queue-wide
@@ -118,16 +93,210 @@ fn rate(prev: f64, now: f64, dt: f64) -> f64 {
     if dt > 0.0 { inc / dt } else { 0.0 }
 }
 
-struct Previous {
-    at: Instant,
-    totals: HashMap<RevisionKey, Totals>,
+/// What one gateway's `/metrics` last said, kept between scrapes: the
+/// gateway leaves an idle revision's series out after a grace (the
+/// runtime's `metrics::expiry`), so a revision absent from a scrape is one
+/// whose counters have not moved, and its totals here stay its last ones.
+/// When its series come back, the increase is read from those totals.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// When the last scrape arrived (`None` before the first).
+    at: Option<Instant>,
+    /// The number of the current scrape, to tell this scrape's sums from
+    /// older ones without clearing every entry.
+    scrape: u64,
+    /// Where each revision's entry is, keyed by
+    /// `namespace\0function\0revision` (looked up by a reused buffer: no
+    /// allocation for a revision already known).
+    index: HashMap<Box<str>, usize>,
+    /// The revisions' entries.
+    entries: Vec<Entry>,
+    /// The entries this scrape has (reused): only they are read, so a
+    /// scrape costs what it holds, not what the ledger knows.
+    seen: Vec<usize>,
+    /// The key buffer.
+    buf: String,
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: RevisionKey,
+    /// The totals the rates are read against (the last scrape that had
+    /// the revision); `None` for a revision first seen in this scrape.
+    last: Option<Totals>,
+    /// This scrape's sums.
+    now: Totals,
+    /// The scrape `now` belongs to.
+    seen_in: u64,
+}
+
+/// The most revisions one gateway's ledger keeps: a bound on memory
+/// whatever a gateway sends. Past it, new revisions are not read until
+/// the ledger is cleared by the gateway leaving the list.
+const MAX_REVISIONS: usize = 1 << 18;
+
+impl Ledger {
+    /// Reads one scrape of the gateway, taken `at`: adds to `readings`
+    /// the rate of every revision the scrape has, against its last totals,
+    /// and to `pending` the backlog gauges. Returns whether rates could be
+    /// read (false at the gateway's first scrape: no previous to read
+    /// against). A revision seen for the first time gives no rate in this
+    /// scrape: its totals before are unknown (it may have been idle, and
+    /// out of `/metrics`, since before this source started), and reading
+    /// them as zero would take its whole history for one second's load.
+    pub fn read(
+        &mut self,
+        text: &str,
+        at: Instant,
+        readings: &mut Readings,
+        pending: &mut Pending,
+    ) -> bool {
+        self.scrape += 1;
+        let scrape = self.scrape;
+        for line in text.lines() {
+            let Some((metric, labels, value)) = sample(line) else {
+                continue;
+            };
+            if metric == names::ASYNC_PENDING {
+                let key = FunctionKey::new(
+                    label(labels, names::LABEL_NAMESPACE).unwrap_or_default(),
+                    label(labels, names::LABEL_FUNCTION).unwrap_or_default(),
+                );
+                raise_pending(pending, key, pending_count(value));
+                continue;
+            }
+            let is_conc = metric == names::REQUEST_CONCURRENCY_SECONDS_TOTAL;
+            if !is_conc && metric != names::REQUESTS_TOTAL {
+                continue;
+            }
+            let Some(i) = self.entry(labels) else {
+                continue;
+            };
+            let Some(entry) = self.entries.get_mut(i) else {
+                continue;
+            };
+            if entry.seen_in != scrape {
+                entry.seen_in = scrape;
+                entry.now = Totals::default();
+                self.seen.push(i);
+            }
+            if is_conc {
+                entry.now.concurrency_seconds += value;
+            } else {
+                entry.now.requests += value;
+            }
+        }
+        let dt = self
+            .at
+            .map(|before| at.saturating_duration_since(before).as_secs_f64());
+        self.at = Some(at);
+        for i in self.seen.drain(..) {
+            let Some(entry) = self.entries.get_mut(i) else {
+                continue;
+            };
+            if let (Some(dt), Some(last)) = (dt, entry.last) {
+                let now = entry.now;
+                let r = readings.entry(entry.key.clone()).or_default();
+                r.concurrency += rate(last.concurrency_seconds, now.concurrency_seconds, dt);
+                r.rps += rate(last.requests, now.requests, dt);
+            }
+            entry.last = Some(entry.now);
+        }
+        dt.is_some()
+    }
+
+    /// The index of the entry of the revision `labels` name, created if new.
+    fn entry(&mut self, labels: &str) -> Option<usize> {
+        let namespace = label(labels, names::LABEL_NAMESPACE)?;
+        let function = label(labels, names::LABEL_FUNCTION)?;
+        let revision = label(labels, names::LABEL_REVISION)?;
+        self.buf.clear();
+        for (i, part) in [namespace, function, revision].into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push('\0');
+            }
+            self.buf.push_str(part);
+        }
+        if let Some(&i) = self.index.get(self.buf.as_str()) {
+            return Some(i);
+        }
+        if self.entries.len() >= MAX_REVISIONS {
+            return None;
+        }
+        let i = self.entries.len();
+        self.entries.push(Entry {
+            key: RevisionKey::new(namespace, function, revision),
+            last: None,
+            now: Totals::default(),
+            seen_in: 0,
+        });
+        self.index.insert(self.buf.clone().into_boxed_str(), i);
+        Some(i)
+    }
+
+    /// Revisions whose totals are kept.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no revision's totals are kept.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// One sample line of a metric this source reads: its name, the text
+/// between its braces and its value. Other lines (comments, other
+/// metrics, histogram buckets) are `None` after a prefix comparison.
+/// Label values in a gateway's `/metrics` are Kubernetes names, which
+/// never hold a quote, a backslash or a brace.
+fn sample(line: &str) -> Option<(&'static str, &str, f64)> {
+    if !line.starts_with("flint_") {
+        return None;
+    }
+    let metric = READ.into_iter().find(|m| {
+        line.strip_prefix(*m)
+            .is_some_and(|rest| rest.starts_with(['{', ' ']))
+    })?;
+    let rest = &line[metric.len()..];
+    let (labels, value) = match rest.strip_prefix('{') {
+        Some(inner) => {
+            let close = inner.rfind('}')?;
+            (&inner[..close], &inner[close + 1..])
+        }
+        None => ("", rest),
+    };
+    // The value, then an optional timestamp.
+    let value = value.split_ascii_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some((metric, labels, value))
+}
+
+/// The value of label `name` in the text between a sample's braces.
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    let mut rest = labels;
+    while !rest.is_empty() {
+        let eq = rest.find('=')?;
+        let key = rest[..eq].trim_start_matches([',', ' ']);
+        let after = rest[eq + 1..].strip_prefix('"')?;
+        let close = after.find('"')?;
+        if key == name {
+            return Some(&after[..close]);
+        }
+        rest = &after[close + 1..];
+    }
+    None
 }
 
 /// Scrapes a fixed list of gateway `/metrics` URLs.
 pub struct DirectSource {
     urls: Vec<String>,
     http: HttpGet,
-    previous: HashMap<String, Previous>,
+    ledgers: HashMap<String, Ledger>,
     pending: Option<Pending>,
 }
 
@@ -146,14 +315,14 @@ impl DirectSource {
         Self {
             urls,
             http: HttpGet::new(timeout),
-            previous: HashMap::new(),
+            ledgers: HashMap::new(),
             pending: None,
         }
     }
 
     /// Replaces the list of gateways (their pods come and go).
     pub fn set_urls(&mut self, urls: Vec<String>) {
-        self.previous.retain(|u, _| urls.contains(u));
+        self.ledgers.retain(|u, _| urls.contains(u));
         self.urls = urls;
     }
 }
@@ -170,27 +339,12 @@ impl MetricsSource for DirectSource {
         let mut all_have_previous = true;
         for (url, result) in self.urls.iter().zip(scrapes) {
             let (at, body) = result?;
-            let text = String::from_utf8_lossy(&body);
-            let scraped = parse_scrape(&text).map_err(|reason| SourceError::Parse {
+            let text = std::str::from_utf8(&body).map_err(|e| SourceError::Parse {
                 url: url.clone(),
-                reason,
+                reason: e.to_string(),
             })?;
-            let totals = scraped.totals;
-            merge_pending(&mut pending, scraped.pending);
-            match self.previous.get(url) {
-                Some(prev) => {
-                    let dt = at.duration_since(prev.at).as_secs_f64();
-                    for (key, now) in &totals {
-                        let before = prev.totals.get(key).copied().unwrap_or_default();
-                        let r = readings.entry(key.clone()).or_default();
-                        r.concurrency +=
-                            rate(before.concurrency_seconds, now.concurrency_seconds, dt);
-                        r.rps += rate(before.requests, now.requests, dt);
-                    }
-                }
-                None => all_have_previous = false,
-            }
-            self.previous.insert(url.clone(), Previous { at, totals });
+            let ledger = self.ledgers.entry(url.clone()).or_default();
+            all_have_previous &= ledger.read(text, at, &mut readings, &mut pending);
         }
         // A gauge needs no previous scrape: the backlog is known at once.
         self.pending = Some(pending);
@@ -198,7 +352,8 @@ impl MetricsSource for DirectSource {
             // A new gateway: no rate until its second scrape.
             return Ok(HashMap::new());
         }
-        // Every gateway answered: a revision none of them has seen has no load.
+        // Every gateway answered: a revision asked for that none of them
+        // shows (idle, its series out of /metrics) has no load.
         for key in revisions {
             readings.entry(key.clone()).or_default();
         }
@@ -249,6 +404,7 @@ async fn futures_join(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autoscaler::source::Reading;
 
     const TEXT: &str = r#"# HELP flint_requests_total Requests answered, by status code.
 # TYPE flint_requests_total counter
@@ -314,7 +470,7 @@ flint_async_oldest_pending_age_seconds{function="hello",namespace="default"} 12
     #[test]
     fn only_the_metrics_read_reach_the_parser() {
         for (line, read) in [
-            ("# TYPE flint_requests_total counter", true),
+            ("# TYPE flint_requests_total counter", false),
             ("flint_requests_total{code=\"200\"} 1", true),
             ("flint_requests_total 1", true),
             (
@@ -322,6 +478,8 @@ flint_async_oldest_pending_age_seconds{function="hello",namespace="default"} 12
                 true,
             ),
             ("flint_async_pending{function=\"f\"} 3", true),
+            ("flint_requests_total{code=\"200\"} notanumber", false),
+            ("flint_requests_total{code=\"200\"", false),
             ("# HELP flint_requests_total Requests answered.", false),
             ("flint_requests_totals{code=\"200\"} 1", false),
             ("flint_requests_total_bucket{le=\"0.1\"} 1", false),
@@ -329,7 +487,7 @@ flint_async_oldest_pending_age_seconds{function="hello",namespace="default"} 12
             ("# TYPE flint_async_pending_x gauge", false),
             ("", false),
         ] {
-            assert_eq!(read_here(line), read, "{line}");
+            assert_eq!(sample(line).is_some(), read, "{line}");
         }
         // Lines dropped before the parse change nothing in what is read.
         let noisy = format!(
@@ -345,5 +503,103 @@ flint_async_oldest_pending_age_seconds{function="hello",namespace="default"} 12
         assert_eq!(rate(10.0, 14.0, 2.0), 2.0);
         assert_eq!(rate(10.0, 3.0, 1.0), 3.0);
         assert_eq!(rate(1.0, 2.0, 0.0), 0.0);
+    }
+
+    fn hello() -> RevisionKey {
+        RevisionKey::new("default", "hello", "hello-00001")
+    }
+
+    fn line(requests: u64, conc: f64) -> String {
+        format!(
+            "flint_requests_total{{code=\"200\",function=\"hello\",namespace=\"default\",revision=\"hello-00001\"}} {requests}\n\
+             flint_request_concurrency_seconds_total{{function=\"hello\",namespace=\"default\",revision=\"hello-00001\"}} {conc}\n"
+        )
+    }
+
+    fn read(ledger: &mut Ledger, text: &str, at: Instant) -> (bool, Readings) {
+        let mut readings = Readings::new();
+        let ok = ledger.read(text, at, &mut readings, &mut Pending::new());
+        (ok, readings)
+    }
+
+    #[test]
+    fn a_revision_out_of_the_scrape_keeps_its_totals_and_its_return_reads_the_increase() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut ledger = Ledger::default();
+        // First scrape: no rates yet.
+        assert_eq!(
+            read(&mut ledger, &line(100, 50.0), t0),
+            (false, Readings::new())
+        );
+        let (ok, r) = read(&mut ledger, &line(104, 52.0), s(2));
+        assert!(ok);
+        assert_eq!(
+            r[&hello()],
+            Reading {
+                concurrency: 1.0,
+                rps: 2.0
+            }
+        );
+        // Idle: the gateway leaves the series out; no reading, totals kept.
+        for n in 3..10 {
+            let (ok, r) = read(&mut ledger, "", s(n));
+            assert!(ok);
+            assert!(r.is_empty());
+        }
+        // Back with one more request: the increase since the kept totals.
+        let (_, r) = read(&mut ledger, &line(105, 53.0), s(10));
+        assert_eq!(
+            r[&hello()],
+            Reading {
+                concurrency: 1.0,
+                rps: 1.0
+            }
+        );
+        // A gateway restart (counters lower): the whole new value counts.
+        let (_, r) = read(&mut ledger, &line(2, 1.0), s(11));
+        assert_eq!(
+            r[&hello()],
+            Reading {
+                concurrency: 1.0,
+                rps: 2.0
+            }
+        );
+        assert_eq!(ledger.len(), 1);
+    }
+
+    #[test]
+    fn a_revision_seen_first_after_the_first_scrape_gives_no_rate_until_its_second() {
+        let t0 = Instant::now();
+        let mut ledger = Ledger::default();
+        read(&mut ledger, "", t0);
+        // Its whole history must not be read as one second's load.
+        let (ok, r) = read(&mut ledger, &line(5000, 900.0), t0 + Duration::from_secs(1));
+        assert!(ok);
+        assert!(r.is_empty());
+        let (_, r) = read(&mut ledger, &line(5001, 900.5), t0 + Duration::from_secs(2));
+        assert_eq!(
+            r[&hello()],
+            Reading {
+                concurrency: 0.5,
+                rps: 1.0
+            }
+        );
+    }
+
+    #[test]
+    fn labels_are_read_in_any_order_and_bad_lines_are_skipped() {
+        assert_eq!(label(r#"a="1",b="2",c="3""#, "b"), Some("2"));
+        assert_eq!(label(r#"c="3", a="1""#, "a"), Some("1"));
+        assert_eq!(label(r#"a="1""#, "z"), None);
+        assert_eq!(label(r#"a"#, "a"), None);
+        assert_eq!(label(r#"a=1"#, "a"), None);
+        assert_eq!(label("", "a"), None);
+        let mut ledger = Ledger::default();
+        let junk =
+            "flint_requests_total{code=\"200\"} 1\nflint_requests_total{namespace=\"a\" 1\n\u{0}\n";
+        let (_, r) = read(&mut ledger, junk, Instant::now());
+        assert!(r.is_empty());
+        assert_eq!(ledger.len(), 0);
     }
 }
