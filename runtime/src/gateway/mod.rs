@@ -234,9 +234,10 @@ impl Gateway {
             // state, and the map must keep what the table holds.
             let _writer = lock(&self.shared.writer);
             let mut revisions = self.revisions();
-            let forget = revisions.get(revision).is_some_and(|s| {
-                Arc::ptr_eq(s, &state) && s.replicas() == 0 && s.waiting() == 0
-            }) && !self.routed(revision);
+            let forget = revisions
+                .get(revision)
+                .is_some_and(|s| Arc::ptr_eq(s, &state) && s.replicas() == 0 && s.waiting() == 0)
+                && !self.routed(revision);
             if forget {
                 revisions.remove(revision);
             }
