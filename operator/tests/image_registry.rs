@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use api_server::{Exchange, exchange, mocked_client};
+use api_server::{BY_FN, Exchange, NS, SSA, exchange, mocked_client};
 use flint_api::Function;
 use flint_operator::image::{RegistryList, Resolver};
 use flint_operator::reconcile::hash::spec_hash;
@@ -33,10 +33,6 @@ use kube::runtime::events::Reporter;
 use oci_client::Reference;
 use oci_client::secrets::RegistryAuth;
 use serde_json::{Value, json};
-
-const NS: &str = "/namespaces/ns";
-const SSA: &str = "?&force=true&fieldManager=flint-operator";
-const BY_FN: &str = "?&labelSelector=flint.dev%2Ffunction%3Dhello";
 
 /// A `docker-registry` on a free loopback port, stopped and its storage
 /// removed on drop.

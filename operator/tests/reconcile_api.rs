@@ -10,37 +10,22 @@ mod mock_serve;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_server::{Exchange, exchange, failing, mocked_client};
+use api_server::{
+    BY_FN, Exchange, FN_URL, NS, SSA, exchange, failing, mocked_client, reconcile_context,
+};
 use flint_api::Function;
 use flint_operator::reconcile::controller::{REQUEUE_PENDING, REQUEUE_SETTLED, error_policy};
 use flint_operator::reconcile::hash::spec_hash;
-use flint_operator::reconcile::metrics::ReconcileMetrics;
 use flint_operator::reconcile::{Context, Error, reconcile};
 use http::Method;
 use kube::runtime::controller::Action;
-use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
-
-const NS: &str = "/namespaces/ns";
-const FN_URL: &str = "/apis/flint.dev/v1alpha1/namespaces/ns/functions/hello";
-const SSA: &str = "?&force=true&fieldManager=flint-operator";
-const BY_FN: &str = "?&labelSelector=flint.dev%2Ffunction%3Dhello";
 
 /// Runs one reconcile of `function` against `script`; returns its result
 /// after checking every scripted request was made and no other.
 async fn run(function: Function, script: Vec<Exchange>) -> (Result<Action, Error>, Arc<Context>) {
     let (client, verifier) = mocked_client();
-    let reporter = Reporter {
-        controller: "flint-operator".into(),
-        instance: Some("test".into()),
-    };
-    let metrics = ReconcileMetrics::register(&prometheus::Registry::new()).unwrap();
-    let ctx = Arc::new(Context::new(
-        client,
-        reporter,
-        metrics,
-        "example.com".into(),
-    ));
+    let ctx = reconcile_context(client);
     let result = verifier
         .check(script, reconcile(Arc::new(function), ctx.clone()))
         .await;

@@ -16,7 +16,7 @@ mod mock_serve;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_server::{Exchange, exchange, failing, mocked_client};
+use api_server::{BY_FN, Exchange, FN_URL, NS, SSA, exchange, failing, mocked_client};
 use flint_api::Function;
 use flint_operator::image::{RegistryList, Resolver};
 use flint_operator::reconcile::controller::{REQUEUE_PENDING, error_policy};
@@ -29,10 +29,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 
-const NS: &str = "/namespaces/ns";
-const FN_URL: &str = "/apis/flint.dev/v1alpha1/namespaces/ns/functions/hello";
-const SSA: &str = "?&force=true&fieldManager=flint-operator";
-const BY_FN: &str = "?&labelSelector=flint.dev%2Ffunction%3Dhello";
 const DIGEST: &str = "sha256:5e2a6bd7c4b1f2e0a9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6";
 /// A registry address where nothing listens: the connection is refused at once.
 const CLOSED: &str = "127.0.0.1:1";

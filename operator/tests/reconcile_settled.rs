@@ -16,37 +16,20 @@ mod mock_serve;
 
 use std::sync::{Arc, Mutex};
 
-use api_server::{Exchange, exchange, mocked_client};
+use api_server::{BY_FN, Exchange, FN_URL, NS, SSA, exchange, mocked_client, reconcile_context};
 use flint_api::Function;
 use flint_operator::reconcile::controller::{REQUEUE_PENDING, REQUEUE_SETTLED};
 use flint_operator::reconcile::hash::spec_hash;
-use flint_operator::reconcile::metrics::ReconcileMetrics;
-use flint_operator::reconcile::{Context, reconcile};
+use flint_operator::reconcile::reconcile;
 use http::Method;
 use kube::runtime::controller::Action;
-use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
-
-const NS: &str = "/namespaces/ns";
-const FN_URL: &str = "/apis/flint.dev/v1alpha1/namespaces/ns/functions/hello";
-const SSA: &str = "?&force=true&fieldManager=flint-operator";
-const BY_FN: &str = "?&labelSelector=flint.dev%2Ffunction%3Dhello";
 
 /// Reconciles `function` once against `script` (every request checked, no
 /// other allowed) and returns the action.
 async fn reconcile_once(function: Value, script: Vec<Exchange>) -> Action {
     let (client, verifier) = mocked_client();
-    let reporter = Reporter {
-        controller: "flint-operator".into(),
-        instance: Some("test".into()),
-    };
-    let metrics = ReconcileMetrics::register(&prometheus::Registry::new()).unwrap();
-    let ctx = Arc::new(Context::new(
-        client,
-        reporter,
-        metrics,
-        "example.com".into(),
-    ));
+    let ctx = reconcile_context(client);
     let function: Function = serde_json::from_value(function).unwrap();
     verifier
         .check(script, reconcile(Arc::new(function), ctx))

@@ -12,6 +12,37 @@ use serde_json::{Value, json};
 
 use crate::mock_serve::{Handle, serve_while};
 
+/// The scripts' URL parts for the Function `ns/hello`: its namespace's
+/// path segment, its own URL, the operator's server-side apply query and
+/// the selector of its objects.
+#[allow(dead_code)]
+pub const NS: &str = "/namespaces/ns";
+#[allow(dead_code)]
+pub const FN_URL: &str = "/apis/flint.dev/v1alpha1/namespaces/ns/functions/hello";
+#[allow(dead_code)]
+pub const SSA: &str = "?&force=true&fieldManager=flint-operator";
+#[allow(dead_code)]
+pub const BY_FN: &str = "?&labelSelector=flint.dev%2Ffunction%3Dhello";
+
+/// The reconciler's context over `client`, as the operator makes it (its
+/// reporter, fresh metrics, the domain `example.com`).
+#[allow(dead_code)]
+pub fn reconcile_context(client: Client) -> Arc<flint_operator::reconcile::Context> {
+    let reporter = kube::runtime::events::Reporter {
+        controller: "flint-operator".into(),
+        instance: Some("test".into()),
+    };
+    let registry = prometheus::Registry::new();
+    let metrics = flint_operator::reconcile::metrics::ReconcileMetrics::register(&registry)
+        .expect("fresh registry");
+    Arc::new(flint_operator::reconcile::Context::new(
+        client,
+        reporter,
+        metrics,
+        "example.com".into(),
+    ))
+}
+
 /// One request the client must make and the server's reply.
 pub struct Exchange {
     method: Method,
