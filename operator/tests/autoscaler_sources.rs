@@ -54,6 +54,13 @@ async fn exporter() -> SocketAddr {
     .unwrap();
     registry.register(Box::new(requests.clone())).unwrap();
     registry.register(Box::new(conc.clone())).unwrap();
+    // As the gateway does, the revision's series are exported at zero from
+    // the start, before its first request: a first scrape then primes them
+    // whenever it comes.
+    for code in ["200", "503"] {
+        requests.with_label_values(&["default", "hello", "hello-00001", code]);
+    }
+    conc.with_label_values(&["default", "hello", "hello-00001"]);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         let start = tokio::time::Instant::now();
