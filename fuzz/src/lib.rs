@@ -42,8 +42,8 @@ pub fn route(spec: &FunctionSpec<'_>) -> FunctionRoute {
             latest_revision: true,
             url: None,
         }],
-    },
-    access: Default::default(),
+        access: Default::default(),
+    }
 }
 
 /// The table of `specs` (at most 16 of them) under `domain`.
