@@ -79,6 +79,11 @@ impl BacklogRoute {
     }
 }
 
+/// How long a Function's backlog stays exported at 0 after its last
+/// reading with something pending: the gateway's grace for idle series
+/// (five minutes), so every scraper sees it drop to 0 before it goes.
+pub const BACKLOG_SERIES_GRACE: Duration = Duration::from_secs(300);
+
 /// What the runner knows of the backlogs: the routes its callers set and
 /// the pending counts of the last scrape.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,6 +91,19 @@ pub struct BacklogBook {
     routes: HashMap<FunctionKey, BacklogRoute>,
     /// The last pending counts, with the time they were read.
     pending: Option<(Duration, Pending)>,
+    /// The Functions whose backlog is exported, with when each last had
+    /// something pending.
+    shown: HashMap<FunctionKey, Duration>,
+}
+
+/// The export of one reading: the series to set, and those to remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BacklogSeries {
+    /// Functions with something pending, at their count, and those that
+    /// had some within [`BACKLOG_SERIES_GRACE`], at 0; by key.
+    pub set: Vec<(FunctionKey, u64)>,
+    /// Functions with nothing pending for longer than the grace.
+    pub gone: Vec<FunctionKey>,
 }
 
 impl BacklogBook {
@@ -94,20 +112,29 @@ impl BacklogBook {
         self.routes = routes;
     }
 
-    /// Keeps the pending counts read `at`, and returns what to export: each
-    /// Function read, and each routed Function (0 when nothing is pending).
-    pub fn record(&mut self, at: Duration, pending: Pending) -> Vec<(FunctionKey, u64)> {
-        let mut out: Vec<(FunctionKey, u64)> =
-            pending.iter().map(|(k, &n)| (k.clone(), n)).collect();
-        out.extend(
-            self.routes
-                .keys()
-                .filter(|k| !pending.contains_key(*k))
-                .map(|k| (k.clone(), 0)),
-        );
-        out.sort();
+    /// Keeps the pending counts read `at`, and returns what to export:
+    /// each Function read with something pending, and for the grace after
+    /// that each at 0. A Function that never had a backlog exports
+    /// nothing, so ten thousand idle Functions cost nothing per reading.
+    pub fn record(&mut self, at: Duration, pending: Pending) -> BacklogSeries {
+        let mut series = BacklogSeries::default();
+        for (key, &n) in pending.iter().filter(|&(_, &n)| n > 0) {
+            self.shown.insert(key.clone(), at);
+        }
+        self.shown.retain(|key, last| {
+            let n = pending.get(key).copied().unwrap_or(0);
+            let keep = n > 0 || at.saturating_sub(*last) < BACKLOG_SERIES_GRACE;
+            if keep {
+                series.set.push((key.clone(), n));
+            } else {
+                series.gone.push(key.clone());
+            }
+            keep
+        });
+        series.set.sort();
+        series.gone.sort();
         self.pending = Some((at, pending));
-        out
+        series
     }
 
     /// The Functions with a route and pending work as of `now` (readings no
@@ -197,6 +224,39 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_is_exported_while_pending_then_at_zero_for_the_grace_then_not() {
+        let mut book = BacklogBook::default();
+        let a = FunctionKey::new("ns", "a");
+        let b = FunctionKey::new("ns", "b");
+        let idle = FunctionKey::new("ns", "idle");
+        let secs = Duration::from_secs;
+        // A Function read at 0 that never had a backlog exports nothing.
+        let s = book.record(secs(0), Pending::from([(a.clone(), 3), (idle.clone(), 0)]));
+        assert_eq!(s.set, [(a.clone(), 3)]);
+        let s = book.record(secs(1), Pending::from([(b.clone(), 1)]));
+        assert_eq!(s.set, [(a.clone(), 0), (b.clone(), 1)]);
+        assert!(s.gone.is_empty());
+        // Just inside the grace after a's last backlog: still at 0.
+        let s = book.record(secs(299), Pending::new());
+        assert_eq!(s.set, [(a.clone(), 0), (b.clone(), 0)]);
+        // a's grace is over, b's is not.
+        let s = book.record(secs(300), Pending::new());
+        assert_eq!(s.set, [(b.clone(), 0)]);
+        assert_eq!(s.gone, [a.clone()]);
+        let s = book.record(secs(301), Pending::new());
+        assert!(s.set.is_empty());
+        assert_eq!(s.gone, [b]);
+        // Gone once: not removed again.
+        assert_eq!(
+            book.record(secs(302), Pending::new()),
+            BacklogSeries::default()
+        );
+        // A new backlog brings it back.
+        let s = book.record(secs(400), Pending::from([(a.clone(), 7)]));
+        assert_eq!(s.set, [(a, 7)]);
+    }
+
+    #[test]
     fn the_book_hands_out_fresh_shares_of_routed_functions_only() {
         let mut book = BacklogBook::default();
         let a = FunctionKey::new("ns", "a");
@@ -209,8 +269,9 @@ mod tests {
             },
         )]));
         let exported = book.record(Duration::from_secs(10), Pending::from([(b.clone(), 4)]));
-        assert_eq!(exported, [(a.clone(), 0), (b, 4)]);
-        book.record(Duration::from_secs(10), Pending::from([(a, 25)]));
+        assert_eq!(exported.set, [(b.clone(), 4)]);
+        assert!(exported.gone.is_empty());
+        book.record(Duration::from_secs(10), Pending::from([(a.clone(), 25)]));
         let rev = RevisionKey::new("ns", "a", "a-1");
         let stale = Duration::from_secs(5);
         assert_eq!(

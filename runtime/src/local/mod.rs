@@ -95,9 +95,20 @@ pub enum BackendEvent {
     },
 }
 
-struct RevisionEntry {
-    commands: mpsc::UnboundedSender<Command>,
-    state: watch::Receiver<Replicas>,
+/// A registered revision.
+enum RevisionEntry {
+    /// At zero and never asked for a replica: what its supervisor needs,
+    /// and no task or channel yet. Most of ten thousand Functions at zero
+    /// stay here, at the size of their process spec.
+    Idle {
+        spec: Box<ProcessSpec>,
+        drain_timeout: Duration,
+    },
+    /// Its supervisor runs (since the first replica was asked for).
+    Running {
+        commands: mpsc::UnboundedSender<Command>,
+        state: watch::Receiver<Replicas>,
+    },
 }
 
 /// Runs revisions as local processes. Cheap to clone.
@@ -125,39 +136,24 @@ impl LocalBackend {
     }
 
     /// Registers a revision at zero replicas; `drain_timeout` bounds how long
-    /// a leaving replica may finish its in-flight requests.
+    /// a leaving replica may finish its in-flight requests. Its supervisor
+    /// starts with the first replica asked for.
     pub fn add_revision(&self, key: RevisionKey, spec: ProcessSpec, drain_timeout: Duration) {
-        let mut revisions = lock(&self.revisions);
-        if revisions.contains_key(&key) {
-            return;
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (state_tx, state_rx) = watch::channel(Replicas::default());
-        let sup = Supervisor::new(
-            key.clone(),
-            spec,
-            drain_timeout,
-            Arc::clone(&self.sink),
-            self.events.clone(),
-            state_tx,
-        );
-        tokio::spawn(sup.run(rx));
-        revisions.insert(
-            key,
-            RevisionEntry {
-                commands: tx,
-                state: state_rx,
-            },
-        );
+        lock(&self.revisions)
+            .entry(key)
+            .or_insert_with(|| RevisionEntry::Idle {
+                spec: Box::new(spec),
+                drain_timeout,
+            });
     }
 
     /// Drains and stops every replica of `key` and forgets it; returns when
     /// its processes are gone.
     pub async fn remove_revision(&self, key: &RevisionKey) {
         let entry = lock(&self.revisions).remove(key);
-        if let Some(entry) = entry {
+        if let Some(RevisionEntry::Running { commands, .. }) = entry {
             let (done_tx, done_rx) = oneshot::channel();
-            if entry.commands.send(Command::Stop(done_tx)).is_ok() {
+            if commands.send(Command::Stop(done_tx)).is_ok() {
                 let _ = done_rx.await;
             }
         }
@@ -175,23 +171,55 @@ impl LocalBackend {
         lock(&self.revisions).keys().cloned().collect()
     }
 
-    fn entry<T>(
-        &self,
-        key: &RevisionKey,
-        f: impl FnOnce(&RevisionEntry) -> T,
-    ) -> Result<T, ScaleError> {
-        let revisions = lock(&self.revisions);
-        let entry = revisions.get(key).ok_or_else(|| ScaleError {
-            revision: key.clone(),
-            reason: "no such revision in flint dev".into(),
-        })?;
-        Ok(f(entry))
+    /// `entry`'s command sender, starting its supervisor if it is idle.
+    fn run(&self, key: &RevisionKey, entry: &mut RevisionEntry) -> mpsc::UnboundedSender<Command> {
+        let (spec, drain_timeout) = match entry {
+            RevisionEntry::Running { commands, .. } => return commands.clone(),
+            RevisionEntry::Idle {
+                spec,
+                drain_timeout,
+            } => (ProcessSpec::clone(spec), *drain_timeout),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = watch::channel(Replicas::default());
+        let sup = Supervisor::new(
+            key.clone(),
+            spec,
+            drain_timeout,
+            Arc::clone(&self.sink),
+            self.events.clone(),
+            state_tx,
+        );
+        tokio::spawn(sup.run(rx));
+        *entry = RevisionEntry::Running {
+            commands: tx.clone(),
+            state: state_rx,
+        };
+        tx
+    }
+}
+
+fn no_such_revision(revision: &RevisionKey) -> ScaleError {
+    ScaleError {
+        revision: revision.clone(),
+        reason: "no such revision in flint dev".into(),
     }
 }
 
 impl ScaleActuator for LocalBackend {
     async fn scale(&self, revision: &RevisionKey, replicas: u32) -> Result<(), ScaleError> {
-        self.entry(revision, |e| e.commands.send(Command::Scale(replicas)))?
+        let commands = {
+            let mut revisions = lock(&self.revisions);
+            let entry = revisions
+                .get_mut(revision)
+                .ok_or_else(|| no_such_revision(revision))?;
+            if replicas == 0 && matches!(entry, RevisionEntry::Idle { .. }) {
+                return Ok(());
+            }
+            self.run(revision, entry)
+        };
+        commands
+            .send(Command::Scale(replicas))
             .map_err(|_| ScaleError {
                 revision: revision.clone(),
                 reason: "revision is shutting down".into(),
@@ -199,6 +227,10 @@ impl ScaleActuator for LocalBackend {
     }
 
     async fn replicas(&self, revision: &RevisionKey) -> Result<Replicas, ScaleError> {
-        self.entry(revision, |e| *e.state.borrow())
+        match lock(&self.revisions).get(revision) {
+            Some(RevisionEntry::Running { state, .. }) => Ok(*state.borrow()),
+            Some(RevisionEntry::Idle { .. }) => Ok(Replicas::default()),
+            None => Err(no_such_revision(revision)),
+        }
     }
 }

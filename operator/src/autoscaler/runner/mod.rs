@@ -271,15 +271,22 @@ impl<A: ScaleActuator, S: MetricsSource> Autoscaler<A, S> {
     }
 
     /// Keeps the pending counts read `at` for the decisions, and exports
-    /// them (every routed Function, 0 when nothing is pending).
+    /// them: each Function with a backlog, and at 0 for a grace after it
+    /// (see [`BacklogBook::record`]).
     fn record_pending(&self, at: Duration, pending: Pending) {
-        let mut b = lock(&self.shared.backlogs);
-        self.metrics.backlog.reset();
-        for (key, n) in b.record(at, pending) {
+        let series = lock(&self.shared.backlogs).record(at, pending);
+        for (key, n) in series.set {
             self.metrics
                 .backlog
                 .with_label_values(&[&key.namespace, &key.function])
                 .set(n as f64);
+        }
+        for key in series.gone {
+            // Absent already is what removing wants.
+            let _ = self
+                .metrics
+                .backlog
+                .remove_label_values(&[&key.namespace, &key.function]);
         }
     }
 

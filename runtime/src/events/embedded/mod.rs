@@ -44,7 +44,10 @@ struct Inner {
     pending: Mutex<Pending>,
     /// When each leased invocation was handed out, by invocation key.
     leased: Mutex<HashMap<String, Instant>>,
-    wake: Notify,
+    /// What a waiting fetch of each Function listens on: an enqueue or a
+    /// retry of that Function wakes its fetch, and no other. Ten thousand
+    /// waiting fetches are not all woken by one Function's event.
+    wake: Mutex<HashMap<FunctionKey, Arc<Notify>>>,
 }
 
 /// The embedded queue; cheap to clone.
@@ -103,6 +106,12 @@ impl EmbeddedQueue {
         max: usize,
         lease: Duration,
     ) -> Result<(Vec<Delivery<EmbeddedTicket>>, bool), QueueError> {
+        // Nothing unsettled for `target` (the in-memory index holds every
+        // invocation the store does): nothing can be due, and the store is
+        // not read.
+        if !lock(&self.inner.pending).by_function.contains_key(target) {
+            return Ok((Vec::new(), false));
+        }
         let prefix = function_prefix(target);
         let end = format!("{prefix}{:020}\u{1}", now_ms());
         // Leases are released only after their settle committed, so taking
@@ -152,6 +161,28 @@ impl EmbeddedQueue {
         Ok((out, stored))
     }
 
+    /// The notifier `target`'s fetch waits on, registered while it waits.
+    fn waker(&self, target: &FunctionKey) -> Arc<Notify> {
+        Arc::clone(lock(&self.inner.wake).entry(target.clone()).or_default())
+    }
+
+    /// `target`'s fetch no longer waits: its notifier goes unless another
+    /// fetch of it holds it too.
+    fn unwaker(&self, target: &FunctionKey, waker: Arc<Notify>) {
+        let mut wake = lock(&self.inner.wake);
+        // The map's and this one: nobody else waits on it.
+        if Arc::strong_count(&waker) <= 2 {
+            wake.remove(target);
+        }
+    }
+
+    /// Wakes the fetch of `target`, if one waits.
+    fn wake(&self, target: &FunctionKey) {
+        if let Some(waker) = lock(&self.inner.wake).get(target) {
+            waker.notify_waiters();
+        }
+    }
+
     fn settled(&self, key: &str) {
         lock(&self.inner.leased).remove(key);
         lock(&self.inner.pending).remove(key);
@@ -177,8 +208,10 @@ impl Queue for EmbeddedQueue {
             };
             let done = self.apply(op).await?;
             if done == Done::Enqueued(Enqueued::New) {
+                // Indexed before the wake-up: the woken fetch looks there.
+                let target = invocation.target.clone();
                 lock(&self.inner.pending).add(invocation.target, invocation.enqueued_at_ms, key);
-                self.inner.wake.notify_waiters();
+                self.wake(&target);
                 return Ok(Enqueued::New);
             }
             Ok(Enqueued::Duplicate)
@@ -192,25 +225,35 @@ impl Queue for EmbeddedQueue {
     ) -> BoxFuture<'a, Result<Vec<Delivery<EmbeddedTicket>>, QueueError>> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + limits.wait;
-            loop {
-                let woken = self.inner.wake.notified();
-                let (found, stored) = self.due_now(target, limits.max, limits.lease)?;
+            let waker = self.waker(target);
+            let result = loop {
+                let woken = waker.notified();
+                tokio::pin!(woken);
+                // Registered before looking, so an enqueue between the look
+                // and the wait still wakes this fetch.
+                woken.as_mut().enable();
+                let (found, stored) = match self.due_now(target, limits.max, limits.lease) {
+                    Ok(due) => due,
+                    Err(err) => break Err(err),
+                };
                 let now = tokio::time::Instant::now();
                 if !found.is_empty() || now >= deadline {
-                    return Ok(found);
+                    break Ok(found);
                 }
                 // Work that falls due by time (a retry's delay, an expired
                 // lease) is looked for every POLL; with nothing stored only
-                // an enqueue can bring work, and it wakes the fetch. A
-                // thousand idle Functions then cost a read a second each,
-                // not twenty.
+                // an enqueue can bring work, and it wakes the fetch. Ten
+                // thousand idle Functions then cost a wake-up per `wait`
+                // each and no read of the store.
                 let nap = if stored {
                     POLL.min(deadline - now)
                 } else {
                     deadline - now
                 };
                 let _ = tokio::time::timeout(nap, woken).await;
-            }
+            };
+            self.unwaker(target, waker);
+            result
         })
     }
 
@@ -246,7 +289,10 @@ impl Queue for EmbeddedQueue {
             };
             self.apply(op).await?;
             lock(&self.inner.leased).remove(&key);
-            self.inner.wake.notify_waiters();
+            let target = lock(&self.inner.pending).target_of(&key);
+            if let Some(target) = target {
+                self.wake(&target);
+            }
             Ok(())
         })
     }

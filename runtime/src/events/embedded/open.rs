@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableTable};
-use tokio::sync::Notify;
 
 use super::layout::decode_record;
 use super::pending::Pending;
@@ -41,7 +40,7 @@ impl EmbeddedQueue {
                 writer,
                 pending: Mutex::new(pending),
                 leased: Mutex::new(HashMap::new()),
-                wake: Notify::new(),
+                wake: Mutex::new(HashMap::new()),
             }),
         })
     }

@@ -27,6 +27,11 @@ impl Pending {
             .insert((enqueued_ms, key));
     }
 
+    /// The Function invocation `key` is for, while it is unsettled.
+    pub(super) fn target_of(&self, key: &str) -> Option<FunctionKey> {
+        self.index.get(key).map(|(target, _)| target.clone())
+    }
+
     /// Removes invocation `key` (settled).
     pub(super) fn remove(&mut self, key: &str) {
         if let Some((target, at)) = self.index.remove(key)
