@@ -118,7 +118,7 @@ impl BacklogBook {
     /// nothing, so ten thousand idle Functions cost nothing per reading.
     pub fn record(&mut self, at: Duration, pending: Pending) -> BacklogSeries {
         let mut series = BacklogSeries::default();
-        for (key, &n) in pending.iter().filter(|&(_, &n)| n > 0) {
+        for (key, _) in pending.iter().filter(|&(_, &n)| n > 0) {
             self.shown.insert(key.clone(), at);
         }
         self.shown.retain(|key, last| {
