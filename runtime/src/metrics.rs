@@ -11,10 +11,11 @@
 //! path is in [`revision`], the exact integral behind it in [`integral`],
 //! and when an idle revision's series leave `/metrics` in [`expiry`].
 //!
-//! The per-revision families are not in the registry: a scrape renders
+//! The per-revision families are not in the registry: a scrape writes
 //! them from the revisions it is handed ([`GatewayMetrics::encode_with`]),
 //! only those [`RevisionMetrics::scrape`] says are exported, so a gateway
-//! with ten thousand idle revisions renders none of their series.
+//! with ten thousand idle revisions renders none of their series, and a
+//! revision holds plain atomics rather than library handles.
 
 mod expiry;
 mod integral;
@@ -25,9 +26,7 @@ use std::sync::Mutex;
 use flint_api::backend::RevisionKey;
 use flint_api::metrics as names;
 use flint_api::sync::lock;
-use prometheus::{
-    CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
 pub use expiry::{Expiry, IDLE_SERIES_GRACE};
 pub use integral::Integral;
@@ -49,34 +48,10 @@ pub enum MetricsError {
     Encode(#[source] prometheus::Error),
 }
 
-const REVISION_LABELS: [&str; 3] = [
-    names::LABEL_NAMESPACE,
-    names::LABEL_FUNCTION,
-    names::LABEL_REVISION,
-];
-const CODE_LABELS: [&str; 4] = [
-    names::LABEL_NAMESPACE,
-    names::LABEL_FUNCTION,
-    names::LABEL_REVISION,
-    names::LABEL_CODE,
-];
-/// Buckets for request and cold-start durations, in seconds.
-const DURATION_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
 /// Every metric family the gateway exports, registered in one registry.
 #[derive(Clone)]
 pub struct GatewayMetrics {
     registry: Registry,
-    requests: IntCounterVec,
-    durations: HistogramVec,
-    in_flight: IntGaugeVec,
-    concurrency: CounterVec,
-    queue_depth: IntGaugeVec,
-    overflow: IntCounterVec,
-    cold_starts: IntCounterVec,
-    cold_start_durations: HistogramVec,
     budget_limit: IntGauge,
     budget_held: IntGauge,
     budget_refused: IntCounterVec,
@@ -100,12 +75,6 @@ pub(crate) fn encode(registry: &Registry) -> Result<String, MetricsError> {
         .map_err(MetricsError::Encode)
 }
 
-/// Creates `metric` (named `name` for errors) without registering it: a
-/// per-revision family, rendered by [`GatewayMetrics::encode_with`].
-fn create<C>(name: &'static str, metric: Result<C, prometheus::Error>) -> Result<C, MetricsError> {
-    metric.map_err(|source| MetricsError::Register { name, source })
-}
-
 /// Creates `metric` (named `name` for errors) and registers it in `registry`.
 pub(crate) fn register<C: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
@@ -124,81 +93,7 @@ impl GatewayMetrics {
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let r = &registry;
-        let histogram = |name: &'static str, help: &str| {
-            HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()),
-                &REVISION_LABELS,
-            )
-        };
         Ok(Self {
-            requests: create(
-                names::REQUESTS_TOTAL,
-                IntCounterVec::new(
-                    Opts::new(names::REQUESTS_TOTAL, "Requests answered, by status code."),
-                    &CODE_LABELS,
-                ),
-            )?,
-            durations: create(
-                names::REQUEST_DURATION_SECONDS,
-                histogram(
-                    names::REQUEST_DURATION_SECONDS,
-                    "Request duration as seen by the gateway, including any wait for a replica.",
-                ),
-            )?,
-            in_flight: create(
-                names::REQUESTS_IN_FLIGHT,
-                IntGaugeVec::new(
-                    Opts::new(
-                        names::REQUESTS_IN_FLIGHT,
-                        "Requests in flight, waiting ones included.",
-                    ),
-                    &REVISION_LABELS,
-                ),
-            )?,
-            concurrency: create(
-                names::REQUEST_CONCURRENCY_SECONDS_TOTAL,
-                CounterVec::new(
-                    Opts::new(
-                        names::REQUEST_CONCURRENCY_SECONDS_TOTAL,
-                        "Time integral of in-flight requests; its rate is the average concurrency.",
-                    ),
-                    &REVISION_LABELS,
-                ),
-            )?,
-            queue_depth: create(
-                names::QUEUE_DEPTH,
-                IntGaugeVec::new(
-                    Opts::new(names::QUEUE_DEPTH, "Requests waiting for a replica."),
-                    &REVISION_LABELS,
-                ),
-            )?,
-            overflow: create(
-                names::QUEUE_OVERFLOW_TOTAL,
-                IntCounterVec::new(
-                    Opts::new(
-                        names::QUEUE_OVERFLOW_TOTAL,
-                        "Requests refused because the revision's queue was full.",
-                    ),
-                    &REVISION_LABELS,
-                ),
-            )?,
-            cold_starts: create(
-                names::COLD_STARTS_TOTAL,
-                IntCounterVec::new(
-                    Opts::new(
-                        names::COLD_STARTS_TOTAL,
-                        "Requests that found their revision without a ready replica.",
-                    ),
-                    &REVISION_LABELS,
-                ),
-            )?,
-            cold_start_durations: create(
-                names::COLD_START_DURATION_SECONDS,
-                histogram(
-                    names::COLD_START_DURATION_SECONDS,
-                    "How long the first request of a cold start waited for a replica.",
-                ),
-            )?,
             budget_limit: register(
                 r,
                 names::MEMORY_BUDGET_BYTES,
@@ -310,10 +205,10 @@ impl GatewayMetrics {
             .inc();
     }
 
-    /// Resolves the label handles of one revision, once, so the request path
-    /// never looks labels up.
+    /// One revision's accounting, its labels escaped once, so the request
+    /// path never looks labels up and a scrape writes them as they are.
     pub fn revision(&self, key: &RevisionKey) -> RevisionMetrics {
-        RevisionMetrics::resolve(self, key)
+        RevisionMetrics::new(key)
     }
 
     /// The same families with idle revisions' series kept for `grace`
@@ -340,57 +235,9 @@ impl GatewayMetrics {
         &self,
         revisions: impl IntoIterator<Item = &'r RevisionMetrics>,
     ) -> Result<String, MetricsError> {
-        let mut series: [Vec<prometheus::proto::Metric>; revision::FAMILIES] = Default::default();
-        for rev in revisions {
-            rev.collect(&mut series);
-        }
-        let mut families = self.registry.gather();
-        for (desc, kind, metrics) in self.revision_families(series) {
-            if metrics.is_empty() {
-                continue;
-            }
-            let mut family = prometheus::proto::MetricFamily::default();
-            family.set_name(desc.0.to_owned());
-            family.set_help(desc.1.to_owned());
-            family.set_field_type(kind);
-            family.set_metric(metrics);
-            families.push(family);
-        }
-        prometheus::TextEncoder::new()
-            .encode_to_string(&families)
-            .map_err(MetricsError::Encode)
-    }
-
-    /// The per-revision families' names, help and types, paired with
-    /// `series` in the order [`RevisionMetrics`] collects them.
-    fn revision_families(
-        &self,
-        series: [Vec<prometheus::proto::Metric>; revision::FAMILIES],
-    ) -> impl Iterator<
-        Item = (
-            (&str, &str),
-            prometheus::proto::MetricType,
-            Vec<prometheus::proto::Metric>,
-        ),
-    > + '_ {
-        use prometheus::core::Collector;
-        use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
-        let descs: [(&dyn Collector, prometheus::proto::MetricType); revision::FAMILIES] = [
-            (&self.requests, COUNTER),
-            (&self.durations, HISTOGRAM),
-            (&self.in_flight, GAUGE),
-            (&self.concurrency, COUNTER),
-            (&self.queue_depth, GAUGE),
-            (&self.overflow, COUNTER),
-            (&self.cold_starts, COUNTER),
-            (&self.cold_start_durations, HISTOGRAM),
-        ];
-        descs
-            .into_iter()
-            .zip(series)
-            .filter_map(|((c, kind), metrics)| {
-                let desc = c.desc().into_iter().next()?;
-                Some(((desc.fq_name.as_str(), desc.help.as_str()), kind, metrics))
-            })
+        let revisions: Vec<&RevisionMetrics> = revisions.into_iter().collect();
+        let mut text = encode(&self.registry)?;
+        revision::render(&mut text, &revisions);
+        Ok(text)
     }
 }

@@ -85,7 +85,9 @@ impl Serving {
 
 #[derive(Debug, Clone)]
 struct FunctionState {
-    spec: FunctionSpec,
+    /// Boxed: the spec is large inline, and the map's nodes hold eleven
+    /// states each, mostly partly filled.
+    spec: Box<FunctionSpec>,
     /// The notes on fields not applied locally, last printed.
     local_notes: Vec<String>,
     revisions: Vec<Revision>,
@@ -134,7 +136,7 @@ impl DevState {
                 .functions
                 .entry((ns.clone(), name.clone()))
                 .or_insert_with(|| FunctionState {
-                    spec: spec.clone(),
+                    spec: Box::new(spec.clone()),
                     local_notes: Vec::new(),
                     revisions: Vec::new(),
                     traffic: Vec::new(),
@@ -149,7 +151,9 @@ impl DevState {
                     });
                 }
             }
-            state.spec = spec.clone();
+            if *state.spec != *spec {
+                *state.spec = spec.clone();
+            }
             if state.local_notes != l.local.notes {
                 notes.extend(l.local.notes.iter().cloned());
                 state.local_notes = l.local.notes.clone();

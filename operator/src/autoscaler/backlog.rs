@@ -242,7 +242,7 @@ mod tests {
         // a's grace is over, b's is not.
         let s = book.record(secs(300), Pending::new());
         assert_eq!(s.set, [(b.clone(), 0)]);
-        assert_eq!(s.gone, [a.clone()]);
+        assert_eq!(s.gone, std::slice::from_ref(&a));
         let s = book.record(secs(301), Pending::new());
         assert!(s.set.is_empty());
         assert_eq!(s.gone, [b]);

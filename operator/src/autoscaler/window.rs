@@ -46,12 +46,10 @@ pub struct Window {
 impl Window {
     /// A window that keeps the samples of the last `span` (the stable window).
     pub fn new(span: Duration) -> Self {
-        let cap = usize::try_from(span.as_secs())
-            .unwrap_or(usize::MAX)
-            .min(4096)
-            + 2;
+        // Not reserved ahead: most revisions of a large cluster are at
+        // zero and never hold a sample; an active one grows to its span.
         Self {
-            samples: VecDeque::with_capacity(cap),
+            samples: VecDeque::new(),
             span,
         }
     }

@@ -1,35 +1,85 @@
-//! One revision's request accounting, on the request path: label handles
-//! resolved once, in-flight counts, their integral and request durations
-//! kept per worker thread (no cache line written by two cores), published
-//! at each scrape; queue and cold-start metrics. A revision idle for the
-//! grace of [`super::expiry`] is left out of `/metrics` (and costs a flag
-//! read per scrape) until its next change.
+//! One revision's request accounting, on the request path: plain atomics
+//! and per-thread shares, rendered straight into the text format at a
+//! scrape with the revision's labels escaped once. In-flight counts, their
+//! integral and request durations are kept per worker thread (no cache
+//! line written by two cores) and published at each scrape. A revision
+//! idle for the grace of [`super::expiry`] is left out of `/metrics` (and
+//! costs a flag read per scrape) until its next change.
+//!
+//! No `prometheus` handle per revision: with ten thousand revisions the
+//! library's label maps, label pairs and per-scrape protobuf copies were
+//! most of a revision's memory and of a scrape's work; the text written is
+//! the same as the library's encoder writes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use flint_api::backend::RevisionKey;
+use flint_api::metrics as names;
 use flint_api::sync::lock;
-use prometheus::core::Metric as _;
-use prometheus::local::LocalHistogram;
-use prometheus::proto;
-use prometheus::{Counter, Histogram, IntCounter, IntCounterVec, IntGauge};
 
+use super::Integral;
 use super::expiry::Expiry;
-use super::{GatewayMetrics, Integral};
 use crate::shard::Sharded;
+
+/// Buckets for request and cold-start durations, in seconds.
+pub(super) const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Observations of a duration histogram: per bucket (not cumulative), sum
+/// and count. The text format's cumulative buckets are made when written.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Buckets {
+    counts: [u64; DURATION_BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Buckets {
+    /// Counts one observation of `seconds` (in the first bucket whose
+    /// upper bound is at least it, as Prometheus' `le` says).
+    fn observe(&mut self, seconds: f64) {
+        if let Some(i) = DURATION_BUCKETS.iter().position(|&le| seconds <= le) {
+            self.counts[i] += 1;
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    /// Adds `other`'s observations.
+    fn add(&mut self, other: &Self) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
 
 /// One worker thread's share of a revision's request accounting: its
 /// in-flight count and their time integral, and its request durations.
-/// Kept per thread and published at each scrape ([`RevisionMetrics::flush`]),
+/// Kept per thread and published at each scrape ([`RevisionMetrics::scrape`]),
 /// so the request path writes no cache line another core writes too. The
 /// integral of the total in-flight count is the sum of the shares'.
 struct Share {
     integral: Integral,
-    /// Concurrency-seconds accrued since the last flush.
+    /// Concurrency-seconds accrued since the last publish.
     accrued: f64,
-    durations: LocalHistogram,
+    /// Durations observed since the last publish.
+    durations: Buckets,
+}
+
+/// What the scrapes publish, under one lock: the shares' totals, and when
+/// the revision last changed (whether it is exported).
+#[derive(Default)]
+struct Published {
+    expiry: Expiry,
+    in_flight: u64,
+    concurrency_seconds: f64,
+    durations: Buckets,
 }
 
 /// Which share a request was counted in: it finishes in the same one, so
@@ -37,73 +87,69 @@ struct Share {
 #[derive(Debug, Clone, Copy)]
 pub struct Counted(usize);
 
-/// The metric handles of one revision, resolved once.
+/// One revision's request accounting.
 pub struct RevisionMetrics {
-    requests: IntCounterVec,
-    labels: [String; 3],
-    /// The request counters of the status codes this revision answered
-    /// with, each resolved the first time its code is seen (then a plain
-    /// atomic add). A revision answers with a handful of codes, so a few
-    /// slots cover them; a ten-thousand-revision gateway pays ~200 bytes
-    /// a revision here instead of a slot for each of 500 codes.
-    codes: [OnceLock<(u16, IntCounter)>; CODE_SLOTS],
-    /// Codes seen after every slot was taken (rare): looked up under a lock.
-    more_codes: Mutex<Vec<(u16, IntCounter)>>,
+    /// `function="…",namespace="…",revision="…"`: the revision's labels,
+    /// escaped and in the order the text format writes them, made once.
+    labels: Box<str>,
+    /// The request counts of the status codes this revision answered with,
+    /// each slot taken the first time its code is seen (then a plain
+    /// atomic add). A revision answers with a handful of codes.
+    codes: [OnceLock<(u16, AtomicU64)>; CODE_SLOTS],
+    /// Codes seen after every slot was taken (rare): counted under a lock.
+    more_codes: Mutex<Vec<(u16, u64)>>,
     shares: Sharded<Mutex<Share>>,
-    in_flight: IntGauge,
-    concurrency: Counter,
-    queue_depth: IntGauge,
-    overflow: IntCounter,
-    cold_starts: IntCounter,
-    cold_start_duration: Histogram,
-    /// The request-duration histogram the shares flush into.
-    durations: Histogram,
+    queue_depth: AtomicI64,
+    overflow: AtomicU64,
+    cold_starts: AtomicU64,
+    cold_start_durations: Mutex<Buckets>,
     /// Set by every change (a request, a queue or cold-start event), taken
     /// by the next scrape. Read before written, so the request path writes
     /// the cache line once per scrape interval at most.
     touched: AtomicBool,
-    /// When the revision last changed, which decides whether it is exported.
-    expiry: Mutex<Expiry>,
+    published: Mutex<Published>,
 }
 
-/// The per-revision families, in the order [`RevisionMetrics::collect`]
-/// fills them.
-pub(super) const FAMILIES: usize = 8;
-
 impl RevisionMetrics {
-    /// The handles of `key`'s series in `families`, resolved once.
-    pub(super) fn resolve(families: &GatewayMetrics, key: &RevisionKey) -> Self {
-        let labels = [
-            key.namespace.as_str(),
-            key.function.as_str(),
-            key.revision.as_str(),
-        ];
-        let duration = families.durations.with_label_values(&labels);
+    /// `key`'s accounting, its labels escaped once.
+    pub(super) fn new(key: &RevisionKey) -> Self {
+        let mut labels = String::new();
+        for (i, (name, value)) in [
+            (names::LABEL_FUNCTION, key.function.as_str()),
+            (names::LABEL_NAMESPACE, key.namespace.as_str()),
+            (names::LABEL_REVISION, key.revision.as_str()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                labels.push(',');
+            }
+            labels.push_str(name);
+            labels.push_str("=\"");
+            escape_into(&mut labels, value);
+            labels.push('"');
+        }
         Self {
-            requests: families.requests.clone(),
+            labels: labels.into_boxed_str(),
             codes: Default::default(),
             more_codes: Mutex::new(Vec::new()),
-            labels: [
-                key.namespace.clone(),
-                key.function.clone(),
-                key.revision.clone(),
-            ],
             shares: Sharded::new(|| {
                 Mutex::new(Share {
                     integral: Integral::new(Instant::now()),
                     accrued: 0.0,
-                    durations: duration.local(),
+                    durations: Buckets::default(),
                 })
             }),
-            in_flight: families.in_flight.with_label_values(&labels),
-            concurrency: families.concurrency.with_label_values(&labels),
-            queue_depth: families.queue_depth.with_label_values(&labels),
-            overflow: families.overflow.with_label_values(&labels),
-            cold_starts: families.cold_starts.with_label_values(&labels),
-            cold_start_duration: families.cold_start_durations.with_label_values(&labels),
-            durations: duration.clone(),
+            queue_depth: AtomicI64::new(0),
+            overflow: AtomicU64::new(0),
+            cold_starts: AtomicU64::new(0),
+            cold_start_durations: Mutex::new(Buckets::default()),
             touched: AtomicBool::new(false),
-            expiry: Mutex::new(Expiry::created(Instant::now())),
+            published: Mutex::new(Published {
+                expiry: Expiry::created(Instant::now()),
+                ..Published::default()
+            }),
         }
     }
 
@@ -135,77 +181,45 @@ impl RevisionMetrics {
     /// every caller scans in order, so two threads seeing a new code at
     /// once end up with the same slot.
     fn count_code(&self, code: u16) {
-        let resolve = || {
-            let mut buf = itoa_buf(code);
-            self.requests.with_label_values(&[
-                self.labels[0].as_str(),
-                self.labels[1].as_str(),
-                self.labels[2].as_str(),
-                code_str(&mut buf),
-            ])
-        };
         for slot in &self.codes {
-            let (seen, counter) = slot.get_or_init(|| (code, resolve()));
+            let (seen, count) = slot.get_or_init(|| (code, AtomicU64::new(0)));
             if *seen == code {
-                counter.inc();
+                count.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
         let mut more = lock(&self.more_codes);
-        match more.iter().find(|(seen, _)| *seen == code) {
-            Some((_, counter)) => counter.inc(),
-            None => {
-                let counter = resolve();
-                counter.inc();
-                more.push((code, counter));
-            }
+        match more.iter_mut().find(|(seen, _)| *seen == code) {
+            Some((_, count)) => *count += 1,
+            None => more.push((code, 1)),
         }
-    }
-
-    /// Publishes the shares as of `now` (called before a scrape): the
-    /// concurrency integral credited up to `now`, the in-flight count, the
-    /// request durations.
-    pub fn flush(&self, now: Instant) {
-        let mut accrued = 0.0;
-        let mut in_flight = 0u64;
-        for share in self.shares.iter() {
-            let mut share = lock(share);
-            accrued += std::mem::take(&mut share.accrued) + share.integral.advance(now);
-            in_flight += share.integral.in_flight();
-            share.durations.flush();
-        }
-        self.concurrency.inc_by(accrued);
-        self.in_flight
-            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
     }
 
     /// Requests now waiting in the revision's queue.
     pub fn set_queue_depth(&self, depth: usize) {
         self.touch();
         self.queue_depth
-            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+            .store(i64::try_from(depth).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
     /// A request was refused because the queue was full.
     pub fn queue_overflowed(&self) {
         self.touch();
-        self.overflow.inc();
+        self.overflow.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A cold start began.
     pub fn cold_start_began(&self) {
         self.touch();
-        self.cold_starts.inc();
+        self.cold_starts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A cold start ended after its first request waited `waited`.
     pub fn cold_start_ended(&self, waited: Duration) {
         self.touch();
-        self.cold_start_duration.observe(waited.as_secs_f64());
+        lock(&self.cold_start_durations).observe(waited.as_secs_f64());
     }
-}
 
-impl RevisionMetrics {
     /// Marks a change for the next scrape.
     fn touch(&self) {
         if !self.touched.load(Ordering::Relaxed) {
@@ -215,52 +229,214 @@ impl RevisionMetrics {
 
     /// Prepares a scrape at `now`: whether this revision's series are
     /// exported (see [`super::expiry`]), and if so publishes its shares
-    /// first. A revision hidden and untouched since costs two flag reads.
+    /// first: the concurrency integral credited up to `now`, the in-flight
+    /// count, the request durations. A revision hidden and untouched since
+    /// costs two flag reads.
     pub fn scrape(&self, now: Instant, grace: Duration) -> bool {
         let changed =
             self.touched.load(Ordering::Relaxed) && self.touched.swap(false, Ordering::Relaxed);
-        let mut expiry = lock(&self.expiry);
-        if !changed && !expiry.shown(now, grace) {
+        let mut published = lock(&self.published);
+        if !changed && !published.expiry.shown(now, grace) {
             return false;
         }
-        self.flush(now);
-        let busy = self.in_flight.get() > 0 || self.queue_depth.get() > 0;
-        expiry.observe(now, changed, busy, grace)
-    }
-
-    /// Appends this revision's series to `into`, one list per family in
-    /// the order of [`GatewayMetrics::revision_families`]: requests,
-    /// durations, in flight, concurrency, queue depth, overflow, cold
-    /// starts, cold-start durations.
-    pub(super) fn collect(&self, into: &mut [Vec<proto::Metric>; FAMILIES]) {
-        let [
-            requests,
-            durations,
-            in_flight,
-            concurrency,
-            queue,
-            overflow,
-            cold,
-            cold_durations,
-        ] = into;
-        requests.extend(
-            self.codes
-                .iter()
-                .filter_map(OnceLock::get)
-                .chain(lock(&self.more_codes).iter())
-                .map(|(_, c)| c.metric()),
-        );
-        durations.push(self.durations.metric());
-        in_flight.push(self.in_flight.metric());
-        concurrency.push(self.concurrency.metric());
-        queue.push(self.queue_depth.metric());
-        overflow.push(self.overflow.metric());
-        cold.push(self.cold_starts.metric());
-        cold_durations.push(self.cold_start_duration.metric());
+        let mut accrued = 0.0;
+        let mut in_flight = 0u64;
+        for share in self.shares.iter() {
+            let mut share = lock(share);
+            accrued += std::mem::take(&mut share.accrued) + share.integral.advance(now);
+            in_flight += share.integral.in_flight();
+            published
+                .durations
+                .add(&std::mem::take(&mut share.durations));
+        }
+        published.concurrency_seconds += accrued;
+        published.in_flight = in_flight;
+        let busy = in_flight > 0 || self.queue_depth.load(Ordering::Relaxed) > 0;
+        published.expiry.observe(now, changed, busy, grace)
     }
 }
 
-/// Status codes a revision resolves without a lock: 200, 201, 204, 304,
+/// The per-revision families, in the order `/metrics` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Requests,
+    Durations,
+    InFlight,
+    Concurrency,
+    QueueDepth,
+    Overflow,
+    ColdStarts,
+    ColdStartDurations,
+}
+
+impl Family {
+    const ALL: [Self; 8] = [
+        Self::Requests,
+        Self::Durations,
+        Self::InFlight,
+        Self::Concurrency,
+        Self::QueueDepth,
+        Self::Overflow,
+        Self::ColdStarts,
+        Self::ColdStartDurations,
+    ];
+
+    /// Name, help and type, as the `# HELP` and `# TYPE` lines give them.
+    fn describe(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Requests => (
+                names::REQUESTS_TOTAL,
+                "Requests answered, by status code.",
+                "counter",
+            ),
+            Self::Durations => (
+                names::REQUEST_DURATION_SECONDS,
+                "Request duration as seen by the gateway, including any wait for a replica.",
+                "histogram",
+            ),
+            Self::InFlight => (
+                names::REQUESTS_IN_FLIGHT,
+                "Requests in flight, waiting ones included.",
+                "gauge",
+            ),
+            Self::Concurrency => (
+                names::REQUEST_CONCURRENCY_SECONDS_TOTAL,
+                "Time integral of in-flight requests; its rate is the average concurrency.",
+                "counter",
+            ),
+            Self::QueueDepth => (
+                names::QUEUE_DEPTH,
+                "Requests waiting for a replica.",
+                "gauge",
+            ),
+            Self::Overflow => (
+                names::QUEUE_OVERFLOW_TOTAL,
+                "Requests refused because the revision's queue was full.",
+                "counter",
+            ),
+            Self::ColdStarts => (
+                names::COLD_STARTS_TOTAL,
+                "Requests that found their revision without a ready replica.",
+                "counter",
+            ),
+            Self::ColdStartDurations => (
+                names::COLD_START_DURATION_SECONDS,
+                "How long the first request of a cold start waited for a replica.",
+                "histogram",
+            ),
+        }
+    }
+}
+
+/// One revision's values as a scrape writes them, read once.
+struct Snapshot {
+    /// (code, requests), by code.
+    codes: Vec<(u16, u64)>,
+    durations: Buckets,
+    in_flight: u64,
+    concurrency_seconds: f64,
+    queue_depth: i64,
+    overflow: u64,
+    cold_starts: u64,
+    cold_start_durations: Buckets,
+}
+
+impl RevisionMetrics {
+    /// The values the last [`RevisionMetrics::scrape`] published, and the
+    /// counters as they are now.
+    fn snapshot(&self) -> Snapshot {
+        let mut codes: Vec<(u16, u64)> = self
+            .codes
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|(code, n)| (*code, n.load(Ordering::Relaxed)))
+            .chain(lock(&self.more_codes).iter().copied())
+            .collect();
+        codes.sort_unstable();
+        let published = lock(&self.published);
+        Snapshot {
+            codes,
+            durations: published.durations,
+            in_flight: published.in_flight,
+            concurrency_seconds: published.concurrency_seconds,
+            queue_depth: self.queue_depth.load(Ordering::Relaxed),
+            overflow: self.overflow.load(Ordering::Relaxed),
+            cold_starts: self.cold_starts.load(Ordering::Relaxed),
+            cold_start_durations: *lock(&self.cold_start_durations),
+        }
+    }
+}
+
+/// Appends the series of `revisions` (those a scrape exports, see
+/// [`RevisionMetrics::scrape`]) to `out` in the text exposition format,
+/// family by family; a family without a series is left out.
+pub(super) fn render(out: &mut String, revisions: &[&RevisionMetrics]) {
+    let snapshots: Vec<Snapshot> = revisions.iter().map(|r| r.snapshot()).collect();
+    for family in Family::ALL {
+        let (name, help, kind) = family.describe();
+        let empty = match family {
+            Family::Requests => snapshots.iter().all(|s| s.codes.is_empty()),
+            _ => snapshots.is_empty(),
+        };
+        if empty {
+            continue;
+        }
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (rev, s) in revisions.iter().zip(&snapshots) {
+            let labels = &*rev.labels;
+            match family {
+                Family::Requests => {
+                    for (code, n) in &s.codes {
+                        let _ = writeln!(out, "{name}{{code=\"{code}\",{labels}}} {n}");
+                    }
+                }
+                Family::Durations => histogram(out, name, labels, &s.durations),
+                Family::InFlight => sample(out, name, labels, s.in_flight),
+                Family::Concurrency => sample(out, name, labels, s.concurrency_seconds),
+                Family::QueueDepth => sample(out, name, labels, s.queue_depth),
+                Family::Overflow => sample(out, name, labels, s.overflow),
+                Family::ColdStarts => sample(out, name, labels, s.cold_starts),
+                Family::ColdStartDurations => {
+                    histogram(out, name, labels, &s.cold_start_durations);
+                }
+            }
+        }
+    }
+}
+
+/// One sample line: `name{labels} value`. Values print as the library's
+/// encoder prints them (`f64`'s `Display`: `1`, `0.5`; integers alike).
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+}
+
+/// A histogram's lines: cumulative buckets, `+Inf`, sum and count.
+fn histogram(out: &mut String, name: &str, labels: &str, b: &Buckets) {
+    let mut cumulative = 0u64;
+    for (le, n) in DURATION_BUCKETS.iter().zip(b.counts) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", b.count);
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", b.sum);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", b.count);
+}
+
+/// Appends `value` escaped as a label value: backslash, double quote and
+/// newline (Kubernetes names have none; the format requires it).
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Status codes a revision counts without a lock: 200, 201, 204, 304,
 /// 400, 401, 404, 500, say.
 const CODE_SLOTS: usize = 8;
 
@@ -268,34 +444,13 @@ const CODE_SLOTS: usize = 8;
 const FIRST_CODE: u16 = 100;
 const LAST_CODE: u16 = 599;
 
-/// Three ASCII digits of an HTTP status code (100..=999), without allocating.
-fn itoa_buf(code: u16) -> [u8; 3] {
-    let code = code.clamp(100, 999);
-    [
-        b'0' + (code / 100) as u8,
-        b'0' + (code / 10 % 10) as u8,
-        b'0' + (code % 10) as u8,
-    ]
-}
-
-fn code_str(buf: &mut [u8; 3]) -> &str {
-    std::str::from_utf8(buf).unwrap_or("000")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::GatewayMetrics;
 
     fn at(base: Instant, ms: u64) -> Instant {
         base + Duration::from_millis(ms)
-    }
-
-    #[test]
-    fn status_codes_render_as_three_digits() {
-        for (code, text) in [(200, "200"), (404, "404"), (503, "503"), (101, "101")] {
-            let mut buf = itoa_buf(code);
-            assert_eq!(code_str(&mut buf), text);
-        }
     }
 
     /// `/metrics` as a scrape at `now` renders it.
@@ -408,6 +563,113 @@ mod tests {
             .filter(|l| l.starts_with("flint_requests_total{"))
             .count();
         assert_eq!(series, 15);
+    }
+
+    /// The text written is the `prometheus` library encoder's, line for
+    /// line, for the same observations: dashboards, alerts and the
+    /// autoscaler's readers see no difference.
+    #[test]
+    fn the_text_is_what_the_library_encoder_writes() {
+        use prometheus::{
+            CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+        };
+        let metrics = GatewayMetrics::new().unwrap();
+        let rev = metrics.revision(&RevisionKey::new("ns", "hello", "hello-00001"));
+        let t0 = Instant::now();
+        let answered = [(0.0005, 200), (0.3, 200), (40.0, 503), (1.0, 200)];
+        for (seconds, code) in answered {
+            let counted = rev.request_started(t0);
+            rev.request_finished(counted, t0, t0 + Duration::from_secs_f64(seconds), code);
+        }
+        rev.cold_start_began();
+        rev.cold_start_ended(Duration::from_millis(700));
+        rev.queue_overflowed();
+        rev.set_queue_depth(0);
+        let ours = render(&metrics, &rev, t0 + Duration::from_secs(50));
+        let concurrency = sample(&ours, names::REQUEST_CONCURRENCY_SECONDS_TOTAL);
+
+        // The same through the library, as the gateway exported it before.
+        let labels = ["ns", "hello", "hello-00001"];
+        let rev_labels = [
+            names::LABEL_NAMESPACE,
+            names::LABEL_FUNCTION,
+            names::LABEL_REVISION,
+        ];
+        let registry = prometheus::Registry::new();
+        let help = |f: Family| f.describe().1;
+        let histogram = |f: Family| {
+            HistogramVec::new(
+                HistogramOpts::new(f.describe().0, help(f)).buckets(DURATION_BUCKETS.to_vec()),
+                &rev_labels,
+            )
+            .unwrap()
+        };
+        let int_counter = |f: Family| {
+            IntCounterVec::new(Opts::new(f.describe().0, help(f)), &rev_labels).unwrap()
+        };
+        let gauge =
+            |f: Family| IntGaugeVec::new(Opts::new(f.describe().0, help(f)), &rev_labels).unwrap();
+        let requests = IntCounterVec::new(
+            Opts::new(names::REQUESTS_TOTAL, help(Family::Requests)),
+            &[
+                names::LABEL_NAMESPACE,
+                names::LABEL_FUNCTION,
+                names::LABEL_REVISION,
+                names::LABEL_CODE,
+            ],
+        )
+        .unwrap();
+        let durations = histogram(Family::Durations);
+        let cold_durations = histogram(Family::ColdStartDurations);
+        let in_flight = gauge(Family::InFlight);
+        let queue = gauge(Family::QueueDepth);
+        let overflow = int_counter(Family::Overflow);
+        let cold = int_counter(Family::ColdStarts);
+        let conc = CounterVec::new(
+            Opts::new(
+                names::REQUEST_CONCURRENCY_SECONDS_TOTAL,
+                help(Family::Concurrency),
+            ),
+            &rev_labels,
+        )
+        .unwrap();
+        for (seconds, code) in answered {
+            let code = code.to_string();
+            requests
+                .with_label_values(&[labels[0], labels[1], labels[2], code.as_str()])
+                .inc();
+            durations.with_label_values(&labels).observe(seconds);
+        }
+        cold.with_label_values(&labels).inc();
+        cold_durations.with_label_values(&labels).observe(0.7);
+        overflow.with_label_values(&labels).inc();
+        queue.with_label_values(&labels).set(0);
+        in_flight.with_label_values(&labels).set(0);
+        conc.with_label_values(&labels).inc_by(concurrency);
+        registry.register(Box::new(requests)).unwrap();
+        registry.register(Box::new(durations)).unwrap();
+        registry.register(Box::new(cold_durations)).unwrap();
+        registry.register(Box::new(in_flight)).unwrap();
+        registry.register(Box::new(queue)).unwrap();
+        registry.register(Box::new(overflow)).unwrap();
+        registry.register(Box::new(cold)).unwrap();
+        registry.register(Box::new(conc)).unwrap();
+        let library = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+
+        let per_revision = |text: &str| {
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| Family::ALL.iter().any(|f| l.contains(f.describe().0)))
+                .map(str::to_owned)
+                .collect();
+            lines.sort();
+            lines
+        };
+        let (ours, library) = (per_revision(&ours), per_revision(&library));
+        assert_eq!(ours.len(), 8 * 2 + 2 + 2 * (14 + 3) + 5, "{ours:#?}");
+        assert_eq!(ours, library);
     }
 
     #[test]

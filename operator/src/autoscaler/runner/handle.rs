@@ -67,7 +67,7 @@ impl AutoscalerHandle {
             }
             None => {
                 let restore = learned.and_then(|text| match Snapshot::decode(text) {
-                    Ok(snapshot) => Some(snapshot),
+                    Ok(snapshot) => Some(Box::new(snapshot)),
                     Err(error) => {
                         tracing::warn!(revision = %key, %error, "persisted keep-alive state unreadable; learning afresh");
                         None

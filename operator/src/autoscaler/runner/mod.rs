@@ -93,8 +93,9 @@ struct Tracked {
     /// Whether the revision's standing was read from the backend (see
     /// [`ScaleState::adopt`]); no decision is made before.
     adopted: bool,
-    /// What a previous leader persisted, applied at adoption.
-    restore: Option<Snapshot>,
+    /// What a previous leader persisted, applied at adoption (boxed: most
+    /// revisions have none, and the idle histogram is half a kilobyte).
+    restore: Option<Box<Snapshot>>,
     /// Since when the ticks skip it (see [`super::dormant`]); `None` while
     /// it is decided every tick.
     dormant_since: Option<Duration>,
