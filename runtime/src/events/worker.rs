@@ -144,30 +144,35 @@ impl<Q: Queue> DeliveryWorker<Q> {
         let mut tasks = JoinSet::new();
         let mut changed = self.shared.targets.subscribe();
         let mut depth_tick = tokio::time::interval(self.shared.config.depth_every);
+        // The loops follow the targets when they change, not at every
+        // depth refresh: ten thousand targets are not compared each second.
+        let mut targets_changed = true;
         loop {
-            let targets = self.shared.targets.all();
-            loops.retain(|id, (target, halt)| {
-                let keep = targets.get(id) == Some(target);
-                if !keep {
-                    let _ = halt.send(true);
-                }
-                keep
-            });
-            for (id, target) in targets.iter() {
-                if !loops.contains_key(id) {
-                    let (halt, halted) = watch::channel(false);
-                    loops.insert(id.clone(), (*target, halt));
-                    tasks.spawn(function_loop(
-                        Arc::clone(&self.shared),
-                        id.clone(),
-                        *target,
-                        halted,
-                    ));
+            if std::mem::take(&mut targets_changed) {
+                let targets = self.shared.targets.all();
+                loops.retain(|id, (target, halt)| {
+                    let keep = targets.get(id) == Some(target);
+                    if !keep {
+                        let _ = halt.send(true);
+                    }
+                    keep
+                });
+                for (id, target) in targets.iter() {
+                    if !loops.contains_key(id) {
+                        let (halt, halted) = watch::channel(false);
+                        loops.insert(id.clone(), (*target, halt));
+                        tasks.spawn(function_loop(
+                            Arc::clone(&self.shared),
+                            id.clone(),
+                            *target,
+                            halted,
+                        ));
+                    }
                 }
             }
             tokio::select! {
                 () = stopped(&mut stop) => break,
-                r = changed.changed() => if r.is_err() { break },
+                r = changed.changed() => if r.is_err() { break } else { targets_changed = true },
                 _ = depth_tick.tick() => self.shared.refresh_depths().await,
                 Some(_) = tasks.join_next() => {}
             }
