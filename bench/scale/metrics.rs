@@ -8,6 +8,9 @@
 //! - the autoscaler's tick: CPU for one decision pass over every revision;
 //! - the same body and read with every revision exported (what expiry
 //!   saves);
+//! - the heap of the gateway's per-revision accounting and of the
+//!   autoscaler's entries, per revision (a counting allocator,
+//!   `counting.rs`);
 //!
 //! then the 10k/1k ratio of each. CPU is the thread's user+system time
 //! (`getrusage(RUSAGE_THREAD)`), the mean over the measured rounds.
@@ -24,6 +27,12 @@ use flint_operator::autoscaler::source::direct::Ledger;
 use flint_operator::autoscaler::source::{MetricsSource, Pending, Readings, SourceError};
 use flint_operator::autoscaler::{Autoscaler, AutoscalerConfig};
 use flint_runtime::metrics::{GatewayMetrics, RevisionMetrics};
+
+#[path = "counting.rs"]
+mod counting;
+
+#[global_allocator]
+static ALLOC: counting::Counting = counting::Counting;
 
 /// Revisions with traffic in every size.
 const ACTIVE: usize = 100;
@@ -161,13 +170,19 @@ struct Figures {
     body_all: usize,
     render_all: Duration,
     read_all: Duration,
+    /// Heap of the gateway's per-revision accounting, per revision.
+    metrics_bytes: usize,
+    /// Heap of the autoscaler's entries, per revision, once tracked.
+    tracked_bytes: usize,
 }
 
 fn measure(n: usize) -> Figures {
     let t0 = Instant::now();
     // Idle revisions served once, more than a grace before the rounds.
     let base = t0 + Duration::from_secs(3600);
+    let before = counting::live();
     let gateway = Gateway::new(n, t0);
+    let metrics_bytes = counting::live().saturating_sub(before);
     let everyone = Gateway::new(n, t0);
     let body = Arc::new(Mutex::new((String::new(), base)));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -190,6 +205,7 @@ fn measure(n: usize) -> Figures {
         initial: 0,
         ..ScaleSpec::default()
     };
+    let before = counting::live();
     for i in 0..n {
         let name = format!("fn-{i:05}");
         handle.upsert(
@@ -197,6 +213,7 @@ fn measure(n: usize) -> Figures {
             spec.clone(),
         );
     }
+    let tracked_bytes = counting::live().saturating_sub(before);
     let (mut render, mut read, mut tick) = (Vec::new(), Vec::new(), Vec::new());
     let (mut render_all, mut read_all) = (Vec::new(), Vec::new());
     let mut figures = Figures::default();
@@ -237,6 +254,8 @@ fn measure(n: usize) -> Figures {
             read_all.push(parsed_all);
         }
     }
+    figures.metrics_bytes = metrics_bytes / n;
+    figures.tracked_bytes = tracked_bytes / n;
     figures.render = median(render);
     figures.read = median(read);
     figures.tick = median(tick);
@@ -266,7 +285,10 @@ fn main() {
         "{:<44} {:>14} {:>14} {:>8}",
         "figure", "1,000", "10,000", "10k/1k"
     );
-    let rows: [(&str, String, String, f64, f64); 8] = [
+    let bytes = |name: &'static str, a: usize, b: usize| {
+        (name, a.to_string(), b.to_string(), b as f64, a as f64)
+    };
+    let rows: [(&str, String, String, f64, f64); 10] = [
         (
             "/metrics body, idle expired (bytes)",
             small.body.to_string(),
@@ -322,6 +344,16 @@ fn main() {
             format!("{:.3} %", large.read.as_secs_f64() * 100.0),
             large.read.as_secs_f64(),
             small.read.as_secs_f64(),
+        ),
+        bytes(
+            "gateway accounting heap per revision (B)",
+            small.metrics_bytes,
+            large.metrics_bytes,
+        ),
+        bytes(
+            "autoscaler heap per revision, tracked (B)",
+            small.tracked_bytes,
+            large.tracked_bytes,
         ),
     ];
     for (name, a, b, x, y) in rows {

@@ -4,6 +4,9 @@
 //! Functions routed, and the cost of a lookup (`RouteTable::route`) with
 //! 1, 1,000 and 10,000. Prints each figure, then the 10k/1k ratio.
 //!
+//! It also prints the gateway's heap at rest per Function (a counting
+//! allocator, `counting.rs`).
+//!
 //! `cargo bench -p flint-runtime --bench routing` (release build; about a
 //! minute once built). `FLINT_BENCH_CHANGES` sets the changes timed per
 //! figure (default 300), `FLINT_BENCH_LOOKUPS` the lookups (1,000,000).
@@ -16,6 +19,12 @@ use flint_api::backend::{FunctionAccess, FunctionRoute, PokeSink, RevisionRoute}
 use flint_api::poke::ScalePoke;
 use flint_api::{Protocol, TrafficStatus};
 use flint_runtime::gateway::{Gateway, GatewayConfig};
+
+#[path = "counting.rs"]
+mod counting;
+
+#[global_allocator]
+static ALLOC: counting::Counting = counting::Counting;
 
 struct NoPoke;
 impl PokeSink for NoPoke {
@@ -191,12 +200,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sizes = [1_000, 10_000];
     let mut by_size = Vec::new();
     for n in sizes {
+        let before = counting::live();
         let built = Instant::now();
-        drop(gateway(n)?);
+        let gw = gateway(n)?;
         println!(
             "n={n}: first set_routes (whole table) {:.1} ms",
             built.elapsed().as_secs_f64() * 1e3
         );
+        // Two revisions a Function: the table, gate, revision states and
+        // their metrics.
+        let held = counting::live().saturating_sub(before);
+        println!(
+            "n={n}: gateway heap at rest {:.1} MiB, {} bytes a Function ({} a revision)",
+            held as f64 / 1048576.0,
+            held / n,
+            held / (2 * n)
+        );
+        drop(gw);
         let figures = changes(n, count)?;
         for (name, p50, p99) in &figures {
             println!("n={n}: {name}: p50 {p50:.1} µs, p99 {p99:.1} µs");

@@ -276,4 +276,22 @@ pub trait Queue: Send + Sync + 'static {
         target: &'a FunctionKey,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, QueueError>>;
+    /// Whether `target` may have work stored (due or not, leased or not):
+    /// a worker keeps a delivery loop for a Function only while this holds.
+    /// A queue that cannot tell cheaply says yes, and its loops run for as
+    /// long as their Functions have targets.
+    fn may_have_work(&self, _target: &FunctionKey) -> bool {
+        true
+    }
+    /// For a queue whose [`Queue::may_have_work`] can say no: changes
+    /// whenever a Function may have got work (an enqueue), so the worker
+    /// starts its loop. `None` for a queue that always says yes.
+    fn work_arrivals(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+    /// The Functions that may have work stored, for a queue whose
+    /// [`Queue::may_have_work`] can say no; `None` for one that cannot tell.
+    fn with_work(&self) -> Option<Vec<FunctionKey>> {
+        None
+    }
 }

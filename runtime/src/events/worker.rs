@@ -139,50 +139,112 @@ impl<Q: Queue> DeliveryWorker<Q> {
 
     /// Runs until `stop` turns true, then lets deliveries in flight finish
     /// and settle before returning.
+    ///
+    /// A Function's delivery loop runs while it has a target and may have
+    /// work (see [`Queue::may_have_work`]): with the embedded queue, ten
+    /// thousand Functions nobody invokes run no loop, and an enqueue
+    /// starts one. A loop that finds its Function without work ends.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut loops: HashMap<FunctionKey, (Target, watch::Sender<bool>)> = HashMap::new();
+        // Each loop with its target, halt switch and generation (a loop
+        // replaced for a changed target ends later than its successor
+        // starts; the generation tells which one ended).
+        let mut loops: HashMap<FunctionKey, (Target, watch::Sender<bool>, u64)> = HashMap::new();
+        let mut generation = 0u64;
         let mut tasks = JoinSet::new();
         let mut changed = self.shared.targets.subscribe();
+        let mut arrivals = self.shared.queue.work_arrivals();
         let mut depth_tick = tokio::time::interval(self.shared.config.depth_every);
-        // The loops follow the targets when they change, not at every
-        // depth refresh: ten thousand targets are not compared each second.
+        // The loops follow the targets when they change, and the queue's
+        // work when some arrives or a loop ends; not at every depth
+        // refresh: ten thousand targets are not compared each second.
         let mut targets_changed = true;
+        let mut work_changed = false;
         loop {
+            let targets = self.shared.targets.all();
             if std::mem::take(&mut targets_changed) {
-                let targets = self.shared.targets.all();
-                loops.retain(|id, (target, halt)| {
+                loops.retain(|id, (target, halt, _)| {
                     let keep = targets.get(id) == Some(target);
                     if !keep {
                         let _ = halt.send(true);
                     }
                     keep
                 });
-                for (id, target) in targets.iter() {
-                    if !loops.contains_key(id) {
-                        let (halt, halted) = watch::channel(false);
-                        loops.insert(id.clone(), (*target, halt));
-                        tasks.spawn(function_loop(
-                            Arc::clone(&self.shared),
-                            id.clone(),
-                            *target,
-                            halted,
-                        ));
+                let wanted: Vec<FunctionKey> = targets
+                    .keys()
+                    .filter(|id| !loops.contains_key(*id) && self.shared.queue.may_have_work(id))
+                    .cloned()
+                    .collect();
+                for id in wanted {
+                    self.start_loop(&mut loops, &mut tasks, &mut generation, &targets, id);
+                }
+            } else if std::mem::take(&mut work_changed) {
+                for id in self.shared.queue.with_work().unwrap_or_default() {
+                    if !loops.contains_key(&id) {
+                        self.start_loop(&mut loops, &mut tasks, &mut generation, &targets, id);
                     }
                 }
             }
             tokio::select! {
                 () = stopped(&mut stop) => break,
                 r = changed.changed() => if r.is_err() { break } else { targets_changed = true },
+                () = arrived(&mut arrivals) => work_changed = true,
                 _ = depth_tick.tick() => self.shared.refresh_depths().await,
-                Some(_) = tasks.join_next() => {}
+                Some(ended) = tasks.join_next() => {
+                    if let Ok((id, ended_generation)) = ended
+                        && loops.get(&id).is_some_and(|(_, _, g)| *g == ended_generation)
+                    {
+                        loops.remove(&id);
+                    }
+                    // Work may have arrived while it was ending.
+                    work_changed = true;
+                }
             }
         }
         tracing::debug!(loops = loops.len(), "delivery worker stopping");
-        for (_, (_, halt)) in loops.drain() {
+        for (_, (_, halt, _)) in loops.drain() {
             let _ = halt.send(true);
         }
         while tasks.join_next().await.is_some() {}
         tracing::info!("delivery worker stopped");
+    }
+}
+
+impl<Q: Queue> DeliveryWorker<Q> {
+    /// Starts the delivery loop of `id` if it has a target.
+    fn start_loop(
+        &self,
+        loops: &mut HashMap<FunctionKey, (Target, watch::Sender<bool>, u64)>,
+        tasks: &mut JoinSet<(FunctionKey, u64)>,
+        generation: &mut u64,
+        targets: &HashMap<FunctionKey, Target>,
+        id: FunctionKey,
+    ) {
+        let Some(target) = targets.get(&id).copied() else {
+            return;
+        };
+        *generation += 1;
+        let (halt, halted) = watch::channel(false);
+        loops.insert(id.clone(), (target, halt, *generation));
+        let shared = Arc::clone(&self.shared);
+        let this = *generation;
+        tasks.spawn(async move {
+            function_loop(shared, id.clone(), target, halted).await;
+            (id, this)
+        });
+    }
+}
+
+/// Completes when `arrivals` changes; never when there is none.
+async fn arrived(arrivals: &mut Option<watch::Receiver<u64>>) {
+    match arrivals {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                // The queue is gone: nothing more arrives.
+                *arrivals = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -236,6 +298,11 @@ async fn function_loop<Q: Queue>(
     let mut deliveries = JoinSet::new();
     let lease = target.timeout + shared.config.lease_margin;
     loop {
+        // Nothing stored for the Function (and so nothing in flight): the
+        // loop ends, and the next enqueue starts another.
+        if !shared.queue.may_have_work(&id) {
+            break;
+        }
         let first = tokio::select! {
             p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             () = stopped(&mut halt) => break,

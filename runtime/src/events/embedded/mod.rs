@@ -48,6 +48,9 @@ struct Inner {
     /// retry of that Function wakes its fetch, and no other. Ten thousand
     /// waiting fetches are not all woken by one Function's event.
     wake: Mutex<HashMap<FunctionKey, Arc<Notify>>>,
+    /// Bumped by every new enqueue: the worker starts the loop of a
+    /// Function that had nothing stored (see [`Queue::work_arrivals`]).
+    arrivals: tokio::sync::watch::Sender<u64>,
 }
 
 /// The embedded queue; cheap to clone.
@@ -212,6 +215,7 @@ impl Queue for EmbeddedQueue {
                 let target = invocation.target.clone();
                 lock(&self.inner.pending).add(invocation.target, invocation.enqueued_at_ms, key);
                 self.wake(&target);
+                self.inner.arrivals.send_modify(|n| *n = n.wrapping_add(1));
                 return Ok(Enqueued::New);
             }
             Ok(Enqueued::Duplicate)
@@ -358,6 +362,24 @@ impl Queue for EmbeddedQueue {
             }
             Ok(out)
         })
+    }
+
+    fn may_have_work(&self, target: &FunctionKey) -> bool {
+        lock(&self.inner.pending).by_function.contains_key(target)
+    }
+
+    fn work_arrivals(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.inner.arrivals.subscribe())
+    }
+
+    fn with_work(&self) -> Option<Vec<FunctionKey>> {
+        Some(
+            lock(&self.inner.pending)
+                .by_function
+                .keys()
+                .cloned()
+                .collect(),
+        )
     }
 }
 

@@ -41,6 +41,7 @@ impl EmbeddedQueue {
                 pending: Mutex::new(pending),
                 leased: Mutex::new(HashMap::new()),
                 wake: Mutex::new(HashMap::new()),
+                arrivals: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
