@@ -109,24 +109,24 @@ pub struct FunctionSpec {
 
     /// CPU and memory requests and limits of the function's container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
+    pub resources: Option<Box<ResourceRequirements>>,
 
     /// Readiness probe; defaults to a TCP probe on `port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(pod::PROBE_HANDLER_RULE).message(pod::PROBE_HANDLER_MESSAGE))]
-    pub readiness_probe: Option<Probe>,
+    pub readiness_probe: Option<Box<Probe>>,
 
     /// Liveness probe: the kubelet restarts the function's container when it fails. None by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(pod::PROBE_HANDLER_RULE).message(pod::PROBE_HANDLER_MESSAGE))]
     #[x_kube(validation = Rule::new(pod::PROBE_SUCCESS_RULE).message(pod::PROBE_SUCCESS_MESSAGE))]
-    pub liveness_probe: Option<Probe>,
+    pub liveness_probe: Option<Box<Probe>>,
 
     /// Startup probe: the readiness and liveness probes wait until it has succeeded once; for functions that start slowly. None by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(pod::PROBE_HANDLER_RULE).message(pod::PROBE_HANDLER_MESSAGE))]
     #[x_kube(validation = Rule::new(pod::PROBE_SUCCESS_RULE).message(pod::PROBE_SUCCESS_MESSAGE))]
-    pub startup_probe: Option<Probe>,
+    pub startup_probe: Option<Box<Probe>>,
 
     /// When the image is pulled: Always, IfNotPresent or Never. Unset, Kubernetes decides (Always for a `:latest` or untagged image, else IfNotPresent). Ignored by `flint dev`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,11 +140,11 @@ pub struct FunctionSpec {
     /// Security context of the function's container. Flint's default (allowPrivilegeEscalation: false, capabilities: drop ALL; the same for every sidecar and init container) passes the Pod Security "restricted" level except for runAsNonRoot, which is set only when asked for here or in podSecurityContext. Each field given here replaces the default's field of the same name (a whole `capabilities` replaces the default's); fields left out keep the default. Sidecars and init containers take their own securityContext the same way. Ignored by `flint dev`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("!(has(self.privileged) && self.privileged && has(self.allowPrivilegeEscalation) && !self.allowPrivilegeEscalation)").message("allowPrivilegeEscalation must not be false for a privileged container"))]
-    pub security_context: Option<SecurityContext>,
+    pub security_context: Option<Box<SecurityContext>>,
 
     /// Security context of the revision's pods. Flint's default sets seccompProfile: RuntimeDefault; each field given here replaces the default's field of the same name. Ignored by `flint dev`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_security_context: Option<PodSecurityContext>,
+    pub pod_security_context: Option<Box<PodSecurityContext>>,
 
     /// Longest time a single request may take, in seconds; the gateway answers 504 past it.
     #[serde(default = "defaults::timeout_seconds")]
@@ -196,7 +196,7 @@ pub struct FunctionSpec {
 
     /// Node affinity, pod affinity and pod anti-affinity of the function's pods. Not applied by `flint dev`, which notes it at startup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<Affinity>,
+    pub affinity: Option<Box<Affinity>>,
 
     /// How the function's pods spread across zones, nodes or other topology domains. Not applied by `flint dev`, which notes it at startup.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -202,7 +202,7 @@ pub fn resolve(
     })?;
 
     let mut notes = Vec::new();
-    let probe = |p: &Option<Probe>, field: &str, notes: &mut Vec<String>| match p {
+    let probe = |p: &Option<Box<Probe>>, field: &str, notes: &mut Vec<String>| match p {
         None => Ok(None),
         Some(p) => probe::local_probe(p, field, spec.port, &who, notes),
     };

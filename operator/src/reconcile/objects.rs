@@ -218,15 +218,19 @@ fn app_container(spec: &FunctionSpec) -> Container {
         value_from: None,
     }];
     env.extend(spec.env.iter().filter(|e| e.name != "PORT").cloned());
-    let readiness = spec.readiness_probe.clone().unwrap_or_else(|| Probe {
-        tcp_socket: Some(TCPSocketAction {
-            port: IntOrString::Int(port),
-            host: None,
-        }),
-        period_seconds: Some(1),
-        failure_threshold: Some(3),
-        ..Probe::default()
-    });
+    let readiness = spec
+        .readiness_probe
+        .as_deref()
+        .cloned()
+        .unwrap_or_else(|| Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(port),
+                host: None,
+            }),
+            period_seconds: Some(1),
+            failure_threshold: Some(3),
+            ..Probe::default()
+        });
     let volume_mounts: Vec<VolumeMount> = spec.volumes.iter().map(volume_mount).collect();
     Container {
         name: CONTAINER_NAME.to_owned(),
@@ -243,10 +247,10 @@ fn app_container(spec: &FunctionSpec) -> Container {
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
-        resources: spec.resources.clone(),
+        resources: spec.resources.as_deref().cloned(),
         readiness_probe: Some(readiness),
-        liveness_probe: spec.liveness_probe.clone(),
-        startup_probe: spec.startup_probe.clone(),
+        liveness_probe: spec.liveness_probe.as_deref().cloned(),
+        startup_probe: spec.startup_probe.as_deref().cloned(),
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 sleep: Some(SleepAction {
@@ -258,7 +262,7 @@ fn app_container(spec: &FunctionSpec) -> Container {
         }),
         security_context: Some(security::container(
             &security::default_container(),
-            spec.security_context.as_ref(),
+            spec.security_context.as_deref(),
         )),
         volume_mounts: non_empty(&volume_mounts),
         ..Container::default()
@@ -285,10 +289,10 @@ fn pod_spec(spec: &FunctionSpec) -> PodSpec {
         automount_service_account_token: Some(spec.service_account_name.is_some()),
         image_pull_secrets: non_empty(&spec.image_pull_secrets),
         volumes: non_empty(&volumes),
-        security_context: Some(security::pod(spec.pod_security_context.as_ref())),
+        security_context: Some(security::pod(spec.pod_security_context.as_deref())),
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
         tolerations: non_empty(&spec.tolerations),
-        affinity: spec.affinity.clone(),
+        affinity: spec.affinity.as_deref().cloned(),
         topology_spread_constraints: non_empty(&spec.topology_spread_constraints),
         runtime_class_name: spec.runtime_class_name.clone(),
         priority_class_name: spec.priority_class_name.clone(),
