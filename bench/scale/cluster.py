@@ -15,6 +15,9 @@ For each N (default 1,000 then 10,000), in a namespace of its own:
   and the operator wrote that status (docs/operator.md, "Status");
 - RSS of the operator and of the gateway: VmRSS of each container's `flint`
   process, read from /proc on this machine (the node), after all Ready;
+- settled: the operator's writes (other than Lease renewals) stop for 20 s,
+  from the audit log: the autoscaler writes each new Function's
+  `status.keepAlive`, at most 50 Functions every 5 s;
 - operator restart: its pod is deleted (one replica); the new pod's resync
   ends when every Function of the namespace has been reconciled once (the
   operator's `flint_reconciles_total` reaches N since its start, and stays
@@ -296,33 +299,68 @@ def audit_ts(s):
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
-def audit_since(wall_from, wall_to=None):
-    """Audit entries (one per request, last stage seen) received in [from, to)."""
+def audit_offset():
+    return AUDIT.stat().st_size
+
+
+def audit_since(wall_from, wall_to=None, offset=0):
+    """Audit entries (one per request, last stage seen) received in [from,
+    to), read from byte `offset` of the log on."""
     entries = {}
-    for path in sorted(AUDIT.parent.glob("audit*.log")):
-        with open(path) as f:
-            for line in f:
-                try:
-                    e = json.loads(line)
-                except ValueError:
-                    continue
-                t = audit_ts(e["requestReceivedTimestamp"])
-                if t < wall_from or (wall_to is not None and t >= wall_to):
-                    continue
-                entries[e["auditID"]] = e
+    with open(AUDIT) as f:
+        f.seek(offset)
+        for line in f:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            t = audit_ts(e["requestReceivedTimestamp"])
+            if t < wall_from or (wall_to is not None and t >= wall_to):
+                continue
+            entries[e["auditID"]] = e
     return list(entries.values())
+
+
+def what(e):
+    ref = e.get("objectRef") or {}
+    res = ref.get("resource", e["requestURI"].split("?")[0])
+    if ref.get("subresource"):
+        res += "/" + ref["subresource"]
+    return f"{e['verb']} {res}"
+
+
+def operator_writes(entries):
+    return [e for e in entries if e["user"]["username"] == OPERATOR_SA and e["verb"] in WRITES
+            and (e.get("objectRef") or {}).get("resource") != "leases"]
+
+
+def wait_settled(offset, started, quiet=20, timeout=3600):
+    """Waits until the operator has sent no write but Lease renewals for
+    `quiet` seconds (the autoscaler writes each new Function's
+    status.keepAlive at most 50 per 5 s); returns when its last one was
+    received (monotonic), and the writes by kind."""
+    last_write, kinds = time.time(), {}
+    mono_offset = time.monotonic() - time.time()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(5)
+        entries = operator_writes(audit_since(0, offset=offset))
+        offset = audit_offset()
+        for e in entries:
+            last_write = max(last_write, audit_ts(e["requestReceivedTimestamp"]))
+            kinds[what(e)] = kinds.get(what(e), 0) + 1
+        if time.time() - last_write >= quiet:
+            break
+    return last_write + mono_offset, kinds
 
 
 def by_client(entries):
     """{user: {"verb resource": count}}."""
     out = {}
     for e in entries:
-        ref = e.get("objectRef") or {}
-        verb = e["verb"]
-        what = f"{verb} {ref.get('resource', e['requestURI'].split('?')[0])}"
         user = e["user"]["username"].rsplit(":", 1)[-1]
-        out.setdefault(user, {}).setdefault(what, 0)
-        out[user][what] += 1
+        out.setdefault(user, {}).setdefault(what(e), 0)
+        out[user][what(e)] += 1
     return out
 
 
@@ -332,6 +370,7 @@ def by_client(entries):
 def restart_operator(api, ns, n):
     """Deletes the operator pod; returns the resync figures."""
     old = pod("operator")["metadata"]["name"]
+    offset = audit_offset()
     wall0 = time.time()
     kubectl("-n", SYSTEM, "delete", "pod", old, "--wait=false")
     t0 = time.monotonic()
@@ -362,13 +401,12 @@ def restart_operator(api, ns, n):
     seconds = t_end - t0
     cpu1 = cpu_snapshot()
     time.sleep(2)  # let the audit log catch up
-    entries = [e for e in audit_since(wall0, wall0 + seconds + 1)
+    entries = [e for e in audit_since(wall0, wall0 + seconds + 1, offset)
                if e["user"]["username"] == OPERATOR_SA and ip in e.get("sourceIPs", [])]
     writes, reads = {}, {}
     for e in entries:
-        res = (e.get("objectRef") or {}).get("resource", "?")
         bucket = writes if e["verb"] in WRITES else reads
-        bucket[f"{e['verb']} {res}"] = bucket.get(f"{e['verb']} {res}", 0) + 1
+        bucket[what(e)] = bucket.get(what(e), 0) + 1
     return {
         "resync_s": round(seconds, 1),
         "restart_to_counter_n_s": round((reached or now) - t0, 1),
@@ -407,6 +445,7 @@ def measure(api, n, idle, keep):
     kubectl("create", "namespace", ns, check=False)
     out = {"n": n}
     cpu0 = cpu_snapshot()
+    offset0 = audit_offset()
     t0 = time.monotonic()
     out["apply_s"] = round(apply_all(api, ns, n), 1)
     log(f"  applied in {out['apply_s']}s")
@@ -414,6 +453,10 @@ def measure(api, n, idle, keep):
     out["all_ready_s"] = round(done - t0, 1) if done else None
     out["ready_cores"] = cpu_delta(cpu0, cpu_snapshot(), (done or time.monotonic()) - t0)
     log(f"  all Ready after {out['all_ready_s']}s")
+    settled, kinds = wait_settled(offset0, t0)
+    out["settled_s"] = round(settled - t0, 1)
+    out["settling_writes"] = kinds
+    log(f"  the operator's last write (not a Lease) {out['settled_s']}s after the first apply")
     time.sleep(10)
     out["operator_rss"] = rss(one_pid("operator"))
     out["gateway_rss"] = rss(one_pid("gateway"))
@@ -426,12 +469,13 @@ def measure(api, n, idle, keep):
     out["operator_rss_resynced"] = rss(one_pid("operator"))
 
     log(f"  idle for {idle}s")
+    offset = audit_offset()
     wall0 = time.time()
     cpu0 = cpu_snapshot()
     time.sleep(idle)
     cpu1 = cpu_snapshot()
     time.sleep(3)
-    clients = by_client(audit_since(wall0, wall0 + idle))
+    clients = by_client(audit_since(wall0, wall0 + idle, offset))
     out["idle_per_minute"] = {user: {k: round(v * 60 / idle, 1) for k, v in sorted(verbs.items())}
                               for user, verbs in clients.items()}
     out["idle_cores"] = cpu_delta(cpu0, cpu1, idle)
@@ -454,6 +498,7 @@ def report(results):
     rows = [
         ("apply (s)", "apply_s"),
         ("all Ready (s)", "all_ready_s"),
+        ("operator's last write, keepAlive status (s)", "settled_s"),
         ("operator RSS after all Ready", "operator_rss"),
         ("operator RSS after restart+resync", "operator_rss_resynced"),
         ("operator RSS after idle", "operator_rss_idle"),
@@ -479,7 +524,8 @@ def report(results):
         for label, key in [("operator", "operator_rss_idle"), ("gateway", "gateway_rss_restarted")]:
             print(f"cost per Function at rest, {label}: {(b[key] - a[key]) / dn:,.0f} bytes of RSS")
     for r in results:
-        print(f"\nN={r['n']}: resync writes {r['restart']['writes']}, reads {r['restart']['reads']}")
+        print(f"\nN={r['n']}: writes after all Ready until settled: {r['settling_writes']}")
+        print(f"N={r['n']}: resync writes {r['restart']['writes']}, reads {r['restart']['reads']}")
         print(f"N={r['n']}: cores while applying until all Ready: {r['ready_cores']}")
         print(f"N={r['n']}: cores during the resync: {r['restart']['cores']}")
         print(f"N={r['n']}: cores at idle: {r['idle_cores']}")
