@@ -16,12 +16,17 @@ mod mock_serve;
 
 use std::sync::{Arc, Mutex};
 
-use api_server::{BY_FN, Exchange, FN_URL, NS, SSA, exchange, mocked_client, reconcile_context};
+use api_server::{
+    BY_FN, Exchange, FN_URL, NS, SSA, exchange, mocked_client, reconcile_context,
+    reconcile_context_owned,
+};
 use flint_api::Function;
 use flint_operator::reconcile::controller::{REQUEUE_PENDING, REQUEUE_SETTLED};
 use flint_operator::reconcile::hash::spec_hash;
 use flint_operator::reconcile::reconcile;
 use http::Method;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
@@ -175,6 +180,58 @@ async fn a_settled_function_is_read_and_never_written() {
         vec![as_stored(&service, "s1")],
     );
     let action = reconcile_once(function(spec, 1, status), script).await;
+    assert_eq!(action, Action::requeue(REQUEUE_SETTLED));
+}
+
+/// With the controller's cache (its watches' objects, trimmed as they are
+/// kept), a settled Function costs no request at all: not even the reads.
+#[tokio::test]
+async fn a_settled_function_read_from_the_cache_sends_no_request() {
+    use flint_operator::reconcile::cache::{Cache, trim_deployment, trim_service};
+    let spec = json!({"image": "reg/hello:1"});
+    let (service, status) = settle(&spec).await;
+    let mut deployment: Deployment =
+        serde_json::from_value(deployment("hello-00001", &spec)).unwrap();
+    trim_deployment(&mut deployment);
+    let mut service: Service = serde_json::from_value(as_stored(&service, "s1")).unwrap();
+    trim_service(&mut service);
+    for _ in 0..2 {
+        let (client, verifier) = mocked_client();
+        let cache = Cache::holding(&[deployment.clone()], &[], &[service.clone()]);
+        let ctx = Arc::new(reconcile_context_owned(client).with_cache(cache));
+        let function: Function =
+            serde_json::from_value(function(spec.clone(), 1, status.clone())).unwrap();
+        // An empty script: the verifier refuses any request.
+        let action = verifier
+            .check(vec![], reconcile(Arc::new(function), ctx))
+            .await
+            .unwrap();
+        assert_eq!(action, Action::requeue(REQUEUE_SETTLED));
+    }
+}
+
+/// With the cache, a Function whose Service is missing gets it applied,
+/// and only that: the reads still come from the cache.
+#[tokio::test]
+async fn a_missing_service_in_the_cache_is_applied_without_a_read() {
+    use flint_operator::reconcile::cache::{Cache, trim_deployment};
+    let spec = json!({"image": "reg/hello:1"});
+    let (_, status) = settle(&spec).await;
+    let mut deployment: Deployment =
+        serde_json::from_value(deployment("hello-00001", &spec)).unwrap();
+    trim_deployment(&mut deployment);
+    let (client, verifier) = mocked_client();
+    let ctx = Arc::new(reconcile_context_owned(client).with_cache(Cache::holding(
+        &[deployment],
+        &[],
+        &[],
+    )));
+    let function: Function = serde_json::from_value(function(spec, 1, status)).unwrap();
+    let script = vec![apply_service("hello-00001", &slot())];
+    let action = verifier
+        .check(script, reconcile(Arc::new(function), ctx))
+        .await
+        .unwrap();
     assert_eq!(action, Action::requeue(REQUEUE_SETTLED));
 }
 

@@ -11,20 +11,21 @@ use flint_api::domains::{self, Claimant, Conflict};
 use flint_api::names::{FIELD_MANAGER, FINALIZER, LABEL_FUNCTION, LABEL_MANAGED_BY, MANAGED_BY};
 use flint_api::sync::lock;
 use flint_api::{Function, FunctionStatus};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::applied::{needs_apply, stamp_all, status_changed};
 use super::backoff::backoff_delay;
+use super::cache::{Cache, trim_deployment, trim_pod, trim_service};
 use super::cleanup::delete_revisions;
 use super::condition::{ConditionStatus, ConditionType};
 use super::desired::{DesiredState, desired_objects};
@@ -41,6 +42,11 @@ use super::status::{StatusInput, compute_status, with_image_failure};
 pub const REQUEUE_PENDING: Duration = Duration::from_secs(10);
 /// How soon a settled Function is looked at again.
 pub const REQUEUE_SETTLED: Duration = Duration::from_secs(300);
+/// How many Functions are reconciled at once. A settled reconcile sends no
+/// request; a new Function sends three writes. Bounded so that a burst of
+/// thousands of new Functions queues here rather than at the API server,
+/// where it would starve the operator's own Lease renewals.
+pub const RECONCILE_CONCURRENCY: u16 = 16;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -60,6 +66,10 @@ pub struct Context {
     /// Every Function, as the controller's watch sees them: who else claims
     /// a custom domain. Set when the controller starts.
     functions: std::sync::OnceLock<Store<Function>>,
+    /// The Deployments, pods and Services of every Function, fed by the
+    /// controller's watches. Set when the controller starts (or by
+    /// [`Context::with_cache`]); without it a reconcile lists them.
+    cache: std::sync::OnceLock<Arc<Cache>>,
 }
 
 impl Context {
@@ -78,7 +88,17 @@ impl Context {
             images: None,
             failures: Mutex::new(HashMap::new()),
             functions: std::sync::OnceLock::new(),
+            cache: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The same context, reading Functions' objects from `cache` rather
+    /// than listing them (what the running controller does, its watches
+    /// feeding the cache).
+    pub fn with_cache(self, cache: Cache) -> Self {
+        // A fresh context: the cell is empty.
+        let _ = self.cache.set(Arc::new(cache));
+        self
     }
 
     /// The custom domains `function` asked for but does not get: claimed
@@ -232,7 +252,13 @@ async fn apply(function: &Function, ctx: &Context) -> Result<Action, Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let uid = function.metadata.uid.as_deref();
 
-    let observed = observe::list(&name, uid, &deployments, &pods, &services).await?;
+    let observed = match ctx.cache.get() {
+        Some(cache) => {
+            cache.ready().await;
+            observe::from_cache(cache, &namespace, &name, uid)
+        }
+        None => observe::list(&name, uid, &deployments, &pods, &services).await?,
+    };
     let existing = observe_revisions(
         &name,
         &observed.deployments,
@@ -404,7 +430,9 @@ async fn publish(ctx: &Context, function: &Function, notice: Notice) {
 
 /// Runs the controller until `shutdown` resolves: watches Functions, the
 /// Deployments and Services they own, and their pods (so crash loops and
-/// readiness show up in the status at once).
+/// readiness show up in the status at once). The three watches of owned
+/// objects also feed the context's cache, which reconciles read instead of
+/// listing: each event reaches the cache before it wakes its Function.
 pub async fn run_controller(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -418,10 +446,36 @@ pub async fn run_controller(
     let functions = controller.store();
     // A second Context would be a bug; the first store stays.
     let _ = ctx.functions.set(functions.clone());
+    let cache = Arc::clone(ctx.cache.get_or_init(|| Arc::new(Cache::default())));
+    let deployments = {
+        let cache = Arc::clone(&cache);
+        watcher(Api::<Deployment>::all(client.clone()), managed.clone())
+            .default_backoff()
+            .map_ok(|event| event.modify(trim_deployment))
+            .inspect_ok(move |event| cache.deployments.apply(event))
+            .touched_objects()
+    };
+    let services = {
+        let cache = Arc::clone(&cache);
+        watcher(Api::<Service>::all(client.clone()), managed.clone())
+            .default_backoff()
+            .map_ok(|event| event.modify(trim_service))
+            .inspect_ok(move |event| cache.services.apply(event))
+            .touched_objects()
+    };
+    let pods = {
+        let cache = Arc::clone(&cache);
+        watcher(Api::<Pod>::all(client.clone()), managed)
+            .default_backoff()
+            .map_ok(|event| event.modify(trim_pod))
+            .inspect_ok(move |event| cache.pods.apply(event))
+            .touched_objects()
+    };
     controller
-        .owns(Api::<Deployment>::all(client.clone()), managed.clone())
-        .owns(Api::<Service>::all(client.clone()), managed.clone())
-        .watches(Api::<Pod>::all(client.clone()), managed, |pod: Pod| {
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+        .owns_stream(deployments)
+        .owns_stream(services)
+        .watches_stream(pods, |pod: Pod| {
             let function = pod.labels().get(LABEL_FUNCTION)?.clone();
             let namespace = pod.namespace()?;
             Some(ObjectRef::<Function>::new(&function).within(&namespace))

@@ -5,7 +5,8 @@
 //! condition types and reasons of [`condition`]),
 //! [`notices`] (which Events), [`objects`] and [`security`] (a revision's
 //! Deployment and Service, its pods' security contexts) — are separate from the I/O in [`controller`],
-//! which lists ([`observe`]), applies with server-side apply (field manager
+//! which reads what exists ([`observe`], from the watches' index in
+//! [`cache`]), applies with server-side apply (field manager
 //! `flint-operator`) what is not already right ([`applied`]), writes the
 //! status when it changed and publishes Events; [`cleanup`]
 //! deletes old revisions, only objects the Function owns; [`pin`] resolves a
@@ -15,6 +16,7 @@
 
 pub mod applied;
 pub mod backoff;
+pub mod cache;
 pub mod cleanup;
 pub mod condition;
 pub mod controller;

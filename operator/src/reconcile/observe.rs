@@ -3,18 +3,18 @@
 //! The reconciler decides from them what to create, what is already right
 //! (see [`super::applied`]) and what to delete.
 //!
-//! Three LISTs per reconcile, reads only for a settled Function. The
-//! controller already watches these kinds (`run_controller`); serving the
-//! reads from those watches instead (reflector stores, their objects
-//! indexed by namespace and function label, managedFields dropped) would
-//! make a settled reconcile cost no request at all. The RBAC needed
-//! (list/watch of Deployments, Services and pods) is already granted.
+//! Two sources, the same answer: the running controller reads them from
+//! its watches ([`from_cache`], the index of [`super::cache`]), so a
+//! settled reconcile costs no request at all; a reconcile without the
+//! controller's watches (a context made without a cache, as in the mocked
+//! API server tests) lists them, three label-selected LISTs ([`list`]).
 
 use flint_api::names::LABEL_FUNCTION;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ListParams};
 
+use super::cache::Cache;
 use super::cleanup::owned_by;
 use super::error::Error;
 
@@ -57,6 +57,21 @@ fn list_error<'a>(kind: &'static str, function: &'a str) -> impl FnOnce(kube::Er
         kind,
         function: function.to_owned(),
         source,
+    }
+}
+
+/// The objects of the Function `name` (uid `uid`) in `namespace`, as the
+/// controller's watches last delivered them.
+pub fn from_cache(cache: &Cache, namespace: &str, name: &str, uid: Option<&str>) -> Observed {
+    Observed {
+        deployments: cache
+            .deployments
+            .of(namespace, name)
+            .into_iter()
+            .filter(|d| uid.is_some_and(|uid| owned_by(uid, &d.metadata)))
+            .collect(),
+        pods: cache.pods.of(namespace, name),
+        services: cache.services.of(namespace, name),
     }
 }
 

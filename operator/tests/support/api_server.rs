@@ -28,6 +28,13 @@ pub const BY_FN: &str = "?&labelSelector=flint.dev%2Ffunction%3Dhello";
 /// reporter, fresh metrics, the domain `example.com`).
 #[allow(dead_code)]
 pub fn reconcile_context(client: Client) -> Arc<flint_operator::reconcile::Context> {
+    Arc::new(reconcile_context_owned(client))
+}
+
+/// [`reconcile_context`] before it is shared, for a test to add to it
+/// (`with_cache`).
+#[allow(dead_code)]
+pub fn reconcile_context_owned(client: Client) -> flint_operator::reconcile::Context {
     let reporter = kube::runtime::events::Reporter {
         controller: "flint-operator".into(),
         instance: Some("test".into()),
@@ -35,12 +42,7 @@ pub fn reconcile_context(client: Client) -> Arc<flint_operator::reconcile::Conte
     let registry = prometheus::Registry::new();
     let metrics = flint_operator::reconcile::metrics::ReconcileMetrics::register(&registry)
         .expect("fresh registry");
-    Arc::new(flint_operator::reconcile::Context::new(
-        client,
-        reporter,
-        metrics,
-        "example.com".into(),
-    ))
+    flint_operator::reconcile::Context::new(client, reporter, metrics, "example.com".into())
 }
 
 /// One request the client must make and the server's reply.
