@@ -75,6 +75,28 @@ async fn held_function(requests: Arc<AtomicUsize>, release: Arc<Semaphore>) -> S
     url
 }
 
+/// Runs a worker of `queue` for `targets`, delivering to `gateway`,
+/// fetching with a short wait; its stop switch and its task.
+fn start<Q: Queue>(
+    queue: Arc<Q>,
+    targets: Targets,
+    gateway: &str,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let config = WorkerConfig {
+        fetch_wait: Duration::from_millis(20),
+        ..WorkerConfig::default()
+    };
+    let worker = DeliveryWorker::new(
+        queue,
+        targets,
+        gateway,
+        EventMetrics::new().unwrap(),
+        config,
+    );
+    let (stop, stopped) = watch::channel(false);
+    (stop, tokio::spawn(worker.run(stopped)))
+}
+
 #[tokio::test]
 async fn an_invocation_offered_again_while_still_held_is_delivered_once() {
     let queue = Arc::new(Scripted(ForgetfulQueue::default()));
@@ -92,19 +114,7 @@ async fn an_invocation_offered_again_while_still_held_is_delivered_once() {
             store_credentials: false,
         },
     )]));
-    let config = WorkerConfig {
-        fetch_wait: Duration::from_millis(20),
-        ..WorkerConfig::default()
-    };
-    let worker = DeliveryWorker::new(
-        Arc::clone(&queue),
-        targets,
-        &gateway,
-        EventMetrics::new().unwrap(),
-        config,
-    );
-    let (stop, stopped) = watch::channel(false);
-    let run = tokio::spawn(worker.run(stopped));
+    let (stop, run) = start(Arc::clone(&queue), targets, &gateway);
 
     // The second copy has been fetched (a third fetch began) while the first
     // is still at the function.
@@ -230,19 +240,7 @@ async fn with_the_embedded_queue_a_loop_runs_only_while_its_function_has_work() 
         (work.clone(), target),
         (idle.clone(), target),
     ]));
-    let config = WorkerConfig {
-        fetch_wait: Duration::from_millis(20),
-        ..WorkerConfig::default()
-    };
-    let worker = DeliveryWorker::new(
-        Arc::clone(&queue),
-        targets,
-        &gateway,
-        EventMetrics::new().unwrap(),
-        config,
-    );
-    let (stop, stopped) = watch::channel(false);
-    let run = tokio::spawn(worker.run(stopped));
+    let (stop, run) = start(Arc::clone(&queue), targets, &gateway);
     let settle = || tokio::time::sleep(Duration::from_millis(300));
 
     // Nothing stored: no loop fetches for either Function.
